@@ -1,0 +1,7 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+// Package testutil holds helpers shared by this repository's tests: building
+// the repository's binaries once per test process, and skip rules for
+// dependencies that only some machines have.
+package testutil

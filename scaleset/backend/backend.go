@@ -1,0 +1,68 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+// Package backend defines what the scale-set service needs from a place that
+// runs ephemeral runners (Docker containers, Tart VMs, dispatched Nomad jobs):
+// start one with a JIT config, remove one, list what exists for
+// reconciliation, and clean up. Implementations live in sub-packages and
+// know nothing about GitHub beyond the opaque JIT config string.
+package backend
+
+import (
+	"context"
+	"time"
+)
+
+// RunnerBackend is the seed's contract: runner lifecycle operations across
+// execution backends.
+type RunnerBackend interface {
+	// StartRunner creates and starts a new ephemeral runner with the given
+	// name and JIT configuration. Returns a resource ID used for cleanup.
+	// The JIT config is a secret: it must never appear in logs or errors.
+	StartRunner(ctx context.Context, name string, jitConfig string) (resourceID string, err error)
+	// RemoveRunner stops and removes a runner by its resource ID. Removing
+	// one that is already gone is not an error.
+	RemoveRunner(ctx context.Context, resourceID string) error
+	// Shutdown performs backend-specific cleanup (prune images, remove
+	// volumes, stop warm pools).
+	Shutdown(ctx context.Context)
+}
+
+// Backend is a RunnerBackend that can also tell what it holds, which the
+// scale-set service's reconcile loop compares with its target and with the
+// runners GitHub knows.
+type Backend interface {
+	RunnerBackend
+	// Name is the backend kind ("docker", "tart", "nomad"), used in metrics.
+	Name() string
+	// ListRunners returns every runner this backend instance holds for its
+	// scale set, including exited and failed ones not yet removed.
+	ListRunners(ctx context.Context) ([]Runner, error)
+}
+
+// State is the backend-side state of a runner.
+type State string
+
+// Runner states as a backend sees them.
+const (
+	// StatePending: accepted but not yet running (image pull, VM boot,
+	// Nomad placement).
+	StatePending State = "pending"
+	// StateRunning: the runner process is running.
+	StateRunning State = "running"
+	// StateExited: the runner process ended with success.
+	StateExited State = "exited"
+	// StateFailed: the runner could not be started or ended with an error.
+	StateFailed State = "failed"
+)
+
+// Runner is one runner as a backend holds it.
+type Runner struct {
+	Name       string // the GitHub runner name
+	ResourceID string // container ID, VM name, dispatched job ID
+	State      State
+	// Reason explains StateFailed or a long StatePending (e.g. "no node
+	// with driver tart has capacity").
+	Reason    string
+	CreatedAt time.Time
+}
