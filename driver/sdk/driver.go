@@ -87,12 +87,16 @@ type ExecStreamer interface {
 }
 
 // Initializer is implemented by drivers that want Nomad's Init call (2.0.4+).
-type Initializer interface{ Init(ctx context.Context) error }
+type Initializer interface {
+	Init(ctx context.Context) error
+}
 
 // Shutdowner is implemented by drivers that want Nomad's Shutdown call, made
 // before a graceful agent shutdown kills the plugin (2.0.4+). Tasks must keep
 // running.
-type Shutdowner interface{ Shutdown(ctx context.Context) error }
+type Shutdowner interface {
+	Shutdown(ctx context.Context) error
+}
 
 // PluginInfo is what the driver reports in PluginInfo.
 type PluginInfo struct {
