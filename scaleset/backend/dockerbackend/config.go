@@ -1,0 +1,13 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+// Package dockerbackend runs GitHub Actions runners for the scale-set service
+// through docker. (Skeleton: filled in by its owner.)
+package dockerbackend
+
+// Config is the docker {} block of a scale set in the service's HCL config.
+// Fields carry hcl:"name,optional" tags for gohcl.
+type Config struct{}
+
+// Validate applies defaults and returns a joined error naming each bad field.
+func (c *Config) Validate() error { return nil }
