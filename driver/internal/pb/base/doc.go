@@ -1,0 +1,8 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+// Package basepb holds our own .proto definition and the generated Go code of
+// the BasePlugin service (hashicorp.nomad.plugins.base.proto),
+// wire-compatible with Nomad's plugin protocol. Regenerate with `make proto`;
+// never edit the *.pb.go files. Only driver/sdk should import it.
+package basepb
