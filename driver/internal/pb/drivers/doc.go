@@ -4,5 +4,5 @@
 // Package driverpb holds our own .proto definition and the generated Go code of
 // the Driver service (hashicorp.nomad.plugins.drivers.proto),
 // wire-compatible with Nomad's plugin protocol. Regenerate with `make proto`;
-// never edit the *.pb.go files. Only driver/sdk should import it.
+// never edit the *.pb.go files. Used by driver/sdk and the test harness.
 package driverpb

@@ -4,5 +4,5 @@
 // Package hclspecpb holds our own .proto definition and the generated Go code of
 // configuration schemas (hashicorp.nomad.plugins.shared.hclspec),
 // wire-compatible with Nomad's plugin protocol. Regenerate with `make proto`;
-// never edit the *.pb.go files. Only driver/sdk should import it.
+// never edit the *.pb.go files. Used by driver/sdk and the test harness.
 package hclspecpb

@@ -4,5 +4,5 @@
 // Package structspb holds our own .proto definition and the generated Go code of
 // shared attributes and RecoverableError (hashicorp.nomad.plugins.shared.structs),
 // wire-compatible with Nomad's plugin protocol. Regenerate with `make proto`;
-// never edit the *.pb.go files. Only driver/sdk should import it.
+// never edit the *.pb.go files. Used by driver/sdk and the test harness.
 package structspb
