@@ -1,0 +1,20 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+// Package scaler decides how many ephemeral runners one scale set needs and
+// makes a backend hold exactly that many.
+//
+// It implements the scaleset listener's Scaler interface: the listener feeds
+// it statistics.TotalAssignedJobs and the JobStarted/JobCompleted events, and
+// a reconcile loop compares the target min(max_runners, min_runners +
+// assigned) with what the backend actually holds and with what GitHub knows.
+// The loop starts what is missing, removes idle surplus, removes runners
+// that never came online, and cleans up finished ones. It persists nothing:
+// after a restart it adopts the runners the backend lists, and it finds
+// registrations GitHub still holds for runners the backend lost by probing
+// the deterministic runner names (<prefix>-<slot>).
+//
+// The package imports the scaleset client types but no HTTP, metrics or
+// config packages: GitHub, the backend, the clock and the metrics sink are
+// small interfaces defined here.
+package scaler

@@ -1,0 +1,507 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package scaler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/actions/scaleset"
+
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
+)
+
+// plan is what one reconcile pass will do, decided under the lock.
+type plan struct {
+	starts  []*runner
+	removes []*runner // phase set to PhaseRemoving; removeReason says why
+	probe   []string  // names to look up on GitHub (orphan registrations)
+}
+
+// Reconcile runs one pass: read the backend, merge it with what is tracked,
+// decide, and carry out the starts and removals. It is idempotent: running
+// it again with nothing changed does nothing. Operations run on a context
+// detached from ctx (bounded by OpTimeout) so that a shutdown in the middle
+// of a pass does not leave a JIT registration without its runner.
+func (s *Scaler) Reconcile(ctx context.Context) error {
+	s.passMu.Lock()
+	defer s.passMu.Unlock()
+
+	listedAt := s.clock.Now()
+	list, err := s.be.ListRunners(ctx)
+	if err != nil {
+		s.metrics.BackendError(s.be.Name(), "list")
+		return fmt.Errorf("failed to list runners on backend %s: %w", s.be.Name(), err)
+	}
+
+	s.mu.Lock()
+	s.merge(list, listedAt)
+	p := s.decide(s.clock.Now())
+	s.mu.Unlock()
+
+	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.OpTimeout)
+	defer cancel()
+	if len(p.probe) > 0 {
+		s.removeOrphans(opCtx, p.probe)
+	}
+	s.execute(opCtx, p)
+	return nil
+}
+
+// merge folds the backend's list into the tracked runners. Caller holds mu.
+func (s *Scaler) merge(list []backend.Runner, listedAt time.Time) {
+	now := s.clock.Now()
+	seen := make(map[string]bool, len(list))
+	for _, br := range list {
+		slot, ours := s.slotOf(br.Name)
+		if !ours {
+			continue
+		}
+		seen[br.Name] = true
+		r := s.runners[br.Name]
+		if r == nil {
+			r = s.adopt(br, slot, now)
+			s.runners[br.Name] = r
+			continue
+		}
+		if r.resourceID == "" {
+			r.resourceID = br.ResourceID
+		}
+		s.applyState(r, br, now)
+	}
+	for name, r := range s.runners {
+		if seen[name] {
+			continue
+		}
+		switch r.phase {
+		case PhaseStarting, PhaseRemoving:
+			// in flight; the operation settles the record
+		case PhaseDone:
+			// already gone from the backend: nothing left to remove
+			if !r.createdAt.After(listedAt) {
+				delete(s.runners, name)
+			}
+		default:
+			if r.createdAt.After(listedAt) {
+				continue // accepted after the list was taken
+			}
+			// The backend lost it (or it removed itself): make sure GitHub
+			// does not keep the registration.
+			s.logger.Info("runner disappeared from the backend", "runner_name", name, "phase", string(r.phase))
+			r.resourceID = ""
+			r.phase = PhaseFailed
+			r.removeReason = "vanished"
+		}
+	}
+}
+
+// adopt tracks a runner found on the backend but not in memory (a restart).
+func (s *Scaler) adopt(br backend.Runner, slot int, now time.Time) *runner {
+	r := &runner{name: br.Name, slot: slot, resourceID: br.ResourceID, createdAt: br.CreatedAt}
+	if r.createdAt.IsZero() {
+		r.createdAt = now
+	}
+	switch br.State {
+	case backend.StateRunning:
+		r.phase, r.onlineAt = PhaseIdle, now
+	case backend.StatePending:
+		r.phase = PhasePending
+	case backend.StateExited:
+		r.phase, r.removeReason = PhaseDone, "done"
+	default:
+		r.phase, r.removeReason = PhaseFailed, "failed"
+	}
+	if id, busy := s.busyHint[br.Name]; busy && r.phase == PhaseIdle {
+		r.phase, r.runnerID = PhaseBusy, id
+		delete(s.busyHint, br.Name)
+	}
+	s.logger.Info("adopted runner found on the backend", "runner_name", br.Name, "state", string(br.State), "phase", string(r.phase))
+	return r
+}
+
+// applyState moves a tracked runner by what the backend reports.
+func (s *Scaler) applyState(r *runner, br backend.Runner, now time.Time) {
+	switch br.State {
+	case backend.StateRunning:
+		if r.phase == PhasePending {
+			r.phase, r.onlineAt = PhaseIdle, now
+			s.failures = 0
+			s.metrics.RunnerOnline(s.be.Name(), now.Sub(r.createdAt))
+			s.logger.Debug("runner came online", "runner_name", r.name)
+		}
+	case backend.StateExited:
+		if r.phase == PhasePending || r.phase == PhaseIdle || r.phase == PhaseBusy {
+			r.phase, r.removeReason = PhaseDone, "done"
+		}
+	case backend.StateFailed:
+		switch r.phase {
+		case PhaseBusy:
+			r.phase, r.removeReason = PhaseDone, "done"
+		case PhasePending, PhaseIdle:
+			s.noteFailure(now)
+			s.logger.Warn("runner failed on the backend", "runner_name", r.name, "reason", br.Reason)
+			r.phase, r.removeReason = PhaseFailed, "failed"
+		}
+	}
+}
+
+// noteFailure counts a failed start and pushes the next start back
+// exponentially. Caller holds mu.
+func (s *Scaler) noteFailure(now time.Time) {
+	s.failures++
+	d := s.cfg.StartBackoffMin
+	for i := 1; i < s.failures && d < s.cfg.StartBackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.StartBackoffMax)
+	if next := now.Add(d); next.After(s.nextStartAfter) {
+		s.nextStartAfter = next
+	}
+}
+
+// decide turns the tracked state into a plan. Caller holds mu.
+func (s *Scaler) decide(now time.Time) plan {
+	var p plan
+	target := Target(s.cfg.MinRunners, s.cfg.MaxRunners, s.assigned)
+
+	active := 0
+	var idle, pending []*runner
+	for _, r := range s.runners {
+		switch r.phase {
+		case PhaseDone, PhaseFailed:
+			p.removes = append(p.removes, r)
+			continue
+		case PhasePending:
+			if now.Sub(r.createdAt) > s.cfg.OnlineTimeout {
+				s.neverOnline(r, now, "not running on the backend")
+				p.removes = append(p.removes, r)
+				continue
+			}
+			pending = append(pending, r)
+		case PhaseIdle:
+			if s.waiting > 0 {
+				if r.waitingSince.IsZero() {
+					r.waitingSince = now
+				} else if now.Sub(r.waitingSince) > s.cfg.OnlineTimeout {
+					s.neverOnline(r, now, "idle while jobs waited")
+					p.removes = append(p.removes, r)
+					continue
+				}
+			} else {
+				r.waitingSince = time.Time{}
+			}
+			idle = append(idle, r)
+		}
+		if r.phase == PhaseStarting || r.phase == PhasePending || r.phase == PhaseIdle || r.phase == PhaseBusy {
+			active++
+		}
+	}
+
+	if !s.probed {
+		// First pass after start: find GitHub registrations of this scale
+		// set's names that no backend resource backs (a crash between JIT
+		// generation and backend start). Nothing starts before that.
+		s.probed = true
+		for slot := 0; slot < s.slotLimit(); slot++ {
+			if name := s.RunnerName(slot); s.runners[name] == nil {
+				p.probe = append(p.probe, name)
+			}
+		}
+	}
+
+	switch {
+	case active < target && !now.Before(s.nextStartAfter):
+		n := min(target-active, s.cfg.MaxParallelOps)
+		for range n {
+			slot, ok := s.freeSlot()
+			if !ok {
+				break
+			}
+			r := &runner{name: s.RunnerName(slot), slot: slot, phase: PhaseStarting, createdAt: now}
+			s.runners[r.name] = r
+			p.starts = append(p.starts, r)
+		}
+	case active > target:
+		surplus := active - target
+		// Pending runners first (not doing anything yet), then the idle
+		// runners that came online last.
+		sort.Slice(pending, func(i, j int) bool { return pending[i].createdAt.After(pending[j].createdAt) })
+		sort.Slice(idle, func(i, j int) bool { return idle[i].onlineAt.After(idle[j].onlineAt) })
+		for _, r := range append(pending, idle...) {
+			if surplus == 0 {
+				break
+			}
+			r.phase, r.removeReason = PhaseRemoving, "surplus"
+			p.removes = append(p.removes, r)
+			surplus--
+		}
+	}
+	for _, r := range p.removes {
+		r.phase = PhaseRemoving
+	}
+	return p
+}
+
+func (s *Scaler) neverOnline(r *runner, now time.Time, why string) {
+	s.logger.Warn("removing runner that never came online", "runner_name", r.name, "why", why, "timeout", s.cfg.OnlineTimeout.String())
+	r.removeReason = "never_online"
+	s.noteFailure(now)
+}
+
+// slotLimit bounds runner slots: twice max_runners leaves room for runners
+// still being removed while their replacements start.
+func (s *Scaler) slotLimit() int { return 2 * s.cfg.MaxRunners }
+
+func (s *Scaler) freeSlot() (int, bool) {
+	used := make(map[int]bool, len(s.runners))
+	for _, r := range s.runners {
+		used[r.slot] = true
+	}
+	for slot := 0; slot < s.slotLimit(); slot++ {
+		if !used[slot] {
+			return slot, true
+		}
+	}
+	return 0, false
+}
+
+// execute carries out a plan with bounded concurrency: removals, then
+// starts.
+func (s *Scaler) execute(ctx context.Context, p plan) {
+	sem := make(chan struct{}, s.cfg.MaxParallelOps)
+	var wg sync.WaitGroup
+	run := func(f func()) {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f()
+		}()
+	}
+	for _, r := range p.removes {
+		run(func() { s.remove(ctx, r) })
+	}
+	// Removals first, so that the backend never holds more than
+	// max_runners resources at once.
+	wg.Wait()
+	for _, r := range p.starts {
+		run(func() { s.start(ctx, r) })
+	}
+	wg.Wait()
+}
+
+// start generates a JIT config and starts the runner on the backend. On
+// failure it removes the registration so nothing is left on GitHub.
+func (s *Scaler) start(ctx context.Context, r *runner) {
+	jit, err := s.generateJIT(ctx, r.name)
+	if err != nil {
+		s.metrics.BackendError(s.be.Name(), "generate_jit")
+		s.logger.Error("failed to generate JIT config", "runner_name", r.name, "error", err)
+		s.mu.Lock()
+		delete(s.runners, r.name)
+		s.noteFailure(s.clock.Now())
+		s.mu.Unlock()
+		return
+	}
+	runnerID := 0
+	if jit.Runner != nil {
+		runnerID = jit.Runner.ID
+	}
+	s.mu.Lock()
+	r.runnerID = runnerID
+	s.mu.Unlock()
+
+	began := s.clock.Now()
+	resourceID, err := s.be.StartRunner(ctx, r.name, jit.EncodedJITConfig)
+	took := s.clock.Now().Sub(began)
+	if err != nil {
+		s.metrics.BackendError(s.be.Name(), "start")
+		s.logger.Error("failed to start runner", "runner_name", r.name, "backend", s.be.Name(), "error", err)
+		if runnerID != 0 {
+			if err := s.gh.RemoveRunner(ctx, int64(runnerID)); err != nil && !errors.Is(err, scaleset.RunnerNotFoundError) {
+				s.metrics.BackendError(s.be.Name(), "github_remove")
+				s.logger.Warn("failed to remove registration of a runner that did not start", "runner_name", r.name, "error", err)
+			}
+		}
+		s.mu.Lock()
+		delete(s.runners, r.name)
+		s.noteFailure(s.clock.Now())
+		s.mu.Unlock()
+		return
+	}
+	s.metrics.RunnerStarted(s.be.Name(), took)
+	s.mu.Lock()
+	r.resourceID = resourceID
+	switch {
+	case r.jobCompleted:
+		r.phase, r.removeReason = PhaseDone, "done"
+	case r.phase == PhaseStarting:
+		r.phase = PhasePending
+	}
+	s.mu.Unlock()
+	s.logger.Info("started runner", "runner_name", r.name, "runner_id", runnerID, "backend", s.be.Name(), "took", took.String())
+}
+
+// generateJIT asks for a JIT config; a name clash with a stale
+// registration of the same scale set removes it and tries once more.
+func (s *Scaler) generateJIT(ctx context.Context, name string) (*scaleset.RunnerScaleSetJitRunnerConfig, error) {
+	setting := &scaleset.RunnerScaleSetJitRunnerSetting{Name: name}
+	jit, err := s.gh.GenerateJitRunnerConfig(ctx, setting, s.cfg.ScaleSetID)
+	if err == nil && jit == nil {
+		err = errors.New("empty JIT config response")
+	}
+	if err == nil || !errors.Is(err, scaleset.RunnerExistsError) {
+		return jit, err
+	}
+	ref, lerr := s.gh.GetRunnerByName(ctx, name)
+	if lerr != nil {
+		return nil, fmt.Errorf("runner %q exists and looking it up failed: %w", name, lerr)
+	}
+	if ref != nil {
+		if ref.RunnerScaleSetID != 0 && ref.RunnerScaleSetID != s.cfg.ScaleSetID {
+			return nil, fmt.Errorf("runner name %q is taken by scale set %d", name, ref.RunnerScaleSetID)
+		}
+		if rerr := s.gh.RemoveRunner(ctx, int64(ref.ID)); rerr != nil && !errors.Is(rerr, scaleset.RunnerNotFoundError) {
+			return nil, fmt.Errorf("failed to remove stale runner %q: %w", name, rerr)
+		}
+	}
+	jit, err = s.gh.GenerateJitRunnerConfig(ctx, setting, s.cfg.ScaleSetID)
+	if err == nil && jit == nil {
+		err = errors.New("empty JIT config response")
+	}
+	return jit, err
+}
+
+// remove deletes a runner: GitHub first (which refuses a busy runner, so
+// scale-down can never kill a job), then the backend resource.
+func (s *Scaler) remove(ctx context.Context, r *runner) {
+	s.mu.Lock()
+	name, resourceID, runnerID, reason, completed := r.name, r.resourceID, r.runnerID, r.removeReason, r.jobCompleted
+	s.mu.Unlock()
+
+	if !completed {
+		if err := s.deregister(ctx, name, runnerID); err != nil {
+			if errors.Is(err, scaleset.JobStillRunningError) {
+				s.logger.Info("runner is running a job, keeping it", "runner_name", name)
+				s.mu.Lock()
+				r.phase = PhaseBusy
+				s.mu.Unlock()
+				return
+			}
+			s.metrics.BackendError(s.be.Name(), "github_remove")
+			s.logger.Warn("failed to remove runner registration, will retry", "runner_name", name, "error", err)
+			s.restore(r)
+			return
+		}
+	}
+	if resourceID != "" {
+		if err := s.be.RemoveRunner(ctx, resourceID); err != nil {
+			s.metrics.BackendError(s.be.Name(), "remove")
+			s.logger.Warn("failed to remove runner from backend, will retry", "runner_name", name, "error", err)
+			s.mu.Lock()
+			r.jobCompleted = true // GitHub side is done
+			s.mu.Unlock()
+			s.restore(r)
+			return
+		}
+	}
+	s.metrics.RunnerRemoved(s.be.Name(), reason)
+	s.logger.Info("removed runner", "runner_name", name, "reason", reason)
+	s.mu.Lock()
+	if s.runners[name] == r {
+		delete(s.runners, name)
+	}
+	s.mu.Unlock()
+}
+
+// restore puts a runner whose removal failed back in line for the next pass.
+func (s *Scaler) restore(r *runner) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.removeReason == "surplus" {
+		r.phase = PhaseIdle
+		return
+	}
+	r.phase = PhaseFailed
+	if r.removeReason == "done" {
+		r.phase = PhaseDone
+	}
+}
+
+// deregister removes the GitHub registration; not found counts as success.
+func (s *Scaler) deregister(ctx context.Context, name string, runnerID int) error {
+	if runnerID == 0 {
+		ref, err := s.gh.GetRunnerByName(ctx, name)
+		if err != nil {
+			return fmt.Errorf("failed to look up runner %q: %w", name, err)
+		}
+		if ref == nil {
+			return nil
+		}
+		runnerID = ref.ID
+	}
+	if err := s.gh.RemoveRunner(ctx, int64(runnerID)); err != nil && !errors.Is(err, scaleset.RunnerNotFoundError) {
+		return fmt.Errorf("failed to remove runner %q (id %d): %w", name, runnerID, err)
+	}
+	return nil
+}
+
+// removeOrphans removes registrations of this scale set's runner names that
+// no backend resource backs. Lookups that fail are retried on the next
+// start of the service only; a later JIT name clash also clears them.
+func (s *Scaler) removeOrphans(ctx context.Context, names []string) {
+	for _, name := range names {
+		ref, err := s.gh.GetRunnerByName(ctx, name)
+		if err != nil {
+			s.metrics.BackendError(s.be.Name(), "github_lookup")
+			s.logger.Warn("failed to look up runner name", "runner_name", name, "error", err)
+			continue
+		}
+		if ref == nil || (ref.RunnerScaleSetID != 0 && ref.RunnerScaleSetID != s.cfg.ScaleSetID) {
+			continue
+		}
+		s.mu.Lock()
+		tracked := s.runners[name] != nil
+		s.mu.Unlock()
+		if tracked {
+			continue
+		}
+		if err := s.gh.RemoveRunner(ctx, int64(ref.ID)); err != nil && !errors.Is(err, scaleset.RunnerNotFoundError) {
+			s.logger.Warn("failed to remove orphan registration", "runner_name", name, "error", err)
+			continue
+		}
+		s.metrics.RunnerRemoved(s.be.Name(), "orphan")
+		s.logger.Info("removed orphan registration", "runner_name", name, "runner_id", ref.ID)
+	}
+}
+
+// Shutdown stops tracking new work. With removeIdle it removes the runners
+// that are not running a job (on GitHub and the backend); busy runners are
+// left to finish their job.
+func (s *Scaler) Shutdown(ctx context.Context, removeIdle bool) {
+	s.passMu.Lock()
+	defer s.passMu.Unlock()
+	if !removeIdle {
+		return
+	}
+	s.mu.Lock()
+	var p plan
+	for _, r := range s.runners {
+		switch r.phase {
+		case PhaseIdle, PhasePending, PhaseDone, PhaseFailed:
+			if r.removeReason == "" {
+				r.removeReason = "shutdown"
+			}
+			r.phase = PhaseRemoving
+			p.removes = append(p.removes, r)
+		}
+	}
+	s.mu.Unlock()
+	s.execute(ctx, p)
+}

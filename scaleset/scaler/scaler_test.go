@@ -1,0 +1,473 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package scaler
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/actions/scaleset"
+	"github.com/shoenig/test/must"
+
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
+)
+
+type harness struct {
+	s     *Scaler
+	gh    *fakeGitHub
+	be    *fakeBackend
+	clock *fakeClock
+	rec   *countingRecorder
+	logs  *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newHarness(t *testing.T, cfg Config, gh *fakeGitHub, be *fakeBackend) *harness {
+	t.Helper()
+	if cfg.ScaleSetID == 0 {
+		cfg.ScaleSetID = 7
+	}
+	if cfg.NamePrefix == "" {
+		cfg.NamePrefix = "linux"
+	}
+	if cfg.MaxRunners == 0 {
+		cfg.MaxRunners = 10
+	}
+	if gh == nil {
+		gh = newFakeGitHub(cfg.ScaleSetID)
+	}
+	if be == nil {
+		be = newFakeBackend()
+	}
+	h := &harness{gh: gh, be: be, clock: newFakeClock(), rec: newCountingRecorder(), logs: &syncBuffer{}}
+	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s, err := New(cfg, gh, be, WithClock(h.clock), WithLogger(logger), WithRecorder(h.rec))
+	must.NoError(t, err)
+	h.s = s
+	return h
+}
+
+func (h *harness) assign(t *testing.T, n int) {
+	t.Helper()
+	_, err := h.s.HandleDesiredRunnerCount(t.Context(), n)
+	must.NoError(t, err)
+}
+
+func (h *harness) reconcile(t *testing.T) {
+	t.Helper()
+	must.NoError(t, h.s.Reconcile(t.Context()))
+}
+
+func (h *harness) jobStarted(t *testing.T, name string) {
+	t.Helper()
+	ref, _ := h.gh.GetRunnerByName(t.Context(), name)
+	id := 0
+	if ref != nil {
+		id = ref.ID
+	}
+	h.gh.mu.Lock()
+	h.gh.busy[name] = true
+	h.gh.mu.Unlock()
+	must.NoError(t, h.s.HandleJobStarted(t.Context(), &scaleset.JobStarted{RunnerName: name, RunnerID: id}))
+}
+
+// jobCompleted plays an ephemeral runner finishing: GitHub drops the
+// registration, the process exits, the listener delivers JobCompleted.
+func (h *harness) jobCompleted(t *testing.T, name string) {
+	t.Helper()
+	ref, _ := h.gh.GetRunnerByName(t.Context(), name)
+	id := 0
+	if ref != nil {
+		id = ref.ID
+	}
+	h.gh.mu.Lock()
+	delete(h.gh.byName, name)
+	delete(h.gh.busy, name)
+	h.gh.mu.Unlock()
+	h.be.setState(name, backend.StateExited)
+	must.NoError(t, h.s.HandleJobCompleted(t.Context(), &scaleset.JobCompleted{RunnerName: name, RunnerID: id, Result: "succeeded"}))
+}
+
+func TestTarget(t *testing.T) {
+	cases := []struct {
+		name                    string
+		minR, maxR, assigned, w int
+	}{
+		{name: "idle", minR: 0, maxR: 10, assigned: 0, w: 0},
+		{name: "min pool", minR: 2, maxR: 10, assigned: 0, w: 2},
+		{name: "demand on top of min", minR: 2, maxR: 10, assigned: 3, w: 5},
+		{name: "capped at max", minR: 0, maxR: 10, assigned: 50, w: 10},
+		{name: "min plus demand capped", minR: 5, maxR: 6, assigned: 3, w: 6},
+		{name: "negative assigned", minR: 1, maxR: 3, assigned: -4, w: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			must.Eq(t, tc.w, Target(tc.minR, tc.maxR, tc.assigned))
+		})
+	}
+}
+
+func TestConfig_Validate_namesFields(t *testing.T) {
+	cfg := Config{MinRunners: 3, MaxRunners: 2}
+	err := cfg.Validate()
+	must.ErrorContains(t, err, "scale_set_id")
+	must.ErrorContains(t, err, "name_prefix")
+	must.ErrorContains(t, err, "min_runners")
+	must.Eq(t, 5*time.Minute, cfg.OnlineTimeout)
+}
+
+func TestScaler_Reconcile_scaleUp(t *testing.T) {
+	cases := []struct {
+		name           string
+		minR, maxR     int
+		assigned       int
+		preexisting    int // runners on the backend before the pass (a restart)
+		wantHeld       int
+		wantNewStarts  int
+		wantJITPerPass int
+	}{
+		{name: "assigned jobs", minR: 0, maxR: 10, assigned: 3, wantHeld: 3, wantNewStarts: 3},
+		{name: "min runners idle pool", minR: 2, maxR: 10, assigned: 0, wantHeld: 2, wantNewStarts: 2},
+		{name: "burst capped at max", minR: 0, maxR: 10, assigned: 50, wantHeld: 10, wantNewStarts: 10},
+		{name: "restart adopts and tops up", minR: 0, maxR: 10, assigned: 4, preexisting: 3, wantHeld: 4, wantNewStarts: 1},
+		{name: "restart adopts without duplicates", minR: 0, maxR: 10, assigned: 3, preexisting: 3, wantHeld: 3, wantNewStarts: 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			gh := newFakeGitHub(7)
+			be := newFakeBackend()
+			for i := range tc.preexisting {
+				name := "linux-" + string(rune('0'+i))
+				gh.register(name)
+				be.add(name, backend.StateRunning)
+			}
+			h := newHarness(t, Config{MinRunners: tc.minR, MaxRunners: tc.maxR, MaxParallelOps: 20}, gh, be)
+			h.assign(t, tc.assigned)
+			h.reconcile(t)
+			must.Eq(t, tc.wantNewStarts, be.starts)
+			must.SliceLen(t, tc.wantHeld, be.names())
+			// idempotent: a second pass with nothing changed does nothing
+			h.reconcile(t)
+			must.Eq(t, tc.wantNewStarts, be.starts)
+			must.SliceLen(t, tc.wantHeld, be.names())
+			must.Eq(t, tc.wantHeld, h.s.Counts().Active())
+			// every backend runner has exactly one GitHub registration
+			must.Eq(t, be.names(), gh.names())
+		})
+	}
+}
+
+func TestScaler_Reconcile_scaleDownKeepsBusy(t *testing.T) {
+	h := newHarness(t, Config{MaxRunners: 10}, nil, nil)
+	h.assign(t, 4)
+	h.reconcile(t)
+	must.SliceLen(t, 4, h.be.names())
+	h.jobStarted(t, "linux-0")
+	h.jobStarted(t, "linux-1")
+
+	// demand drops (jobs cancelled): target 0, busy runners must stay
+	h.assign(t, 0)
+	h.reconcile(t)
+	must.Eq(t, []string{"linux-0", "linux-1"}, h.be.names())
+	must.Eq(t, []string{"linux-0", "linux-1"}, h.gh.names())
+	c := h.s.Counts()
+	must.Eq(t, 2, c.Busy)
+	must.Eq(t, 0, c.Idle)
+	must.Eq(t, 2, h.rec.removed["surplus"])
+}
+
+func TestScaler_Reconcile_jobCompletedRemovesResource(t *testing.T) {
+	h := newHarness(t, Config{MaxRunners: 5}, nil, nil)
+	h.assign(t, 2)
+	h.reconcile(t)
+	h.jobStarted(t, "linux-0")
+	h.jobStarted(t, "linux-1")
+	h.jobCompleted(t, "linux-0")
+	h.assign(t, 1)
+	h.reconcile(t)
+	must.Eq(t, []string{"linux-1"}, h.be.names())
+	must.Eq(t, 2, h.be.starts, must.Sprint("no replacement for a finished job"))
+	must.Eq(t, 1, h.rec.removed["done"])
+}
+
+func TestScaler_Reconcile_unknownRunnerEvents(t *testing.T) {
+	h := newHarness(t, Config{MaxRunners: 5}, nil, nil)
+	must.NoError(t, h.s.HandleJobStarted(t.Context(), &scaleset.JobStarted{RunnerName: "someone-else"}))
+	must.NoError(t, h.s.HandleJobCompleted(t.Context(), &scaleset.JobCompleted{RunnerName: "", Result: "canceled"}))
+	h.reconcile(t)
+	must.Eq(t, 0, h.be.starts)
+}
+
+func TestScaler_Reconcile_startFailureBacksOff(t *testing.T) {
+	be := newFakeBackend()
+	be.startErr = errors.New("engine unavailable")
+	h := newHarness(t, Config{MaxRunners: 5, StartBackoffMin: time.Second, StartBackoffMax: 8 * time.Second}, nil, be)
+	h.assign(t, 2)
+	h.reconcile(t)
+	must.Eq(t, 2, be.starts)
+	must.Eq(t, 2, h.rec.errors["start"])
+	must.SliceEmpty(t, h.gh.names(), must.Sprint("registrations of failed starts are removed"))
+
+	// within the backoff nothing is retried, however often we reconcile
+	for range 5 {
+		h.reconcile(t)
+	}
+	must.Eq(t, 2, be.starts)
+
+	// after the backoff it retries, and a success resets the failure count
+	h.clock.Advance(9 * time.Second)
+	be.mu.Lock()
+	be.startErr = nil
+	be.mu.Unlock()
+	h.reconcile(t)
+	must.SliceLen(t, 2, be.names())
+	h.reconcile(t)
+	must.Eq(t, 0, h.s.Counts().ConsecutiveFailures)
+}
+
+func TestScaler_Reconcile_backoffGrows(t *testing.T) {
+	be := newFakeBackend()
+	be.startErr = errors.New("boom")
+	h := newHarness(t, Config{MaxRunners: 1, StartBackoffMin: time.Second, StartBackoffMax: 4 * time.Second}, nil, be)
+	h.assign(t, 1)
+	var gaps []int
+	for attempt := 0; attempt < 4; attempt++ {
+		before := be.starts
+		h.reconcile(t)
+		must.Eq(t, before+1, be.starts)
+		// count the seconds until the next start is allowed
+		n := 0
+		for be.starts == before+1 {
+			h.clock.Advance(time.Second)
+			n++
+			h.reconcile(t)
+			must.Less(t, 10, n)
+		}
+		be.mu.Lock()
+		be.starts-- // undo the probe start so the loop logic stays simple
+		be.mu.Unlock()
+		gaps = append(gaps, n)
+	}
+	must.Eq(t, []int{1, 2, 4, 4}, gaps)
+}
+
+func TestScaler_Reconcile_failedRunnerReplaced(t *testing.T) {
+	h := newHarness(t, Config{MaxRunners: 3, StartBackoffMin: time.Second}, nil, nil)
+	h.assign(t, 1)
+	h.reconcile(t)
+	h.be.setState("linux-0", backend.StateFailed)
+	h.reconcile(t)
+	must.SliceEmpty(t, h.be.names())
+	must.SliceEmpty(t, h.gh.names())
+	must.Eq(t, 1, h.rec.removed["failed"])
+	h.clock.Advance(2 * time.Second)
+	h.reconcile(t)
+	must.SliceLen(t, 1, h.be.names())
+}
+
+func TestScaler_Reconcile_neverOnline(t *testing.T) {
+	cases := []struct {
+		name  string
+		state backend.State
+		setup func(h *harness)
+	}{
+		{name: "stuck pending on the backend", state: backend.StatePending},
+		{name: "running but idle while jobs wait", state: backend.StateRunning, setup: func(h *harness) {
+			h.s.ObserveStatistics(&scaleset.RunnerScaleSetStatistic{TotalAssignedJobs: 1})
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			be := newFakeBackend()
+			be.startState = tc.state
+			h := newHarness(t, Config{MaxRunners: 3, OnlineTimeout: time.Minute}, nil, be)
+			if tc.setup != nil {
+				tc.setup(h)
+			}
+			h.assign(t, 1)
+			h.reconcile(t)
+			h.reconcile(t) // sees it running (or not)
+			must.Eq(t, []string{"linux-0"}, be.names())
+			h.clock.Advance(30 * time.Second)
+			h.reconcile(t)
+			must.Eq(t, []string{"linux-0"}, be.names(), must.Sprint("not yet timed out"))
+			h.clock.Advance(45 * time.Second)
+			h.reconcile(t)
+			must.Eq(t, 1, h.rec.removed["never_online"])
+			must.SliceEmpty(t, h.gh.names(), must.Sprint("registration removed on GitHub"))
+			// removed on the backend, and a replacement waits for the backoff
+			must.SliceEmpty(t, be.names())
+			h.clock.Advance(5 * time.Second)
+			h.reconcile(t)
+			must.Eq(t, []string{"linux-0"}, be.names())
+		})
+	}
+}
+
+func TestScaler_Reconcile_idleWithoutDemandIsKept(t *testing.T) {
+	h := newHarness(t, Config{MinRunners: 1, MaxRunners: 3, OnlineTimeout: time.Minute}, nil, nil)
+	h.s.ObserveStatistics(&scaleset.RunnerScaleSetStatistic{})
+	h.assign(t, 0)
+	h.reconcile(t)
+	h.clock.Advance(time.Hour)
+	h.reconcile(t)
+	must.Eq(t, []string{"linux-0"}, h.be.names())
+	must.Eq(t, 1, h.be.starts)
+}
+
+func TestScaler_Reconcile_restartKeepsBusyAdopted(t *testing.T) {
+	gh := newFakeGitHub(7)
+	be := newFakeBackend()
+	for _, n := range []string{"linux-0", "linux-1", "linux-2"} {
+		gh.register(n)
+		be.add(n, backend.StateRunning)
+	}
+	gh.busy["linux-0"] = true
+	gh.busy["linux-1"] = true
+	// a new process: it saw no JobStarted, and demand is 2 (the two busy ones)
+	h := newHarness(t, Config{MaxRunners: 5}, gh, be)
+	h.assign(t, 2)
+	// each pass may pick a busy runner first (it cannot know); GitHub
+	// refuses to remove those, so within three passes only the idle one goes
+	for range 3 {
+		h.reconcile(t)
+	}
+	must.Eq(t, []string{"linux-0", "linux-1"}, be.names(), must.Sprint("busy runners survive, idle surplus goes"))
+	must.Eq(t, 0, be.starts)
+	must.Eq(t, 2, h.s.Counts().Busy)
+}
+
+func TestScaler_Reconcile_busyHintAfterRestart(t *testing.T) {
+	gh := newFakeGitHub(7)
+	be := newFakeBackend()
+	gh.register("linux-4")
+	be.add("linux-4", backend.StateRunning)
+	h := newHarness(t, Config{MaxRunners: 5}, gh, be)
+	// JobStarted arrives before the first pass adopted the runner
+	must.NoError(t, h.s.HandleJobStarted(t.Context(), &scaleset.JobStarted{RunnerName: "linux-4", RunnerID: 101}))
+	h.assign(t, 1)
+	h.reconcile(t)
+	must.Eq(t, 1, h.s.Counts().Busy)
+	must.Eq(t, 0, be.starts)
+}
+
+func TestScaler_Reconcile_orphanRegistrationRemoved(t *testing.T) {
+	gh := newFakeGitHub(7)
+	gh.register("linux-3") // JIT generated, then the service died before the backend start
+	gh.register("other-1") // another scale set's runner: untouched
+	gh.register("linux-x") // not one of our names: untouched
+	h := newHarness(t, Config{MaxRunners: 5}, gh, nil)
+	h.assign(t, 0)
+	h.reconcile(t)
+	must.Eq(t, []string{"linux-x", "other-1"}, gh.names())
+	must.Eq(t, 1, h.rec.removed["orphan"])
+}
+
+func TestScaler_Reconcile_nameClashRecovers(t *testing.T) {
+	gh := newFakeGitHub(7)
+	h := newHarness(t, Config{MaxRunners: 2}, gh, nil)
+	h.assign(t, 0)
+	h.reconcile(t)         // the startup probe runs on an empty registry
+	gh.register("linux-0") // a stale registration appears after the probe
+	h.assign(t, 1)
+	h.reconcile(t)
+	must.Eq(t, []string{"linux-0"}, h.be.names())
+	must.Eq(t, []string{"linux-0"}, gh.names())
+}
+
+func TestScaler_Reconcile_vanishedRunnerDeregistered(t *testing.T) {
+	h := newHarness(t, Config{MaxRunners: 2}, nil, nil)
+	h.assign(t, 1)
+	h.reconcile(t)
+	// someone removed the container behind our back
+	must.NoError(t, h.be.RemoveRunner(t.Context(), "res-linux-0"))
+	h.reconcile(t)
+	h.clock.Advance(2 * time.Second)
+	h.reconcile(t)
+	must.SliceLen(t, 1, h.be.names(), must.Sprint("replaced"))
+	must.Eq(t, h.be.names(), h.gh.names())
+	must.Eq(t, 1, h.rec.removed["vanished"])
+}
+
+func TestScaler_Reconcile_listErrorDoesNothing(t *testing.T) {
+	be := newFakeBackend()
+	be.listErr = errors.New("engine down")
+	h := newHarness(t, Config{MaxRunners: 2}, nil, be)
+	h.assign(t, 2)
+	must.ErrorContains(t, h.s.Reconcile(t.Context()), "engine down")
+	must.Eq(t, 0, be.starts)
+	must.Eq(t, 1, h.rec.errors["list"])
+}
+
+func TestScaler_Reconcile_githubRemoveErrorRetried(t *testing.T) {
+	h := newHarness(t, Config{MaxRunners: 2}, nil, nil)
+	h.assign(t, 1)
+	h.reconcile(t)
+	h.gh.removeErr = errors.New("502 bad gateway")
+	h.assign(t, 0)
+	h.reconcile(t)
+	must.Eq(t, []string{"linux-0"}, h.be.names(), must.Sprint("backend resource kept until GitHub removal succeeds"))
+	h.gh.removeErr = nil
+	h.reconcile(t)
+	must.SliceEmpty(t, h.be.names())
+	must.SliceEmpty(t, h.gh.names())
+}
+
+func TestScaler_Shutdown_removeIdle(t *testing.T) {
+	h := newHarness(t, Config{MinRunners: 3, MaxRunners: 5}, nil, nil)
+	h.assign(t, 0)
+	h.reconcile(t)
+	h.jobStarted(t, "linux-1")
+	h.s.Shutdown(t.Context(), true)
+	must.Eq(t, []string{"linux-1"}, h.be.names())
+	must.Eq(t, []string{"linux-1"}, h.gh.names())
+}
+
+func TestScaler_secretsNeverLogged(t *testing.T) {
+	be := newFakeBackend()
+	h := newHarness(t, Config{MaxRunners: 3}, nil, be)
+	h.assign(t, 3)
+	h.reconcile(t)
+	must.SliceLen(t, 3, be.jits)
+	must.StrContains(t, be.jits[0], "SECRET-JIT-")
+	must.StrContains(t, h.logs.String(), "started runner")
+	must.False(t, strings.Contains(h.logs.String(), "SECRET-JIT"))
+}
+
+func TestScaler_neverExceedsMax(t *testing.T) {
+	h := newHarness(t, Config{MaxRunners: 4, MaxParallelOps: 16}, nil, nil)
+	for round := range 20 {
+		h.assign(t, 50)
+		h.reconcile(t)
+		for _, n := range h.be.names() {
+			if round%2 == 0 {
+				h.jobStarted(t, n)
+			} else {
+				h.jobCompleted(t, n)
+			}
+		}
+	}
+	must.Eq(t, 4, h.be.maxHeld)
+}
