@@ -112,6 +112,8 @@ type PluginConfig struct {
 	RawConfig []byte
 	// Agent is set only in the long-lived client process.
 	Agent *AgentConfig
+	// APIVersion is the negotiated plugin API version ("v0.1.0").
+	APIVersion string
 }
 
 // AgentConfig is the part of the agent configuration Nomad shares with drivers.
@@ -204,6 +206,8 @@ type PortMapping struct {
 type Mount struct {
 	TaskPath, HostPath string
 	Readonly           bool
+	// PropagationMode is "private", "host-to-task" or "bidirectional".
+	PropagationMode string
 }
 
 // TaskConfig is what Nomad sends in StartTask (and echoes back in a handle).
