@@ -1,0 +1,277 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+// Package metrics holds the scale-set service's Prometheus metrics: the
+// gha_* series that actions-runner-controller's listener exports (same
+// names, same labels, so existing dashboards work) and this service's own
+// nomad_gha_scaleset_* series (runner start latency per backend, backend
+// errors, removals, listener restarts).
+//
+// Each Metrics owns its own registry (no global state), so tests and
+// several services in one process do not collide. Label values never carry
+// secrets: only scale set names, repository coordinates, job names and
+// backend kinds.
+package metrics
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/actions/scaleset"
+	"github.com/actions/scaleset/listener"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tartnomad/nomad-driver-tart/scaleset/scaler"
+	"github.com/tartnomad/nomad-driver-tart/version"
+)
+
+// Label keys, as ARC's listener names them.
+const (
+	LabelName         = "name"
+	LabelEnterprise   = "enterprise"
+	LabelOrganization = "organization"
+	LabelRepository   = "repository"
+	LabelJobName      = "job_name"
+	LabelWorkflowRef  = "job_workflow_ref"
+	LabelEventName    = "event_name"
+	LabelJobResult    = "job_result"
+	LabelBackend      = "backend"
+	LabelOperation    = "operation"
+	LabelReason       = "reason"
+	LabelPhase        = "phase"
+)
+
+var (
+	scaleSetLabels     = []string{LabelName, LabelEnterprise, LabelOrganization, LabelRepository}
+	jobLabels          = []string{LabelName, LabelEnterprise, LabelOrganization, LabelRepository, LabelJobName, LabelWorkflowRef, LabelEventName}
+	completedJobLabels = append(append([]string{}, jobLabels...), LabelJobResult)
+
+	// durationBuckets span a warm container (sub-second) to a cold macOS
+	// VM boot plus a long queue (an hour).
+	durationBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1800, 3600}
+)
+
+// Metrics is the service's metric set and its registry.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	assignedJobs, runningJobs, registeredRunners, busyRunners, idleRunners *prometheus.GaugeVec
+	availableJobs, acquiredJobs, desiredRunners, minRunners, maxRunners    *prometheus.GaugeVec
+	startedJobs, completedJobs                                             *prometheus.CounterVec
+	jobStartup, jobExecution                                               *prometheus.HistogramVec
+
+	runnerStart, runnerOnline *prometheus.HistogramVec
+	backendErrors, removed    *prometheus.CounterVec
+	listenerRestarts          *prometheus.CounterVec
+	sessionConflicts          *prometheus.CounterVec
+	runners                   *prometheus.GaugeVec
+}
+
+func gauge(name, help string, labels []string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+}
+
+func counter(name, help string, labels []string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func histogram(name, help string, labels []string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: durationBuckets}, labels)
+}
+
+// New returns a Metrics with every series registered, plus Go runtime,
+// process and build-info collectors.
+func New() *Metrics {
+	ownLabels := []string{LabelName, LabelBackend}
+	m := &Metrics{
+		reg:               prometheus.NewRegistry(),
+		assignedJobs:      gauge("gha_assigned_jobs", "Number of jobs assigned to this scale set.", scaleSetLabels),
+		runningJobs:       gauge("gha_running_jobs", "Number of jobs running (or about to run).", scaleSetLabels),
+		registeredRunners: gauge("gha_registered_runners", "Number of runners registered by the scale set.", scaleSetLabels),
+		busyRunners:       gauge("gha_busy_runners", "Number of registered runners running a job.", scaleSetLabels),
+		idleRunners:       gauge("gha_idle_runners", "Number of registered runners not running a job.", scaleSetLabels),
+		availableJobs:     gauge("gha_available_jobs", "Number of jobs with runs-on matching the scale set, not yet acquired.", scaleSetLabels),
+		acquiredJobs:      gauge("gha_acquired_jobs", "Number of jobs acquired by the scale set.", scaleSetLabels),
+		desiredRunners:    gauge("gha_desired_runners", "Number of runners desired by the scale set.", scaleSetLabels),
+		minRunners:        gauge("gha_min_runners", "Minimum number of runners.", scaleSetLabels),
+		maxRunners:        gauge("gha_max_runners", "Maximum number of runners.", scaleSetLabels),
+		startedJobs:       counter("gha_started_jobs_total", "Total number of jobs started.", jobLabels),
+		completedJobs:     counter("gha_completed_jobs_total", "Total number of jobs completed.", completedJobLabels),
+		jobStartup:        histogram("gha_job_startup_duration_seconds", "Seconds from the scale set assigning a job to a runner taking it.", jobLabels),
+		jobExecution:      histogram("gha_job_execution_duration_seconds", "Seconds a job ran, from runner assignment to finish.", completedJobLabels),
+
+		runnerStart:      histogram("nomad_gha_scaleset_runner_start_duration_seconds", "Seconds the backend took to accept a runner start.", ownLabels),
+		runnerOnline:     histogram("nomad_gha_scaleset_runner_online_duration_seconds", "Seconds from requesting a runner to seeing it running.", ownLabels),
+		backendErrors:    counter("nomad_gha_scaleset_backend_errors_total", "Failed backend or GitHub operations, by operation.", []string{LabelName, LabelBackend, LabelOperation}),
+		removed:          counter("nomad_gha_scaleset_runners_removed_total", "Runners removed, by reason.", []string{LabelName, LabelBackend, LabelReason}),
+		listenerRestarts: counter("nomad_gha_scaleset_listener_restarts_total", "Times the message listener ended with an error and was restarted.", []string{LabelName}),
+		sessionConflicts: counter("nomad_gha_scaleset_session_conflicts_total", "Session creations refused because another listener holds the session (409).", []string{LabelName}),
+		runners:          gauge("nomad_gha_scaleset_runners", "Runners this service tracks, by phase.", []string{LabelName, LabelBackend, LabelPhase}),
+	}
+	m.reg.MustRegister(
+		m.assignedJobs, m.runningJobs, m.registeredRunners, m.busyRunners, m.idleRunners,
+		m.availableJobs, m.acquiredJobs, m.desiredRunners, m.minRunners, m.maxRunners,
+		m.startedJobs, m.completedJobs, m.jobStartup, m.jobExecution,
+		m.runnerStart, m.runnerOnline, m.backendErrors, m.removed, m.listenerRestarts,
+		m.sessionConflicts, m.runners,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	info := gauge("nomad_gha_scaleset_build_info", "Build information; the value is always 1.", []string{"version"})
+	info.WithLabelValues(version.String()).Set(1)
+	m.reg.MustRegister(info)
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Registry exposes the registry (tests gather from it).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// ScaleSet returns the recorder of one scale set. configURL is the GitHub
+// config URL; its enterprise/organization/repository become labels.
+func (m *Metrics) ScaleSet(name, configURL, backendName string, minRunners, maxRunners int) *ScaleSet {
+	ent, org, repo := scope(configURL)
+	s := &ScaleSet{m: m, name: name, backend: backendName, ent: ent, org: org, repo: repo}
+	s.base = prometheus.Labels{LabelName: name, LabelEnterprise: ent, LabelOrganization: org, LabelRepository: repo}
+	m.minRunners.With(s.base).Set(float64(minRunners))
+	m.maxRunners.With(s.base).Set(float64(maxRunners))
+	return s
+}
+
+// scope splits a config URL into enterprise, organization and repository
+// the way the scaleset client does (1 segment: org; enterprises/x; o/r).
+func scope(configURL string) (ent, org, repo string) {
+	u, err := url.Parse(strings.Trim(configURL, "/"))
+	if err != nil {
+		return "", "", ""
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	switch {
+	case len(parts) == 1:
+		return "", parts[0], ""
+	case len(parts) == 2 && strings.EqualFold(parts[0], "enterprises"):
+		return parts[1], "", ""
+	case len(parts) == 2:
+		return "", parts[0], parts[1]
+	}
+	return "", "", ""
+}
+
+// ScaleSet records one scale set's metrics. It implements the listener's
+// MetricsRecorder and the scaler's Recorder.
+type ScaleSet struct {
+	m              *Metrics
+	name, backend  string
+	ent, org, repo string
+	base           prometheus.Labels
+}
+
+var (
+	_ listener.MetricsRecorder = (*ScaleSet)(nil)
+	_ scaler.Recorder          = (*ScaleSet)(nil)
+)
+
+// RecordStatistics sets the gha_* gauges from the service's statistics.
+func (s *ScaleSet) RecordStatistics(st *scaleset.RunnerScaleSetStatistic) {
+	if st == nil {
+		return
+	}
+	s.m.assignedJobs.With(s.base).Set(float64(st.TotalAssignedJobs))
+	s.m.runningJobs.With(s.base).Set(float64(st.TotalRunningJobs))
+	s.m.registeredRunners.With(s.base).Set(float64(st.TotalRegisteredRunners))
+	s.m.busyRunners.With(s.base).Set(float64(st.TotalBusyRunners))
+	s.m.idleRunners.With(s.base).Set(float64(st.TotalIdleRunners))
+	s.m.availableJobs.With(s.base).Set(float64(st.TotalAvailableJobs))
+	s.m.acquiredJobs.With(s.base).Set(float64(st.TotalAcquiredJobs))
+}
+
+func (s *ScaleSet) jobLabels(b scaleset.JobMessageBase) prometheus.Labels {
+	l := prometheus.Labels{
+		LabelName: s.name, LabelEnterprise: s.ent, LabelOrganization: b.OwnerName, LabelRepository: b.RepositoryName,
+		LabelJobName: b.JobDisplayName, LabelWorkflowRef: b.JobWorkflowRef, LabelEventName: b.EventName,
+	}
+	if l[LabelOrganization] == "" {
+		l[LabelOrganization] = s.org
+	}
+	if l[LabelRepository] == "" {
+		l[LabelRepository] = s.repo
+	}
+	return l
+}
+
+// RecordJobStarted counts a started job and observes its startup time
+// (scale-set assignment to runner assignment).
+func (s *ScaleSet) RecordJobStarted(msg *scaleset.JobStarted) {
+	if msg == nil {
+		return
+	}
+	l := s.jobLabels(msg.JobMessageBase)
+	s.m.startedJobs.With(l).Inc()
+	if d := msg.RunnerAssignTime.Sub(msg.ScaleSetAssignTime); !msg.ScaleSetAssignTime.IsZero() && d >= 0 {
+		s.m.jobStartup.With(l).Observe(d.Seconds())
+	}
+}
+
+// RecordJobCompleted counts a completed job and observes its run time.
+func (s *ScaleSet) RecordJobCompleted(msg *scaleset.JobCompleted) {
+	if msg == nil {
+		return
+	}
+	l := s.jobLabels(msg.JobMessageBase)
+	l[LabelJobResult] = msg.Result
+	s.m.completedJobs.With(l).Inc()
+	if d := msg.FinishTime.Sub(msg.RunnerAssignTime); !msg.RunnerAssignTime.IsZero() && !msg.FinishTime.IsZero() && d >= 0 {
+		s.m.jobExecution.With(l).Observe(d.Seconds())
+	}
+}
+
+// RecordDesiredRunners sets gha_desired_runners.
+func (s *ScaleSet) RecordDesiredRunners(n int) { s.m.desiredRunners.With(s.base).Set(float64(n)) }
+
+func (s *ScaleSet) own() prometheus.Labels {
+	return prometheus.Labels{LabelName: s.name, LabelBackend: s.backend}
+}
+
+// RunnerStarted observes the backend's start latency.
+func (s *ScaleSet) RunnerStarted(_ string, took time.Duration) {
+	s.m.runnerStart.With(s.own()).Observe(took.Seconds())
+}
+
+// RunnerOnline observes request-to-running latency.
+func (s *ScaleSet) RunnerOnline(_ string, took time.Duration) {
+	s.m.runnerOnline.With(s.own()).Observe(took.Seconds())
+}
+
+// BackendError counts a failed operation.
+func (s *ScaleSet) BackendError(_ string, op string) {
+	s.m.backendErrors.WithLabelValues(s.name, s.backend, op).Inc()
+}
+
+// RunnerRemoved counts a removal by reason.
+func (s *ScaleSet) RunnerRemoved(_ string, reason string) {
+	s.m.removed.WithLabelValues(s.name, s.backend, reason).Inc()
+}
+
+// ListenerRestarted counts a listener restart.
+func (s *ScaleSet) ListenerRestarted() { s.m.listenerRestarts.WithLabelValues(s.name).Inc() }
+
+// SessionConflict counts a 409 on session creation.
+func (s *ScaleSet) SessionConflict() { s.m.sessionConflicts.WithLabelValues(s.name).Inc() }
+
+// SetRunnerCounts sets the per-phase runner gauge from the scaler.
+func (s *ScaleSet) SetRunnerCounts(c scaler.Counts) {
+	for phase, n := range map[scaler.Phase]int{
+		scaler.PhaseStarting: c.Starting, scaler.PhasePending: c.Pending,
+		scaler.PhaseIdle: c.Idle, scaler.PhaseBusy: c.Busy, "finishing": c.Finishing,
+	} {
+		s.m.runners.WithLabelValues(s.name, s.backend, string(phase)).Set(float64(n))
+	}
+}
