@@ -1,0 +1,804 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package tart
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// ErrPoolEmpty is returned by Claim when no ready warm VM matches.
+var ErrPoolEmpty = errors.New("no ready warm vm")
+
+// ErrPoolClosed is returned after Shutdown.
+var ErrPoolClosed = errors.New("pool is shut down")
+
+// ClaimedMarker is the file a claimed warm VM gets in its VM directory. A
+// Pool never adopts or deletes a VM carrying it: the VM belongs to a task.
+const ClaimedMarker = "ntart-claimed"
+
+// VMSpec describes the VM a caller wants.
+type VMSpec struct {
+	// Pool, when set, names the warm pool to claim from; otherwise a pool
+	// whose image, resources and run options match is used.
+	Pool string
+	// Image is the source for tart clone (remote OCI reference or local VM).
+	Image string
+	// CPU, MemoryMiB and DiskSizeGB are applied with tart set (0 = image's).
+	CPU, MemoryMiB, DiskSizeGB int
+	// Run are the tart run options (dirs, network). Shares and network are
+	// fixed at boot, so a warm VM matches only with equal run options.
+	Run RunOptions
+}
+
+func (s VMSpec) set() SetOptions {
+	return SetOptions{CPU: s.CPU, MemoryMiB: s.MemoryMiB, DiskSizeGB: s.DiskSizeGB}
+}
+
+// PoolConfig is one warm pool: Size VMs of one spec kept booted and ready.
+type PoolConfig struct {
+	Name string
+	Size int
+	VMSpec
+}
+
+// PoolOptions tune a Pool. Zero values take the defaults shown.
+type PoolOptions struct {
+	// Logger defaults to the client's logger.
+	Logger hclog.Logger
+	// OnEvent receives every event of the pool and of provisioning calls.
+	OnEvent EventFunc
+	// BootTimeout bounds clone + set + run + agent readiness (default 5m).
+	BootTimeout time.Duration
+	// ReadyInterval is the agent polling interval (default 1s).
+	ReadyInterval time.Duration
+	// ReadyCommand is the guest command of the readiness probe (default
+	// ["true"]).
+	ReadyCommand []string
+	// StopTimeout is passed to tart stop (default 10s).
+	StopTimeout time.Duration
+	// BackoffMin and BackoffMax bound the exponential retry delay after a
+	// failed pull or boot (defaults 2s and 5m).
+	BackoffMin, BackoffMax time.Duration
+	// Attached starts tart run in the caller's session instead of its own.
+	// The default (detached) keeps VMs running if the caller is killed.
+	Attached bool
+	// Pull options for EnsureImage (registry flags).
+	Pull PullOptions
+}
+
+func (o *PoolOptions) defaults(c *Client) {
+	if o.Logger == nil {
+		o.Logger = c.Logger()
+	}
+	if o.BootTimeout <= 0 {
+		o.BootTimeout = 5 * time.Minute
+	}
+	if o.ReadyInterval <= 0 {
+		o.ReadyInterval = time.Second
+	}
+	if len(o.ReadyCommand) == 0 {
+		o.ReadyCommand = []string{"true"}
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 10 * time.Second
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 2 * time.Second
+	}
+	if o.BackoffMax < o.BackoffMin {
+		o.BackoffMax = max(5*time.Minute, o.BackoffMin)
+	}
+}
+
+// VM is a running VM handed out by a Pool. The holder owns it until it
+// calls Pool.Release.
+type VM struct {
+	Name  string
+	Slot  Slot
+	Image string
+	// Pool is the warm pool it came from ("" for a cold start).
+	Pool string
+	// Warm is true when it was claimed already booted.
+	Warm bool
+	// Run is its tart run process when this process started it (nil for
+	// VMs adopted after a restart: use Client.Stop for those).
+	Run *RunHandle
+	// ReadyAt is when the guest agent first answered.
+	ReadyAt time.Time
+}
+
+// warmVM is a pool entry: booting (elem nil) or ready (in the ready list).
+type warmVM struct {
+	vm     *VM
+	elem   *list.Element
+	cancel context.CancelFunc // cancels the boot; nil once ready
+	// unwatch stops the crash watcher when the VM leaves the pool.
+	unwatch chan struct{}
+}
+
+type poolState struct {
+	cfg      PoolConfig
+	ready    *list.List // of *warmVM, oldest first
+	booting  map[string]*warmVM
+	failures int
+	retryAt  time.Time
+	lastErr  error
+	kick     chan struct{}
+}
+
+func (ps *poolState) deficit() int { return ps.cfg.Size - ps.ready.Len() - len(ps.booting) }
+
+// PoolStats is a snapshot of one warm pool.
+type PoolStats struct {
+	Name    string
+	Size    int
+	Ready   int
+	Booting int
+	// Failures is the number of consecutive failed boots (0 after a
+	// success); LastError the latest failure.
+	Failures  int
+	LastError error
+}
+
+// Pool keeps warm VMs booted for each configured pool and provisions VMs
+// (claiming a warm one or cold-starting) within the host's Slots. Create it
+// with NewPool, call Start once, and Shutdown at the end.
+type Pool struct {
+	client *Client
+	slots  *Slots
+	opts   PoolOptions
+	log    hclog.Logger
+
+	mu      sync.Mutex
+	pools   map[string]*poolState
+	order   []string // pool names in config order
+	closed  bool
+	started bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// NewPool validates the pool configs and returns an unstarted Pool. An
+// empty pools list gives a Pool that only cold-starts VMs.
+func NewPool(client *Client, slots *Slots, pools []PoolConfig, opts PoolOptions) (*Pool, error) {
+	if client == nil || slots == nil {
+		return nil, errors.New("new pool: client and slots are required")
+	}
+	opts.defaults(client)
+	p := &Pool{client: client, slots: slots, opts: opts, log: opts.Logger.Named("pool"), pools: map[string]*poolState{}}
+	var errs []error
+	total := 0
+	for i, pc := range pools {
+		if err := ValidPoolName(pc.Name); err != nil {
+			errs = append(errs, fmt.Errorf("pools[%d].name: %w", i, err))
+			continue
+		}
+		if _, dup := p.pools[pc.Name]; dup {
+			errs = append(errs, fmt.Errorf("pools[%d].name: duplicate pool %q", i, pc.Name))
+		}
+		if pc.Image == "" {
+			errs = append(errs, fmt.Errorf("pools[%d].image: must be set", i))
+		}
+		if pc.Size < 0 {
+			errs = append(errs, fmt.Errorf("pools[%d].size: %d is negative", i, pc.Size))
+		}
+		if pc.CPU < 0 || pc.MemoryMiB < 0 || pc.DiskSizeGB < 0 {
+			errs = append(errs, fmt.Errorf("pools[%d]: cpu, memory and disk_size must not be negative", i))
+		}
+		if _, err := pc.Run.Args("x"); err != nil {
+			errs = append(errs, fmt.Errorf("pools[%d].%w", i, err))
+		}
+		total += pc.Size
+		p.pools[pc.Name] = &poolState{cfg: pc, ready: list.New(), booting: map[string]*warmVM{}, kick: make(chan struct{}, 1)}
+		p.order = append(p.order, pc.Name)
+	}
+	if total > slots.Max() {
+		p.log.Warn("warm pools want more vms than there are slots; pools fill only free slots",
+			"pool_vms", total, "max_vms", slots.Max())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("new pool: %w", err)
+	}
+	return p, nil
+}
+
+// Slots returns the slots the pool works in.
+func (p *Pool) Slots() *Slots { return p.slots }
+
+// Client returns the pool's tart client.
+func (p *Pool) Client() *Client { return p.client }
+
+// Start rebuilds state from the VMs on the host, then starts the refill
+// workers, which run until Shutdown or ctx ends:
+//   - running VMs of ours (task VMs and claimed pool VMs) keep their slots,
+//     found from their MAC address;
+//   - running, ready, unclaimed warm VMs of configured pools are adopted;
+//   - other unclaimed warm VMs of ours (stopped, not ready, unknown pool,
+//     surplus) are deleted;
+//   - VMs not named by our convention are never touched.
+func (p *Pool) Start(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed || p.started {
+		p.mu.Unlock()
+		return fmt.Errorf("start pool: %w", ErrPoolClosed)
+	}
+	p.started = true
+	p.mu.Unlock()
+
+	if err := p.adopt(ctx); err != nil {
+		return fmt.Errorf("start pool: %w", err)
+	}
+	// The workers follow ctx as well as Shutdown.
+	wctx, cancel := context.WithCancel(ctx)
+	p.mu.Lock()
+	p.cancel = cancel
+	for _, name := range p.order {
+		ps := p.pools[name]
+		p.wg.Add(1)
+		go p.worker(wctx, ps)
+	}
+	p.mu.Unlock()
+	p.slots.SetPreempter(p.preempt)
+	return nil
+}
+
+// adopt implements Start's startup reconciliation.
+func (p *Pool) adopt(ctx context.Context) error {
+	vms, err := p.client.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list vms: %w", err)
+	}
+	for _, v := range vms {
+		if !v.IsLocal() {
+			continue
+		}
+		n, ok := ParseVMName(v.Name)
+		if !ok {
+			continue
+		}
+		claimed := p.isClaimed(v.Name)
+		if n.Kind == KindTask || claimed {
+			if v.IsRunning() {
+				p.restoreSlot(v.Name, n)
+			}
+			continue
+		}
+		if err := p.adoptWarm(ctx, v, n); err != nil {
+			p.log.Info("deleting stale warm vm", "vm_name", v.Name, "reason", err.Error())
+			if err := p.client.Destroy(ctx, v.Name, p.opts.StopTimeout); err != nil {
+				p.log.Warn("failed to delete stale warm vm", "vm_name", v.Name, "error", err)
+				continue
+			}
+			emit(Event{Type: EventDeleted, Pool: n.Pool, VM: v.Name, Message: "Deleted stale warm VM " + v.Name}, p.opts.OnEvent)
+		}
+	}
+	return nil
+}
+
+// restoreSlot marks the slot of a running VM of ours as held.
+func (p *Pool) restoreSlot(name string, n VMName) (Slot, bool) {
+	idx, ok := -1, false
+	if mac, err := p.client.MACAddress(name); err == nil {
+		idx, ok = p.slots.SlotForMAC(mac)
+	}
+	if !ok && n.Kind == KindPool {
+		idx, ok = n.Slot, true
+	}
+	if !ok {
+		p.log.Warn("running vm of ours has no slot mac; it is not counted", "vm_name", name)
+		return Slot{}, false
+	}
+	s, err := p.slots.Claim(idx, name)
+	if err != nil {
+		p.log.Warn("failed to restore slot of running vm", "vm_name", name, "error", err)
+		return Slot{}, false
+	}
+	return s, true
+}
+
+// adoptWarm keeps a running, ready warm VM of a configured pool; an error
+// says why it must be deleted instead.
+func (p *Pool) adoptWarm(ctx context.Context, v VMInfo, n VMName) error {
+	ps, ok := p.pools[n.Pool]
+	switch {
+	case !ok:
+		return fmt.Errorf("pool %q is not configured", n.Pool)
+	case !v.IsRunning():
+		return fmt.Errorf("vm is %s", v.State)
+	}
+	p.mu.Lock()
+	full := ps.deficit() <= 0
+	p.mu.Unlock()
+	if full {
+		return errors.New("pool is already full")
+	}
+	rctx, cancel := context.WithTimeout(ctx, max(3*p.opts.ReadyInterval, 5*time.Second))
+	code, err := p.client.Exec(rctx, v.Name, p.opts.ReadyCommand, ExecOptions{})
+	cancel()
+	if err != nil || code != 0 {
+		return fmt.Errorf("guest agent does not answer (exit %d): %v", code, err)
+	}
+	slot, ok := p.restoreSlot(v.Name, n)
+	if !ok {
+		return errors.New("its slot is unknown or taken")
+	}
+	vm := &VM{Name: v.Name, Slot: slot, Image: ps.cfg.Image, Pool: ps.cfg.Name, ReadyAt: time.Now()}
+	p.mu.Lock()
+	w := &warmVM{vm: vm, unwatch: make(chan struct{})}
+	w.elem = ps.ready.PushBack(w)
+	p.mu.Unlock()
+	p.log.Info("adopted warm vm", "pool", ps.cfg.Name, "vm_name", v.Name, "slot", slot.Index)
+	emit(Event{Type: EventAdopted, Pool: ps.cfg.Name, VM: v.Name, Message: "Adopted warm VM " + v.Name}, p.opts.OnEvent)
+	return nil
+}
+
+func (p *Pool) isClaimed(name string) bool {
+	_, err := os.Stat(filepath.Join(p.client.VMDir(name), ClaimedMarker))
+	return err == nil
+}
+
+// worker keeps one pool filled. It boots VMs only into free slots
+// (TryAcquire), never ahead of a waiting task, and backs off after failures.
+func (p *Pool) worker(ctx context.Context, ps *poolState) {
+	defer p.wg.Done()
+	for {
+		changed := p.slots.Changed()
+		var wait time.Duration
+		p.mu.Lock()
+		if d := time.Until(ps.retryAt); d > 0 {
+			wait = d
+		} else if ps.deficit() > 0 && ctx.Err() == nil {
+			if slot, ok := p.slots.TryAcquire("pool:" + ps.cfg.Name); ok {
+				p.startWarmBoot(ctx, ps, slot)
+				p.mu.Unlock()
+				continue
+			}
+		}
+		p.mu.Unlock()
+		var timer *time.Timer
+		var fire <-chan time.Time
+		if wait > 0 {
+			timer = time.NewTimer(wait)
+			fire = timer.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-ps.kick:
+		case <-changed:
+		case <-fire:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// startWarmBoot registers a booting warm VM and starts its boot; p.mu held.
+func (p *Pool) startWarmBoot(ctx context.Context, ps *poolState, slot Slot) {
+	name := PoolVMName(ps.cfg.Name, slot.Index)
+	p.slots.SetOwner(slot.Index, name)
+	bctx, cancel := context.WithCancel(ctx)
+	vm := &VM{Name: name, Slot: slot, Image: ps.cfg.Image, Pool: ps.cfg.Name}
+	w := &warmVM{vm: vm, cancel: cancel, unwatch: make(chan struct{})}
+	ps.booting[name] = w
+	p.wg.Add(1)
+	go p.bootWarm(bctx, ps, w)
+}
+
+// bootWarm boots one warm VM and puts it in the ready list.
+func (p *Pool) bootWarm(ctx context.Context, ps *poolState, w *warmVM) {
+	defer p.wg.Done()
+	defer w.cancel()
+	vm := w.vm
+	err := p.boot(ctx, vm, ps.cfg.VMSpec, p.opts.OnEvent)
+	p.mu.Lock()
+	delete(ps.booting, vm.Name)
+	if err == nil && !p.closed && ctx.Err() == nil {
+		w.cancel = nil
+		w.elem = ps.ready.PushBack(w)
+		ps.failures, ps.lastErr, ps.retryAt = 0, nil, time.Time{}
+		p.mu.Unlock()
+		if vm.Run != nil {
+			p.wg.Add(1)
+			go p.watch(ps, w)
+		}
+		p.log.Info("warm vm ready", "pool", ps.cfg.Name, "vm_name", vm.Name, "slot", vm.Slot.Index)
+		return
+	}
+	cancelled := ctx.Err() != nil
+	var retry time.Duration
+	failed := err != nil && !cancelled
+	if failed {
+		ps.failures++
+		ps.lastErr = err
+		retry = backoff(p.opts.BackoffMin, p.opts.BackoffMax, ps.failures)
+		ps.retryAt = time.Now().Add(retry)
+	}
+	p.mu.Unlock()
+	// Booted too late (pool closed, boot preempted) or failed: nothing of
+	// it may stay behind.
+	p.discard(vm, "warm boot did not complete")
+	p.kickPool(ps)
+	if !failed {
+		p.log.Debug("warm vm boot cancelled", "pool", ps.cfg.Name, "vm_name", vm.Name)
+		return
+	}
+	p.log.Error("failed to boot warm vm", "pool", ps.cfg.Name, "vm_name", vm.Name, "retry_in", retry, "error", err)
+	emit(Event{Type: EventFailed, Pool: ps.cfg.Name, VM: vm.Name, Err: err, RetryIn: retry,
+		Message: fmt.Sprintf("Failed to boot warm VM (retrying in %s): %v", retry.Round(time.Second), err)}, p.opts.OnEvent)
+}
+
+// watch removes a ready warm VM whose tart run exits (VM crash, guest
+// shutdown) and lets the pool replace it.
+func (p *Pool) watch(ps *poolState, w *warmVM) {
+	defer p.wg.Done()
+	select {
+	case <-w.unwatch:
+		return
+	case <-w.vm.Run.Done():
+	}
+	p.mu.Lock()
+	if w.elem == nil {
+		p.mu.Unlock()
+		return
+	}
+	ps.ready.Remove(w.elem)
+	w.elem = nil
+	p.mu.Unlock()
+	err := w.vm.Run.exitError()
+	p.log.Warn("warm vm stopped unexpectedly", "pool", ps.cfg.Name, "vm_name", w.vm.Name, "error", err)
+	emit(Event{Type: EventFailed, Pool: ps.cfg.Name, VM: w.vm.Name, Err: err, Message: "Warm VM " + w.vm.Name + " stopped unexpectedly"}, p.opts.OnEvent)
+	p.discard(w.vm, "stopped unexpectedly")
+	p.kickPool(ps)
+}
+
+// discard deletes a VM the pool still owns and frees its slot. It runs on
+// a context detached from the caller's (cleanup must happen), bounded by
+// the stop timeout.
+func (p *Pool) discard(vm *VM, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.StopTimeout+30*time.Second)
+	defer cancel()
+	if err := p.client.Destroy(ctx, vm.Name, p.opts.StopTimeout); err != nil {
+		p.log.Error("failed to delete warm vm", "vm_name", vm.Name, "error", err)
+	} else {
+		p.log.Debug("deleted warm vm", "vm_name", vm.Name, "reason", reason)
+		emit(Event{Type: EventDeleted, Pool: vm.Pool, VM: vm.Name, Message: "Deleted VM " + vm.Name}, p.opts.OnEvent)
+	}
+	p.slots.Release(vm.Slot.Index)
+}
+
+func (p *Pool) kickPool(ps *poolState) {
+	select {
+	case ps.kick <- struct{}{}:
+	default:
+	}
+}
+
+// preempt gives up one warm VM's slot for a waiting Acquire: a ready VM
+// (the newest) first, else a booting one. It reports whether it found one.
+func (p *Pool) preempt() bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	for _, name := range p.order {
+		ps := p.pools[name]
+		if e := ps.ready.Back(); e != nil {
+			w := e.Value.(*warmVM)
+			ps.ready.Remove(e)
+			w.elem = nil
+			close(w.unwatch)
+			p.wg.Add(1)
+			p.mu.Unlock()
+			p.log.Info("preempting warm vm for a waiting task", "pool", name, "vm_name", w.vm.Name)
+			emit(Event{Type: EventPreempted, Pool: name, VM: w.vm.Name, Message: "Warm VM " + w.vm.Name + " gave up its slot"}, p.opts.OnEvent)
+			go func() {
+				defer p.wg.Done()
+				p.discard(w.vm, "preempted")
+			}()
+			return true
+		}
+	}
+	for _, name := range p.order {
+		ps := p.pools[name]
+		for _, w := range ps.booting {
+			if w.cancel != nil {
+				w.cancel()
+				w.cancel = nil
+				p.mu.Unlock()
+				p.log.Info("cancelling warm vm boot for a waiting task", "pool", name, "vm_name", w.vm.Name)
+				emit(Event{Type: EventPreempted, Pool: name, VM: w.vm.Name, Message: "Booting warm VM " + w.vm.Name + " gave up its slot"}, p.opts.OnEvent)
+				return true
+			}
+		}
+	}
+	p.mu.Unlock()
+	return false
+}
+
+// backoff is min*2^(n-1) capped at max, with up to 20% jitter.
+func backoff(lo, hi time.Duration, n int) time.Duration {
+	d := lo
+	for i := 1; i < n && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	return d + time.Duration(rand.Int64N(int64(d)/5+1))
+}
+
+// findPool returns the pool for spec; p.mu held.
+func (p *Pool) findPool(spec VMSpec) *poolState {
+	if spec.Pool != "" {
+		return p.pools[spec.Pool]
+	}
+	want, err := spec.Run.Args("x")
+	if err != nil {
+		return nil
+	}
+	for _, name := range p.order {
+		c := p.pools[name].cfg
+		if c.Image != spec.Image ||
+			(spec.CPU != 0 && spec.CPU != c.CPU) ||
+			(spec.MemoryMiB != 0 && spec.MemoryMiB != c.MemoryMiB) ||
+			(spec.DiskSizeGB != 0 && spec.DiskSizeGB != c.DiskSizeGB) {
+			continue
+		}
+		if have, _ := c.Run.Args("x"); slices.Equal(have, want) {
+			return p.pools[name]
+		}
+	}
+	return nil
+}
+
+// Claim hands out a ready warm VM matching spec in O(1), or ErrPoolEmpty.
+// The VM's directory gets the ClaimedMarker, its slot's owner becomes owner,
+// and the pool starts booting a replacement. The caller owns the VM and
+// must Release it.
+func (p *Pool) Claim(ctx context.Context, owner string, spec VMSpec) (*VM, error) {
+	start := time.Now()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrPoolClosed
+	}
+	ps := p.findPool(spec)
+	if ps == nil {
+		p.mu.Unlock()
+		return nil, fmt.Errorf("claim warm vm: no pool matches image %q: %w", spec.Image, ErrPoolEmpty)
+	}
+	e := ps.ready.Front()
+	if e == nil {
+		p.mu.Unlock()
+		p.kickPool(ps)
+		return nil, fmt.Errorf("claim warm vm from pool %s: %w", ps.cfg.Name, ErrPoolEmpty)
+	}
+	w := e.Value.(*warmVM)
+	ps.ready.Remove(e)
+	w.elem = nil
+	close(w.unwatch)
+	p.mu.Unlock()
+	p.kickPool(ps)
+
+	vm := w.vm
+	vm.Warm = true
+	p.slots.SetOwner(vm.Slot.Index, ownerName(owner))
+	if err := os.WriteFile(filepath.Join(p.client.VMDir(vm.Name), ClaimedMarker), []byte(owner+"\n"), 0o600); err != nil {
+		// Without the marker a restarted pool could delete the task's VM.
+		p.log.Error("failed to mark warm vm as claimed", "vm_name", vm.Name, "error", err)
+		p.discard(vm, "claim marker could not be written")
+		return nil, fmt.Errorf("claim warm vm %s: write marker: %w", vm.Name, err)
+	}
+	d := time.Since(start)
+	p.log.Info("claimed warm vm", "pool", ps.cfg.Name, "vm_name", vm.Name, "owner", owner, "duration", d)
+	emit(Event{Type: EventClaimed, Pool: ps.cfg.Name, VM: vm.Name, Duration: d,
+		Message: fmt.Sprintf("Claimed warm VM %s in %.1fs", vm.Name, d.Seconds())}, p.opts.OnEvent)
+	return vm, nil
+}
+
+// Provision returns a running, ready VM for owner: a claimed warm VM when
+// one matches, else a cold start named name (see StartVM). Events go to
+// onEvent and to the pool's OnEvent.
+func (p *Pool) Provision(ctx context.Context, name, owner string, spec VMSpec, onEvent EventFunc) (*VM, error) {
+	start := time.Now()
+	vm, err := p.Claim(ctx, owner, spec)
+	if err == nil {
+		emit(Event{Type: EventClaimed, Pool: vm.Pool, VM: vm.Name, Duration: time.Since(start),
+			Message: fmt.Sprintf("Claimed warm VM %s in %.1fs", vm.Name, time.Since(start).Seconds())}, onEvent)
+		return vm, nil
+	}
+	if !errors.Is(err, ErrPoolEmpty) {
+		return nil, err
+	}
+	return p.StartVM(ctx, name, spec, onEvent)
+}
+
+// StartVM cold-starts VM name from spec: it waits for a slot (preempting an
+// idle warm VM if all slots are taken), pulls the image if needed, clones,
+// sets resources and the slot's MAC, boots detached and waits for the guest
+// agent. On failure nothing is left behind (VM deleted, slot freed).
+func (p *Pool) StartVM(ctx context.Context, name string, spec VMSpec, onEvent EventFunc) (*VM, error) {
+	if err := validName(name); err != nil {
+		return nil, fmt.Errorf("start vm: %w", err)
+	}
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return nil, ErrPoolClosed
+	}
+	slot, ok := p.slots.TryAcquire(name)
+	if !ok {
+		emit(Event{Type: EventWaitingSlot, VM: name,
+			Message: fmt.Sprintf("Waiting for a VM slot (%d of %d in use)", p.slots.Max()-p.slots.Available(), p.slots.Max())}, onEvent, p.opts.OnEvent)
+		var err error
+		if slot, err = p.slots.Acquire(ctx, name); err != nil {
+			return nil, fmt.Errorf("start vm %s: %w", name, err)
+		}
+	}
+	vm := &VM{Name: name, Slot: slot, Image: spec.Image}
+	if err := p.boot(ctx, vm, spec, func(e Event) { emit(e, onEvent, p.opts.OnEvent) }); err != nil {
+		p.discard(vm, "cold start failed")
+		emit(Event{Type: EventFailed, VM: name, Err: err, Message: "Failed to start VM: " + err.Error()}, onEvent, p.opts.OnEvent)
+		return nil, fmt.Errorf("start vm %s: %w", name, err)
+	}
+	return vm, nil
+}
+
+// boot pulls (if needed), clones, configures, runs and waits for vm.
+func (p *Pool) boot(ctx context.Context, vm *VM, spec VMSpec, onEvent EventFunc) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, p.opts.BootTimeout)
+	defer cancel()
+	po := p.opts.Pull
+	po.Progress = func(pr PullProgress) {
+		if pr.Phase == PullDisk || pr.Phase == PullStarted || pr.Phase == PullCached {
+			prog := pr
+			onEvent(Event{Type: EventPulling, Pool: vm.Pool, VM: vm.Name, Pull: &prog, Message: pr.String()})
+		}
+	}
+	pulled, err := p.client.EnsureImage(ctx, spec.Image, po)
+	if err != nil {
+		return err
+	}
+	if pulled {
+		onEvent(Event{Type: EventPulled, Pool: vm.Pool, VM: vm.Name, Message: "Pulled image " + spec.Image})
+	}
+	if err := p.client.Clone(ctx, spec.Image, vm.Name); err != nil {
+		return err
+	}
+	if err := p.client.Set(ctx, vm.Name, spec.set()); err != nil {
+		return err
+	}
+	if err := p.client.SetMACAddress(vm.Name, vm.Slot.MAC); err != nil {
+		return err
+	}
+	ro := spec.Run
+	ro.Detached = !p.opts.Attached
+	onEvent(Event{Type: EventBooting, Pool: vm.Pool, VM: vm.Name, Message: "Booting VM " + vm.Name})
+	h, err := p.client.Run(ctx, vm.Name, ro)
+	if err != nil {
+		return err
+	}
+	vm.Run = h
+	if err := p.client.WaitReady(ctx, vm.Name, ReadyOptions{Command: p.opts.ReadyCommand, Interval: p.opts.ReadyInterval, Run: h}); err != nil {
+		return err
+	}
+	vm.ReadyAt = time.Now()
+	d := time.Since(start)
+	onEvent(Event{Type: EventReady, Pool: vm.Pool, VM: vm.Name, Duration: d,
+		Message: fmt.Sprintf("VM %s ready in %.1fs", vm.Name, d.Seconds())})
+	return nil
+}
+
+// Release stops and deletes a VM handed out by Claim, Provision or StartVM
+// (or found with Lookup) and frees its slot. A VM already gone is not an
+// error; the slot is freed even when deleting fails.
+func (p *Pool) Release(ctx context.Context, vm *VM) error {
+	defer p.slots.Release(vm.Slot.Index)
+	if err := p.client.Destroy(ctx, vm.Name, p.opts.StopTimeout); err != nil {
+		return fmt.Errorf("release vm %s: %w", vm.Name, err)
+	}
+	emit(Event{Type: EventDeleted, Pool: vm.Pool, VM: vm.Name, Message: "Deleted VM " + vm.Name}, p.opts.OnEvent)
+	return nil
+}
+
+// Lookup returns a VM whose slot Start restored (a task VM after a
+// restart), so the caller can Release it; ok is false if no slot is held
+// under that name.
+func (p *Pool) Lookup(name string) (*VM, bool) {
+	slot, ok := p.slots.OwnerSlot(name)
+	if !ok {
+		return nil, false
+	}
+	n, _ := ParseVMName(name)
+	return &VM{Name: name, Slot: slot, Pool: n.Pool, Warm: n.Kind == KindPool}, true
+}
+
+// Stats returns a snapshot of every pool, in config order.
+func (p *Pool) Stats() []PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]PoolStats, 0, len(p.order))
+	for _, name := range p.order {
+		ps := p.pools[name]
+		out = append(out, PoolStats{Name: name, Size: ps.cfg.Size, Ready: ps.ready.Len(), Booting: len(ps.booting),
+			Failures: ps.failures, LastError: ps.lastErr})
+	}
+	return out
+}
+
+// Shutdown stops the refill workers, cancels boots in progress and deletes
+// every warm VM the pool still holds (claimed VMs are the caller's). It
+// waits for all pool goroutines; ctx bounds the deletions.
+func (p *Pool) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	if p.cancel != nil {
+		p.cancel()
+	}
+	var warm []*warmVM
+	for _, name := range p.order {
+		ps := p.pools[name]
+		for e := ps.ready.Front(); e != nil; e = e.Next() {
+			w := e.Value.(*warmVM)
+			w.elem = nil
+			close(w.unwatch)
+			warm = append(warm, w)
+		}
+		ps.ready.Init()
+		for _, w := range ps.booting {
+			if w.cancel != nil {
+				w.cancel()
+			}
+		}
+	}
+	p.mu.Unlock()
+	p.slots.SetPreempter(nil)
+
+	var mu sync.Mutex
+	var errs []error
+	var dwg sync.WaitGroup
+	for _, w := range warm {
+		dwg.Add(1)
+		go func() {
+			defer dwg.Done()
+			if err := p.Release(ctx, w.vm); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	dwg.Wait()
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("wait for pool goroutines: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
