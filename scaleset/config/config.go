@@ -1,0 +1,404 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+// Package config reads the scale-set service's configuration: an HCL file
+// (hcl/v2, decoded with gohcl), overlaid by environment variables and then
+// command-line flags. It uses actions-runner-controller's vocabulary where
+// the concept is the same (github_config_url, runner_scale_set_name,
+// labels, runner_group, min_runners, max_runners).
+//
+// Secrets (PAT, App private key) are read from a file or an environment
+// variable, never written inline in the file, and held in a Secret type
+// whose every printed form is redacted.
+//
+// Defaults live here and nowhere else: Validate applies them and returns a
+// joined error naming each bad field.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/dockerbackend"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/nomadbackend"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/tartbackend"
+)
+
+// EnvPrefix starts every environment variable the service reads.
+const EnvPrefix = "NOMAD_GHA_SCALESET_"
+
+// Defaults.
+const (
+	DefaultListenAddress       = "127.0.0.1:9464"
+	DefaultLogLevel            = "info"
+	DefaultLogFormat           = "text"
+	DefaultMaxRunners          = 10
+	DefaultRunnerGroup         = "default"
+	DefaultRunnerOnlineTimeout = 5 * time.Minute
+	DefaultReconcileInterval   = 10 * time.Second
+	DefaultStartBackoffMin     = time.Second
+	DefaultStartBackoffMax     = 2 * time.Minute
+	DefaultSessionConflictWait = 3 * time.Minute
+	DefaultShutdownTimeout     = 30 * time.Second
+)
+
+// Backend kinds.
+const (
+	BackendDocker = "docker"
+	BackendTart   = "tart"
+	BackendNomad  = "nomad"
+)
+
+// Secret is a credential. Every way of printing it is redacted; call
+// Reveal to use it.
+type Secret string
+
+const redacted = "[redacted]"
+
+// Reveal returns the secret value.
+func (s Secret) Reveal() string { return string(s) }
+
+// String redacts.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString redacts (%#v).
+func (s Secret) GoString() string { return s.String() }
+
+// MarshalText redacts (JSON, slog text).
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Config is the whole service configuration.
+type Config struct {
+	// GitHubConfigURL is the default for scale sets that do not set one.
+	GitHubConfigURL string     `hcl:"github_config_url,optional"`
+	GitHubTokenFile string     `hcl:"github_token_file,optional"`
+	GitHubTokenEnv  string     `hcl:"github_token_env,optional"`
+	GitHubApp       *GitHubApp `hcl:"github_app,block"`
+
+	ListenAddress   string `hcl:"listen_address,optional"`
+	LogLevel        string `hcl:"log_level,optional"`
+	LogFormat       string `hcl:"log_format,optional"`
+	ShutdownTimeout string `hcl:"shutdown_timeout,optional"`
+
+	ScaleSets []*ScaleSet `hcl:"scale_set,block"`
+
+	// Resolved by ResolveSecrets.
+	GitHubToken Secret
+	// Parsed by Validate.
+	ShutdownTimeoutDuration time.Duration
+}
+
+// GitHubApp holds GitHub App credentials; the private key comes from a
+// file or an environment variable.
+type GitHubApp struct {
+	ClientID       string `hcl:"client_id"`
+	InstallationID int64  `hcl:"installation_id"`
+	PrivateKeyFile string `hcl:"private_key_file,optional"`
+	PrivateKeyEnv  string `hcl:"private_key_env,optional"`
+
+	PrivateKey Secret
+}
+
+// ScaleSet is one runner scale set and its backend.
+type ScaleSet struct {
+	// Name is the block label; the default runner_scale_set_name.
+	Name string `hcl:"name,label"`
+
+	GitHubConfigURL    string   `hcl:"github_config_url,optional"`
+	RunnerScaleSetName string   `hcl:"runner_scale_set_name,optional"`
+	Labels             []string `hcl:"labels,optional"`
+	RunnerGroup        string   `hcl:"runner_group,optional"`
+	MinRunners         int      `hcl:"min_runners,optional"`
+	MaxRunners         *int     `hcl:"max_runners,optional"`
+
+	Backend          string `hcl:"backend"`
+	RunnerNamePrefix string `hcl:"runner_name_prefix,optional"`
+
+	RunnerOnlineTimeout         string `hcl:"runner_online_timeout,optional"`
+	ReconcileInterval           string `hcl:"reconcile_interval,optional"`
+	StartBackoffMin             string `hcl:"start_backoff_min,optional"`
+	StartBackoffMax             string `hcl:"start_backoff_max,optional"`
+	SessionConflictTimeout      string `hcl:"session_conflict_timeout,optional"`
+	RemoveIdleRunnersOnShutdown bool   `hcl:"remove_idle_runners_on_shutdown,optional"`
+
+	Docker *dockerbackend.Config `hcl:"docker,block"`
+	Tart   *tartbackend.Config   `hcl:"tart,block"`
+	// Nomad is the nomad {} block, read by the nomad backend.
+	Nomad *nomadbackend.Config `hcl:"nomad,block"`
+
+	// Parsed by Validate.
+	Durations Durations
+}
+
+// Durations are the parsed duration fields of a ScaleSet.
+type Durations struct {
+	RunnerOnlineTimeout, ReconcileInterval time.Duration
+	StartBackoffMin, StartBackoffMax       time.Duration
+	SessionConflictTimeout                 time.Duration
+}
+
+// Max returns max_runners (after Validate, never nil).
+func (s *ScaleSet) Max() int {
+	if s.MaxRunners == nil {
+		return DefaultMaxRunners
+	}
+	return *s.MaxRunners
+}
+
+// Parse decodes HCL source. filename is used in diagnostics only.
+func Parse(src []byte, filename string) (*Config, error) {
+	file, diags := hclsyntax.ParseConfig(src, filename, hcl.Pos{Line: 1, Column: 1})
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("failed to parse %s: %w", filename, diags)
+	}
+	var c Config
+	if diags := gohcl.DecodeBody(file.Body, nil, &c); diags.HasErrors() {
+		return nil, fmt.Errorf("failed to decode %s: %w", filename, diags)
+	}
+	return &c, nil
+}
+
+// LoadFile reads and parses an HCL file.
+func LoadFile(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read config file: %w", err)
+	}
+	return Parse(src, path)
+}
+
+// ResolveSecrets reads the PAT and the App private key from their file or
+// environment variable, then from NOMAD_GHA_SCALESET_GITHUB_TOKEN and
+// NOMAD_GHA_SCALESET_GITHUB_APP_PRIVATE_KEY when nothing else is set.
+// Errors name the field and the file, never the content.
+func (c *Config) ResolveSecrets(getenv func(string) string) error {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var errs []error
+	read := func(field, file, env, fallbackEnv string) Secret {
+		switch {
+		case file != "":
+			b, err := os.ReadFile(file)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: failed to read %q: %w", field, file, errors.Unwrap(err)))
+				return ""
+			}
+			return Secret(strings.TrimSpace(string(b)))
+		case env != "":
+			v := getenv(env)
+			if v == "" {
+				errs = append(errs, fmt.Errorf("%s: environment variable %s is empty or unset", field, env))
+			}
+			return Secret(strings.TrimSpace(v))
+		default:
+			return Secret(strings.TrimSpace(getenv(fallbackEnv)))
+		}
+	}
+	c.GitHubToken = read("github_token_file/github_token_env", c.GitHubTokenFile, c.GitHubTokenEnv, EnvPrefix+"GITHUB_TOKEN")
+	if c.GitHubApp != nil {
+		c.GitHubApp.PrivateKey = read("github_app.private_key_file/private_key_env", c.GitHubApp.PrivateKeyFile, c.GitHubApp.PrivateKeyEnv, EnvPrefix+"GITHUB_APP_PRIVATE_KEY")
+	}
+	return errors.Join(errs...)
+}
+
+// Overlay holds values from the environment and flags; empty fields leave
+// the file's value alone.
+type Overlay struct {
+	ListenAddress, LogLevel, LogFormat, GitHubConfigURL string
+}
+
+// EnvOverlay reads NOMAD_GHA_SCALESET_{LISTEN_ADDRESS,LOG_LEVEL,LOG_FORMAT,
+// GITHUB_CONFIG_URL}.
+func EnvOverlay(getenv func(string) string) Overlay {
+	return Overlay{
+		ListenAddress:   getenv(EnvPrefix + "LISTEN_ADDRESS"),
+		LogLevel:        getenv(EnvPrefix + "LOG_LEVEL"),
+		LogFormat:       getenv(EnvPrefix + "LOG_FORMAT"),
+		GitHubConfigURL: getenv(EnvPrefix + "GITHUB_CONFIG_URL"),
+	}
+}
+
+// Apply sets every non-empty overlay field.
+func (c *Config) Apply(o Overlay) {
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&c.ListenAddress, o.ListenAddress)
+	set(&c.LogLevel, o.LogLevel)
+	set(&c.LogFormat, o.LogFormat)
+	set(&c.GitHubConfigURL, o.GitHubConfigURL)
+}
+
+// Validate applies defaults and returns a joined error naming each bad
+// field. Call ResolveSecrets first.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	def(&c.ListenAddress, DefaultListenAddress)
+	def(&c.LogLevel, DefaultLogLevel)
+	def(&c.LogFormat, DefaultLogFormat)
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level: must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		add("log_format: must be text or json, got %q", c.LogFormat)
+	}
+	c.ShutdownTimeoutDuration = duration(&errs, "shutdown_timeout", c.ShutdownTimeout, DefaultShutdownTimeout)
+
+	if c.GitHubApp != nil {
+		if c.GitHubApp.ClientID == "" {
+			add("github_app.client_id: must not be empty")
+		}
+		if c.GitHubApp.InstallationID <= 0 {
+			add("github_app.installation_id: must be positive, got %d", c.GitHubApp.InstallationID)
+		}
+		if c.GitHubApp.PrivateKey == "" {
+			add("github_app.private_key_file: no private key (set private_key_file, private_key_env or %sGITHUB_APP_PRIVATE_KEY)", EnvPrefix)
+		}
+	} else if c.GitHubToken == "" {
+		add("github_token_file: no credentials (set github_app {}, github_token_file, github_token_env or %sGITHUB_TOKEN)", EnvPrefix)
+	}
+
+	if len(c.ScaleSets) == 0 {
+		add("scale_set: at least one scale_set block is required")
+	}
+	names := map[string]bool{}
+	prefixes := map[string]bool{}
+	for _, s := range c.ScaleSets {
+		errs = append(errs, s.validate(c.GitHubConfigURL)...)
+		key := s.GitHubConfigURL + "|" + s.RunnerGroup + "|" + s.RunnerScaleSetName
+		if names[key] {
+			add("scale_set %q: runner_scale_set_name %q is used twice in the same runner group", s.Name, s.RunnerScaleSetName)
+		}
+		names[key] = true
+		if prefixes[s.RunnerNamePrefix] {
+			add("scale_set %q: runner_name_prefix %q is used by another scale set", s.Name, s.RunnerNamePrefix)
+		}
+		prefixes[s.RunnerNamePrefix] = true
+	}
+	return errors.Join(errs...)
+}
+
+func (s *ScaleSet) validate(defaultURL string) []error {
+	var errs []error
+	add := func(format string, a ...any) {
+		errs = append(errs, fmt.Errorf("scale_set %q: "+format, append([]any{s.Name}, a...)...))
+	}
+	def(&s.GitHubConfigURL, defaultURL)
+	def(&s.RunnerScaleSetName, s.Name)
+	def(&s.RunnerGroup, DefaultRunnerGroup)
+	def(&s.RunnerNamePrefix, s.RunnerScaleSetName)
+	if s.MaxRunners == nil {
+		n := DefaultMaxRunners
+		s.MaxRunners = &n
+	}
+	if s.GitHubConfigURL == "" {
+		add("github_config_url: must be set here or at the top level")
+	} else if u, err := url.Parse(s.GitHubConfigURL); err != nil || u.Scheme == "" || u.Host == "" || strings.Trim(u.Path, "/") == "" {
+		add("github_config_url: %q must be an enterprise, organization or repository URL", s.GitHubConfigURL)
+	}
+	if s.RunnerScaleSetName == "" {
+		add("runner_scale_set_name: must not be empty")
+	}
+	if strings.ContainsAny(s.RunnerScaleSetName+s.RunnerNamePrefix, "&#+%?/ ") {
+		add("runner_scale_set_name: %q (or runner_name_prefix) must not contain &, #, +, %%, ?, / or spaces", s.RunnerScaleSetName)
+	}
+	for i, l := range s.Labels {
+		if strings.TrimSpace(l) == "" {
+			add("labels[%d]: must not be blank", i)
+		}
+	}
+	if s.MinRunners < 0 {
+		add("min_runners: must be >= 0, got %d", s.MinRunners)
+	}
+	if *s.MaxRunners < 1 {
+		add("max_runners: must be >= 1, got %d", *s.MaxRunners)
+	}
+	if s.MinRunners > *s.MaxRunners {
+		add("min_runners: %d is above max_runners %d", s.MinRunners, *s.MaxRunners)
+	}
+	var derrs []error
+	s.Durations = Durations{
+		RunnerOnlineTimeout:    duration(&derrs, "runner_online_timeout", s.RunnerOnlineTimeout, DefaultRunnerOnlineTimeout),
+		ReconcileInterval:      duration(&derrs, "reconcile_interval", s.ReconcileInterval, DefaultReconcileInterval),
+		StartBackoffMin:        duration(&derrs, "start_backoff_min", s.StartBackoffMin, DefaultStartBackoffMin),
+		StartBackoffMax:        duration(&derrs, "start_backoff_max", s.StartBackoffMax, DefaultStartBackoffMax),
+		SessionConflictTimeout: duration(&derrs, "session_conflict_timeout", s.SessionConflictTimeout, DefaultSessionConflictWait),
+	}
+	for _, e := range derrs {
+		add("%w", e)
+	}
+	if s.Durations.StartBackoffMax < s.Durations.StartBackoffMin {
+		add("start_backoff_max: must be >= start_backoff_min")
+	}
+
+	blocks := map[string]bool{BackendDocker: s.Docker != nil, BackendTart: s.Tart != nil, BackendNomad: s.Nomad != nil}
+	switch s.Backend {
+	case BackendDocker:
+		if s.Docker == nil {
+			s.Docker = &dockerbackend.Config{}
+		}
+		if err := s.Docker.Validate(); err != nil {
+			add("docker: %w", err)
+		}
+	case BackendTart:
+		if s.Tart == nil {
+			s.Tart = &tartbackend.Config{}
+		}
+		if err := s.Tart.Validate(); err != nil {
+			add("tart: %w", err)
+		}
+	case BackendNomad:
+		if s.Nomad == nil {
+			s.Nomad = &nomadbackend.Config{}
+		}
+		if err := s.Nomad.Validate(); err != nil {
+			add("nomad: %w", err)
+		}
+	default:
+		add("backend: must be docker, tart or nomad, got %q", s.Backend)
+	}
+	for kind, present := range blocks {
+		if present && kind != s.Backend {
+			add("%s: block given but backend is %q", kind, s.Backend)
+		}
+	}
+	return errs
+}
+
+func def(dst *string, v string) {
+	if *dst == "" {
+		*dst = v
+	}
+}
+
+func duration(errs *[]error, field, v string, d time.Duration) time.Duration {
+	if v == "" {
+		return d
+	}
+	p, err := time.ParseDuration(v)
+	if err != nil || p <= 0 {
+		*errs = append(*errs, fmt.Errorf("%s: must be a positive duration like \"30s\", got %q", field, v))
+		return d
+	}
+	return p
+}

@@ -1,0 +1,205 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoenig/test/must"
+)
+
+const example = `
+github_config_url = "https://github.com/acme"
+github_token_env  = "MY_PAT"
+listen_address    = "0.0.0.0:9999"
+
+scale_set "macos" {
+  labels      = ["macos", "arm64"]
+  min_runners = 1
+  max_runners = 2
+  backend     = "tart"
+  runner_online_timeout = "10m"
+  tart {}
+}
+
+scale_set "linux" {
+  github_config_url     = "https://github.com/acme/app"
+  runner_scale_set_name = "linux-x64"
+  runner_group          = "ci"
+  backend               = "docker"
+  remove_idle_runners_on_shutdown = true
+}
+`
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestParse_example(t *testing.T) {
+	c, err := Parse([]byte(example), "example.hcl")
+	must.NoError(t, err)
+	must.NoError(t, c.ResolveSecrets(env(map[string]string{"MY_PAT": "ghp_secret\n"})))
+	must.NoError(t, c.Validate())
+	must.Eq(t, "ghp_secret", c.GitHubToken.Reveal())
+	must.Eq(t, "0.0.0.0:9999", c.ListenAddress)
+	must.Eq(t, "info", c.LogLevel)
+	must.SliceLen(t, 2, c.ScaleSets)
+
+	mac := c.ScaleSets[0]
+	must.Eq(t, "macos", mac.RunnerScaleSetName)
+	must.Eq(t, "macos", mac.RunnerNamePrefix)
+	must.Eq(t, "https://github.com/acme", mac.GitHubConfigURL)
+	must.Eq(t, "default", mac.RunnerGroup)
+	must.Eq(t, 2, mac.Max())
+	must.Eq(t, 10*time.Minute, mac.Durations.RunnerOnlineTimeout)
+	must.NotNil(t, mac.Tart)
+
+	lin := c.ScaleSets[1]
+	must.Eq(t, "linux-x64", lin.RunnerScaleSetName)
+	must.Eq(t, "linux-x64", lin.RunnerNamePrefix)
+	must.Eq(t, "ci", lin.RunnerGroup)
+	must.Eq(t, DefaultMaxRunners, lin.Max())
+	must.Eq(t, DefaultRunnerOnlineTimeout, lin.Durations.RunnerOnlineTimeout)
+	must.NotNil(t, lin.Docker, must.Sprint("backend block defaulted"))
+	must.True(t, lin.RemoveIdleRunnersOnShutdown)
+}
+
+func TestConfig_Validate_errorsNameFields(t *testing.T) {
+	cases := []struct {
+		name string
+		hcl  string
+		want []string
+	}{
+		{name: "no scale sets", hcl: `github_config_url = "https://github.com/a"`, want: []string{"scale_set: at least one", "github_token_file: no credentials"}},
+		{name: "bad numbers", hcl: `scale_set "x" {
+  github_config_url = "https://github.com/a"
+  backend = "docker"
+  min_runners = 5
+  max_runners = 2
+}`, want: []string{`scale_set "x": min_runners: 5 is above max_runners 2`}},
+		{name: "zero max", hcl: `scale_set "x" {
+  github_config_url = "https://github.com/a"
+  backend = "docker"
+  max_runners = 0
+}`, want: []string{`max_runners: must be >= 1`}},
+		{name: "bad backend and url", hcl: `scale_set "x" {
+  github_config_url = "https://github.com"
+  backend = "podman"
+}`, want: []string{`backend: must be docker, tart or nomad, got "podman"`, `github_config_url: "https://github.com" must be`}},
+		{name: "wrong backend block", hcl: `scale_set "x" {
+  github_config_url = "https://github.com/a"
+  backend = "docker"
+  tart {}
+}`, want: []string{`tart: block given but backend is "docker"`}},
+		{name: "bad durations", hcl: `log_format = "xml"
+scale_set "x" {
+  github_config_url = "https://github.com/a"
+  backend = "docker"
+  runner_online_timeout = "soon"
+  start_backoff_min = "1m"
+  start_backoff_max = "1s"
+}`, want: []string{`runner_online_timeout: must be a positive duration`, `start_backoff_max: must be >=`, `log_format: must be text or json`}},
+		{name: "duplicate names", hcl: `scale_set "x" {
+  github_config_url = "https://github.com/a"
+  backend = "docker"
+}
+scale_set "y" {
+  github_config_url = "https://github.com/a"
+  runner_scale_set_name = "x"
+  backend = "docker"
+}`, want: []string{`runner_scale_set_name "x" is used twice`}},
+		{name: "blank label and odd name", hcl: `scale_set "a b" {
+  github_config_url = "https://github.com/a"
+  backend = "docker"
+  labels = [" "]
+}`, want: []string{`labels[0]: must not be blank`, `must not contain`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.hcl), "t.hcl")
+			must.NoError(t, err)
+			must.NoError(t, c.ResolveSecrets(env(nil)))
+			err = c.Validate()
+			for _, w := range tc.want {
+				must.ErrorContains(t, err, w)
+			}
+		})
+	}
+}
+
+func TestParse_unknownAttribute(t *testing.T) {
+	_, err := Parse([]byte(`scale_set "x" {
+  backend = "docker"
+  maxrunners = 3
+}`), "t.hcl")
+	must.ErrorContains(t, err, "maxrunners")
+}
+
+func TestConfig_ResolveSecrets_sources(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "app.pem")
+	must.NoError(t, os.WriteFile(keyFile, []byte("-----BEGIN KEY-----\nabc\n"), 0o600))
+
+	c, err := Parse([]byte(`github_app {
+  client_id = "Iv1.x"
+  installation_id = 42
+  private_key_file = "`+keyFile+`"
+}
+scale_set "x" {
+  github_config_url = "https://github.com/a"
+  backend = "docker"
+}`), "t.hcl")
+	must.NoError(t, err)
+	must.NoError(t, c.ResolveSecrets(env(nil)))
+	must.NoError(t, c.Validate())
+	must.StrContains(t, c.GitHubApp.PrivateKey.Reveal(), "BEGIN KEY")
+
+	// fallback env var for the PAT
+	c2, _ := Parse([]byte(`scale_set "x" {
+  github_config_url = "https://github.com/a"
+  backend = "docker"
+}`), "t.hcl")
+	must.NoError(t, c2.ResolveSecrets(env(map[string]string{"NOMAD_GHA_SCALESET_GITHUB_TOKEN": "pat-1"})))
+	must.NoError(t, c2.Validate())
+	must.Eq(t, "pat-1", c2.GitHubToken.Reveal())
+
+	// a missing file is an error naming the field, not a secret
+	c3, _ := Parse([]byte(`github_token_file = "/nonexistent/token"`), "t.hcl")
+	must.ErrorContains(t, c3.ResolveSecrets(env(nil)), `github_token_file/github_token_env: failed to read "/nonexistent/token"`)
+
+	// a named but empty env var is an error
+	c4, _ := Parse([]byte(`github_token_env = "EMPTY"`), "t.hcl")
+	must.ErrorContains(t, c4.ResolveSecrets(env(nil)), "environment variable EMPTY is empty")
+}
+
+func TestConfig_Apply_overlay(t *testing.T) {
+	c := &Config{ListenAddress: "a:1", LogLevel: "info"}
+	c.Apply(EnvOverlay(env(map[string]string{"NOMAD_GHA_SCALESET_LOG_LEVEL": "debug"})))
+	c.Apply(Overlay{ListenAddress: "b:2"})
+	must.Eq(t, "b:2", c.ListenAddress)
+	must.Eq(t, "debug", c.LogLevel)
+}
+
+func TestSecret_neverPrinted(t *testing.T) {
+	s := Secret("ghp_topsecret")
+	c := Config{GitHubToken: s, GitHubApp: &GitHubApp{PrivateKey: "PEMDATA"}}
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&buf, nil))
+	logger.Info("cfg", "token", s, "config", c)
+	j, _ := json.Marshal(c)
+	for _, out := range []string{
+		fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s %q", c, c, c, s, s), buf.String(), string(j),
+		fmt.Sprintf("%+v", *c.GitHubApp),
+	} {
+		must.False(t, strings.Contains(out, "topsecret"), must.Sprint(out))
+		must.False(t, strings.Contains(out, "PEMDATA"), must.Sprint(out))
+	}
+	must.Eq(t, "ghp_topsecret", s.Reveal())
+}
