@@ -1,0 +1,443 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package faketart
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// dirShare is one --dir argument.
+type dirShare struct {
+	name, path, tag string
+	readOnly        bool
+}
+
+const defaultShareTag = "com.apple.virtio-fs.automount"
+
+func parseDirShare(s string) (dirShare, error) {
+	d := dirShare{tag: defaultShareTag}
+	parts := strings.Split(s, ":")
+	isOpts := func(x string) bool {
+		for _, o := range strings.Split(x, ",") {
+			if o != "ro" && !strings.HasPrefix(o, "tag=") {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case strings.Contains(s, "://"):
+		d.path = s // a .tar.gz URL: accepted, not downloaded
+		return d, nil
+	case len(parts) == 1:
+		d.path = parts[0]
+	case len(parts) == 2 && isOpts(parts[1]):
+		d.path = parts[0]
+		parts = append(parts[:1], "", parts[1])
+		d.applyOpts(parts[2])
+	case len(parts) == 2:
+		d.name, d.path = parts[0], parts[1]
+	case len(parts) == 3 && isOpts(parts[2]):
+		d.name, d.path = parts[0], parts[1]
+		d.applyOpts(parts[2])
+	default:
+		return d, fmt.Errorf("invalid --dir syntax: %q", s)
+	}
+	if d.path == "" {
+		return d, fmt.Errorf("invalid --dir syntax: %q", s)
+	}
+	d.path = expandHome(d.path)
+	return d, nil
+}
+
+func (d *dirShare) applyOpts(opts string) {
+	for _, o := range strings.Split(opts, ",") {
+		if o == "ro" {
+			d.readOnly = true
+		} else if t, ok := strings.CutPrefix(o, "tag="); ok {
+			d.tag = t
+		}
+	}
+}
+
+// runOpts are the validated flags of `tart run`.
+type runOpts struct {
+	suspendable bool
+	softnet     bool
+	bridged     []string
+	shares      []dirShare
+}
+
+func (a *app) validateRunFlags(spec *commandSpec, p *parsedArgs) (runOpts, error) {
+	o := runOpts{suspendable: p.has("suspendable"), bridged: p.values["net-bridged"]}
+	o.softnet = p.has("net-softnet") || p.has("net-softnet-allow") || p.has("net-softnet-block") || p.has("net-softnet-expose")
+	modes := 0
+	for _, on := range []bool{len(o.bridged) > 0, o.softnet, p.has("net-host")} {
+		if on {
+			modes++
+		}
+	}
+	if modes > 1 {
+		return o, usageErr(spec.name, "--net-bridged, --net-softnet and --net-host are mutually exclusive")
+	}
+	if p.has("graphics") && p.has("no-graphics") {
+		return o, usageErr(spec.name, "--graphics and --no-graphics are mutually exclusive")
+	}
+	if p.has("vnc") && p.has("vnc-experimental") {
+		return o, usageErr(spec.name, "--vnc and --vnc-experimental are mutually exclusive")
+	}
+	if o.suspendable && (p.has("no-trackpad") || p.has("no-keyboard") || p.has("no-pointer")) {
+		return o, usageErr(spec.name, "--suspendable is incompatible with --no-trackpad, --no-keyboard and --no-pointer")
+	}
+	byTag := map[string]int{}
+	unnamed := map[string]int{}
+	for _, v := range p.values["dir"] {
+		d, err := parseDirShare(v)
+		if err != nil {
+			return o, usageErr(spec.name, "%v", err)
+		}
+		byTag[d.tag]++
+		if d.name == "" {
+			unnamed[d.tag]++
+		}
+		o.shares = append(o.shares, d)
+	}
+	for tag, n := range byTag {
+		if n > 1 && unnamed[tag] > 0 {
+			return o, usageErr(spec.name, "invalid --dir syntax: for multiple directory shares each one of them should be named")
+		}
+	}
+	return o, nil
+}
+
+func (a *app) cmdRun(spec *commandSpec, p *parsedArgs) error {
+	opts, err := a.validateRunFlags(spec, p)
+	if err != nil {
+		return err
+	}
+	name := p.pos[0]
+	dir, err := a.home.openLocal(name)
+	if err != nil {
+		// Raised in run's validation step: "Error: " prefix and exit 1.
+		var ce *cliError
+		if errors.As(err, &ce) {
+			return prefixedErr("%s", ce.msg)
+		}
+		return err
+	}
+	cfg, err := readConfig(filepath.Join(dir, fileConfig))
+	if err != nil {
+		return prefixedErr("%v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, fileSnapshot)); err == nil {
+		opts.suspendable = true // implied when resuming
+	}
+	if opts.suspendable && cfg.OS != osDarwin {
+		return usageErr(spec.name, "You can only suspend macOS VMs")
+	}
+	if opts.softnet || p.has("net-host") {
+		if a.knobs.softnetMissing {
+			return prefixedErr("softnet not found in PATH")
+		}
+	}
+	for _, b := range opts.bridged {
+		if !slices.Contains(a.knobs.bridgedIfaces, b) {
+			return prefixedErr("invalid --net-bridged value %q: no such interface, available interfaces: %s",
+				b, strings.Join(a.knobs.bridgedIfaces, ", "))
+		}
+	}
+	for _, d := range opts.shares {
+		if strings.Contains(d.path, "://") {
+			continue
+		}
+		if st, err := os.Stat(d.path); err != nil || !st.IsDir() {
+			return bareErr(exitFailure, `Error Domain=VZErrorDomain Code=2 "A directory sharing device configuration is invalid." UserInfo={NSLocalizedFailure=Invalid virtual machine configuration., NSLocalizedFailureReason=The directory %q does not exist.}`, d.path)
+		}
+	}
+	if err := a.startVM(name, dir, &cfg); err != nil {
+		return err
+	}
+	return a.runVM(p, opts, name, dir, cfg)
+}
+
+// startVM does run's lifecycle steps 2 to 7 under the global lock: MAC
+// collision handling, the VM lock, and the macOS VM limit.
+func (a *app) startVM(name, dir string, cfg *VMConfig) error {
+	gl, err := a.home.globalLock()
+	if err != nil {
+		return err
+	}
+	defer gl.unlock()
+	others, err := a.runningVMs(name)
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		if normalizeMAC(o.cfg.MACAddress) == normalizeMAC(cfg.MACAddress) {
+			a.out("There is already a running VM with the same MAC address!")
+			a.out("Resetting VM to assign a new MAC address...")
+			cfg.MACAddress = RandomMAC()
+			if err := writeConfigInPlace(filepath.Join(dir, fileConfig), *cfg); err != nil {
+				return err
+			}
+			_ = os.Remove(filepath.Join(dir, fileSnapshot))
+			break
+		}
+	}
+	ok, err := a.takeVMLock(dir)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return bareErr(exitVMState, "VM %q is already running!", name)
+	}
+	a.runConfig = *cfg
+	if cfg.OS == osDarwin {
+		var names []string
+		darwin := 0
+		for _, o := range others {
+			names = append(names, o.name)
+			if o.cfg.OS == osDarwin {
+				darwin++
+			}
+		}
+		if darwin+a.knobs.phantomVMs >= a.knobs.vmLimit {
+			msg := "The number of VMs exceeds the system limit"
+			if len(names) > 0 {
+				msg += " (other running VMs: " + strings.Join(names, ", ") + ")"
+			}
+			return bareErr(exitFailure, "%s", msg)
+		}
+	}
+	if a.shouldFail("run") {
+		return bareErr(exitFailure, "%s", a.failMessage("run",
+			`Error Domain=VZErrorDomain Code=1 "The virtual machine failed to start." UserInfo={NSLocalizedFailure=Internal Virtualization error., NSLocalizedFailureReason=faketart injected run failure.}`))
+	}
+	return nil
+}
+
+type runningVM struct {
+	name string
+	cfg  VMConfig
+}
+
+// runningVMs lists running local VMs other than except.
+func (a *app) runningVMs(except string) ([]runningVM, error) {
+	names, err := a.home.localVMNames()
+	if err != nil {
+		return nil, err
+	}
+	var out []runningVM
+	for _, n := range names {
+		if n == except {
+			continue // never open our own config.json: see lockHolder
+		}
+		d := a.home.vmDir(n)
+		if st, _ := a.state(d); st != stateRunning {
+			continue
+		}
+		c, err := readConfig(filepath.Join(d, fileConfig))
+		if err != nil {
+			continue
+		}
+		out = append(out, runningVM{name: n, cfg: c})
+	}
+	return out, nil
+}
+
+// runVM is the running VM: it waits for signals and timers and returns
+// when the VM stops (reference §3.6 steps 6 to 10 and §4.6).
+func (a *app) runVM(p *parsedArgs, opts runOpts, name, dir string, cfg VMConfig) error {
+	fake := filepath.Join(dir, dirFake)
+	_ = os.RemoveAll(fake) // state of a previous, killed run
+	if err := os.MkdirAll(filepath.Join(fake, "execs"), 0o755); err != nil {
+		return fmt.Errorf("create runtime dir: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, dirGuest), 0o755); err != nil {
+		return fmt.Errorf("create guest dir: %w", err)
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+
+	if _, err := os.Stat(filepath.Join(dir, fileSnapshot)); err == nil {
+		a.out("restoring VM state from a snapshot...")
+		a.out("resuming VM...")
+		_ = os.Remove(filepath.Join(dir, fileSnapshot))
+	}
+	if p.has("vnc") || p.has("vnc-experimental") {
+		if _, ci := os.LookupEnv("CI"); ci || p.has("no-graphics") {
+			a.out("VNC server is running at vnc://:faketart@127.0.0.1:5900")
+		}
+	}
+	if p.has("serial") {
+		a.out("Successfully open pty /dev/ttys000")
+	}
+	ln := a.listenControl(dir)
+	unshare := a.mountShares(dir, cfg, opts.shares)
+	defer func() {
+		a.killExecs(dir)
+		unshare()
+		if ln != nil {
+			_ = ln.Close()
+		}
+		_ = os.Remove(filepath.Join(dir, fileControl))
+		_ = os.RemoveAll(fake)
+	}()
+
+	boot := time.NewTimer(a.knobs.bootDelay)
+	defer boot.Stop()
+	var agent <-chan time.Time
+	crash := timerChan(a.knobs.runCrashAfter)
+	guestStop := timerChan(a.knobs.guestStopAfter)
+	var shutdown <-chan time.Time
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case <-boot.C:
+			if !a.knobs.noDHCP {
+				if _, err := a.acquireLease(name, cfg.MACAddress); err != nil {
+					fmt.Fprintf(a.stderr, "faketart: DHCP lease: %v\n", err)
+				}
+			}
+			if !a.knobs.noAgent {
+				agent = time.After(a.knobs.agentDelay)
+			}
+		case <-agent:
+			agent = nil
+			_ = os.WriteFile(filepath.Join(fake, "agent"), []byte(strconv.Itoa(os.Getpid())), 0o644)
+		case <-crash:
+			a.out("guest has stopped the virtual machine due to error: faketart: simulated VM crash")
+			return &exitCodeErr{code: exitFailure}
+		case <-guestStop:
+			a.out("guest has stopped the virtual machine")
+			return nil
+		case <-shutdown:
+			a.out("guest has stopped the virtual machine")
+			return nil
+		case <-poll.C:
+			if _, err := os.Stat(filepath.Join(fake, "poweroff")); err == nil && shutdown == nil {
+				shutdown = time.After(a.knobs.shutdownDelay)
+			}
+		case s := <-sigs:
+			switch s {
+			case syscall.SIGINT:
+				if a.knobs.runIgnoreSIGINT {
+					continue
+				}
+				a.out("Stopping VM...")
+				return nil
+			case syscall.SIGUSR1:
+				if !opts.suspendable {
+					fmt.Fprintln(a.stderr, "Failed to suspend the VM: Error Domain=VZErrorDomain Code=12 \"The virtual machine is not configured to support save and restore.\"")
+					return &exitCodeErr{code: exitFailure}
+				}
+				a.out("pausing VM to take a snapshot...")
+				a.out("creating a snapshot...")
+				if err := os.WriteFile(filepath.Join(dir, fileSnapshot), []byte("faketart snapshot\n"), 0o644); err != nil {
+					return fmt.Errorf("write snapshot: %w", err)
+				}
+				a.out("snapshot created successfully! shutting down the VM...")
+				return nil
+			case syscall.SIGUSR2:
+				a.out("Requesting guest OS to stop...")
+				if shutdown == nil {
+					shutdown = time.After(a.knobs.shutdownDelay)
+				}
+			}
+		}
+	}
+}
+
+func timerChan(d time.Duration) <-chan time.Time {
+	if d <= 0 {
+		return nil
+	}
+	return time.After(d)
+}
+
+// listenControl creates control.sock as a Unix socket when the path fits
+// in sun_path. faketart's exec does not talk over it; it is there so the
+// layout matches tart's.
+func (a *app) listenControl(dir string) net.Listener {
+	path := filepath.Join(dir, fileControl)
+	_ = os.Remove(path)
+	if len(path) >= 104 {
+		return nil
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil
+	}
+	return ln
+}
+
+// mountShares makes --dir shares visible in a macOS guest the way they
+// auto-mount: guest/Volumes/My Shared Files (single unnamed share) or
+// guest/Volumes/My Shared Files/<name>, as symlinks to the host paths.
+func (a *app) mountShares(dir string, cfg VMConfig, shares []dirShare) func() {
+	mount := filepath.Join(dir, dirGuest, "Volumes", "My Shared Files")
+	var auto []dirShare
+	for _, s := range shares {
+		if s.tag == defaultShareTag && !strings.Contains(s.path, "://") {
+			auto = append(auto, s)
+		}
+	}
+	if cfg.OS != osDarwin || len(auto) == 0 {
+		return func() {}
+	}
+	_ = os.RemoveAll(mount)
+	_ = os.MkdirAll(filepath.Dir(mount), 0o755)
+	abs := func(p string) string {
+		if ap, err := filepath.Abs(p); err == nil {
+			return ap
+		}
+		return p
+	}
+	if len(auto) == 1 && auto[0].name == "" {
+		_ = os.Symlink(abs(auto[0].path), mount)
+	} else {
+		_ = os.MkdirAll(mount, 0o755)
+		for _, s := range auto {
+			_ = os.Symlink(abs(s.path), filepath.Join(mount, s.name))
+		}
+	}
+	return func() {
+		if st, err := os.Lstat(mount); err == nil {
+			if st.Mode()&fs.ModeSymlink != 0 {
+				_ = os.Remove(mount)
+			} else {
+				ents, _ := os.ReadDir(mount)
+				for _, e := range ents {
+					_ = os.Remove(filepath.Join(mount, e.Name()))
+				}
+				_ = os.Remove(mount)
+			}
+		}
+	}
+}
+
+// killExecs kills the process groups of commands exec started in this VM:
+// a stopped VM takes its guest processes with it.
+func (a *app) killExecs(dir string) {
+	execDir := filepath.Join(dir, dirFake, "execs")
+	ents, _ := os.ReadDir(execDir)
+	for _, e := range ents {
+		if pgid, err := strconv.Atoi(e.Name()); err == nil && pgid > 1 {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	}
+}
