@@ -161,6 +161,11 @@ type Pool struct {
 	opts   PoolOptions
 	log    hclog.Logger
 
+	// pullMu serializes EnsureImage per image, so concurrent boots pull an
+	// image once.
+	pullMu  sync.Mutex
+	pulling map[string]chan struct{}
+
 	mu      sync.Mutex
 	pools   map[string]*poolState
 	order   []string // pool names in config order
@@ -177,7 +182,7 @@ func NewPool(client *Client, slots *Slots, pools []PoolConfig, opts PoolOptions)
 		return nil, errors.New("new pool: client and slots are required")
 	}
 	opts.defaults(client)
-	p := &Pool{client: client, slots: slots, opts: opts, log: opts.Logger.Named("pool"), pools: map[string]*poolState{}}
+	p := &Pool{client: client, slots: slots, opts: opts, log: opts.Logger.Named("pool"), pools: map[string]*poolState{}, pulling: map[string]chan struct{}{}}
 	var errs []error
 	total := 0
 	for i, pc := range pools {
@@ -672,7 +677,7 @@ func (p *Pool) boot(ctx context.Context, vm *VM, spec VMSpec, onEvent EventFunc)
 			onEvent(Event{Type: EventPulling, Pool: vm.Pool, VM: vm.Name, Pull: &prog, Message: pr.String()})
 		}
 	}
-	pulled, err := p.client.EnsureImage(ctx, spec.Image, po)
+	pulled, err := p.ensureImage(ctx, spec.Image, po)
 	if err != nil {
 		return err
 	}
@@ -704,6 +709,24 @@ func (p *Pool) boot(ctx context.Context, vm *VM, spec VMSpec, onEvent EventFunc)
 	onEvent(Event{Type: EventReady, Pool: vm.Pool, VM: vm.Name, Duration: d,
 		Message: fmt.Sprintf("VM %s ready in %.1fs", vm.Name, d.Seconds())})
 	return nil
+}
+
+// ensureImage runs Client.EnsureImage with one caller per image at a time.
+func (p *Pool) ensureImage(ctx context.Context, image string, po PullOptions) (bool, error) {
+	p.pullMu.Lock()
+	sem, ok := p.pulling[image]
+	if !ok {
+		sem = make(chan struct{}, 1)
+		p.pulling[image] = sem
+	}
+	p.pullMu.Unlock()
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return false, fmt.Errorf("ensure image %s: %w", image, ctx.Err())
+	}
+	defer func() { <-sem }()
+	return p.client.EnsureImage(ctx, image, po)
 }
 
 // Release stops and deletes a VM handed out by Claim, Provision or StartVM

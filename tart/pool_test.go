@@ -1,0 +1,297 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package tart
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoenig/test/must"
+)
+
+const testImage = "ghcr.io/test/macos:latest"
+
+type eventLog struct {
+	mu sync.Mutex
+	ev []Event
+}
+
+func (l *eventLog) add(e Event) {
+	l.mu.Lock()
+	l.ev = append(l.ev, e)
+	l.mu.Unlock()
+}
+
+func (l *eventLog) of(t EventType) []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Event
+	for _, e := range l.ev {
+		if e.Type == t {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// checkGoroutines fails the test if goroutines started during it are still
+// around at cleanup (after everything else was cleaned up).
+func checkGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<16)
+				t.Errorf("goroutines leaked: %d > %d\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+func testPool(t *testing.T, m *memTart, max int, pools []PoolConfig) (*Pool, *eventLog) {
+	t.Helper()
+	slots, err := NewSlots(max, "test-host")
+	must.NoError(t, err)
+	ev := &eventLog{}
+	p, err := NewPool(m.client(), slots, pools, PoolOptions{
+		OnEvent: ev.add, ReadyInterval: time.Millisecond, BackoffMin: 20 * time.Millisecond,
+		BackoffMax: 80 * time.Millisecond, StopTimeout: time.Second, BootTimeout: 10 * time.Second,
+	})
+	must.NoError(t, err)
+	return p, ev
+}
+
+func startPool(t *testing.T, p *Pool) {
+	t.Helper()
+	must.NoError(t, p.Start(t.Context()))
+	t.Cleanup(func() {
+		must.NoError(t, p.Shutdown(context.Background()))
+	})
+}
+
+func poolCfg(name string, size int) PoolConfig {
+	return PoolConfig{Name: name, Size: size, VMSpec: VMSpec{Image: testImage, CPU: 4, MemoryMiB: 8192}}
+}
+
+func TestNewPool_validation(t *testing.T) {
+	t.Parallel()
+	m := newMemTart(t)
+	slots, _ := NewSlots(2, "x")
+	_, err := NewPool(m.client(), slots, []PoolConfig{
+		{Name: "a/b", Size: 1, VMSpec: VMSpec{Image: "i"}},
+		{Name: "ok", Size: -1},
+		{Name: "ok", Size: 1, VMSpec: VMSpec{Image: "i"}},
+		{Name: "net", Size: 1, VMSpec: VMSpec{Image: "i", Run: RunOptions{Network: Network{Mode: NetworkBridged}}}},
+	}, PoolOptions{})
+	must.ErrorContains(t, err, "pools[0].name")
+	must.ErrorContains(t, err, "pools[1].image")
+	must.ErrorContains(t, err, "pools[1].size")
+	must.ErrorContains(t, err, `pools[2].name: duplicate pool "ok"`)
+	must.ErrorContains(t, err, "pools[3].network")
+	_, err = NewPool(nil, slots, nil, PoolOptions{})
+	must.Error(t, err)
+}
+
+func TestPool_fillClaimRelease(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	p, ev := testPool(t, m, 2, []PoolConfig{poolCfg("mac", 2)})
+	startPool(t, p)
+
+	waitFor(t, func() bool { return p.Stats()[0].Ready == 2 })
+	must.Eq(t, 2, len(m.running()))
+	must.Eq(t, 0, p.Slots().Available())
+	must.Eq(t, 1, m.count("pull"), must.Sprint("image pulled once, then cached"))
+	must.SliceNotEmpty(t, ev.of(EventPulling))
+
+	// Every warm VM runs with its slot's MAC.
+	for _, name := range m.running() {
+		mac, err := m.client().MACAddress(name)
+		must.NoError(t, err)
+		slot, ok := p.Slots().OwnerSlot(name)
+		must.True(t, ok)
+		must.Eq(t, slot.MAC, mac)
+	}
+
+	vm, err := p.Claim(t.Context(), "task-1", VMSpec{Image: testImage})
+	must.NoError(t, err)
+	must.True(t, vm.Warm)
+	must.Eq(t, "mac", vm.Pool)
+	must.Eq(t, "task-1", p.Slots().Owners()[vm.Slot.Index])
+	_, err = os.Stat(filepath.Join(m.home, "vms", vm.Name, ClaimedMarker))
+	must.NoError(t, err)
+	must.Len(t, 1, ev.of(EventClaimed))
+	must.StrContains(t, ev.of(EventClaimed)[0].Message, "Claimed warm VM "+vm.Name+" in ")
+
+	// Both slots are busy: the pool cannot refill until the task releases.
+	must.Eq(t, 1, p.Stats()[0].Ready)
+	must.NoError(t, p.Release(t.Context(), vm))
+	must.SliceNotContains(t, m.names(), vm.Name)
+	waitFor(t, func() bool { return p.Stats()[0].Ready == 2 })
+
+	// A spec with other resources matches no pool.
+	_, err = p.Claim(t.Context(), "t", VMSpec{Image: testImage, CPU: 2})
+	must.ErrorIs(t, err, ErrPoolEmpty)
+	_, err = p.Claim(t.Context(), "t", VMSpec{Image: "other"})
+	must.ErrorIs(t, err, ErrPoolEmpty)
+}
+
+func TestPool_StartVM_preemptsWarmVM(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	p, ev := testPool(t, m, 2, []PoolConfig{poolCfg("mac", 2)})
+	startPool(t, p)
+	waitFor(t, func() bool { return p.Stats()[0].Ready == 2 })
+
+	// A task that cannot use the pool's VMs needs a slot: a warm VM gives
+	// its slot up.
+	var taskEvents eventLog
+	vm, err := p.StartVM(t.Context(), TaskVMName("t1"), VMSpec{Image: testImage, CPU: 2}, taskEvents.add)
+	must.NoError(t, err)
+	must.False(t, vm.Warm)
+	must.Len(t, 1, ev.of(EventPreempted))
+	must.Len(t, 1, taskEvents.of(EventWaitingSlot))
+	must.Len(t, 1, taskEvents.of(EventBooting))
+	must.Len(t, 1, taskEvents.of(EventReady))
+	must.Eq(t, 2, len(m.running()))
+	must.Eq(t, 1, p.Stats()[0].Ready)
+	mac, _ := m.client().MACAddress(vm.Name)
+	must.Eq(t, vm.Slot.MAC, mac)
+
+	must.NoError(t, p.Release(t.Context(), vm))
+	waitFor(t, func() bool { return p.Stats()[0].Ready == 2 })
+}
+
+func TestPool_Provision_coldWhenEmpty(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	p, _ := testPool(t, m, 2, nil)
+	startPool(t, p)
+	var evs eventLog
+	vm, err := p.Provision(t.Context(), TaskVMName("a"), "a", VMSpec{Image: testImage}, evs.add)
+	must.NoError(t, err)
+	must.Eq(t, "ntart-task-a", vm.Name)
+	must.SliceNotEmpty(t, evs.of(EventPulling))
+	must.Len(t, 1, evs.of(EventPulled))
+	must.NoError(t, p.Release(t.Context(), vm))
+	must.SliceEmpty(t, m.names())
+	must.Eq(t, 2, p.Slots().Available())
+}
+
+func TestPool_StartVM_failureCleansUp(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	m.setFail("run", "The number of VMs exceeds the system limit (other running VMs: x)")
+	p, _ := testPool(t, m, 2, nil)
+	startPool(t, p)
+	_, err := p.StartVM(t.Context(), TaskVMName("a"), VMSpec{Image: testImage}, nil)
+	must.ErrorIs(t, err, ErrVMLimit)
+	must.SliceEmpty(t, m.names())
+	must.Eq(t, 2, p.Slots().Available())
+}
+
+func TestPool_bootFailureBacksOff(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	m.setFail("clone", "Error: disk full")
+	p, ev := testPool(t, m, 1, []PoolConfig{poolCfg("mac", 1)})
+	startPool(t, p)
+	waitFor(t, func() bool { return len(ev.of(EventFailed)) >= 3 })
+	fails := ev.of(EventFailed)
+	must.StrContains(t, fails[0].Err.Error(), "disk full")
+	// Exponential: each retry waits at least the doubled minimum.
+	must.GreaterEq(t, 20*time.Millisecond, fails[0].RetryIn)
+	must.GreaterEq(t, 40*time.Millisecond, fails[1].RetryIn)
+	must.GreaterEq(t, 80*time.Millisecond, fails[2].RetryIn)
+	must.Eq(t, 3, p.Stats()[0].Failures)
+	must.Eq(t, 1, p.Slots().Available(), must.Sprint("failed boot frees its slot"))
+	must.SliceEmpty(t, m.names())
+
+	m.setFail("clone", "")
+	waitFor(t, func() bool { return p.Stats()[0].Ready == 1 })
+	must.Eq(t, 0, p.Stats()[0].Failures)
+}
+
+func TestPool_crashedWarmVMIsReplaced(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	p, ev := testPool(t, m, 1, []PoolConfig{poolCfg("mac", 1)})
+	startPool(t, p)
+	waitFor(t, func() bool { return p.Stats()[0].Ready == 1 })
+	first := m.running()[0]
+	m.crash(first)
+	waitFor(t, func() bool {
+		r := m.running()
+		return len(r) == 1 && r[0] != first && p.Stats()[0].Ready == 1
+	})
+	must.SliceNotContains(t, m.names(), first)
+	must.SliceNotEmpty(t, ev.of(EventFailed))
+}
+
+func TestPool_Start_adoptsAndCleansUp(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	slots, _ := NewSlots(3, "test-host")
+	m.images[testImage] = true
+	warm := "ntart-pool-mac-0-aaaaaa"
+	m.addVM(warm, slots.MAC(0), true)
+	m.addVM("ntart-pool-mac-1-bbbbbb", slots.MAC(1), false) // stopped: deleted
+	m.addVM("ntart-pool-gone-2-cccccc", slots.MAC(2), true) // unknown pool: deleted
+	task := TaskVMName("t1")
+	m.addVM(task, slots.MAC(1), true) // a task VM: keeps slot 1
+	claimed := "ntart-pool-mac-2-dddddd"
+	m.addVM(claimed, slots.MAC(2), true) // claimed by a task: keeps slot 2
+	must.NoError(t, os.WriteFile(filepath.Join(m.home, "vms", claimed, ClaimedMarker), []byte("x"), 0o600))
+	m.addVM("my-own-vm", "", true)             // not ours: untouched
+	m.addVM("ntart-pool-mac-stray", "", false) // not our convention: untouched
+
+	ev := &eventLog{}
+	p, err := NewPool(m.client(), slots, []PoolConfig{poolCfg("mac", 1)}, PoolOptions{OnEvent: ev.add, ReadyInterval: time.Millisecond, StopTimeout: time.Second})
+	must.NoError(t, err)
+	startPool(t, p)
+
+	must.Eq(t, []string{"my-own-vm", "ntart-pool-mac-0-aaaaaa", claimed, "ntart-pool-mac-stray", task}, m.names())
+	must.Eq(t, map[int]string{0: warm, 1: task, 2: claimed}, slots.Owners())
+	must.Len(t, 1, ev.of(EventAdopted))
+	must.Eq(t, 1, p.Stats()[0].Ready)
+	vm, ok := p.Lookup(task)
+	must.True(t, ok)
+	must.Eq(t, 1, vm.Slot.Index)
+
+	got, err := p.Claim(t.Context(), "x", VMSpec{Pool: "mac"})
+	must.NoError(t, err)
+	must.Eq(t, warm, got.Name)
+	must.NoError(t, p.Release(t.Context(), got))
+	must.NoError(t, p.Release(t.Context(), vm))
+	must.NoError(t, p.Shutdown(context.Background()))
+	// Shutdown leaves the claimed VM (a task's) and foreign VMs alone.
+	must.Eq(t, []string{"my-own-vm", claimed, "ntart-pool-mac-stray"}, m.names())
+	m.mu.Lock()
+	m.vms["my-own-vm"].running = false
+	m.vms[claimed].running = false
+	m.mu.Unlock()
+}
+
+func TestPool_Shutdown_deletesWarmVMs(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	m.agentAfter = 1 << 30 // never ready: a boot is in flight at shutdown
+	p, _ := testPool(t, m, 2, []PoolConfig{poolCfg("slow", 1), poolCfg("fast", 1)})
+	must.NoError(t, p.Start(t.Context()))
+	waitFor(t, func() bool { return len(m.running()) == 2 })
+	must.NoError(t, p.Shutdown(context.Background()))
+	must.SliceEmpty(t, m.names())
+	must.Eq(t, 2, p.Slots().Available())
+	_, err := p.Claim(t.Context(), "x", VMSpec{Pool: "fast"})
+	must.ErrorIs(t, err, ErrPoolClosed)
+	must.NoError(t, p.Shutdown(context.Background()), must.Sprint("idempotent"))
+}
