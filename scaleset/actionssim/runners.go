@@ -5,6 +5,7 @@ package actionssim
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -34,30 +35,45 @@ func (s *Simulator) handleGenerateJIT(w http.ResponseWriter, r *http.Request, t 
 		s.writeException(w, http.StatusBadRequest, typeBadRequest, "The runner name is required.")
 		return
 	}
-	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss := s.scaleSetFromPathLocked(w, r, t)
 	if ss == nil {
 		return
 	}
+	rn, blob, err := s.generateJITLocked(ss, in, baseURL(r), time.Now())
+	switch {
+	case errors.Is(err, errRunnerExists):
+		s.writeException(w, http.StatusConflict, typeAgentExists,
+			fmt.Sprintf("A runner with the name %s already exists.", in.Name))
+		return
+	case err != nil:
+		s.writeException(w, http.StatusInternalServerError, typeBadRequest, "failed to encode JIT config")
+		return
+	}
+	s.writeServiceJSON(w, http.StatusOK, wireJITConfig{Runner: s.wireRunnerRef(rn), EncodedJITConfig: blob})
+}
+
+var errRunnerExists = errors.New("a runner with this name already exists")
+
+// generateJITLocked registers an offline runner in ss and returns it with
+// its JIT config blob. base is the simulator's base URL as the runner will
+// reach it. Callers hold s.mu.
+func (s *Simulator) generateJITLocked(ss *scaleSet, in wireJITSetting, base string, now time.Time) (*runner, string, error) {
+	t := ss.tenant
 	for _, rn := range s.runners {
 		if rn.tenant == t && strings.EqualFold(rn.Name, in.Name) {
-			s.writeException(w, http.StatusConflict, typeAgentExists,
-				fmt.Sprintf("A runner with the name %s already exists.", in.Name))
-			return
+			return nil, "", fmt.Errorf("registering runner %q: %w", in.Name, errRunnerExists)
 		}
 	}
 	rn := &runner{
 		Runner: Runner{ID: s.nextRunner, Name: in.Name, ScaleSetID: ss.id, State: RunnerOffline, CreatedAt: now},
 		tenant: t, clientID: newUUID(), secret: base64.StdEncoding.EncodeToString([]byte(randomToken("", 32))),
 	}
-	s.nextRunner++
 	workFolder := in.WorkFolder
 	if workFolder == "" {
 		workFolder = "_work"
 	}
-	base := baseURL(r)
 	blob, err := EncodeJITConfig(JITConfig{
 		Runner: RunnerSettings{
 			AgentID: rn.ID, AgentName: rn.Name, PoolID: 1, PoolName: DefaultRunnerGroup,
@@ -73,14 +89,14 @@ func (s *Simulator) handleGenerateJIT(w http.ResponseWriter, r *http.Request, t 
 		},
 	})
 	if err != nil {
-		s.writeException(w, http.StatusInternalServerError, typeBadRequest, "failed to encode JIT config")
-		return
+		return nil, "", err
 	}
+	s.nextRunner++
 	s.runners[rn.ID] = rn
 	s.runnerHistory = append(s.runnerHistory, rn)
 	s.log.Info("generated JIT config", "runner_name", rn.Name, "runner_id", rn.ID, "scale_set_id", ss.id)
 	s.changedLocked()
-	s.writeServiceJSON(w, http.StatusOK, wireJITConfig{Runner: s.wireRunnerRef(rn), EncodedJITConfig: blob})
+	return rn, blob, nil
 }
 
 func (s *Simulator) runnerFromPathLocked(w http.ResponseWriter, r *http.Request, t *tenant) *runner {
