@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -293,20 +294,30 @@ func TestExecutor_StartRunner_engineUnreachable(t *testing.T) {
 	must.ErrorIs(t, ex.Init(t.Context()), dockerexec.ErrEngineUnreachable)
 }
 
-// TestExecutor_Cleanup_prunes leaves a running runner, the shared volume and
-// a dangling image behind; Cleanup removes all three and reports the space,
-// Shutdown logs it, and no runner starts afterwards.
+// TestExecutor_Cleanup_prunes leaves an ended runner, a running one, the
+// shared volume and a dangling image behind. Cleanup removes the ended
+// runner and the dangling image and reports the space, but keeps the
+// running runner (its job finishes) and the volume it uses; once that runner
+// is gone, Shutdown removes the volume and logs the space. No runner starts
+// afterwards.
 func TestExecutor_Cleanup_prunes(t *testing.T) {
 	t.Parallel()
 	volume := "dockerexec-test-" + randHex(4)
-	h := newHarness(t, func(c *dockerexec.Config) {
-		c.SharedVolume = volume
-		c.Env["FAKERUNNER_HOLD"] = "5m"
-	})
+	h := newHarness(t, func(c *dockerexec.Config) { c.SharedVolume = volume })
 	t.Cleanup(func() { _ = h.cli.VolumeRemove(context.Background(), volume, true) })
 	must.NoError(t, h.ex.Init(t.Context()))
-	name := runnerName("prune", 0)
-	_, err := h.ex.StartRunner(t.Context(), name, h.jit(name))
+	ended := runnerName("ended", 0)
+	endedID, err := h.ex.StartRunner(t.Context(), ended, h.jit(ended))
+	must.NoError(t, err)
+	code, _ := waitExit(t, h.cli, endedID)
+	must.EqOp(t, int64(0), code)
+
+	holdCfg := h.cfg
+	holdCfg.Env = map[string]string{"FAKERUNNER_HOLD": "5m"}
+	holdEx, err := dockerexec.New(holdCfg, h.cli, h.logger())
+	must.NoError(t, err)
+	busy := runnerName("busy", 0)
+	busyID, err := holdEx.StartRunner(t.Context(), busy, h.jit(busy))
 	must.NoError(t, err)
 
 	// Importing the same tag twice leaves the first image dangling.
@@ -321,7 +332,8 @@ func TestExecutor_Cleanup_prunes(t *testing.T) {
 	rep, err := h.ex.Cleanup(t.Context())
 	must.NoError(t, err)
 	must.EqOp(t, 1, rep.ContainersRemoved)
-	must.True(t, rep.VolumeRemoved)
+	must.EqOp(t, 1, rep.RunnersLeft)
+	must.False(t, rep.VolumeRemoved)
 	_, err = h.cli.ImageInspect(t.Context(), first.ID)
 	must.True(t, cerrdefs.IsNotFound(err), must.Sprintf("dangling image %s still there: %v", first.ID, err))
 	if slices.Contains(rep.ImagesDeleted, first.ID) {
@@ -329,16 +341,22 @@ func TestExecutor_Cleanup_prunes(t *testing.T) {
 		// deleted it, the size must show.
 		must.Greater(t, uint64(1<<20), rep.SpaceReclaimed)
 	}
-	_, err = h.cli.VolumeInspect(t.Context(), volume)
-	must.True(t, cerrdefs.IsNotFound(err))
-	testutil.AssertNoContainers(t, h.cli, h.labels)
-
-	h.ex.Shutdown(t.Context())
-	must.StrContains(t, h.logs.String(), "space_reclaimed=")
-	must.StrContains(t, h.logs.String(), `msg="shut down docker runner executor"`)
+	left := testutil.ContainersWithLabels(t, h.cli, h.labels)
+	must.Len(t, 1, left)
+	must.EqOp(t, busyID, left[0].ID)
 
 	_, err = h.ex.StartRunner(t.Context(), "late", h.jit("late"))
 	must.ErrorIs(t, err, dockerexec.ErrShutdown)
+
+	must.NoError(t, h.ex.RemoveRunner(t.Context(), busyID))
+	h.ex.Shutdown(t.Context())
+	logs := h.logs.String()
+	must.StrContains(t, logs, `msg="shut down docker runner executor"`)
+	must.StrContains(t, logs, "volume_removed=true")
+	must.RegexMatch(t, regexp.MustCompile(`space_reclaimed="[0-9.]+ (B|KiB|MiB|GiB)"`), logs)
+	_, err = h.cli.VolumeInspect(t.Context(), volume)
+	must.True(t, cerrdefs.IsNotFound(err))
+	testutil.AssertNoContainers(t, h.cli, h.labels)
 }
 
 // TestExecutor_StartRunner_canceled cancels a start between create and

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -104,7 +105,9 @@ func (e *Executor) pull(ctx context.Context) error {
 	if _, err := e.api.ImageInspect(ctx, ref); err != nil {
 		return e.pullFailed(fmt.Errorf("image not present after pull: %w", err))
 	}
-	e.log.Info("pulled runner image", "image", ref, "duration", time.Since(start).Round(time.Millisecond))
+	done, total, cur, _ := prog.summary()
+	e.log.Info("pulled runner image", "image", ref, "layers_done", done, "layers", total,
+		"downloaded", formatBytes(cur), "duration", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -129,7 +132,8 @@ func newPullProgress() *pullProgress {
 
 // update records m and reports whether a layer's status changed.
 func (p *pullProgress) update(m pullMessage) bool {
-	if m.ID == "" {
+	// "Pulling from <repo>" carries the tag as its ID: not a layer.
+	if m.ID == "" || strings.HasPrefix(m.Status, "Pulling from") {
 		return false
 	}
 	if m.Status == "Downloading" && m.ProgressDetail.Total > 0 {

@@ -28,6 +28,16 @@ type Runner struct {
 	OOMKilled bool
 	Error     string
 	CreatedAt time.Time
+	// Starting is true while this Executor's StartRunner for it is still
+	// in flight. A created container that is not Starting was left behind
+	// (a crash or a failed start) and will never start.
+	Starting bool
+}
+
+// Leftover reports whether the container's runner will never run (again):
+// it stopped, or it was created and nobody is starting it.
+func (r Runner) Leftover() bool {
+	return r.Stopped() || (r.State == container.StateCreated && !r.Starting)
 }
 
 // Stopped reports whether the runner's process has ended for good.
@@ -74,6 +84,11 @@ func (e *Executor) Runners(ctx context.Context) ([]Runner, error) {
 		}
 		out = append(out, r)
 	}
+	e.mu.Lock()
+	for i := range out {
+		_, out[i].Starting = e.starting[out[i].Name]
+	}
+	e.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
 			return out[i].CreatedAt.Before(out[j].CreatedAt)
@@ -105,7 +120,7 @@ func (e *Executor) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	}
 	var errs []error
 	for _, r := range runners {
-		if !e.isLeftover(r) {
+		if !r.Leftover() {
 			rep.Remaining = append(rep.Remaining, r)
 			continue
 		}
@@ -122,19 +137,6 @@ func (e *Executor) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		return rep, fmt.Errorf("dockerexec: reconcile: %w", err)
 	}
 	return rep, nil
-}
-
-func (e *Executor) isLeftover(r Runner) bool {
-	if r.Stopped() {
-		return true
-	}
-	if r.State != container.StateCreated {
-		return false
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	_, starting := e.starting[r.Name]
-	return !starting
 }
 
 // RunReconciler runs Reconcile now and then every reconcile_interval until

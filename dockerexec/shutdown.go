@@ -18,8 +18,13 @@ import (
 
 // CleanupReport says what Cleanup removed.
 type CleanupReport struct {
+	// ContainersRemoved counts ended runner containers removed.
 	ContainersRemoved int
-	VolumeRemoved     bool
+	// RunnersLeft counts runners left running to finish their job.
+	RunnersLeft int
+	// VolumeRemoved says whether the shared volume was removed; it is kept
+	// while runners still use it.
+	VolumeRemoved bool
 	// ImagesDeleted are the IDs of dangling images the prune deleted.
 	ImagesDeleted []string
 	// SpaceReclaimed is the bytes freed by the image and build-cache
@@ -27,11 +32,12 @@ type CleanupReport struct {
 	SpaceReclaimed uint64
 }
 
-// Cleanup stops new starts, removes every runner container of this
-// instance and scale set (running ones too: their JIT configs die with the
-// service's scale set session), removes the shared volume, and prunes
-// dangling images and the build cache. It goes on past failures and
-// returns them joined with what it managed.
+// Cleanup stops new starts, removes the ended runner containers of this
+// instance and scale set (a Reconcile), removes the shared volume unless
+// runners still use it, and prunes dangling images and the build cache.
+// Running runners are left to finish their job: an ephemeral runner exits
+// after it, and the next Reconcile of this instance removes it. Cleanup
+// goes on past failures and returns them joined with what it managed.
 func (e *Executor) Cleanup(ctx context.Context) (CleanupReport, error) {
 	e.mu.Lock()
 	e.shuttingDown = true
@@ -39,22 +45,20 @@ func (e *Executor) Cleanup(ctx context.Context) (CleanupReport, error) {
 
 	var rep CleanupReport
 	var errs []error
-	runners, err := e.Runners(ctx)
+	rec, err := e.Reconcile(ctx)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	for _, r := range runners {
-		if err := e.remove(ctx, r.ContainerID); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		rep.ContainersRemoved++
-	}
-	if e.cfg.SharedVolume != "" {
+	rep.ContainersRemoved = len(rec.Removed)
+	rep.RunnersLeft = len(rec.Remaining)
+	if e.cfg.SharedVolume != "" && rep.RunnersLeft == 0 {
 		switch err := e.api.VolumeRemove(ctx, e.cfg.SharedVolume, true); {
 		case err == nil:
 			rep.VolumeRemoved = true
-		case cerrdefs.IsNotFound(err):
+		case isNotFound(err):
+		case cerrdefs.IsConflict(err):
+			// Mounted by containers of another instance or scale set.
+			e.log.Info("kept shared volume still in use", "volume", e.cfg.SharedVolume)
 		default:
 			errs = append(errs, e.wrap(err, "remove shared volume %q", e.cfg.SharedVolume))
 		}
@@ -93,7 +97,7 @@ func (e *Executor) Shutdown(ctx context.Context) {
 		e.log.Error("failed to clean up completely", "error", err)
 	}
 	e.log.Info("shut down docker runner executor", "containers_removed", rep.ContainersRemoved,
-		"volume_removed", rep.VolumeRemoved, "images_deleted", len(rep.ImagesDeleted),
+		"runners_left", rep.RunnersLeft, "volume_removed", rep.VolumeRemoved, "images_deleted", len(rep.ImagesDeleted),
 		"space_reclaimed", formatBytes(rep.SpaceReclaimed))
 }
 
