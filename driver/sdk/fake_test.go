@@ -55,11 +55,11 @@ var _ sdk.Driver = (*fakeDriver)(nil)
 
 func newFakeDriver() *fakeDriver {
 	return &fakeDriver{
-		info:       sdk.PluginInfo{Name: "fake", Version: "1.2.3"},
+		info: sdk.PluginInfo{Name: "fake", Version: "1.2.3"},
 		taskSchema: &hclspec.Spec{Kind: hclspec.KindObject, Attributes: map[string]*hclspec.Spec{
 			"image": {Kind: hclspec.KindAttr, Name: "image", Type: "string", Required: true},
 		}},
-		caps:       &sdk.Capabilities{FSIsolation: sdk.FSIsolationImage},
+		caps: &sdk.Capabilities{FSIsolation: sdk.FSIsolationImage},
 	}
 }
 
@@ -69,11 +69,14 @@ func (f *fakeDriver) record(fn func()) {
 	fn()
 }
 
-func (f *fakeDriver) PluginInfo() sdk.PluginInfo         { return f.info }
-func (f *fakeDriver) ConfigSchema() *hclspec.Spec        { return f.configSchema }
-func (f *fakeDriver) TaskConfigSchema() *hclspec.Spec    { return f.taskSchema }
-func (f *fakeDriver) Capabilities() *sdk.Capabilities    { return f.caps }
-func (f *fakeDriver) SetConfig(c *sdk.PluginConfig) error { f.record(func() { f.gotConfig = c }); return f.err }
+func (f *fakeDriver) PluginInfo() sdk.PluginInfo      { return f.info }
+func (f *fakeDriver) ConfigSchema() *hclspec.Spec     { return f.configSchema }
+func (f *fakeDriver) TaskConfigSchema() *hclspec.Spec { return f.taskSchema }
+func (f *fakeDriver) Capabilities() *sdk.Capabilities { return f.caps }
+func (f *fakeDriver) SetConfig(c *sdk.PluginConfig) error {
+	f.record(func() { f.gotConfig = c })
+	return f.err
+}
 
 func (f *fakeDriver) Fingerprint(context.Context) (<-chan *sdk.Fingerprint, error) {
 	return f.fingerprints, f.err
