@@ -25,17 +25,17 @@ func (a *app) cmdStop(spec *commandSpec, p *parsedArgs) error {
 	switch st {
 	case stateSuspended:
 		if err := os.Remove(filepath.Join(dir, fileSnapshot)); err != nil {
-			return prefixedErr("failed to discard the snapshot of VM %q: %v", name, err)
+			return prefixedErr("failed to discard the snapshot of VM \"%s\": %v", name, err)
 		}
 		return nil
 	case stateStopped:
-		return bareErr(exitVMState, "VM %q is not running", name)
+		return bareErr(exitVMState, "VM \"%s\" is not running", name)
 	}
 	if a.shouldFail("stop") {
 		return prefixedErr("%s", a.failMessage("stop", "faketart: injected stop failure"))
 	}
 	if pid <= 0 {
-		return bareErr(exitFailure, "failed to forcefully terminate the VM %q: %v", name, syscall.ESRCH)
+		return bareErr(exitFailure, "failed to forcefully terminate the VM \"%s\": %v", name, syscall.ESRCH)
 	}
 	_ = syscall.Kill(pid, syscall.SIGINT)
 	deadline := time.Now().Add(time.Duration(timeout) * time.Second)
@@ -49,7 +49,7 @@ func (a *app) cmdStop(spec *commandSpec, p *parsedArgs) error {
 		return nil
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return bareErr(exitFailure, "failed to forcefully terminate the VM %q: %v", name, err)
+		return bareErr(exitFailure, "failed to forcefully terminate the VM \"%s\": %v", name, err)
 	}
 	return nil
 }
@@ -62,10 +62,10 @@ func (a *app) cmdSuspend(p *parsedArgs) error {
 	}
 	st, pid := a.state(dir)
 	if st != stateRunning {
-		return bareErr(exitVMState, "VM %q is not running", `VM "`+name+`" is not running`)
+		return bareErr(exitVMState, "VM \"%s\" is not running", `VM "`+name+`" is not running`)
 	}
 	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
-		return prefixedErr("failed to send SIGUSR1 to the VM %q: %v", name, err)
+		return prefixedErr("failed to send SIGUSR1 to the VM \"%s\": %v", name, err)
 	}
 	return nil
 }

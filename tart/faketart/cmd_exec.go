@@ -31,7 +31,7 @@ func (a *app) cmdExec(_ *commandSpec, p *parsedArgs) error {
 	}
 	st, pid := a.state(dir)
 	if st != stateRunning {
-		return bareErr(exitVMState, "VM %q is not running", name)
+		return bareErr(exitVMState, "VM \"%s\" is not running", name)
 	}
 	if a.shouldFail("exec") {
 		return agentErr(a.failMessage("exec", "faketart injected exec failure"))
@@ -168,6 +168,9 @@ func (a *app) runGuestCommand(dir string, runPID int, argv []string, interactive
 		case err := <-done:
 			if marker != "" {
 				_ = os.Remove(marker)
+			}
+			if st, pid := a.state(dir); st != stateRunning || pid != runPID {
+				vmGone = true // the VM went away and took the command with it
 			}
 			if vmGone {
 				return prefixedErr("unavailable (14): the VM stopped while the command was running")

@@ -20,7 +20,7 @@ func (a *app) cmdPull(spec *commandSpec, p *parsedArgs) error {
 	name := p.pos[0]
 	if !isRemoteName(name) {
 		if _, ok := vmDirComplete(a.home.vmDir(name)); ok {
-			a.out("%q is a local image, nothing to pull here!", name)
+			a.out("\"%s\" is a local image, nothing to pull here!", name)
 			return nil
 		}
 	}

@@ -53,10 +53,10 @@ func parseDirShare(s string) (dirShare, error) {
 		d.name, d.path = parts[0], parts[1]
 		d.applyOpts(parts[2])
 	default:
-		return d, fmt.Errorf("invalid --dir syntax: %q", s)
+		return d, fmt.Errorf("invalid --dir syntax: \"%s\"", s)
 	}
 	if d.path == "" {
-		return d, fmt.Errorf("invalid --dir syntax: %q", s)
+		return d, fmt.Errorf("invalid --dir syntax: \"%s\"", s)
 	}
 	d.path = expandHome(d.path)
 	return d, nil
@@ -154,7 +154,7 @@ func (a *app) cmdRun(spec *commandSpec, p *parsedArgs) error {
 	}
 	for _, b := range opts.bridged {
 		if !slices.Contains(a.knobs.bridgedIfaces, b) {
-			return prefixedErr("invalid --net-bridged value %q: no such interface, available interfaces: %s",
+			return prefixedErr("invalid --net-bridged value \"%s\": no such interface, available interfaces: %s",
 				b, strings.Join(a.knobs.bridgedIfaces, ", "))
 		}
 	}
@@ -163,7 +163,7 @@ func (a *app) cmdRun(spec *commandSpec, p *parsedArgs) error {
 			continue
 		}
 		if st, err := os.Stat(d.path); err != nil || !st.IsDir() {
-			return bareErr(exitFailure, `Error Domain=VZErrorDomain Code=2 "A directory sharing device configuration is invalid." UserInfo={NSLocalizedFailure=Invalid virtual machine configuration., NSLocalizedFailureReason=The directory %q does not exist.}`, d.path)
+			return bareErr(exitFailure, `Error Domain=VZErrorDomain Code=2 "A directory sharing device configuration is invalid." UserInfo={NSLocalizedFailure=Invalid virtual machine configuration., NSLocalizedFailureReason=The directory "%s" does not exist.}`, d.path)
 		}
 	}
 	if err := a.startVM(name, dir, &cfg); err != nil {
@@ -201,7 +201,7 @@ func (a *app) startVM(name, dir string, cfg *VMConfig) error {
 		return err
 	}
 	if !ok {
-		return bareErr(exitVMState, "VM %q is already running!", name)
+		return bareErr(exitVMState, "VM \"%s\" is already running!", name)
 	}
 	a.runConfig = *cfg
 	if cfg.OS == osDarwin {
@@ -288,13 +288,20 @@ func (a *app) runVM(p *parsedArgs, opts runOpts, name, dir string, cfg VMConfig)
 	ln := a.listenControl(dir)
 	unshare := a.mountShares(dir, cfg, opts.shares)
 	defer func() {
-		a.killExecs(dir)
+		// Tidy up while still holding the lock (a new run of this VM may
+		// start as soon as it is released), then drop the lock so exec sees
+		// the VM gone when its command is killed.
+		groups := a.execGroups(dir)
 		unshare()
 		if ln != nil {
 			_ = ln.Close()
 		}
 		_ = os.Remove(filepath.Join(dir, fileControl))
 		_ = os.RemoveAll(fake)
+		a.releaseVMLock()
+		for _, pgid := range groups {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
 	}()
 
 	boot := time.NewTimer(a.knobs.bootDelay)
@@ -430,14 +437,15 @@ func (a *app) mountShares(dir string, cfg VMConfig, shares []dirShare) func() {
 	}
 }
 
-// killExecs kills the process groups of commands exec started in this VM:
-// a stopped VM takes its guest processes with it.
-func (a *app) killExecs(dir string) {
-	execDir := filepath.Join(dir, dirFake, "execs")
-	ents, _ := os.ReadDir(execDir)
+// execGroups lists the process groups of commands exec started in this
+// VM: a stopped VM takes its guest processes with it.
+func (a *app) execGroups(dir string) []int {
+	var out []int
+	ents, _ := os.ReadDir(filepath.Join(dir, dirFake, "execs"))
 	for _, e := range ents {
 		if pgid, err := strconv.Atoi(e.Name()); err == nil && pgid > 1 {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			out = append(out, pgid)
 		}
 	}
+	return out
 }

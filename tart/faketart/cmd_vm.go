@@ -242,13 +242,13 @@ func (a *app) cmdDelete(p *parsedArgs) error {
 			return err
 		}
 		if st, _ := a.state(dir); st == stateRunning {
-			return bareErr(exitFailure, "VM %q is running", name)
+			return bareErr(exitFailure, "VM \"%s\" is running", name)
 		}
 		if a.shouldFail("delete") {
 			return prefixedErr("%s", a.failMessage("delete", "faketart: injected delete failure"))
 		}
 		if err := os.RemoveAll(dir); err != nil {
-			return prefixedErr("failed to delete VM %q: %v", name, err)
+			return prefixedErr("failed to delete VM \"%s\": %v", name, err)
 		}
 	}
 	return nil
@@ -268,7 +268,7 @@ func (a *app) deleteRemote(name string) error {
 		return bareErr(exitVMState, "%s", vmNotFound(name))
 	}
 	if err := os.RemoveAll(p); err != nil {
-		return prefixedErr("failed to delete %q: %v", name, err)
+		return prefixedErr("failed to delete \"%s\": %v", name, err)
 	}
 	a.gcOCI()
 	return nil
@@ -315,7 +315,7 @@ func (a *app) cmdCreate(spec *commandSpec, p *parsedArgs) error {
 		return usageErr(spec.name, "<name> should be a local name")
 	}
 	if _, ok := vmDirComplete(a.home.vmDir(name)); ok {
-		return bareErr(exitFailure, "VM %q already exists", name)
+		return bareErr(exitFailure, "VM \"%s\" already exists", name)
 	}
 	guestOS := osLinux
 	if fromIPSW {
@@ -335,10 +335,10 @@ func (a *app) cmdRename(spec *commandSpec, p *parsedArgs) error {
 		return usageErr(spec.name, "%s", vmNotFound(src))
 	}
 	if _, ok := vmDirComplete(a.home.vmDir(dst)); ok {
-		return usageErr(spec.name, "VM %q already exists", dst)
+		return usageErr(spec.name, "VM \"%s\" already exists", dst)
 	}
 	if err := os.Rename(a.home.vmDir(src), a.home.vmDir(dst)); err != nil {
-		return prefixedErr("rename VM %q to %q: %v", src, dst, err)
+		return prefixedErr("rename VM \"%s\" to \"%s\": %v", src, dst, err)
 	}
 	return nil
 }

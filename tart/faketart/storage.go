@@ -196,6 +196,14 @@ func (a *app) takeVMLock(dir string) (bool, error) {
 	return true, nil
 }
 
+// releaseVMLock drops the VM lock taken by takeVMLock.
+func (a *app) releaseVMLock() {
+	if a.heldLock != nil {
+		_ = a.heldLock.Close()
+		a.heldLock, a.heldLockPath = nil, ""
+	}
+}
+
 // flockFile is an flock(2) on a file or directory.
 type flockFile struct{ f *os.File }
 
