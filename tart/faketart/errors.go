@@ -62,7 +62,9 @@ type exitCodeErr struct{ code int }
 
 func (e *exitCodeErr) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-func vmNotFound(name string) string { return fmt.Sprintf("the specified VM \"%s\" does not exist", name) }
+func vmNotFound(name string) string {
+	return fmt.Sprintf("the specified VM \"%s\" does not exist", name)
+}
 
 // report prints err in tart's shape and returns the exit code.
 func report(stderr io.Writer, err error) int {
