@@ -21,6 +21,7 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/driver/harness/internal/testdriver"
 	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
+	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 )
 
@@ -56,10 +57,10 @@ args    = ["-c", ` + quote(script) + `]
 `}
 }
 
-// quote makes an HCL string literal; "${" is escaped so that shell
-// variables are not interpolated by HCL.
+// quote makes an HCL string literal for a job file; "${" is escaped twice
+// (job parser, then client) so that the shell sees it.
 func quote(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "${", "$${")
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "${", "$$${")
 	return `"` + r.Replace(s) + `"`
 }
 
@@ -166,7 +167,7 @@ func TestHarness_StartTask_failedValidation(t *testing.T) {
 	tests := []struct {
 		name, config, want string
 	}{
-		{"unknown attribute", `command = "/bin/true"` + "\n" + `bogus = 1`, `"bogus"`},
+		{"unknown attribute", `command = "/bin/true"` + "\n" + `bogus = 1`, `Invalid label: No argument or block type is named "bogus".`},
 		{"missing required", `args = []`, `"command" is required`},
 		{"empty config", ``, "Root value must be object"},
 	}
@@ -177,6 +178,9 @@ func TestHarness_StartTask_failedValidation(t *testing.T) {
 			must.True(t, errors.As(err, &verr), must.Sprintf("err = %v", err))
 			must.StrContains(t, err.Error(), "failed to parse config: ")
 			must.StrContains(t, err.Error(), tc.want)
+			var cerr *hclspec.ConfigError
+			must.True(t, errors.As(err, &cerr))
+			must.Eq(t, hclspec.StageTaskConfigDecode, cerr.Stage)
 		})
 	}
 }

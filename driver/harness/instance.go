@@ -100,12 +100,6 @@ func (i *instance) pluginConfig(ctx context.Context, body string) ([]byte, error
 	if err != nil {
 		return nil, fmt.Errorf("ConfigSchema: %w", err)
 	}
-	if resp.GetSpec() == nil {
-		if body != "" {
-			return nil, errors.New("plugin config: configuration not allowed but config passed (ConfigSchema returned no spec)")
-		}
-		return nil, nil
-	}
 	raw, err := encodePluginConfig(resp.GetSpec(), body)
 	if err != nil {
 		return nil, fmt.Errorf("plugin config does not decode against ConfigSchema (the agent would refuse to start): %w", err)

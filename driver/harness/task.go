@@ -17,6 +17,7 @@ import (
 	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
 	hclspecpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/hclspec"
 	structspb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/structs"
+	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 )
 
 // TaskSpec describes a task the way a job file would. Only Config is
@@ -123,12 +124,22 @@ func (t *Task) SecretsDir() string { return filepath.Join(t.TaskDir, "secrets") 
 // SharedDir is the allocation's shared alloc/ directory on the host.
 func (t *Task) SharedDir() string { return filepath.Join(t.AllocDir, "alloc") }
 
-// ValidationError is returned by TryStartTask when the task config does not
-// decode against the driver's task schema. Nomad's client then records the
-// task event "Failed Validation" with this text and never calls the driver.
+// ValidationError is returned by TryStartTask when Nomad would never call
+// the driver with the task config: it does not decode against the driver's
+// task schema (Nomad's client records the task event "Failed Validation"
+// with this text, "failed to parse config: ..."), or the job file's config
+// block would not even parse (`nomad job run` refuses it). Err is usually a
+// *hclspec.ConfigError, whose Stage says which.
 type ValidationError struct{ Err error }
 
-func (e *ValidationError) Error() string { return "failed to parse config: " + e.Err.Error() }
+func (e *ValidationError) Error() string {
+	var cerr *hclspec.ConfigError
+	if errors.As(e.Err, &cerr) {
+		return cerr.Error()
+	}
+	return "failed to parse config: " + e.Err.Error()
+}
+
 func (e *ValidationError) Unwrap() error { return e.Err }
 
 // IsRecoverable reports whether err (from TryStartTask) carries Nomad's
@@ -186,7 +197,7 @@ func (h *Harness) TryStartTask(spec TaskSpec) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := encodeTaskConfig(schema, spec.Config, cfg.GetEnv())
+	raw, err := encodeTaskConfig(schema, spec.Config, &hclspec.TaskEnv{Env: cfg.GetEnv(), Node: h.nodeVariables()})
 	if err != nil {
 		task.logs.close()
 		return nil, &ValidationError{Err: err}
