@@ -1,0 +1,170 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package driver_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"github.com/shoenig/test/must"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tartnomad/nomad-driver-tart/driver"
+	basepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
+	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
+	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
+	"github.com/tartnomad/nomad-driver-tart/version"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.CleanupBuilds()
+	os.Exit(code)
+}
+
+// fakeTartDir returns a directory holding a `tart` script that answers
+// --version like tart 2.32.1.
+func fakeTartDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	must.NoError(t, os.WriteFile(filepath.Join(dir, "tart"), []byte("#!/bin/sh\necho 2.32.1\n"), 0o755))
+	return dir
+}
+
+// launch starts the plugin binary the way Nomad's client does (handshake,
+// gRPC only) with path as its PATH, and returns the dispensed stubs.
+func launch(t testing.TB, bin, path string) *sdk.Client {
+	t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"PATH=" + path}
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		Plugins:          sdk.PluginSet(nil, nil),
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           hclog.NewNullLogger(),
+		SkipHostEnv:      true, // PATH must be ours alone
+	})
+	t.Cleanup(client.Kill)
+	rpc, err := client.Client()
+	must.NoError(t, err)
+	raw, err := rpc.Dispense(sdk.PluginKey)
+	must.NoError(t, err)
+	return raw.(*sdk.Client)
+}
+
+func TestPlugin_Binary_version(t *testing.T) {
+	t.Parallel()
+	bin := testutil.BuildBinary(t, "./cmd/nomad-driver-tart")
+	out, err := exec.Command(bin, "--version").Output()
+	must.NoError(t, err)
+	must.Eq(t, version.Full("nomad-driver-tart"), strings.TrimSpace(string(out)))
+}
+
+func TestPlugin_Binary_handshakeAndDiscovery(t *testing.T) {
+	t.Parallel()
+	bin := testutil.BuildBinary(t, "./cmd/nomad-driver-tart")
+	c := launch(t, bin, fakeTartDir(t))
+	ctx := t.Context()
+
+	info, err := c.Base.PluginInfo(ctx, &basepb.PluginInfoRequest{})
+	must.NoError(t, err)
+	must.Eq(t, "tart", info.GetName())
+	must.Eq(t, basepb.PluginType_DRIVER, info.GetType())
+	must.Eq(t, []string{"v0.1.0"}, info.GetPluginApiVersions())
+	must.Eq(t, version.String(), info.GetPluginVersion())
+
+	schema, err := c.Base.ConfigSchema(ctx, &basepb.ConfigSchemaRequest{})
+	must.NoError(t, err)
+	must.MapContainsKeys(t, schema.GetSpec().GetObject().GetAttributes(), []string{"tart_path", "max_vms"})
+
+	_, err = c.Base.SetConfig(ctx, &basepb.SetConfigRequest{PluginApiVersion: "v0.1.0"})
+	must.NoError(t, err)
+	_, err = c.Driver.Init(ctx, &driverpb.InitRequest{})
+	must.Eq(t, codes.Unimplemented, status.Code(err))
+
+	task, err := c.Driver.TaskConfigSchema(ctx, &driverpb.TaskConfigSchemaRequest{})
+	must.NoError(t, err)
+	must.True(t, task.GetSpec().GetObject().GetAttributes()["image"].GetAttr().GetRequired())
+
+	caps, err := c.Driver.Capabilities(ctx, &driverpb.CapabilitiesRequest{})
+	must.NoError(t, err)
+	must.Eq(t, driverpb.DriverCapabilities_IMAGE, caps.GetCapabilities().GetFsIsolation())
+
+	fpCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.Driver.Fingerprint(fpCtx, &driverpb.FingerprintRequest{})
+	must.NoError(t, err)
+	fp, err := stream.Recv()
+	must.NoError(t, err)
+	must.Eq(t, driverpb.FingerprintResponse_HEALTHY, fp.GetHealth())
+	must.Eq(t, "2.32.1", fp.GetAttributes()["driver.tart.version"].GetStringVal())
+
+	_, err = c.Driver.StartTask(ctx, &driverpb.StartTaskRequest{Task: &driverpb.TaskConfig{Id: "a/t/1"}})
+	must.Eq(t, codes.Unimplemented, status.Code(err))
+}
+
+func TestPlugin_Binary_noTart(t *testing.T) {
+	t.Parallel()
+	bin := testutil.BuildBinary(t, "./cmd/nomad-driver-tart")
+	c := launch(t, bin, t.TempDir()) // PATH without tart
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stream, err := c.Driver.Fingerprint(ctx, &driverpb.FingerprintRequest{})
+	must.NoError(t, err)
+	fp, err := stream.Recv()
+	must.NoError(t, err)
+	must.Eq(t, driverpb.FingerprintResponse_UNDETECTED, fp.GetHealth())
+	must.Eq(t, `tart binary "tart" not found`, fp.GetHealthDescription())
+}
+
+// BenchmarkPlugin_LaunchToFirstFingerprint measures what a Nomad client
+// waits for at agent start: process launch, handshake, and the first
+// Fingerprint message, next to the same first fingerprint over an
+// in-process connection.
+func BenchmarkPlugin_LaunchToFirstFingerprint(b *testing.B) {
+	bin := testutil.BuildBinary(b, "./cmd/nomad-driver-tart")
+	path := fakeTartDir(b)
+	firstFingerprint := func(c *sdk.Client) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		stream, err := c.Driver.Fingerprint(ctx, &driverpb.FingerprintRequest{})
+		must.NoError(b, err)
+		_, err = stream.Recv()
+		must.NoError(b, err)
+	}
+	var launched, inProcess time.Duration
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		firstFingerprint(launch(b, bin, path))
+		launched += time.Since(start)
+
+		start = time.Now()
+		d := driverForBench(b, path)
+		client, _ := plugin.TestPluginGRPCConn(b, false, sdk.PluginSet(d, nil))
+		raw, err := client.Dispense(sdk.PluginKey)
+		must.NoError(b, err)
+		firstFingerprint(raw.(*sdk.Client))
+		inProcess += time.Since(start)
+		_ = client.Close()
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(launched.Milliseconds())/n, "launch_ms/op")
+	b.ReportMetric(float64(inProcess.Microseconds())/1000/n, "inprocess_ms/op")
+	b.ReportMetric(launched.Seconds()/inProcess.Seconds(), "launch/inprocess")
+}
+
+func driverForBench(b *testing.B, path string) sdk.Driver {
+	b.Helper()
+	return driver.New(nil).WithTartPath(filepath.Join(path, "tart"))
+}
