@@ -83,6 +83,9 @@ type Config struct {
 	// failing (5xx) simulator before giving up with ExitUnreachable.
 	// Default 15 s.
 	ConnectTimeout time.Duration
+	// OnJob, when set, is called with the job id after the runner took a
+	// job and before it runs it (a test hook).
+	OnJob func(jobID string)
 	// IdleTimeout, when set, makes the runner go offline and stop with
 	// ExitIdleTimeout if no job arrives in time. Default 0: wait forever,
 	// like the real runner.
@@ -123,8 +126,14 @@ type Result struct {
 
 // Run is one ephemeral runner life: redeem, online, take one job, run it,
 // complete. The error's Code is the process exit code.
-func Run(ctx context.Context, cfg Config) (Result, error) {
-	var res Result
+func Run(ctx context.Context, cfg Config) (res Result, err error) {
+	defer func() {
+		// Whatever failed while the runner was being stopped counts as
+		// an interruption.
+		if err != nil && ctx.Err() != nil && Code(err) == ExitError {
+			err = &exitError{code: ExitInterrupted, err: err}
+		}
+	}()
 	if err := cfg.Validate(); err != nil {
 		return res, &exitError{code: ExitUsage, err: fmt.Errorf("invalid fake runner config: %w", err)}
 	}
@@ -147,6 +156,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	log.Info("redeemed JIT config")
 
 	if _, err := c.call(ctx, http.MethodPost, c.base+"/online", nil, nil); err != nil {
+		c.offline(log)
 		return res, fmt.Errorf("going online: %w", err)
 	}
 	log.Info("runner online, waiting for a job")
@@ -159,6 +169,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.JobID = job.JobID
 	log = log.With("job_id", job.JobID)
 	log.Info("job started", "duration", time.Duration(job.DurationMS)*time.Millisecond)
+	if cfg.OnJob != nil {
+		cfg.OnJob(job.JobID)
+	}
 
 	result := job.Result
 	hb := time.Duration(red.HeartbeatIntervalMS) * time.Millisecond
