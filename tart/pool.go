@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,6 +77,10 @@ type PoolOptions struct {
 	Attached bool
 	// Pull options for EnsureImage (registry flags).
 	Pull PullOptions
+	// KeepUnknownPools leaves unclaimed warm VMs of pools this Pool does
+	// not configure alone at Start (instead of deleting them), for several
+	// pool managers sharing one TART_HOME, each with its own pool names.
+	KeepUnknownPools bool
 }
 
 func (o *PoolOptions) defaults(c *Client) {
@@ -248,6 +253,12 @@ func (p *Pool) Start(ctx context.Context) error {
 	// The workers follow ctx as well as Shutdown.
 	wctx, cancel := context.WithCancel(ctx)
 	p.mu.Lock()
+	if p.closed {
+		// Shutdown ran while adopting.
+		p.mu.Unlock()
+		cancel()
+		return fmt.Errorf("start pool: %w", ErrPoolClosed)
+	}
 	p.cancel = cancel
 	for _, name := range p.order {
 		ps := p.pools[name]
@@ -271,6 +282,9 @@ func (p *Pool) adopt(ctx context.Context) error {
 		}
 		n, ok := ParseVMName(v.Name)
 		if !ok {
+			continue
+		}
+		if _, known := p.pools[n.Pool]; n.Kind == KindPool && !known && p.opts.KeepUnknownPools {
 			continue
 		}
 		claimed := p.isClaimed(v.Name)
@@ -341,6 +355,11 @@ func (p *Pool) adoptWarm(ctx context.Context, v VMInfo, n VMName) error {
 	}
 	vm := &VM{Name: v.Name, Slot: slot, Image: ps.cfg.Image, Pool: ps.cfg.Name, ReadyAt: time.Now()}
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.slots.Release(slot.Index)
+		return ErrPoolClosed
+	}
 	w := &warmVM{vm: vm, unwatch: make(chan struct{})}
 	w.elem = ps.ready.PushBack(w)
 	p.mu.Unlock()
@@ -350,8 +369,17 @@ func (p *Pool) adoptWarm(ctx context.Context, v VMInfo, n VMName) error {
 }
 
 func (p *Pool) isClaimed(name string) bool {
-	_, err := os.Stat(filepath.Join(p.client.VMDir(name), ClaimedMarker))
-	return err == nil
+	_, ok := p.ClaimedBy(name)
+	return ok
+}
+
+// ClaimedBy returns the owner recorded in a claimed warm VM's marker.
+func (p *Pool) ClaimedBy(name string) (owner string, ok bool) {
+	b, err := os.ReadFile(filepath.Join(p.client.VMDir(name), ClaimedMarker))
+	if err != nil {
+		return "", false
+	}
+	return strings.TrimSpace(string(b)), true
 }
 
 // worker keeps one pool filled. It boots VMs only into free slots

@@ -1,0 +1,249 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package tart
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoenig/test/must"
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
+	"github.com/tartnomad/nomad-driver-tart/tart/faketart"
+)
+
+// These tests run the real ExecRunner against the faketart binary
+// (cmd/faketart), with TART_HOME in a temp dir and a seeded fake registry.
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.CleanupBuilds()
+	os.Exit(code)
+}
+
+const ftImage = "ghcr.io/test/macos:1"
+
+type ftEnv struct {
+	bin, home, registry string
+	env                 []string
+}
+
+// newFT prepares a faketart environment; extra are FAKETART_* knobs.
+// At cleanup it stops whatever still runs and fails the test if any VM is
+// left in TART_HOME.
+func newFT(t *testing.T, extra ...string) *ftEnv {
+	t.Helper()
+	e := &ftEnv{bin: testutil.BuildBinary(t, "./cmd/faketart"), home: t.TempDir(), registry: t.TempDir()}
+	e.env = append([]string{"FAKETART_REGISTRY=" + e.registry, "FAKETART_BOOT_DELAY=20ms",
+		"FAKETART_EXEC_CONNECT_TIMEOUT=300ms", "FAKETART_SHUTDOWN_DELAY=10ms", "FAKETART_STOP_POLL_INTERVAL=10ms"}, extra...)
+	cfg := faketart.VMConfig{Version: 1, OS: "darwin", Arch: "arm64", CPUCountMin: 2, CPUCount: 4,
+		MemorySizeMin: 4 << 30, MemorySize: 8 << 30, MACAddress: "7e:00:00:00:00:01",
+		Display: faketart.Display{Width: 1024, Height: 768}, DiskFormat: "raw"}
+	must.NoError(t, faketart.SeedImage(e.registry, ftImage, cfg, faketart.ImageOptions{DiskSizeGB: 1, CompressedSize: 2_000_000_000}))
+	t.Cleanup(func() {
+		c := e.client()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		vms, err := c.List(ctx)
+		if err != nil {
+			t.Errorf("list at cleanup: %v", err)
+			return
+		}
+		for _, v := range vms {
+			if !v.IsLocal() {
+				continue
+			}
+			t.Errorf("vm %s (%s) left behind", v.Name, v.State)
+			_ = c.Destroy(ctx, v.Name, 0)
+		}
+	})
+	return e
+}
+
+func (e *ftEnv) client(opts ...Option) *Client {
+	return NewClient(append([]Option{WithBinary(e.bin), WithHome(e.home), WithEnv(e.env...)}, opts...)...)
+}
+
+func TestIntegration_Client_lifecycle(t *testing.T) {
+	t.Parallel()
+	e := newFT(t)
+	c := e.client()
+	ctx := t.Context()
+
+	v, err := c.Version(ctx)
+	must.NoError(t, err)
+	must.Eq(t, "2.32.1", v)
+
+	var progress []PullProgress
+	pulled, err := c.EnsureImage(ctx, ftImage, PullOptions{Progress: func(p PullProgress) { progress = append(progress, p) }})
+	must.NoError(t, err)
+	must.True(t, pulled)
+	last := progress[len(progress)-1]
+	must.Eq(t, PullNVRAM, last.Phase)
+	var sawHundred bool
+	for _, p := range progress {
+		if p.Phase == PullDisk && p.Percent == 100 {
+			sawHundred = true
+			must.Eq(t, uint64(2_000_000_000), p.TotalBytes)
+			must.Eq(t, "Pulling image: 100% (1.9 GiB of 1.9 GiB)", p.String())
+		}
+	}
+	must.True(t, sawHundred)
+	pulled, err = c.EnsureImage(ctx, ftImage, PullOptions{})
+	must.NoError(t, err)
+	must.False(t, pulled, must.Sprint("cached now"))
+
+	must.NoError(t, c.Clone(ctx, ftImage, "vm1"))
+	t.Cleanup(func() { _ = c.Destroy(context.Background(), "vm1", 0) })
+	must.NoError(t, c.Set(ctx, "vm1", SetOptions{CPU: 6, MemoryMiB: 8192, DiskSizeGB: 60}))
+	must.NoError(t, c.SetMACAddress("vm1", "2a:00:00:00:00:07"))
+	d, err := c.Get(ctx, "vm1")
+	must.NoError(t, err)
+	must.Eq(t, 6, d.CPU)
+	must.Eq(t, 8192, d.Memory)
+	must.Eq(t, StateStopped, d.State)
+
+	// Errors from the real binary.
+	must.ErrorIs(t, c.Stop(ctx, "vm1", 0), ErrNotRunning)
+	must.ErrorIs(t, c.Delete(ctx, "nope"), ErrVMNotFound)
+	_, err = c.Exec(ctx, "vm1", []string{"true"}, ExecOptions{})
+	must.ErrorIs(t, err, ErrNotRunning)
+
+	h, err := c.Run(ctx, "vm1", RunOptions{Detached: true})
+	must.NoError(t, err)
+	// Detached: its own session, so its pgid is its pid, not ours.
+	pgid, err := syscall.Getpgid(h.Process.Pid())
+	must.NoError(t, err)
+	must.Eq(t, h.Process.Pid(), pgid)
+	must.NotEq(t, syscall.Getpgrp(), pgid)
+
+	must.NoError(t, c.WaitReady(ctx, "vm1", ReadyOptions{Interval: 20 * time.Millisecond, Run: h}))
+	mac, err := c.MACAddress("vm1")
+	must.NoError(t, err)
+	must.Eq(t, "2a:00:00:00:00:07", mac)
+	ip, err := c.IP(ctx, "vm1", IPOptions{Wait: 5 * time.Second})
+	must.NoError(t, err)
+	must.StrHasPrefix(t, "127.", ip)
+
+	// exec: stdin in, stdout and stderr out, guest exit codes through.
+	var stdout, stderr bytes.Buffer
+	code, err := c.Exec(ctx, "vm1", []string{"/bin/sh", "-c", "cat; echo err >&2; exit 3"},
+		ExecOptions{Stdin: strings.NewReader("jit-secret"), Stdout: &stdout, Stderr: &stderr})
+	must.NoError(t, err)
+	must.Eq(t, 3, code)
+	must.Eq(t, "jit-secret", stdout.String())
+	must.Eq(t, "err\n", stderr.String())
+	code, err = c.Exec(ctx, "vm1", []string{"/bin/sh", "-c", "echo 'VM \"other\" is not running' >&2; exit 2"}, ExecOptions{})
+	must.NoError(t, err)
+	must.Eq(t, 2, code)
+
+	vms, err := c.List(ctx)
+	must.NoError(t, err)
+	var found bool
+	for _, v := range vms {
+		if v.Name == "vm1" {
+			found = true
+			must.True(t, v.IsRunning())
+		}
+	}
+	must.True(t, found)
+
+	_, err = c.Run(ctx, "vm1", RunOptions{})
+	must.NoError(t, err) // starts; tart run itself then fails
+	must.ErrorIs(t, c.Delete(ctx, "vm1"), ErrVMRunning)
+
+	must.NoError(t, c.Stop(ctx, "vm1", 5*time.Second))
+	select {
+	case <-h.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("tart run did not exit after stop")
+	}
+	must.NoError(t, h.Wait())
+	must.NoError(t, c.Delete(ctx, "vm1"))
+	_, err = os.Stat(filepath.Join(e.home, "vms", "vm1"))
+	must.True(t, os.IsNotExist(err))
+}
+
+func TestIntegration_Client_runFailures(t *testing.T) {
+	t.Parallel()
+	e := newFT(t, "FAKETART_NO_AGENT=1")
+	c := e.client()
+	ctx := t.Context()
+
+	h, err := c.Run(ctx, "missing", RunOptions{Detached: true, LogPath: filepath.Join(t.TempDir(), "run.log")})
+	must.NoError(t, err)
+	err = h.Wait()
+	must.ErrorIs(t, err, ErrVMNotFound)
+	must.ErrorContains(t, err, `the specified VM "missing" does not exist`)
+
+	_, err = c.EnsureImage(ctx, "ghcr.io/test/nothing:1", PullOptions{})
+	must.ErrorIs(t, err, ErrImageNotFound)
+
+	// The VM limit: two darwin VMs run, the third fails.
+	for _, n := range []string{"a", "b", "c"} {
+		must.NoError(t, c.Clone(ctx, ftImage, n))
+		t.Cleanup(func() { _ = c.Destroy(context.Background(), n, 0) })
+	}
+	ha, err := c.Run(ctx, "a", RunOptions{Detached: true})
+	must.NoError(t, err)
+	hb, err := c.Run(ctx, "b", RunOptions{Detached: true})
+	must.NoError(t, err)
+	// Agent never answers: WaitReady reports it when its context ends.
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	err = c.WaitReady(rctx, "a", ReadyOptions{Interval: 50 * time.Millisecond, Run: ha})
+	cancel()
+	must.ErrorIs(t, err, ErrAgentNotReady)
+	waitFor(t, func() bool {
+		d, err := c.Get(ctx, "b")
+		return err == nil && d.State == StateRunning
+	})
+	hc, err := c.Run(ctx, "c", RunOptions{Detached: true})
+	must.NoError(t, err)
+	must.ErrorIs(t, hc.Wait(), ErrVMLimit)
+	must.NoError(t, ha.Stop(ctx, 5*time.Second))
+	must.NoError(t, c.Stop(ctx, "b", 5*time.Second))
+	<-hb.Done()
+}
+
+func TestIntegration_Pool(t *testing.T) {
+	t.Parallel()
+	checkGoroutines(t)
+	e := newFT(t)
+	c := e.client()
+	slots, err := NewSlots(2, "it-host")
+	must.NoError(t, err)
+	ev := &eventLog{}
+	p, err := NewPool(c, slots, []PoolConfig{{Name: "mac", Size: 1, VMSpec: VMSpec{Image: ftImage, CPU: 4}}},
+		PoolOptions{OnEvent: ev.add, ReadyInterval: 20 * time.Millisecond, StopTimeout: 5 * time.Second,
+			BackoffMin: 50 * time.Millisecond, BootTimeout: 30 * time.Second})
+	must.NoError(t, err)
+	must.NoError(t, p.Start(t.Context()))
+	t.Cleanup(func() { must.NoError(t, p.Shutdown(context.Background())) })
+	waitFor(t, func() bool { return p.Stats()[0].Ready == 1 })
+
+	vm, err := p.Claim(t.Context(), "task-1", VMSpec{Pool: "mac"})
+	must.NoError(t, err)
+	mac, err := c.MACAddress(vm.Name)
+	must.NoError(t, err)
+	must.Eq(t, slots.MAC(vm.Slot.Index), mac)
+	var out bytes.Buffer
+	code, err := c.Exec(t.Context(), vm.Name, []string{"cat"}, ExecOptions{Stdin: strings.NewReader("hello"), Stdout: &out})
+	must.NoError(t, err)
+	must.Eq(t, 0, code)
+	must.Eq(t, "hello", out.String())
+
+	// The pool refills into the second slot; a cold start then preempts it.
+	waitFor(t, func() bool { return p.Stats()[0].Ready == 1 })
+	cold, err := p.StartVM(t.Context(), TaskVMName("t2"), VMSpec{Image: ftImage}, nil)
+	must.NoError(t, err)
+	must.Len(t, 1, ev.of(EventPreempted))
+	must.NoError(t, p.Release(t.Context(), cold))
+	must.NoError(t, p.Release(t.Context(), vm))
+	waitFor(t, func() bool { return p.Stats()[0].Ready == 1 })
+}
