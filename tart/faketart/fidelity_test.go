@@ -4,6 +4,8 @@
 package faketart_test
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,6 +20,9 @@ func TestFaketart_Fidelity(t *testing.T) {
 	e := newEnv(t)
 	e.seedVM("lin", "linux")
 	e.seedVM("mac", "darwin")
+	// A directory missing disk.img and nvram.bin is not a VM.
+	must.NoError(t, os.MkdirAll(filepath.Join(e.home, "vms", "partial"), 0o755))
+	must.NoError(t, os.WriteFile(filepath.Join(e.home, "vms", "partial", "config.json"), []byte("{}"), 0o644))
 	usage := func(cmd string) string {
 		return `(?s)\nUsage: tart ` + cmd + ` .*\n  See 'tart ` + cmd + ` --help' for more information\.\n$`
 	}
@@ -83,6 +88,8 @@ func TestFaketart_Fidelity(t *testing.T) {
 			wantStderr: `^VM "VM "mac" is not running" is not running\n$`},
 		{name: "3.12_prune_needs_criteria", args: []string{"prune"}, wantCode: 64,
 			wantStderr: `^Error: at least one pruning criteria must be specified` + usage("prune")},
+		{name: "2_partial_vm_directory", args: []string{"get", "partial"}, wantCode: 1,
+			wantStderr: `^VM is missing some of its files \(config.json, disk.img or nvram.bin\)\n$`},
 		{name: "3.13_rename_missing_source", args: []string{"rename", "nope", "x"}, wantCode: 64, wantStderr: `^Error: the specified VM "nope" does not exist`},
 	}
 	for _, tc := range cases {
