@@ -108,7 +108,7 @@ type Config struct {
 	SharedVolumePath string
 	// Env is extra environment for every runner (env).
 	Env map[string]string
-	// Labels are extra container labels (labels); keys under LabelPrefix are
+	// Labels are extra container labels (container_labels); keys under LabelPrefix are
 	// reserved.
 	Labels map[string]string
 
@@ -127,12 +127,12 @@ var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 const dockerMinMemory = 6 * 1024 * 1024
 
 // Validate applies defaults, then returns a joined error naming every bad
-// field.
+// field by its snake_case option name.
 func (c *Config) Validate() error {
 	c.applyDefaults()
 	var errs []error
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("dockerexec: %s: %s", field, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
 	if strings.TrimSpace(c.ScaleSet) == "" {
 		bad("scale_set", "must not be empty")
@@ -178,7 +178,7 @@ func (c *Config) Validate() error {
 	}
 	for k := range c.Labels {
 		if strings.HasPrefix(k, LabelPrefix) {
-			bad("labels", "%q uses the reserved prefix %s", k, LabelPrefix)
+			bad("container_labels", "%q uses the reserved prefix %s", k, LabelPrefix)
 		}
 	}
 	switch c.JITConfigDelivery {

@@ -49,7 +49,7 @@ func TestConfig_Validate_errors(t *testing.T) {
 		{name: "shared_volume_path", mutate: func(c *Config) { c.SharedVolume = "v"; c.SharedVolumePath = "rel" }, want: "shared_volume_path:"},
 		{name: "env_jit", mutate: func(c *Config) { c.Env = map[string]string{JITConfigEnv: "x"} }, want: "env: " + JITConfigEnv},
 		{name: "env_name", mutate: func(c *Config) { c.Env = map[string]string{"A=B": "x"} }, want: `env: "A=B"`},
-		{name: "labels_reserved", mutate: func(c *Config) { c.Labels = map[string]string{LabelRunner: "x"} }, want: "labels:"},
+		{name: "labels_reserved", mutate: func(c *Config) { c.Labels = map[string]string{LabelRunner: "x"} }, want: "container_labels:"},
 		{name: "delivery", mutate: func(c *Config) { c.JITConfigDelivery = "argv" }, want: `jit_config_delivery: "argv"`},
 		{name: "jit_path_relative", mutate: func(c *Config) { c.JITConfigPath = "jit" }, want: "jit_config_path:"},
 		{name: "jit_path_quote", mutate: func(c *Config) { c.JITConfigPath = "/a'b" }, want: "jit_config_path:"},

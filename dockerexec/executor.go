@@ -59,7 +59,7 @@ func New(cfg Config, api DockerAPI, logger *slog.Logger) (*Executor, error) {
 		return nil, fmt.Errorf("dockerexec: %w: nil DockerAPI", ErrInvalidInput)
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dockerexec: invalid config: %w", err)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

@@ -1,0 +1,158 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package dockerbackend
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+
+	"github.com/tartnomad/nomad-driver-tart/dockerexec"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
+)
+
+// Name is the backend kind reported by Backend.Name.
+const Name = "docker"
+
+// Backend runs a scale set's runners as Docker containers.
+type Backend struct {
+	ex     *dockerexec.Executor
+	closer func() error // closes a client New created; nil otherwise
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New validates cfg and returns a Backend for the scale set named
+// scaleSetName, with a Docker client from the environment (DOCKER_HOST and
+// friends, or docker_host) using API version negotiation. It does no I/O:
+// call Init to check the engine and the image up front.
+func New(cfg Config, scaleSetName string, logger *slog.Logger) (*Backend, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("dockerbackend: invalid docker config: %w", err)
+	}
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if cfg.DockerHost != "" {
+		opts = append(opts, client.WithHost(cfg.DockerHost))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("dockerbackend: create docker client: %w", err)
+	}
+	b, err := NewWithClient(cfg, scaleSetName, cli, logger)
+	if err != nil {
+		_ = cli.Close()
+		return nil, err
+	}
+	b.closer = cli.Close
+	return b, nil
+}
+
+// NewWithClient is New with a caller-owned Docker API (a client or a test
+// double); Shutdown does not close it.
+func NewWithClient(cfg Config, scaleSetName string, api dockerexec.DockerAPI, logger *slog.Logger) (*Backend, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("dockerbackend: invalid docker config: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ex, err := dockerexec.New(cfg.executorConfig(scaleSetName), api, logger.With("backend", Name))
+	if err != nil {
+		return nil, fmt.Errorf("dockerbackend: %w", err)
+	}
+	return &Backend{ex: ex}, nil
+}
+
+// Name returns "docker".
+func (b *Backend) Name() string { return Name }
+
+// Executor returns the underlying executor (for its reconcile and cleanup
+// reports).
+func (b *Backend) Executor() *dockerexec.Executor { return b.ex }
+
+// Init checks that the engine answers and the runner image is present,
+// pulling it per pull_policy. Optional: the first StartRunner does the same.
+func (b *Backend) Init(ctx context.Context) error { return b.ex.EnsureImage(ctx) }
+
+// StartRunner starts one runner container; the resource ID is the
+// container ID.
+func (b *Backend) StartRunner(ctx context.Context, name, jitConfig string) (string, error) {
+	return b.ex.StartRunner(ctx, name, jitConfig)
+}
+
+// RemoveRunner force-removes a runner container; one already gone is fine.
+func (b *Backend) RemoveRunner(ctx context.Context, resourceID string) error {
+	return b.ex.RemoveRunner(ctx, resourceID)
+}
+
+// ListRunners returns every container of this instance and scale set with
+// its state. Ended containers stay listed until RemoveRunner: the scale-set
+// service decides what to do with them.
+func (b *Backend) ListRunners(ctx context.Context) ([]backend.Runner, error) {
+	rs, err := b.ex.Runners(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]backend.Runner, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, toBackendRunner(r))
+	}
+	return out, nil
+}
+
+// Shutdown removes ended runner containers and, when no runner uses it, the
+// shared volume, prunes dangling images and build cache, and logs what was
+// reclaimed. Running runners are left to finish their job.
+func (b *Backend) Shutdown(ctx context.Context) {
+	b.ex.Shutdown(ctx)
+	if b.closer != nil {
+		_ = b.closer()
+	}
+}
+
+// toBackendRunner maps a container's engine state onto backend states.
+func toBackendRunner(r dockerexec.Runner) backend.Runner {
+	br := backend.Runner{Name: r.Name, ResourceID: r.ContainerID, CreatedAt: r.CreatedAt}
+	switch r.State {
+	case container.StateCreated:
+		if r.Starting {
+			br.State = backend.StatePending
+		} else {
+			br.State, br.Reason = backend.StateFailed, "container created but never started (its start was interrupted)"
+		}
+	case container.StateRunning, container.StatePaused:
+		br.State = backend.StateRunning
+	case container.StateRestarting:
+		br.State, br.Reason = backend.StateRunning, "container is restarting"
+	case container.StateRemoving:
+		br.State = backend.StateExited
+	case container.StateExited:
+		if r.ExitCode == 0 && !r.OOMKilled {
+			br.State = backend.StateExited
+		} else {
+			br.State, br.Reason = backend.StateFailed, exitReason(r)
+		}
+	default: // dead, or a state this engine version added
+		br.State, br.Reason = backend.StateFailed, "container "+string(r.State)
+		if r.Error != "" {
+			br.Reason += ": " + r.Error
+		}
+	}
+	return br
+}
+
+func exitReason(r dockerexec.Runner) string {
+	parts := []string{fmt.Sprintf("exit code %d", r.ExitCode)}
+	if r.OOMKilled {
+		parts = append(parts, "killed: out of memory")
+	}
+	if r.Error != "" {
+		parts = append(parts, r.Error)
+	}
+	return strings.Join(parts, ", ")
+}
