@@ -1,0 +1,264 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package tartbackend
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoenig/test/must"
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
+	"github.com/tartnomad/nomad-driver-tart/tart"
+	"github.com/tartnomad/nomad-driver-tart/tart/faketart"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.CleanupBuilds()
+	os.Exit(code)
+}
+
+const testImage = "ghcr.io/test/runner-image:1"
+
+// fakeRunScript is the image's ~/actions-runner/run.sh inside faketart's
+// guest: it records the JIT config it got through the runner's input
+// variable in $OUT/<jit>, then exits 3 if the JIT mentions "fail", waits
+// if it mentions "hang", else exits 0.
+const fakeRunScript = `#!/bin/sh
+printf '%s' "$ACTIONS_RUNNER_INPUT_JITCONFIG" > "OUTDIR/$ACTIONS_RUNNER_INPUT_JITCONFIG"
+case "$ACTIONS_RUNNER_INPUT_JITCONFIG" in
+*fail*) exit 3 ;;
+*hang*) exec sleep 60 ;;
+esac
+exit 0
+`
+
+type env struct {
+	cfg     Config
+	out     string // where run.sh writes the JIT configs it got
+	tartLog string // FAKETART_LOG: every faketart argv
+	logs    *syncBuf
+	logger  *slog.Logger
+	home    string
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	bin := testutil.BuildBinary(t, "./cmd/faketart")
+	e := &env{out: t.TempDir(), home: t.TempDir(), logs: &syncBuf{}}
+	registry := t.TempDir()
+	e.tartLog = filepath.Join(t.TempDir(), "faketart.log")
+	cfg := faketart.VMConfig{Version: 1, OS: "darwin", Arch: "arm64", CPUCountMin: 2, CPUCount: 4,
+		MemorySizeMin: 4 << 30, MemorySize: 8 << 30, MACAddress: "7e:00:00:00:00:01",
+		Display: faketart.Display{Width: 1024, Height: 768}, DiskFormat: "raw"}
+	must.NoError(t, faketart.SeedImage(registry, testImage, cfg, faketart.ImageOptions{DiskSizeGB: 1, CompressedSize: 1_000_000}))
+	r, _ := strings.CutSuffix(testImage, ":1")
+	runner := filepath.Join(registry, filepath.FromSlash(r), "1", "guest", "actions-runner")
+	must.NoError(t, os.MkdirAll(runner, 0o755))
+	must.NoError(t, os.WriteFile(filepath.Join(runner, "run.sh"), []byte(strings.ReplaceAll(fakeRunScript, "OUTDIR", e.out)), 0o755))
+	t.Setenv("FAKETART_REGISTRY", registry)
+	t.Setenv("FAKETART_BOOT_DELAY", "20ms")
+	t.Setenv("FAKETART_SHUTDOWN_DELAY", "10ms")
+	t.Setenv("FAKETART_STOP_POLL_INTERVAL", "10ms")
+	t.Setenv("FAKETART_LOG", e.tartLog)
+	e.cfg = Config{TartPath: bin, TartHome: e.home, Image: testImage, StopTimeout: "5s", StartTimeout: "30s", MACSeed: "test"}
+	e.logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		// Nothing may be left in TART_HOME.
+		entries, _ := os.ReadDir(filepath.Join(e.home, "vms"))
+		for _, en := range entries {
+			t.Errorf("vm %s left behind", en.Name())
+			_ = tart.NewClient(tart.WithBinary(bin), tart.WithHome(e.home)).Destroy(context.Background(), en.Name(), 0)
+		}
+	})
+	return e
+}
+
+func (e *env) newBackend(t *testing.T, mod func(*Config)) *Backend {
+	t.Helper()
+	cfg := e.cfg
+	if mod != nil {
+		mod(&cfg)
+	}
+	b, err := New(cfg, "org/repo macos", e.logger, WithPoolOptions(func(o *tart.PoolOptions) {
+		o.ReadyInterval = 20 * time.Millisecond
+		o.BackoffMin = 50 * time.Millisecond
+	}))
+	must.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		b.Shutdown(ctx)
+	})
+	must.NoError(t, b.StartPool(t.Context()))
+	return b
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func runnerState(t *testing.T, b *Backend, id string) backend.Runner {
+	t.Helper()
+	rs, err := b.ListRunners(t.Context())
+	must.NoError(t, err)
+	for _, r := range rs {
+		if r.ResourceID == id {
+			return r
+		}
+	}
+	return backend.Runner{}
+}
+
+func checkGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<16)
+				t.Errorf("goroutines leaked: %d > %d\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+func TestBackend_StartRunner_coldStartJITOnStdin(t *testing.T) {
+	checkGoroutines(t)
+	e := newEnv(t)
+	b := e.newBackend(t, nil)
+	must.Eq(t, "tart", b.Name())
+
+	const jit = "jit-secret-r1"
+	id, err := b.StartRunner(t.Context(), "runner-1", jit)
+	must.NoError(t, err)
+	must.Eq(t, "ntart-task-org-repo-macos-runner-1", id)
+
+	waitFor(t, "runner to exit", func() bool { return runnerState(t, b, id).State == backend.StateExited })
+	got, err := os.ReadFile(filepath.Join(e.out, jit))
+	must.NoError(t, err)
+	must.Eq(t, jit, string(got))
+	r := runnerState(t, b, id)
+	must.Eq(t, "runner-1", r.Name)
+	must.False(t, r.CreatedAt.IsZero())
+
+	must.NoError(t, b.RemoveRunner(t.Context(), id))
+	rs, _ := b.ListRunners(t.Context())
+	must.SliceEmpty(t, rs)
+	_, err = os.Stat(filepath.Join(e.home, "vms", id))
+	must.True(t, os.IsNotExist(err))
+	must.NoError(t, b.RemoveRunner(t.Context(), id), must.Sprint("removing twice is fine"))
+
+	// The JIT config went through stdin only: never in a tart argv, never
+	// in our logs.
+	argv, err := os.ReadFile(e.tartLog)
+	must.NoError(t, err)
+	must.StrContains(t, string(argv), `"exec","-i","`+id+`"`)
+	must.StrNotContains(t, string(argv), jit)
+	must.StrNotContains(t, e.logs.String(), jit)
+	must.StrContains(t, e.logs.String(), "runner_name=runner-1")
+}
+
+func TestBackend_StartRunner_warmPoolAndFailure(t *testing.T) {
+	checkGoroutines(t)
+	e := newEnv(t)
+	b := e.newBackend(t, func(c *Config) { c.PoolSize = 1; c.CPU = 4; c.Memory = 8192 })
+	waitFor(t, "warm vm", func() bool { return b.pool.Stats()[0].Ready == 1 })
+
+	id, err := b.StartRunner(t.Context(), "runner-2", "jit-fail-r2")
+	must.NoError(t, err)
+	must.StrHasPrefix(t, "ntart-pool-org-repo-macos-", id, must.Sprint("claimed the warm vm"))
+	waitFor(t, "runner to fail", func() bool { return runnerState(t, b, id).State == backend.StateFailed })
+	must.Eq(t, "runner command exited with code 3", runnerState(t, b, id).Reason)
+	must.NoError(t, b.RemoveRunner(t.Context(), id))
+}
+
+func TestBackend_RemoveRunner_stopsRunningRunner(t *testing.T) {
+	checkGoroutines(t)
+	e := newEnv(t)
+	b := e.newBackend(t, nil)
+	id, err := b.StartRunner(t.Context(), "runner-3", "jit-hang-r3")
+	must.NoError(t, err)
+	waitFor(t, "runner to start", func() bool {
+		_, err := os.Stat(filepath.Join(e.out, "jit-hang-r3"))
+		return err == nil
+	})
+	must.Eq(t, backend.StateRunning, runnerState(t, b, id).State)
+	must.NoError(t, b.RemoveRunner(t.Context(), id))
+	must.Eq(t, 2, b.pool.Slots().Available())
+}
+
+func TestBackend_Shutdown_removesEverything(t *testing.T) {
+	checkGoroutines(t)
+	e := newEnv(t)
+	b := e.newBackend(t, func(c *Config) { c.PoolSize = 1 })
+	_, err := b.StartRunner(t.Context(), "runner-4", "jit-hang-r4")
+	must.NoError(t, err)
+	waitFor(t, "warm vm", func() bool { return b.pool.Stats()[0].Ready == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b.Shutdown(ctx)
+	entries, _ := os.ReadDir(filepath.Join(e.home, "vms"))
+	must.SliceEmpty(t, entries)
+	_, err = b.StartRunner(t.Context(), "late", "jit")
+	must.Error(t, err)
+}
+
+func TestBackend_New_deletesLeftoverRunnerVMs(t *testing.T) {
+	checkGoroutines(t)
+	e := newEnv(t)
+	cfg := faketart.VMConfig{Version: 1, OS: "darwin", Arch: "arm64", CPUCount: 4, MemorySize: 8 << 30,
+		MACAddress: "2a:00:00:00:00:09", Display: faketart.Display{Width: 1024, Height: 768}, DiskFormat: "raw"}
+	leftover := tart.TaskVMName("org-repo-macos-old-runner")
+	foreign := "someone-elses-vm"
+	otherSet := tart.TaskVMName("other-set-runner")
+	for _, n := range []string{leftover, foreign, otherSet} {
+		must.NoError(t, faketart.SeedVM(e.home, n, cfg, 1))
+	}
+	b := e.newBackend(t, nil)
+	_ = b
+	entries, _ := os.ReadDir(filepath.Join(e.home, "vms"))
+	var names []string
+	for _, en := range entries {
+		names = append(names, en.Name())
+	}
+	must.Eq(t, []string{otherSet, foreign}, names)
+	c := tart.NewClient(tart.WithBinary(e.cfg.TartPath), tart.WithHome(e.home))
+	must.NoError(t, c.Delete(t.Context(), foreign, otherSet))
+}
