@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/shoenig/test/must"
+	"github.com/zclconf/go-cty/cty"
+	ctymsgpack "github.com/zclconf/go-cty/cty/msgpack"
 
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
 )
@@ -64,4 +66,28 @@ func TestDriver_SetConfig_emptyUsesDefaults(t *testing.T) {
 	must.NoError(t, d.SetConfig(&sdk.PluginConfig{}))
 	must.NoError(t, d.SetConfig(&sdk.PluginConfig{})) // idempotent
 	must.Eq(t, PluginConfig{TartPath: "tart", MaxVMs: 2}, d.pluginConfig())
+}
+
+// pluginConfigBytes encodes a plugin config the way Nomad does: go-cty
+// msgpack of the decoded object with its own type.
+func pluginConfigBytes(t *testing.T, tartPath string, maxVMs int64) []byte {
+	t.Helper()
+	v := cty.ObjectVal(map[string]cty.Value{
+		"tart_path": cty.StringVal(tartPath),
+		"max_vms":   cty.NumberIntVal(maxVMs),
+	})
+	b, err := ctymsgpack.Marshal(v, v.Type())
+	must.NoError(t, err)
+	return b
+}
+
+func TestDriver_SetConfig_msgpack(t *testing.T) {
+	t.Parallel()
+	d := New(nil)
+	must.NoError(t, d.SetConfig(&sdk.PluginConfig{RawConfig: pluginConfigBytes(t, "/opt/tart/bin/tart", 1)}))
+	must.Eq(t, PluginConfig{TartPath: "/opt/tart/bin/tart", MaxVMs: 1}, d.pluginConfig())
+
+	err := d.SetConfig(&sdk.PluginConfig{RawConfig: pluginConfigBytes(t, "tart", -2)})
+	must.ErrorContains(t, err, "max_vms: must be at least 1, got -2")
+	must.Eq(t, PluginConfig{TartPath: "/opt/tart/bin/tart", MaxVMs: 1}, d.pluginConfig()) // unchanged
 }
