@@ -10,7 +10,6 @@ import (
 	"strconv"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
@@ -291,21 +290,20 @@ func (c *converter) typeExpr(src, path string) (cty.Type, bool) {
 		c.fail(path, "type %q: %v", src, diagsError(diags))
 		return cty.NilType, false
 	}
-	ty, tdiags := typeexpr.TypeConstraint(expr)
-	if !tdiags.HasErrors() {
-		return ty, true
-	}
-	// Nomad evaluates type expressions, so a null value means "any" and any
-	// other plain value (e.g. a quoted "string") is "not a type".
-	if v, vdiags := expr.Value(nil); !vdiags.HasErrors() {
-		if v.IsNull() {
-			return cty.DynamicPseudoType, true
-		}
-		c.fail(path, "type %q: Invalid type expression: A type is required, not %s.", src, v.Type().FriendlyName())
+	v, vdiags := expr.Value(typeExprContext)
+	if vdiags.HasErrors() {
+		c.fail(path, "type %q: %v", src, diagsError(vdiags))
 		return cty.NilType, false
 	}
-	c.fail(path, "type %q: %v", src, diagsError(tdiags))
-	return cty.NilType, false
+	switch {
+	case v.IsNull():
+		return cty.DynamicPseudoType, true // Nomad reads `null` as any
+	case !v.IsKnown() || !v.Type().Equals(typeCapsule):
+		c.fail(path, "type %q: Invalid type expression: A type is required, not %s.", src, v.Type().FriendlyName())
+		return cty.NilType, false
+	default:
+		return typeOf(v), true
+	}
 }
 
 // diagsError formats HCL diagnostics as Nomad's client does: one

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
 	ctymsgpack "github.com/zclconf/go-cty/cty/msgpack"
 )
 
@@ -55,6 +56,9 @@ func DecodeValue(raw []byte) (val cty.Value, err error) {
 			val, err = cty.NilVal, &DecodeError{Problem: fmt.Sprintf("malformed msgpack: %v", r)}
 		}
 	}()
+	if err := checkMsgpack(raw); err != nil {
+		return cty.NilVal, &DecodeError{Problem: fmt.Sprintf("malformed msgpack: %v", err)}
+	}
 	ty, err := ctymsgpack.ImpliedType(raw)
 	if err != nil {
 		return cty.NilVal, &DecodeError{Problem: fmt.Sprintf("malformed msgpack: %v", err)}
@@ -72,7 +76,9 @@ func DecodeValue(raw []byte) (val cty.Value, err error) {
 // fmt.Errorf("task config: %w", err).
 //
 // out is reset to its zero value first; empty raw leaves it zero. With a
-// non-nil spec, keys the schema does not declare are rejected. Every key of
+// non-nil spec, keys the schema does not declare are rejected and the value
+// is first converted to the schema's implied type where possible (so a
+// number sent as text is a number even for an `any` field). Every key of
 // the value must have a struct field (tag `codec:"name"`, or the Go field name
 // when untagged; `codec:"-"` fields are skipped; untagged embedded structs are
 // inlined). Conversions:
@@ -122,8 +128,25 @@ func DecodeCty(spec *Spec, val cty.Value, out any) error {
 		if err := checkKeys(spec, val, ""); err != nil {
 			return err
 		}
+		val = conformToSpec(spec, val)
 	}
 	return assign(target, val, "")
+}
+
+// conformToSpec converts val to the type the schema implies where that
+// works, so that numbers sent as text become numbers (also for `any` Go
+// fields) and literal tuples become lists. Where it does not work, val is
+// returned unchanged and the struct walk reports the precise problem.
+func conformToSpec(spec *Spec, val cty.Value) cty.Value {
+	ty, err := ImpliedType(spec)
+	if err != nil {
+		return val
+	}
+	conv, err := convert.Convert(val, ty)
+	if err != nil {
+		return val
+	}
+	return conv
 }
 
 // checkKeys rejects object keys the schema does not declare, where the
@@ -288,11 +311,11 @@ func assignInt(dst reflect.Value, v cty.Value, path string) error {
 		return err
 	}
 	if f.IsInf() || !f.IsInt() {
-		return &DecodeError{Path: path, Problem: fmt.Sprintf("expected a whole number, got %s", f.Text('g', 20))}
+		return &DecodeError{Path: path, Problem: fmt.Sprintf("expected a whole number, got %s", numText(f))}
 	}
 	i, acc := f.Int64()
 	if acc != big.Exact || dst.OverflowInt(i) {
-		return &DecodeError{Path: path, Problem: fmt.Sprintf("%s is out of range for %s", f.Text('f', -1), dst.Type())}
+		return &DecodeError{Path: path, Problem: fmt.Sprintf("%s is out of range for %s", numText(f), dst.Type())}
 	}
 	dst.SetInt(i)
 	return nil
@@ -304,11 +327,11 @@ func assignUint(dst reflect.Value, v cty.Value, path string) error {
 		return err
 	}
 	if f.IsInf() || !f.IsInt() {
-		return &DecodeError{Path: path, Problem: fmt.Sprintf("expected a whole number, got %s", f.Text('g', 20))}
+		return &DecodeError{Path: path, Problem: fmt.Sprintf("expected a whole number, got %s", numText(f))}
 	}
 	u, acc := f.Uint64()
 	if acc != big.Exact || dst.OverflowUint(u) {
-		return &DecodeError{Path: path, Problem: fmt.Sprintf("%s is out of range for %s", f.Text('f', -1), dst.Type())}
+		return &DecodeError{Path: path, Problem: fmt.Sprintf("%s is out of range for %s", numText(f), dst.Type())}
 	}
 	dst.SetUint(u)
 	return nil
@@ -321,7 +344,7 @@ func assignFloat(dst reflect.Value, v cty.Value, path string) error {
 	}
 	x, _ := f.Float64()
 	if !f.IsInf() && (math.IsInf(x, 0) || dst.OverflowFloat(x)) {
-		return &DecodeError{Path: path, Problem: fmt.Sprintf("%s is out of range for %s", f.Text('g', 10), dst.Type())}
+		return &DecodeError{Path: path, Problem: fmt.Sprintf("%s is out of range for %s", numText(f), dst.Type())}
 	}
 	dst.SetFloat(x)
 	return nil
@@ -558,6 +581,16 @@ func toGo(v cty.Value, path string) (any, error) {
 	}
 }
 
+// numText formats a number for a message: integers below 1e30 in full,
+// everything else with at most 20 significant digits (a number such as
+// 1e100000000 must not become a hundred-million-digit string).
+func numText(f *big.Float) string {
+	if f.IsInt() && f.MantExp(nil) <= 100 {
+		return f.Text('f', 0)
+	}
+	return f.Text('g', 20)
+}
+
 func mismatch(path, want string, v cty.Value) error {
 	return &DecodeError{Path: path, Problem: fmt.Sprintf("expected %s, got %s", want, describe(v))}
 }
@@ -580,7 +613,7 @@ func describe(v cty.Value) string {
 		}
 		return "string " + strconv.Quote(s)
 	case ty == cty.Number:
-		return "number " + v.AsBigFloat().Text('g', 20)
+		return "number " + numText(v.AsBigFloat())
 	case ty == cty.Bool:
 		return "bool " + strconv.FormatBool(v.True())
 	case isSequence(ty):
