@@ -298,7 +298,9 @@ func (h *Harness) cleanup() {
 		}
 	}
 	for _, task := range tasks {
+		h.mu.Lock()
 		inst := h.inst
+		h.mu.Unlock()
 		ctx, cancel := h.ctx()
 		// Recovering first makes a fresh process know the task; a process
 		// that already knows it must succeed without side effects.
@@ -329,11 +331,24 @@ func (h *Harness) cleanup() {
 	}
 }
 
+// ContractViolations returns the driver contract violations the harness
+// noticed in the background so far (a Fingerprint or TaskEvents stream that
+// ended, an event Nomad could not route, ...) and acknowledges them.
+// Violations that no test acknowledged fail the test at cleanup.
+func (h *Harness) ContractViolations() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := h.broken
+	h.broken = nil
+	return out
+}
+
 // violation records a contract violation noticed outside any test call.
 func (h *Harness) violation(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	h.logger.Error("driver contract violation", "problem", msg)
 	h.mu.Lock()
 	h.broken = append(h.broken, msg)
+	h.notifyLocked()
 	h.mu.Unlock()
 }

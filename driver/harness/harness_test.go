@@ -15,6 +15,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/shoenig/test/must"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tartnomad/nomad-driver-tart/driver/harness"
@@ -330,4 +332,73 @@ func TestHarness_cleanup_destroysTasksOfAKilledPlugin(t *testing.T) {
 	})
 	// The subtest's cleanup relaunched the plugin and destroyed the task.
 	waitGone(t, wrapperPID)
+}
+
+func TestHarness_WaitTask_concurrentWithStop(t *testing.T) {
+	t.Parallel()
+	h := launch(t, harness.Options{})
+	task := h.StartTask(t, shTask(`echo up; exec sleep 300`))
+	h.WaitStdout(t, task.ID, "up")
+
+	// A restart (reference 3.1.E): a second WaitTask, then StopTask; both
+	// waits return.
+	type outcome struct {
+		res harness.ExitResult
+		err error
+	}
+	waits := make(chan outcome, 2)
+	for range 2 {
+		go func() {
+			res, err := h.TryWaitTask(t.Context(), task.ID)
+			waits <- outcome{res, err}
+		}()
+	}
+	h.StopTask(t, task.ID, 5*time.Second, "SIGTERM")
+	for range 2 {
+		o := <-waits
+		must.NoError(t, o.err)
+		must.Eq(t, int(syscall.SIGTERM), o.res.Signal)
+	}
+	// Answered at once after exit, until DestroyTask.
+	must.Eq(t, int(syscall.SIGTERM), h.WaitTask(t, task.ID).Signal)
+	h.DestroyTask(t, task.ID, true)
+}
+
+func TestHarness_StartTask_optionsReachTheTask(t *testing.T) {
+	t.Parallel()
+	h := inProcess(t, harness.Options{NoHostEnv: true})
+	task := h.StartTask(t, harness.TaskSpec{
+		LogsDisabled: true,
+		Files:        map[string][]byte{"local/app.conf": []byte("port=1")},
+		Ports:        []harness.Port{{Label: "http", Value: 25000, To: 8080}},
+		Meta:         map[string]string{"rack": "r1"},
+		MemoryMaxMB:  512,
+		Config:       `command = "/bin/sh"` + "\n" + `args = ["-c", "exit 0"]`,
+	})
+	must.Eq(t, os.DevNull, task.Config.GetStdoutPath())
+	must.Eq(t, os.DevNull, task.Config.GetStderrPath())
+	data, err := os.ReadFile(filepath.Join(task.LocalDir(), "app.conf"))
+	must.NoError(t, err)
+	must.Eq(t, "port=1", string(data))
+
+	env := task.Config.GetEnv()
+	must.MapNotContainsKey(t, env, "PATH") // NoHostEnv
+	must.Eq(t, "8080", env["NOMAD_PORT_http"])
+	must.Eq(t, "127.0.0.1:25000", env["NOMAD_ADDR_http"])
+	must.Eq(t, "r1", env["NOMAD_META_rack"])
+	must.Eq(t, "512", env["NOMAD_MEMORY_MAX_LIMIT"])
+	must.Eq(t, int64(512*1024*1024), task.Config.GetResources().GetLinuxResources().GetMemoryLimitBytes())
+	must.Eq(t, int32(8080), task.Config.GetResources().GetPorts()[0].GetTo())
+	must.Zero(t, h.WaitTask(t, task.ID).ExitCode)
+}
+
+func TestHarness_TryExecTaskStreaming_ttyUnsupported(t *testing.T) {
+	t.Parallel()
+	h := inProcess(t, harness.Options{})
+	task := h.StartTask(t, shTask(`echo up; exec sleep 300`))
+	h.WaitStdout(t, task.ID, "up")
+	_, err := h.TryExecTaskStreaming(task.ID, harness.ExecOptions{
+		Command: []string{"/bin/sh"}, Tty: true, TerminalSize: &harness.TerminalSize{Height: 24, Width: 80},
+	})
+	must.Eq(t, codes.Unimplemented, status.Code(err), must.Sprintf("err = %v", err))
 }

@@ -119,14 +119,14 @@ func (l *inProcessLauncher) launch(t testing.TB, logger hclog.Logger) (*process,
 	client, srv := plugin.TestPluginGRPCConn(t, false, plugin.PluginSet{pluginKey: &clientPlugin{server: server}})
 	raw, err := client.Dispense(pluginKey)
 	if err != nil {
-		_ = client.Close()
 		srv.Stop()
+		_ = client.Close()
 		return nil, fmt.Errorf("dispense in-process driver: %w", err)
 	}
 	conn, ok := raw.(*grpc.ClientConn)
 	if !ok {
-		_ = client.Close()
 		srv.Stop()
+		_ = client.Close()
 		return nil, fmt.Errorf("dispense in-process driver: got %T, want a gRPC connection", raw)
 	}
 	done := make(chan struct{})
@@ -137,8 +137,11 @@ func (l *inProcessLauncher) launch(t testing.TB, logger hclog.Logger) (*process,
 		default:
 		}
 		close(done)
-		_ = client.Close()
+		// Stop the server before closing the client: Close asks the
+		// server to stop too (go-plugin's controller), and two concurrent
+		// Stops race inside go-plugin.
 		srv.Stop()
+		_ = client.Close()
 	}
 	return &process{
 		conn: conn,
