@@ -70,7 +70,10 @@
 // WaitFor blocks until a condition on a Snapshot holds. Faults: FailNext,
 // FailFor, SlowDown, InjectFault (per Endpoint, with Retry-After),
 // ExpireAdminTokens, ExpireMessageQueueTokens, DropSession. RequestCount
-// counts requests per Endpoint.
+// counts requests per Endpoint. Server.CreateScaleSet and
+// Server.GenerateJITConfig skip the HTTP client. The control API
+// (/_sim/control/..., control.go) offers the same over HTTP for a simulator
+// running as its own process (package simcmd).
 //
 // See README.md for the endpoint list, the runner protocol, every option
 // and what the simulator does not model.

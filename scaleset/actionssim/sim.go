@@ -100,6 +100,7 @@ func New(opts Options) (*Simulator, error) {
 		s.groups = append(s.groups, wireRunnerGroup{ID: i + 2, Name: g})
 	}
 	s.routes()
+	s.controlRoutes()
 	go s.loop()
 	return s, nil
 }
