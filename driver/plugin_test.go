@@ -4,11 +4,15 @@
 package driver_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +49,13 @@ func fakeTartDir(t testing.TB) string {
 // gRPC only) with path as its PATH, and returns the dispensed stubs.
 func launch(t testing.TB, bin, path string) *sdk.Client {
 	t.Helper()
+	return launchWithStderr(t, bin, path, io.Discard)
+}
+
+// launchWithStderr is launch, copying the plugin's raw stderr lines to
+// stderr (as go-plugin's client reads them).
+func launchWithStderr(t testing.TB, bin, path string, stderr io.Writer) *sdk.Client {
+	t.Helper()
 	cmd := exec.Command(bin)
 	cmd.Env = []string{"PATH=" + path}
 	client := plugin.NewClient(&plugin.ClientConfig{
@@ -54,6 +65,7 @@ func launch(t testing.TB, bin, path string) *sdk.Client {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           hclog.NewNullLogger(),
 		SkipHostEnv:      true, // PATH must be ours alone
+		Stderr:           stderr,
 	})
 	t.Cleanup(client.Kill)
 	rpc, err := client.Client()
@@ -167,4 +179,61 @@ func BenchmarkPlugin_LaunchToFirstFingerprint(b *testing.B) {
 func driverForBench(b *testing.B, path string) sdk.Driver {
 	b.Helper()
 	return driver.New(nil).WithTartPath(filepath.Join(path, "tart"))
+}
+
+// syncBuffer is a bytes.Buffer safe for go-plugin's stderr copier and the
+// test reading it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestPlugin_Binary_logsJSONOnStderr checks the logger is created before
+// plugin.Serve takes over the standard streams: the driver's warning about
+// a broken tart reaches stderr as an hclog JSON record Nomad can re-emit.
+func TestPlugin_Binary_logsJSONOnStderr(t *testing.T) {
+	t.Parallel()
+	bin := testutil.BuildBinary(t, "./cmd/nomad-driver-tart")
+	dir := t.TempDir()
+	must.NoError(t, os.WriteFile(filepath.Join(dir, "tart"), []byte("#!/bin/sh\necho broken >&2\nexit 3\n"), 0o755))
+	var stderr syncBuffer
+	c := launchWithStderr(t, bin, dir, &stderr)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stream, err := c.Driver.Fingerprint(ctx, &driverpb.FingerprintRequest{})
+	must.NoError(t, err)
+	fp, err := stream.Recv()
+	must.NoError(t, err)
+	must.Eq(t, driverpb.FingerprintResponse_UNHEALTHY, fp.GetHealth())
+
+	// go-plugin copies stderr asynchronously: poll until the record arrives.
+	var record map[string]any
+	deadline := time.Now().Add(10 * time.Second)
+	for record == nil && time.Now().Before(deadline) {
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["@message"] == "failed to run tart --version" {
+				record = m
+			}
+		}
+		if record == nil {
+			time.Sleep(10 * time.Millisecond) // poll interval, not a wait for an outcome
+		}
+	}
+	must.NotNil(t, record, must.Sprintf("no JSON warning on stderr:\n%s", stderr.String()))
+	must.Eq(t, "warn", record["@level"])
+	must.StrContains(t, record["error"].(string), "broken")
 }
