@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -200,7 +201,7 @@ func TestExecutor_StartRunner_badInput(t *testing.T) {
 		wantErr error
 		wantMsg []string
 	}{
-		{name: "empty_name", runner: "", jit: true, wantErr: dockerexec.ErrInvalidInput, wantMsg: []string{`runner name ""`}},
+		{name: "empty_name", runner: "", jit: true, wantErr: dockerexec.ErrInvalidInput, wantMsg: []string{"empty runner name"}},
 		{name: "bad_name", runner: "bad name/x", jit: true, wantErr: dockerexec.ErrInvalidInput, wantMsg: []string{`"bad name/x"`}},
 		{name: "empty_jit", runner: "ok", jit: false, wantErr: dockerexec.ErrInvalidInput, wantMsg: []string{"empty JIT config"}},
 		{name: "missing_image_never", mutate: never, runner: "x", jit: true, wantErr: dockerexec.ErrImageUnavailable,
@@ -230,6 +231,7 @@ func TestExecutor_StartRunner_badInput(t *testing.T) {
 			id, err := ex.StartRunner(t.Context(), runner, jit)
 			must.Eq(t, "", id)
 			must.ErrorIs(t, err, tc.wantErr)
+			t.Logf("error: %v", err)
 			for _, m := range tc.wantMsg {
 				must.StrContains(t, err.Error(), m)
 			}
@@ -285,6 +287,7 @@ func TestExecutor_StartRunner_engineUnreachable(t *testing.T) {
 	jit := fakeJIT("r1", "jit-secret-unreachable")
 	_, err = ex.StartRunner(t.Context(), "r1", jit)
 	must.ErrorIs(t, err, dockerexec.ErrEngineUnreachable)
+	t.Logf("error: %v", err)
 	must.StrContains(t, err.Error(), sock)
 	must.StrNotContains(t, err.Error(), "jit-secret-unreachable")
 	must.StrNotContains(t, err.Error(), jit)
@@ -387,4 +390,37 @@ func (c *cancelOnCopy) ContainerStart(ctx context.Context, id string, opts conta
 	c.cancel()
 	<-ctx.Done()
 	return c.DockerAPI.ContainerStart(ctx, id, opts)
+}
+
+// TestExecutor_RunReconciler_removesEnded runs the periodic reconciler: an
+// ended runner disappears without anyone calling RemoveRunner, and the
+// reconciler stops with its context.
+func TestExecutor_RunReconciler_removesEnded(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *dockerexec.Config) { c.ReconcileInterval = 100 * time.Millisecond })
+	name := runnerName("periodic", 0)
+	id, err := h.ex.StartRunner(t.Context(), name, h.jit(name))
+	must.NoError(t, err)
+	code, _ := waitExit(t, h.cli, id)
+	must.EqOp(t, int64(0), code)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); h.ex.RunReconciler(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	deadline := time.Now().Add(30 * time.Second)
+	for len(testutil.ContainersWithLabels(t, h.cli, h.labels)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("reconciler did not remove the ended runner container")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("RunReconciler did not return after its context ended")
+	}
+	must.StrContains(t, h.logs.String(), `msg="removed ended runner container" scale_set=dockerexec-test instance_id=`+h.cfg.InstanceID+` runner_name=`+name)
 }

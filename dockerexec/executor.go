@@ -97,6 +97,9 @@ func (e *Executor) Init(ctx context.Context) error {
 // config is a secret: it never appears in logs, errors, labels or argv.
 // A start that fails after the container was created removes it again.
 func (e *Executor) StartRunner(ctx context.Context, name, jitConfig string) (string, error) {
+	if name == "" {
+		return "", fmt.Errorf("dockerexec: start runner: %w: empty runner name", ErrInvalidInput)
+	}
 	if !validName.MatchString(name) {
 		return "", fmt.Errorf("dockerexec: start runner: %w: runner name %q is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)", ErrInvalidInput, name)
 	}
