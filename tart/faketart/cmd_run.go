@@ -166,10 +166,18 @@ func (a *app) cmdRun(spec *commandSpec, p *parsedArgs) error {
 			return bareErr(exitFailure, `Error Domain=VZErrorDomain Code=2 "A directory sharing device configuration is invalid." UserInfo={NSLocalizedFailure=Invalid virtual machine configuration., NSLocalizedFailureReason=The directory "%s" does not exist.}`, d.path)
 		}
 	}
+	// Listen before the lock is taken: from then on `tart stop` may signal
+	// this process, and tart handles SIGINT from the moment it runs.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	if a.knobs.runStartDelay > 0 {
+		time.Sleep(a.knobs.runStartDelay)
+	}
 	if err := a.startVM(name, dir, &cfg); err != nil {
 		return err
 	}
-	return a.runVM(p, opts, name, dir, cfg)
+	return a.runVM(p, opts, name, dir, cfg, sigs)
 }
 
 // startVM does run's lifecycle steps 2 to 7 under the global lock: MAC
@@ -259,7 +267,7 @@ func (a *app) runningVMs(except string) ([]runningVM, error) {
 
 // runVM is the running VM: it waits for signals and timers and returns
 // when the VM stops (reference §3.6 steps 6 to 10 and §4.6).
-func (a *app) runVM(p *parsedArgs, opts runOpts, name, dir string, cfg VMConfig) error {
+func (a *app) runVM(p *parsedArgs, opts runOpts, name, dir string, cfg VMConfig, sigs <-chan os.Signal) error {
 	fake := filepath.Join(dir, dirFake)
 	_ = os.RemoveAll(fake) // state of a previous, killed run
 	if err := os.MkdirAll(filepath.Join(fake, "execs"), 0o755); err != nil {
@@ -268,10 +276,6 @@ func (a *app) runVM(p *parsedArgs, opts runOpts, name, dir string, cfg VMConfig)
 	if err := os.MkdirAll(filepath.Join(dir, dirGuest), 0o755); err != nil {
 		return fmt.Errorf("create guest dir: %w", err)
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
-
 	if _, err := os.Stat(filepath.Join(dir, fileSnapshot)); err == nil {
 		a.out("restoring VM state from a snapshot...")
 		a.out("resuming VM...")
@@ -292,12 +296,16 @@ func (a *app) runVM(p *parsedArgs, opts runOpts, name, dir string, cfg VMConfig)
 		// start as soon as it is released), then drop the lock so exec sees
 		// the VM gone when its command is killed.
 		groups := a.execGroups(dir)
-		unshare()
 		if ln != nil {
 			_ = ln.Close()
 		}
-		_ = os.Remove(filepath.Join(dir, fileControl))
-		_ = os.RemoveAll(fake)
+		// A `clone` onto this name may have replaced the directory under
+		// us (reference §3.1): then the files at dir are another VM's.
+		if a.stillOwnsDir(dir) {
+			unshare()
+			_ = os.Remove(filepath.Join(dir, fileControl))
+			_ = os.RemoveAll(fake)
+		}
 		a.releaseVMLock()
 		for _, pgid := range groups {
 			_ = syscall.Kill(-pgid, syscall.SIGKILL)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
 
 // Display is the "display" object of a VM's config.json.
@@ -148,16 +149,24 @@ func (c VMConfig) MarshalJSON() ([]byte, error) {
 	return json.Marshal(all)
 }
 
+// readConfig reads config.json. Writers rewrite it in place, so a reader
+// racing a writer can see a short file: retry briefly before failing.
 func readConfig(path string) (VMConfig, error) {
 	var c VMConfig
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return c, fmt.Errorf("read VM config %s: %w", path, err)
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		if attempt > 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		var b []byte
+		if b, err = os.ReadFile(path); err != nil {
+			return c, fmt.Errorf("read VM config %s: %w", path, err)
+		}
+		if err = json.Unmarshal(b, &c); err == nil {
+			return c, nil
+		}
 	}
-	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("parse VM config %s: %w", path, err)
-	}
-	return c, nil
+	return c, fmt.Errorf("parse VM config %s: %w", path, err)
 }
 
 // writeConfigInPlace rewrites config.json without replacing the file: a

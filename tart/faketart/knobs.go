@@ -17,35 +17,35 @@ import (
 // knobs are faketart's own settings, read from FAKETART_* environment
 // variables. Production code never reads them. README.md documents each one.
 type knobs struct {
-	version          string
-	bootDelay        time.Duration
-	agentDelay       time.Duration
-	noAgent          bool
-	noDHCP           bool
-	dhcpPool         int
-	leaseTime        time.Duration
-	leasesFile       string
-	ipSubnet         string
-	ipPoll           time.Duration
-	execTimeout      time.Duration
-	guestPath        string
-	vmLimit          int
-	phantomVMs       int
-	runIgnoreSIGINT  bool
-	runCrashAfter    time.Duration
-	guestStopAfter   time.Duration
-	shutdownDelay    time.Duration
-	softnetMissing   bool
-	bridgedIfaces    []string
-	registry         string
-	pullSize         int64
-	pullSpeed        int64
-	pullRetries      int
-	stopPoll         time.Duration
-	logFile          string
-	fail             map[string]string // command -> spec
-	failMsg          map[string]string // command -> message override
-	tartHomeOverride string
+	version         string
+	bootDelay       time.Duration
+	agentDelay      time.Duration
+	noAgent         bool
+	noDHCP          bool
+	dhcpPool        int
+	leaseTime       time.Duration
+	leasesFile      string
+	ipSubnet        string
+	ipPoll          time.Duration
+	execTimeout     time.Duration
+	guestPath       string
+	vmLimit         int
+	phantomVMs      int
+	runIgnoreSIGINT bool
+	runCrashAfter   time.Duration
+	guestStopAfter  time.Duration
+	shutdownDelay   time.Duration
+	softnetMissing  bool
+	bridgedIfaces   []string
+	registry        string
+	pullSize        int64
+	pullSpeed       int64
+	pullRetries     int
+	stopPoll        time.Duration
+	logFile         string
+	fail            map[string]string // command -> spec
+	failMsg         map[string]string // command -> message override
+	runStartDelay   time.Duration
 }
 
 // failCommands are the commands that accept FAKETART_FAIL_<CMD>.
@@ -98,6 +98,7 @@ func loadKnobs() (knobs, error) {
 	k.execTimeout = dur("FAKETART_EXEC_CONNECT_TIMEOUT", 10*time.Second)
 	k.vmLimit = int(num("FAKETART_VM_LIMIT", 2))
 	k.phantomVMs = int(num("FAKETART_PHANTOM_VMS", 0))
+	k.runStartDelay = dur("FAKETART_RUN_START_DELAY", 0)
 	k.runIgnoreSIGINT = truthy("FAKETART_RUN_IGNORE_SIGINT")
 	k.runCrashAfter = dur("FAKETART_RUN_CRASH_AFTER", 0)
 	k.guestStopAfter = dur("FAKETART_GUEST_STOP_AFTER", 0)

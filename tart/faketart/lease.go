@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -179,7 +180,15 @@ func (a *app) acquireLease(name, mac string) (string, error) {
 
 // lookupLease returns the newest unexpired lease address of mac, or "".
 func (a *app) lookupLease(mac string) string {
-	b, err := os.ReadFile(a.leasesPath())
+	f, err := os.Open(a.leasesPath())
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		return ""
+	}
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return ""
 	}

@@ -251,3 +251,14 @@ func TestFaketart_Run_dirShares(t *testing.T) {
 	must.Eq(t, 1, r.code)
 	must.True(t, strings.HasPrefix(r.stderr, "Error Domain=VZErrorDomain"))
 }
+
+func TestFaketart_Run_startDelayShowsStopped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t).set("FAKETART_RUN_START_DELAY", "300ms")
+	e.seedVM("vm", "linux")
+	p := e.startNoWait("vm")
+	must.Eq(t, "stopped", e.state("vm"), must.Sprint("right after spawn the lock is not taken yet"))
+	e.waitState("vm", "running")
+	e.ok("stop", "vm")
+	must.Eq(t, 0, p.wait(t).code)
+}

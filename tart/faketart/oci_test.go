@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -158,6 +159,16 @@ func TestFaketart_Clone_overwritesSilently(t *testing.T) {
 	e.seedVM("b", "darwin")
 	e.ok("clone", "a", "b")
 	must.Eq(t, "linux", e.config("b").OS)
+
+	// Replacing a running VM: its run keeps the old, deleted files and the
+	// new VM shows as stopped.
+	p := e.start("b")
+	e.ok("clone", "a", "b")
+	must.Eq(t, "stopped", e.state("b"))
+	must.Eq(t, 2, e.tart("stop", "b").code)
+	p.signal(t, syscall.SIGINT)
+	must.Eq(t, 0, p.wait(t).code)
+	must.DirExists(t, filepath.Join(e.home, "vms", "b", "guest"))
 }
 
 func TestFaketart_Delete_andPrune(t *testing.T) {

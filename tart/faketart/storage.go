@@ -196,6 +196,20 @@ func (a *app) takeVMLock(dir string) (bool, error) {
 	return true, nil
 }
 
+// stillOwnsDir reports whether dir's config.json is still the file this
+// process locked.
+func (a *app) stillOwnsDir(dir string) bool {
+	if a.heldLock == nil {
+		return false
+	}
+	held, err := a.heldLock.Stat()
+	if err != nil {
+		return false
+	}
+	cur, err := os.Stat(filepath.Join(dir, fileConfig))
+	return err == nil && os.SameFile(held, cur)
+}
+
 // releaseVMLock drops the VM lock taken by takeVMLock.
 func (a *app) releaseVMLock() {
 	if a.heldLock != nil {
