@@ -56,6 +56,13 @@ func launch(t testing.TB, bin, path string) *sdk.Client {
 // stderr (as go-plugin's client reads them).
 func launchWithStderr(t testing.TB, bin, path string, stderr io.Writer) *sdk.Client {
 	t.Helper()
+	return dispense(t, newPluginClient(t, bin, path, stderr))
+}
+
+// newPluginClient configures (but does not start) a go-plugin client for
+// the binary; the process is killed at cleanup at the latest.
+func newPluginClient(t testing.TB, bin, path string, stderr io.Writer) *plugin.Client {
+	t.Helper()
 	cmd := exec.Command(bin)
 	cmd.Env = []string{"PATH=" + path}
 	client := plugin.NewClient(&plugin.ClientConfig{
@@ -68,6 +75,13 @@ func launchWithStderr(t testing.TB, bin, path string, stderr io.Writer) *sdk.Cli
 		Stderr:           stderr,
 	})
 	t.Cleanup(client.Kill)
+	return client
+}
+
+// dispense starts the process, completes the handshake and returns the
+// generated stubs.
+func dispense(t testing.TB, client *plugin.Client) *sdk.Client {
+	t.Helper()
 	rpc, err := client.Client()
 	must.NoError(t, err)
 	raw, err := rpc.Dispense(sdk.PluginKey)
@@ -157,9 +171,11 @@ func BenchmarkPlugin_LaunchToFirstFingerprint(b *testing.B) {
 	}
 	var launched, inProcess time.Duration
 	for i := 0; i < b.N; i++ {
+		pc := newPluginClient(b, bin, path, io.Discard)
 		start := time.Now()
-		firstFingerprint(launch(b, bin, path))
+		firstFingerprint(dispense(b, pc))
 		launched += time.Since(start)
+		pc.Kill()
 
 		start = time.Now()
 		d := driverForBench(b, path)
