@@ -600,9 +600,10 @@ func (p *Pool) findPool(spec VMSpec) *poolState {
 }
 
 // Claim hands out a ready warm VM matching spec in O(1), or ErrPoolEmpty.
-// The VM's directory gets the ClaimedMarker, its slot's owner becomes owner,
-// and the pool starts booting a replacement. The caller owns the VM and
-// must Release it.
+// The VM's directory gets the ClaimedMarker holding owner (a task or runner
+// name, for humans and ClaimedBy); the slot stays registered under the VM
+// name, as for every VM. The pool starts booting a replacement when a slot
+// is free. The caller owns the VM and must Release it.
 func (p *Pool) Claim(ctx context.Context, owner string, spec VMSpec) (*VM, error) {
 	start := time.Now()
 	p.mu.Lock()
@@ -630,7 +631,6 @@ func (p *Pool) Claim(ctx context.Context, owner string, spec VMSpec) (*VM, error
 
 	vm := w.vm
 	vm.Warm = true
-	p.slots.SetOwner(vm.Slot.Index, ownerName(owner))
 	if err := os.WriteFile(filepath.Join(p.client.VMDir(vm.Name), ClaimedMarker), []byte(owner+"\n"), 0o600); err != nil {
 		// Without the marker a restarted pool could delete the task's VM.
 		p.log.Error("failed to mark warm vm as claimed", "vm_name", vm.Name, "error", err)
