@@ -4,13 +4,17 @@
 package sdk_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
 	"github.com/shoenig/test/must"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -608,4 +612,58 @@ func TestServer_ExecTaskStreaming_errors(t *testing.T) {
 			must.Eq(t, tc.code, status.Code(err))
 		})
 	}
+}
+
+// TestServer_secretsStayOut runs failing and succeeding RPCs for a task
+// whose environment holds a secret and checks it shows up in neither the
+// adapter's log nor any error text.
+func TestServer_secretsStayOut(t *testing.T) {
+	t.Parallel()
+	const secret = "jit-config-c2VjcmV0"
+	var logs syncBuffer
+	d := newFakeDriver()
+	d.err = fmt.Errorf("task gone: %w", sdk.ErrTaskNotFound)
+	logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Trace, JSONFormat: true})
+	client, _ := plugin.TestPluginGRPCConn(t, false, plugin.PluginSet{sdk.PluginKey: &sdk.GRPCPlugin{Driver: d, Logger: logger}})
+	t.Cleanup(func() { _ = client.Close() })
+	raw, err := client.Dispense(sdk.PluginKey)
+	must.NoError(t, err)
+	c := raw.(*sdk.Client)
+
+	task := fullTaskConfig()
+	task.Env["ACTIONS_RUNNER_INPUT_JITCONFIG"] = secret
+	var errs []string
+	_, err = c.Driver.StartTask(t.Context(), &driverpb.StartTaskRequest{Task: task})
+	errs = append(errs, status.Convert(err).Message())
+	_, err = c.Driver.RecoverTask(t.Context(), &driverpb.RecoverTaskRequest{Handle: &driverpb.TaskHandle{Config: task}})
+	errs = append(errs, status.Convert(err).Message())
+	_, err = c.Driver.StopTask(t.Context(), &driverpb.StopTaskRequest{TaskId: task.GetId()})
+	must.NoError(t, err) // logged at debug
+	_, err = c.Driver.DestroyTask(t.Context(), &driverpb.DestroyTaskRequest{TaskId: task.GetId()})
+	must.NoError(t, err)
+
+	must.StrContains(t, logs.String(), "stop of unknown task treated as done") // the log is captured
+	must.StrNotContains(t, logs.String(), secret)
+	for _, e := range errs {
+		must.StrContains(t, e, task.GetId())
+		must.StrNotContains(t, e, secret)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
