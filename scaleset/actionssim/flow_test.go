@@ -21,6 +21,7 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim/fakerunner"
 )
 
 // recordingScaler is a listener.Scaler that records what the listener
@@ -283,4 +284,45 @@ func TestSimulator_AssignTimeout_requeuesThenGivesUp(t *testing.T) {
 	must.Eq(t, 2, got.Attempts)
 	st, _ := srv.Stats(ss.ID)
 	must.Eq(t, actionssim.Statistics{}, st)
+}
+
+func TestSimulator_RemoveRunner_busyAndOffline(t *testing.T) {
+	t.Parallel()
+	srv := startSim(t, fastOptions())
+	c := patClient(t, srv)
+	ss := createScaleSet(t, c, "busy")
+	ctx := waitCtx(t)
+	srv.QueueJob(actionssim.JobSpec{Duration: time.Hour})
+
+	cfg, err := c.GenerateJitRunnerConfig(ctx, &scaleset.RunnerScaleSetJitRunnerSetting{Name: "busy-1"}, ss.ID)
+	must.NoError(t, err)
+	runCtx, stop := context.WithCancel(ctx)
+	took := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := fakerunner.Run(runCtx, fakerunner.Config{JITConfig: cfg.EncodedJITConfig, OnJob: func(id string) { took <- id }})
+		done <- err
+	}()
+	select {
+	case <-took:
+	case <-ctx.Done():
+		t.Fatal("runner never took the job")
+	}
+	st, _ := srv.Stats(ss.ID)
+	must.Eq(t, actionssim.Statistics{TotalAssignedJobs: 1, TotalRunningJobs: 1, TotalRegisteredRunners: 1, TotalBusyRunners: 1}, st)
+
+	err = c.RemoveRunner(ctx, int64(cfg.Runner.ID))
+	must.True(t, errors.Is(err, scaleset.JobStillRunningError), must.Sprintf("err = %v", err))
+
+	stop()
+	must.Eq(t, fakerunner.ExitInterrupted, fakerunner.Code(<-done))
+	_, err = c.GetRunner(ctx, cfg.Runner.ID)
+	must.True(t, errors.Is(err, scaleset.RunnerNotFoundError), must.Sprintf("err = %v", err))
+
+	// A runner that never came online is removed normally.
+	idle, err := c.GenerateJitRunnerConfig(ctx, &scaleset.RunnerScaleSetJitRunnerSetting{Name: "never-1"}, ss.ID)
+	must.NoError(t, err)
+	must.NoError(t, c.RemoveRunner(ctx, int64(idle.Runner.ID)))
+	_, err = fakerunner.Run(ctx, fakerunner.Config{JITConfig: idle.EncodedJITConfig})
+	must.Eq(t, fakerunner.ExitRejected, fakerunner.Code(err))
 }

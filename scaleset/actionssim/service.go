@@ -335,6 +335,7 @@ func (s *Simulator) deleteScaleSetLocked(ss *scaleSet, now time.Time) {
 			j.State, j.ScaleSetID = JobQueued, 0
 		}
 	}
+	ss.session = nil
 	delete(s.scaleSets, ss.id)
 	s.log.Info("deleted scale set", "scale_set_id", ss.id)
 	s.dispatchLocked(now)
