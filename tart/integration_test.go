@@ -4,11 +4,14 @@
 package tart
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +25,10 @@ import (
 // (cmd/faketart), with TART_HOME in a temp dir and a seeded fake registry.
 
 func TestMain(m *testing.M) {
+	if os.Getenv("TART_TEST_HELPER") == "run-detached" {
+		helperRunDetached()
+		return
+	}
 	code := m.Run()
 	testutil.CleanupBuilds()
 	os.Exit(code)
@@ -290,4 +297,105 @@ func TestIntegration_Client_StartExec_detachedWithExitCodeFile(t *testing.T) {
 	code, err = x.Wait()
 	must.Eq(t, 2, code)
 	must.ErrorIs(t, err, ErrNotRunning)
+}
+
+// helperRunDetached is the child side of TestIntegration_Run_detachedSurvivesSIGKILL:
+// it starts a VM detached, prints tart run's pid and waits to be killed.
+func helperRunDetached() {
+	c := NewClient(WithBinary(os.Getenv("HELPER_TART")), WithHome(os.Getenv("HELPER_HOME")),
+		WithEnv(strings.Split(os.Getenv("HELPER_ENV"), "\n")...))
+	h, err := c.Run(context.Background(), "vm1", RunOptions{Detached: true})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	fmt.Println(h.Process.Pid())
+	select {}
+}
+
+func TestIntegration_Run_detachedSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
+	e := newFT(t)
+	c := e.client()
+	ctx := t.Context()
+	_, err := c.EnsureImage(ctx, ftImage, PullOptions{})
+	must.NoError(t, err)
+	must.NoError(t, c.Clone(ctx, ftImage, "vm1"))
+	t.Cleanup(func() { _ = c.Destroy(context.Background(), "vm1", 0) })
+
+	helper := exec.Command(os.Args[0], "-test.run=^$")
+	helper.Env = append(os.Environ(), "TART_TEST_HELPER=run-detached", "HELPER_TART="+e.bin,
+		"HELPER_HOME="+e.home, "HELPER_ENV="+strings.Join(e.env, "\n"))
+	stdout, err := helper.StdoutPipe()
+	must.NoError(t, err)
+	must.NoError(t, helper.Start())
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	must.NoError(t, err)
+	var pid int
+	_, err = fmt.Sscan(line, &pid)
+	must.NoError(t, err, must.Sprintf("helper said %q", line))
+
+	// The caller dies hard; the VM must not.
+	must.NoError(t, helper.Process.Kill())
+	_ = helper.Wait()
+	waitFor(t, func() bool {
+		d, err := c.Get(ctx, "vm1")
+		return err == nil && d.State == StateRunning
+	})
+	must.True(t, ProcessAlive(pid))
+	must.NoError(t, c.WaitReady(ctx, "vm1", ReadyOptions{Interval: 20 * time.Millisecond}))
+
+	// Recovery: stop it through tart, as a restarted driver would.
+	must.NoError(t, c.Stop(ctx, "vm1", 5*time.Second))
+	waitFor(t, func() bool {
+		d, err := c.Get(ctx, "vm1")
+		return err == nil && d.State == StateStopped
+	})
+}
+
+func TestIntegration_Pool_adoptsAfterRestart(t *testing.T) {
+	t.Parallel()
+	checkGoroutines(t)
+	e := newFT(t)
+	c := e.client()
+	ctx := t.Context()
+	slots, err := NewSlots(2, "it-host")
+	must.NoError(t, err)
+	_, err = c.EnsureImage(ctx, ftImage, PullOptions{})
+	must.NoError(t, err)
+
+	// State an earlier process left: a ready warm VM (detached), a stopped
+	// warm VM, and somebody else's VM.
+	warm, stale, foreign := PoolVMName("mac", 1), PoolVMName("mac", 0), "not-ours"
+	for _, n := range []string{warm, stale, foreign} {
+		must.NoError(t, c.Clone(ctx, ftImage, n))
+	}
+	t.Cleanup(func() { _ = c.Destroy(context.Background(), foreign, 0) })
+	must.NoError(t, c.SetMACAddress(warm, slots.MAC(1)))
+	h, err := c.Run(ctx, warm, RunOptions{Detached: true})
+	must.NoError(t, err)
+	must.NoError(t, c.WaitReady(ctx, warm, ReadyOptions{Interval: 20 * time.Millisecond, Run: h}))
+
+	ev := &eventLog{}
+	p, err := NewPool(c, slots, []PoolConfig{{Name: "mac", Size: 1, VMSpec: VMSpec{Image: ftImage}}},
+		PoolOptions{OnEvent: ev.add, ReadyInterval: 20 * time.Millisecond, StopTimeout: 5 * time.Second})
+	must.NoError(t, err)
+	must.NoError(t, p.Start(ctx))
+	must.Len(t, 1, ev.of(EventAdopted))
+	must.Eq(t, map[int]string{1: warm}, slots.Owners())
+	vms, err := c.List(ctx)
+	must.NoError(t, err)
+	var names []string
+	for _, v := range vms {
+		if v.IsLocal() {
+			names = append(names, v.Name)
+		}
+	}
+	must.Eq(t, []string{foreign, warm}, names)
+	vm, err := p.Claim(ctx, "t", VMSpec{Pool: "mac"})
+	must.NoError(t, err)
+	must.Eq(t, warm, vm.Name)
+	must.NoError(t, p.Release(ctx, vm))
+	must.NoError(t, p.Shutdown(context.Background()))
+	<-h.Done()
 }
