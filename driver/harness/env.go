@@ -16,6 +16,7 @@ import (
 // credentials of the agent never reach tasks.
 var hostEnvDenylist = map[string]bool{
 	"CONSUL_TOKEN": true, "CONSUL_HTTP_TOKEN": true, "CONSUL_HTTP_TOKEN_FILE": true,
+	"NOMAD_TOKEN": true, "VAULT_TOKEN": true,
 	"AWS_ACCESS_KEY_ID": true, "AWS_SECRET_ACCESS_KEY": true, "AWS_SESSION_TOKEN": true,
 	"GOOGLE_APPLICATION_CREDENTIALS": true,
 }

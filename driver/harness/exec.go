@@ -59,17 +59,10 @@ func (h *Harness) TryExecTaskStreaming(taskID string, opts ExecOptions) (ExecStr
 	if err != nil {
 		return ExecStreamResult{}, fmt.Errorf("open stream: %w", err)
 	}
-	setup := &driverpb.ExecTaskStreamingRequest{Setup: &driverpb.ExecTaskStreamingRequest_Setup{
-		TaskId: taskID, Command: opts.Command, Tty: opts.Tty,
-	}}
-	if err := stream.Send(setup); err != nil {
-		return ExecStreamResult{}, fmt.Errorf("send setup: %w", err)
-	}
-	if sz := opts.TerminalSize; sz != nil {
-		msg := &driverpb.ExecTaskStreamingRequest{TtySize: &driverpb.ExecTaskStreamingRequest_TerminalSize{Height: sz.Height, Width: sz.Width}}
-		if err := stream.Send(msg); err != nil {
-			return ExecStreamResult{}, fmt.Errorf("send terminal size: %w", err)
-		}
+	// A Send error of io.EOF means the driver already ended the call; the
+	// reason comes from Recv.
+	if err := sendSetup(stream, taskID, opts); err != nil && !errors.Is(err, io.EOF) {
+		return ExecStreamResult{}, err
 	}
 	stdinDone := make(chan struct{})
 	go func() {
@@ -82,6 +75,22 @@ func (h *Harness) TryExecTaskStreaming(taskID string, opts ExecOptions) (ExecStr
 	cancel()
 	<-stdinDone
 	return res, err
+}
+
+func sendSetup(stream driverpb.Driver_ExecTaskStreamingClient, taskID string, opts ExecOptions) error {
+	setup := &driverpb.ExecTaskStreamingRequest{Setup: &driverpb.ExecTaskStreamingRequest_Setup{
+		TaskId: taskID, Command: opts.Command, Tty: opts.Tty,
+	}}
+	if err := stream.Send(setup); err != nil {
+		return fmt.Errorf("send setup: %w", err)
+	}
+	if sz := opts.TerminalSize; sz != nil {
+		msg := &driverpb.ExecTaskStreamingRequest{TtySize: &driverpb.ExecTaskStreamingRequest_TerminalSize{Height: sz.Height, Width: sz.Width}}
+		if err := stream.Send(msg); err != nil {
+			return fmt.Errorf("send terminal size: %w", err)
+		}
+	}
+	return nil
 }
 
 // sendStdin forwards r in chunks and then the close marker. Send errors end

@@ -200,6 +200,12 @@ func (h *Harness) PluginInfo(t testing.TB) PluginInfo {
 	return h.current(t).info
 }
 
+// PluginLogs returns every log line seen so far, as copied to the test log:
+// the plugin's own hclog records (re-emitted by go-plugin with all their
+// key/value pairs, or written by an in-process driver's logger) and the
+// harness's. Search it to prove a secret never reaches the logs.
+func (h *Harness) PluginLogs() string { return h.logw.String() }
+
 // PID returns the process ID of the running plugin (0 in-process).
 func (h *Harness) PID(t testing.TB) int {
 	t.Helper()
