@@ -330,7 +330,7 @@ func TestHarness_cleanup_destroysTasksOfAKilledPlugin(t *testing.T) {
 		h.WaitStdout(t, task.ID, "up")
 		must.StrContains(t, h.PluginLogs(), `client.driver_mgr.testdriver: started task: task_id=`+task.ID)
 
-	ev := h.WaitEvent(t, task.ID, "started task")
+		ev := h.WaitEvent(t, task.ID, "started task")
 		wrapperPID = atoi(t, ev.Annotations["wrapper_pid"])
 		h.KillPlugin(t)
 	})
