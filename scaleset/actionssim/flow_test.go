@@ -181,7 +181,9 @@ func TestSimulator_FullFlow_listenerAndFakeRunnerProcess(t *testing.T) {
 	must.Eq(t, actionssim.ResultSucceeded, got.Result)
 	must.False(t, got.AssignedAt.Before(got.QueuedAt))
 	must.False(t, got.StartedAt.Before(got.AssignedAt))
-	must.GreaterEq(t, 300*time.Millisecond, got.CompletedAt.Sub(got.StartedAt))
+	must.GreaterEq(t, 300*time.Millisecond, got.RunTime())
+	must.Positive(t, got.PickupLatency())
+	must.Eq(t, got.PickupLatency()+got.RunTime(), got.TotalLatency())
 	runners := srv.Runners()
 	must.Len(t, 1, runners)
 	must.Eq(t, actionssim.RunnerDeleted, runners[0].State)
@@ -325,4 +327,23 @@ func TestSimulator_RemoveRunner_busyAndOffline(t *testing.T) {
 	must.NoError(t, c.RemoveRunner(ctx, int64(idle.Runner.ID)))
 	_, err = fakerunner.Run(ctx, fakerunner.Config{JITConfig: idle.EncodedJITConfig})
 	must.Eq(t, fakerunner.ExitRejected, fakerunner.Code(err))
+}
+
+func TestSimulator_WaitFor_conditionsAndClose(t *testing.T) {
+	t.Parallel()
+	srv, err := actionssim.Start("", fastOptions())
+	must.NoError(t, err)
+	ss, err := srv.CreateScaleSet("acme", "w")
+	must.NoError(t, err)
+	ctx := waitCtx(t)
+	must.NoError(t, srv.WaitFor(ctx, actionssim.StatsEqual(ss.ID, actionssim.Statistics{})))
+	srv.QueueJobs(2, 10*time.Millisecond)
+	must.NoError(t, srv.WaitFor(ctx, actionssim.JobsInState(actionssim.JobAssigned, 2)))
+	must.NoError(t, srv.WaitFor(ctx, actionssim.StatsEqual(ss.ID, actionssim.Statistics{TotalAssignedJobs: 2})))
+	must.Eq(t, time.Duration(0), srv.Jobs()[0].PickupLatency())
+
+	done := make(chan error, 1)
+	go func() { done <- srv.WaitFor(ctx, actionssim.JobsCompleted(2)) }()
+	srv.Close()
+	must.ErrorIs(t, <-done, actionssim.ErrClosed)
 }

@@ -239,9 +239,12 @@ func (s *Simulator) Stats(scaleSetID int) (Statistics, bool) {
 	return s.statsLocked(ss), true
 }
 
-// WaitFor blocks until cond returns true for a snapshot, or ctx ends. cond
-// is evaluated on every state change (and once at the start); it must not
-// call back into the Simulator.
+// ErrClosed is returned by WaitFor when the Simulator is closed.
+var ErrClosed = errors.New("simulator closed")
+
+// WaitFor blocks until cond returns true for a snapshot, or ctx ends, or the
+// Simulator is closed (ErrClosed). cond is evaluated on every state change
+// (and once at the start); it must not call back into the Simulator.
 func (s *Simulator) WaitFor(ctx context.Context, cond func(Snapshot) bool) error {
 	for {
 		s.mu.Lock()
@@ -253,6 +256,8 @@ func (s *Simulator) WaitFor(ctx context.Context, cond func(Snapshot) bool) error
 		}
 		select {
 		case <-ch:
+		case <-s.stop:
+			return fmt.Errorf("waiting for simulator condition: %w", ErrClosed)
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for simulator condition: %w", ctx.Err())
 		}
