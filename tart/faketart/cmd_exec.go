@@ -143,7 +143,8 @@ func (a *app) runGuestCommand(dir string, runPID int, argv []string, interactive
 	marker := ""
 	if ownGroup {
 		marker = filepath.Join(dir, dirFake, "execs", itoa(cmd.Process.Pid))
-		_ = os.WriteFile(marker, nil, 0o644)
+		start, _ := procStartTime(cmd.Process.Pid)
+		_ = os.WriteFile(marker, []byte(start), 0o644)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -166,7 +167,9 @@ func (a *app) runGuestCommand(dir string, runPID int, argv []string, interactive
 				_ = syscall.Kill(target, syscall.SIGKILL)
 			}
 		case err := <-done:
-			if marker != "" {
+			// Keep the marker while background processes of the command
+			// live on in its group: stopping the VM must kill them.
+			if marker != "" && syscall.Kill(target, 0) != nil {
 				_ = os.Remove(marker)
 			}
 			if st, pid := a.state(dir); st != stateRunning || pid != runPID {

@@ -446,14 +446,41 @@ func (a *app) mountShares(dir string, cfg VMConfig, shares []dirShare) func() {
 }
 
 // execGroups lists the process groups of commands exec started in this
-// VM: a stopped VM takes its guest processes with it.
+// VM (a stopped VM takes its guest processes with it), skipping groups
+// whose leader's start time no longer matches: that ID now belongs to
+// someone else.
 func (a *app) execGroups(dir string) []int {
 	var out []int
-	ents, _ := os.ReadDir(filepath.Join(dir, dirFake, "execs"))
+	execDir := filepath.Join(dir, dirFake, "execs")
+	ents, _ := os.ReadDir(execDir)
 	for _, e := range ents {
-		if pgid, err := strconv.Atoi(e.Name()); err == nil && pgid > 1 {
-			out = append(out, pgid)
+		pgid, err := strconv.Atoi(e.Name())
+		if err != nil || pgid <= 1 {
+			continue
 		}
+		want, _ := os.ReadFile(filepath.Join(execDir, e.Name()))
+		if got, alive := procStartTime(pgid); alive && got != string(want) {
+			continue
+		}
+		out = append(out, pgid)
 	}
 	return out
+}
+
+// procStartTime returns a process's start time (field 22 of
+// /proc/<pid>/stat) and whether the process exists.
+func procStartTime(pid int) (string, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return "", true
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return "", true
+	}
+	return f[19], true
 }

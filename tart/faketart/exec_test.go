@@ -124,6 +124,21 @@ func TestFaketart_Exec_vmStopKillsCommand(t *testing.T) {
 	waitGone(t, pid)
 }
 
+func TestFaketart_Exec_vmStopKillsBackgroundProcesses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.seedVM("vm", "linux")
+	p := e.start("vm")
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	// The command returns at once, leaving a "guest daemon" behind.
+	e.ok("exec", "vm", "sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $! > "+pidFile)
+	pid := waitPIDFile(t, pidFile)
+	must.NoError(t, syscall.Kill(pid, 0), must.Sprint("the background process outlives exec"))
+	e.ok("stop", "vm")
+	p.wait(t)
+	waitGone(t, pid)
+}
+
 func TestFaketart_Exec_waitsForAgent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t).set("FAKETART_BOOT_DELAY", "400ms")

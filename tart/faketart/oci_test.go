@@ -179,6 +179,11 @@ func TestFaketart_Delete_andPrune(t *testing.T) {
 	e.seedVM("c", "linux")
 	e.ok("pull", image)
 
+	// rename: a stopped VM gets a new name; an existing target is refused.
+	e.ok("rename", "c", "c2")
+	must.Eq(t, 64, e.tart("rename", "c2", "a").code)
+	e.ok("rename", "c2", "c")
+
 	// Stops at the first failure; earlier names stay deleted.
 	r := e.tart("delete", "a", "missing", "c")
 	must.Eq(t, 2, r.code)
