@@ -28,7 +28,9 @@ scale_set "macos" {
   max_runners = 2
   backend     = "tart"
   runner_online_timeout = "10m"
-  tart {}
+  tart {
+    image = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
+  }
 }
 
 scale_set "linux" {
@@ -96,7 +98,9 @@ func TestConfig_Validate_errorsNameFields(t *testing.T) {
 		{name: "wrong backend block", hcl: `scale_set "x" {
   github_config_url = "https://github.com/a"
   backend = "docker"
-  tart {}
+  tart {
+    image = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
+  }
 }`, want: []string{`tart: block given but backend is "docker"`}},
 		{name: "bad durations", hcl: `log_format = "xml"
 scale_set "x" {

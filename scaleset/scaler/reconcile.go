@@ -136,11 +136,17 @@ func (s *Scaler) applyState(r *runner, br backend.Runner, now time.Time) {
 		}
 	case backend.StateExited:
 		if r.phase == PhasePending || r.phase == PhaseIdle || r.phase == PhaseBusy {
+			if r.phase != PhasePending && !r.jobCompleted {
+				s.finishing[r.name] = now
+			}
 			r.phase, r.removeReason = PhaseDone, "done"
 		}
 	case backend.StateFailed:
 		switch r.phase {
 		case PhaseBusy:
+			if !r.jobCompleted {
+				s.finishing[r.name] = now
+			}
 			r.phase, r.removeReason = PhaseDone, "done"
 		case PhasePending, PhaseIdle:
 			s.noteFailure(now)
@@ -200,6 +206,14 @@ func (s *Scaler) decide(now time.Time) plan {
 		if r.phase == PhaseStarting || r.phase == PhasePending || r.phase == PhaseIdle || r.phase == PhaseBusy {
 			active++
 		}
+	}
+
+	for name, at := range s.finishing {
+		if now.Sub(at) > s.cfg.FinishGrace {
+			delete(s.finishing, name)
+			continue
+		}
+		active++
 	}
 
 	if !s.probed {
@@ -386,14 +400,22 @@ func (s *Scaler) remove(ctx context.Context, r *runner) {
 	s.mu.Unlock()
 
 	if !completed {
-		if err := s.deregister(ctx, name, runnerID); err != nil {
-			if errors.Is(err, scaleset.JobStillRunningError) {
-				s.logger.Info("runner is running a job, keeping it", "runner_name", name)
-				s.mu.Lock()
-				r.phase = PhaseBusy
-				s.mu.Unlock()
-				return
-			}
+		err := s.deregister(ctx, name, runnerID)
+		alive := reason == "surplus" || reason == "never_online"
+		switch {
+		case err == nil:
+		case errors.Is(err, scaleset.JobStillRunningError) && alive:
+			// Scale-down raced with a job start: keep the runner.
+			s.logger.Info("runner is running a job, keeping it", "runner_name", name)
+			s.mu.Lock()
+			r.phase = PhaseBusy
+			s.mu.Unlock()
+			return
+		case errors.Is(err, scaleset.JobStillRunningError):
+			// The process is gone but GitHub still sees its job; GitHub
+			// fails the job and drops the registration itself.
+			s.logger.Info("runner exited while GitHub still sees its job", "runner_name", name)
+		default:
 			s.metrics.BackendError(s.be.Name(), "github_remove")
 			s.logger.Warn("failed to remove runner registration, will retry", "runner_name", name, "error", err)
 			s.restore(r)
@@ -481,20 +503,30 @@ func (s *Scaler) removeOrphans(ctx context.Context, names []string) {
 	}
 }
 
-// Shutdown stops tracking new work. With removeIdle it removes the runners
-// that are not running a job (on GitHub and the backend); busy runners are
-// left to finish their job.
+// Shutdown cleans up before the process exits: finished and failed
+// runners are always removed; with removeIdle, so are the runners not
+// running a job (on GitHub and the backend). Busy runners are left to
+// finish their job; a restarted service adopts them.
 func (s *Scaler) Shutdown(ctx context.Context, removeIdle bool) {
 	s.passMu.Lock()
 	defer s.passMu.Unlock()
-	if !removeIdle {
-		return
-	}
+	// One last look at the backend, so runners that finished since the last
+	// pass are cleaned up too.
+	listedAt := s.clock.Now()
+	list, err := s.be.ListRunners(ctx)
 	s.mu.Lock()
+	if err == nil {
+		s.merge(list, listedAt)
+	}
 	var p plan
 	for _, r := range s.runners {
 		switch r.phase {
-		case PhaseIdle, PhasePending, PhaseDone, PhaseFailed:
+		case PhaseIdle, PhasePending:
+			if !removeIdle {
+				continue
+			}
+			fallthrough
+		case PhaseDone, PhaseFailed:
 			if r.removeReason == "" {
 				r.removeReason = "shutdown"
 			}

@@ -92,6 +92,11 @@ type Config struct {
 	MaxParallelOps int
 	// OpTimeout bounds one start or removal. Default 10m (a cold VM boot).
 	OpTimeout time.Duration
+	// FinishGrace: a runner that exited while idle or busy, before its
+	// JobCompleted arrived, still counts towards the target for this long,
+	// because the assigned-jobs statistic still counts its job. Without it
+	// every finished job would briefly start a surplus runner. Default 10s.
+	FinishGrace time.Duration
 }
 
 func (c *Config) defaults() {
@@ -112,6 +117,9 @@ func (c *Config) defaults() {
 	}
 	if c.OpTimeout == 0 {
 		c.OpTimeout = 10 * time.Minute
+	}
+	if c.FinishGrace == 0 {
+		c.FinishGrace = 10 * time.Second
 	}
 }
 
@@ -210,7 +218,10 @@ type Scaler struct {
 	waiting int
 	// busyHint records JobStarted for runners not (yet) tracked, so that
 	// adoption after a restart marks them busy.
-	busyHint       map[string]int
+	busyHint map[string]int
+	// finishing holds runners that exited before their JobCompleted was
+	// seen, with when; they count as active for FinishGrace.
+	finishing      map[string]time.Time
 	failures       int
 	nextStartAfter time.Time
 	probed         bool
@@ -239,16 +250,17 @@ func New(cfg Config, gh GitHub, be Backend, opts ...Option) (*Scaler, error) {
 		return nil, errors.New("scaler: GitHub client and backend are required")
 	}
 	s := &Scaler{
-		cfg:      cfg,
-		gh:       gh,
-		be:       be,
-		clock:    realClock{},
-		logger:   slog.New(slog.DiscardHandler),
-		metrics:  nopRecorder{},
-		kick:     make(chan struct{}, 1),
-		runners:  map[string]*runner{},
-		busyHint: map[string]int{},
-		waiting:  -1,
+		cfg:       cfg,
+		gh:        gh,
+		be:        be,
+		clock:     realClock{},
+		logger:    slog.New(slog.DiscardHandler),
+		metrics:   nopRecorder{},
+		kick:      make(chan struct{}, 1),
+		runners:   map[string]*runner{},
+		busyHint:  map[string]int{},
+		finishing: map[string]time.Time{},
+		waiting:   -1,
 	}
 	for _, o := range opts {
 		o(s)
@@ -352,6 +364,7 @@ func (s *Scaler) HandleJobCompleted(_ context.Context, job *scaleset.JobComplete
 	}
 	s.mu.Lock()
 	delete(s.busyHint, job.RunnerName)
+	delete(s.finishing, job.RunnerName)
 	r := s.runners[job.RunnerName]
 	if r != nil && (r.runnerID == 0 || job.RunnerID == 0 || r.runnerID == job.RunnerID) {
 		switch r.phase {

@@ -110,6 +110,16 @@ func (h *harness) jobCompleted(t *testing.T, name string) {
 	must.NoError(t, h.s.HandleJobCompleted(t.Context(), &scaleset.JobCompleted{RunnerName: name, RunnerID: id, Result: "succeeded"}))
 }
 
+// runnerExited plays an ephemeral runner that finished its job and exited
+// before the listener delivered JobCompleted.
+func (h *harness) runnerExited(name string) {
+	h.gh.mu.Lock()
+	delete(h.gh.byName, name)
+	delete(h.gh.busy, name)
+	h.gh.mu.Unlock()
+	h.be.setState(name, backend.StateExited)
+}
+
 func TestTarget(t *testing.T) {
 	cases := []struct {
 		name                    string
@@ -465,4 +475,30 @@ func TestScaler_neverExceedsMax(t *testing.T) {
 		}
 	}
 	must.Eq(t, 4, h.be.maxHeld)
+}
+
+func TestScaler_Reconcile_exitBeforeJobCompleted(t *testing.T) {
+	h := newHarness(t, Config{MaxRunners: 5, FinishGrace: 10 * time.Second}, nil, nil)
+	h.assign(t, 2)
+	h.reconcile(t)
+	h.jobStarted(t, "linux-0")
+	// the runner finished and exited; the statistics still count its job
+	h.runnerExited("linux-0")
+	h.reconcile(t)
+	must.Eq(t, 2, h.be.starts, must.Sprint("no surplus start for a job that is finishing"))
+	must.Eq(t, []string{"linux-1"}, h.be.names(), must.Sprint("the exited runner is cleaned up"))
+	// JobCompleted arrives with the new statistics
+	must.NoError(t, h.s.HandleJobCompleted(t.Context(), &scaleset.JobCompleted{RunnerName: "linux-0"}))
+	h.assign(t, 1)
+	h.reconcile(t)
+	must.Eq(t, 2, h.be.starts)
+
+	// without JobCompleted, the grace ends and the target is honoured again
+	h.jobStarted(t, "linux-1")
+	h.runnerExited("linux-1")
+	h.reconcile(t)
+	must.Eq(t, 2, h.be.starts)
+	h.clock.Advance(11 * time.Second)
+	h.reconcile(t)
+	must.Eq(t, 3, h.be.starts)
 }

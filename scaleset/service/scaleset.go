@@ -1,0 +1,380 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/actions/scaleset"
+	"github.com/actions/scaleset/listener"
+
+	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/metrics"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/scaler"
+	"github.com/tartnomad/nomad-driver-tart/version"
+)
+
+// SystemName identifies this service to GitHub (SystemInfo.System).
+const SystemName = "nomad-gha-scaleset"
+
+// ErrSessionConflict means another listener kept the scale set's message
+// session for longer than session_conflict_timeout.
+var ErrSessionConflict = errors.New("another listener holds the message session of this scale set")
+
+// scaleSetAPI is what a scale set runner needs from the scaleset client
+// beyond the scaler's needs.
+type scaleSetAPI interface {
+	scaler.GitHub
+	GetRunnerGroupByName(ctx context.Context, name string) (*scaleset.RunnerGroup, error)
+	GetRunnerScaleSet(ctx context.Context, groupID int, name string) (*scaleset.RunnerScaleSet, error)
+	CreateRunnerScaleSet(ctx context.Context, rs *scaleset.RunnerScaleSet) (*scaleset.RunnerScaleSet, error)
+	UpdateRunnerScaleSet(ctx context.Context, id int, rs *scaleset.RunnerScaleSet) (*scaleset.RunnerScaleSet, error)
+	SetSystemInfo(info scaleset.SystemInfo)
+}
+
+var _ scaleSetAPI = (*scaleset.Client)(nil)
+
+// session is the message session as the service uses it.
+type session interface {
+	listener.Client
+	Close(ctx context.Context) error
+}
+
+// scaleSetRunner owns one scale set: its client, session, listener, scaler
+// and backend.
+type scaleSetRunner struct {
+	cfg      *config.ScaleSet
+	client   *scaleset.Client
+	logger   *slog.Logger
+	metrics  *metrics.Metrics
+	rec      *metrics.ScaleSet
+	newBE    BackendFactory
+	owner    string
+	retry    Backoff
+	shutdown time.Duration
+
+	ready      atomic.Bool
+	scaler     atomic.Pointer[scaler.Scaler]
+	scaleSetID atomic.Int64
+}
+
+// listenerRecorder fans listener hooks out to metrics and the scaler.
+type listenerRecorder struct {
+	rec *metrics.ScaleSet
+	s   *scaler.Scaler
+}
+
+func (l listenerRecorder) RecordStatistics(st *scaleset.RunnerScaleSetStatistic) {
+	l.rec.RecordStatistics(st)
+	l.s.ObserveStatistics(st)
+}
+func (l listenerRecorder) RecordJobStarted(m *scaleset.JobStarted)     { l.rec.RecordJobStarted(m) }
+func (l listenerRecorder) RecordJobCompleted(m *scaleset.JobCompleted) { l.rec.RecordJobCompleted(m) }
+func (l listenerRecorder) RecordDesiredRunners(n int)                  { l.rec.RecordDesiredRunners(n) }
+
+// run drives the scale set until ctx ends. It returns nil on a clean
+// shutdown and an error only for conditions retrying cannot fix (a session
+// conflict that outlived its timeout, a backend that cannot be built).
+func (r *scaleSetRunner) run(ctx context.Context) error {
+	rs, err := r.ensureScaleSet(ctx)
+	if err != nil {
+		return err
+	}
+	log := r.logger.With("scale_set_id", rs.ID)
+
+	be, err := r.newBE(ctx, r.cfg, r.logger)
+	if err != nil {
+		return fmt.Errorf("scale set %q: failed to create %s backend: %w", r.cfg.Name, r.cfg.Backend, err)
+	}
+	sc, err := scaler.New(scaler.Config{
+		ScaleSetID:        rs.ID,
+		NamePrefix:        r.cfg.RunnerNamePrefix,
+		MinRunners:        r.cfg.MinRunners,
+		MaxRunners:        r.cfg.Max(),
+		OnlineTimeout:     r.cfg.Durations.RunnerOnlineTimeout,
+		ReconcileInterval: r.cfg.Durations.ReconcileInterval,
+		StartBackoffMin:   r.cfg.Durations.StartBackoffMin,
+		StartBackoffMax:   r.cfg.Durations.StartBackoffMax,
+	}, r.client, be, scaler.WithLogger(r.logger.With("component", "scaler")), scaler.WithRecorder(r.rec))
+	if err != nil {
+		be.Shutdown(context.WithoutCancel(ctx))
+		return fmt.Errorf("scale set %q: %w", r.cfg.Name, err)
+	}
+	r.scaler.Store(sc)
+
+	var wg sync.WaitGroup
+	scalerCtx, stopScaler := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc.Run(scalerCtx)
+	}()
+
+	runErr := r.listen(ctx, rs.ID, sc, log)
+
+	// Graceful shutdown: stop scaling, optionally remove idle runners,
+	// stop the backend. The session is already deleted by listen.
+	stopScaler()
+	wg.Wait()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.shutdown)
+	defer cancel()
+	sc.Shutdown(sctx, r.cfg.RemoveIdleRunnersOnShutdown)
+	be.Shutdown(sctx)
+	log.Info("scale set stopped", "remove_idle_runners", r.cfg.RemoveIdleRunnersOnShutdown)
+	return runErr
+}
+
+// ensureScaleSet gets the scale set by name (creating it, or updating its
+// labels) with backoff until it succeeds or ctx ends.
+func (r *scaleSetRunner) ensureScaleSet(ctx context.Context) (*scaleset.RunnerScaleSet, error) {
+	var attempt int
+	for {
+		rs, err := r.getOrCreate(ctx)
+		if err == nil {
+			r.scaleSetID.Store(int64(rs.ID))
+			r.client.SetSystemInfo(systemInfo(rs.ID))
+			return rs, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		attempt++
+		d := r.retry.Delay(attempt)
+		r.logger.Error("failed to get or create scale set, retrying", "error", err, "attempt", attempt, "retry_in", d.String())
+		if !sleep(ctx, d) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (r *scaleSetRunner) getOrCreate(ctx context.Context) (*scaleset.RunnerScaleSet, error) {
+	groupID := 1
+	if r.cfg.RunnerGroup != scaleset.DefaultRunnerGroup {
+		g, err := r.client.GetRunnerGroupByName(ctx, r.cfg.RunnerGroup)
+		if err != nil {
+			return nil, fmt.Errorf("failed to look up runner_group %q: %w", r.cfg.RunnerGroup, err)
+		}
+		groupID = g.ID
+	}
+	labels := r.labels()
+	rs, err := r.client.GetRunnerScaleSet(ctx, groupID, r.cfg.RunnerScaleSetName)
+	if err != nil {
+		return nil, fmt.Errorf("failed to look up scale set %q: %w", r.cfg.RunnerScaleSetName, err)
+	}
+	if rs == nil {
+		rs, err = r.client.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{
+			Name:          r.cfg.RunnerScaleSetName,
+			RunnerGroupID: groupID,
+			Labels:        labels,
+			RunnerSetting: scaleset.RunnerSetting{DisableUpdate: true},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("failed to create scale set %q: %w", r.cfg.RunnerScaleSetName, err)
+		}
+		r.logger.Info("created scale set", "scale_set_id", rs.ID, "runner_group_id", groupID)
+		return rs, nil
+	}
+	if !sameLabels(rs.Labels, labels) {
+		rs, err = r.client.UpdateRunnerScaleSet(ctx, rs.ID, &scaleset.RunnerScaleSet{
+			RunnerGroupID: groupID, Labels: labels, RunnerSetting: scaleset.RunnerSetting{DisableUpdate: true},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("failed to update labels of scale set %q: %w", r.cfg.RunnerScaleSetName, err)
+		}
+		r.logger.Info("updated scale set labels", "scale_set_id", rs.ID)
+		return rs, nil
+	}
+	r.logger.Info("found scale set", "scale_set_id", rs.ID)
+	return rs, nil
+}
+
+func (r *scaleSetRunner) labels() []scaleset.Label {
+	names := r.cfg.Labels
+	if len(names) == 0 {
+		names = []string{r.cfg.RunnerScaleSetName}
+	}
+	out := make([]scaleset.Label, 0, len(names))
+	for _, n := range names {
+		out = append(out, scaleset.Label{Type: "System", Name: n})
+	}
+	return out
+}
+
+func sameLabels(a, b []scaleset.Label) bool {
+	names := func(ls []scaleset.Label) []string {
+		var out []string
+		for _, l := range ls {
+			out = append(out, strings.ToLower(l.Name))
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(names(a), names(b))
+}
+
+func systemInfo(scaleSetID int) scaleset.SystemInfo {
+	return scaleset.SystemInfo{
+		System:     SystemName,
+		Version:    version.String(),
+		CommitSHA:  version.GitCommit,
+		ScaleSetID: scaleSetID,
+		Subsystem:  "listener",
+	}
+}
+
+// listen keeps a session and a listener running until ctx ends. A failed
+// listener is restarted with backoff, on the same session unless the
+// session was lost. It deletes the session before returning.
+func (r *scaleSetRunner) listen(ctx context.Context, scaleSetID int, sc *scaler.Scaler, log *slog.Logger) error {
+	var sess session
+	defer func() {
+		if sess == nil {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.shutdown)
+		defer cancel()
+		if err := sess.Close(cctx); err != nil {
+			log.Warn("failed to delete message session", "error", err)
+			return
+		}
+		log.Info("deleted message session")
+	}()
+
+	failures := 0
+	for {
+		if sess == nil {
+			s, err := r.openSession(ctx, scaleSetID, log)
+			if err != nil {
+				return err
+			}
+			sess = s
+		}
+		l, err := listener.New(sess, listener.Config{
+			ScaleSetID: scaleSetID,
+			MaxRunners: r.cfg.Max(),
+			Logger:     r.logger.With("component", "listener"),
+		}, listener.WithMetricsRecorder(listenerRecorder{rec: r.rec, s: sc}))
+		if err != nil {
+			return fmt.Errorf("scale set %q: failed to create listener: %w", r.cfg.Name, err)
+		}
+		began := time.Now()
+		r.ready.Store(true)
+		log.Info("listening for jobs", "max_runners", r.cfg.Max())
+		err = l.Run(ctx, sc)
+		r.ready.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.rec.ListenerRestarted()
+		if time.Since(began) > time.Minute {
+			failures = 0
+		}
+		failures++
+		if sessionLost(err) {
+			log.Warn("message session lost, opening a new one", "error", err)
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_ = sess.Close(cctx) // usually already gone on the service
+			cancel()
+			sess = nil
+		}
+		d := r.retry.Delay(failures)
+		log.Warn("listener stopped, restarting", "error", err, "attempt", failures, "retry_in", d.String())
+		if !sleep(ctx, d) {
+			return nil
+		}
+	}
+}
+
+// sessionLost tells a listener error that needs a new session (refresh
+// refused, session unknown) from a transient one (5xx, network).
+func sessionLost(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "refresh message session") ||
+		strings.Contains(msg, "initial session") ||
+		errors.Is(err, scaleset.MessageQueueTokenExpiredError) ||
+		strings.Contains(msg, `status="404`)
+}
+
+// isSessionConflict reports a 409 RunnerScaleSetSessionConflictException.
+func isSessionConflict(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "SessionConflictException") || strings.Contains(msg, `status="409`)
+}
+
+// openSession creates the message session. A 409 (another listener holds
+// it, or our own previous process died without deleting it) is retried
+// until session_conflict_timeout; other failures are retried with backoff
+// until ctx ends.
+func (r *scaleSetRunner) openSession(ctx context.Context, scaleSetID int, log *slog.Logger) (session, error) {
+	var conflictSince time.Time
+	attempt := 0
+	for {
+		s, err := r.client.MessageSessionClient(ctx, scaleSetID, r.owner)
+		if err == nil {
+			log.Info("opened message session", "owner", r.owner)
+			return s, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		attempt++
+		d := r.retry.Delay(attempt)
+		if isSessionConflict(err) {
+			r.rec.SessionConflict()
+			if conflictSince.IsZero() {
+				conflictSince = time.Now()
+			}
+			waited := time.Since(conflictSince)
+			if waited >= r.cfg.Durations.SessionConflictTimeout {
+				return nil, fmt.Errorf("scale set %q (id %d): %w after %s; stop the other listener or wait for its session to expire: %w",
+					r.cfg.RunnerScaleSetName, scaleSetID, ErrSessionConflict, waited.Round(time.Second), err)
+			}
+			d = max(d, min(5*time.Second, r.cfg.Durations.SessionConflictTimeout/4))
+			log.Warn("another listener holds the message session, retrying",
+				"waited", waited.Round(time.Second).String(), "timeout", r.cfg.Durations.SessionConflictTimeout.String(), "retry_in", d.String())
+		} else {
+			log.Error("failed to open message session, retrying", "error", err, "retry_in", d.String())
+		}
+		if !sleep(ctx, d) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Backoff is capped exponential backoff.
+type Backoff struct{ Min, Max time.Duration }
+
+// Delay is the wait before retry number attempt (1-based).
+func (b Backoff) Delay(attempt int) time.Duration {
+	d := b.Min
+	for i := 1; i < attempt && d < b.Max; i++ {
+		d *= 2
+	}
+	return min(d, b.Max)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
