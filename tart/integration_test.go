@@ -44,7 +44,7 @@ type ftEnv struct {
 // newFT prepares a faketart environment; extra are FAKETART_* knobs.
 // At cleanup it stops whatever still runs and fails the test if any VM is
 // left in TART_HOME.
-func newFT(t *testing.T, extra ...string) *ftEnv {
+func newFT(t testing.TB, extra ...string) *ftEnv {
 	t.Helper()
 	e := &ftEnv{bin: testutil.BuildBinary(t, "./cmd/faketart"), home: t.TempDir(), registry: t.TempDir()}
 	e.env = append([]string{"FAKETART_REGISTRY=" + e.registry, "FAKETART_BOOT_DELAY=20ms",

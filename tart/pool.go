@@ -669,6 +669,10 @@ func (p *Pool) StartVM(ctx context.Context, name string, spec VMSpec, onEvent Ev
 	if err := validName(name); err != nil {
 		return nil, fmt.Errorf("start vm: %w", err)
 	}
+	// tart clone would silently replace an existing VM, even a running one.
+	if _, err := os.Stat(p.client.VMDir(name)); err == nil {
+		return nil, fmt.Errorf("start vm %s: a vm of that name already exists", name)
+	}
 	p.mu.Lock()
 	closed := p.closed
 	p.mu.Unlock()
@@ -702,7 +706,7 @@ func (p *Pool) boot(ctx context.Context, vm *VM, spec VMSpec, onEvent EventFunc)
 	po.Progress = func(pr PullProgress) {
 		if pr.Phase == PullDisk || pr.Phase == PullStarted || pr.Phase == PullCached {
 			prog := pr
-			onEvent(Event{Type: EventPulling, Pool: vm.Pool, VM: vm.Name, Pull: &prog, Message: pr.String()})
+			emit(Event{Type: EventPulling, Pool: vm.Pool, VM: vm.Name, Pull: &prog, Message: pr.String()}, onEvent)
 		}
 	}
 	pulled, err := p.ensureImage(ctx, spec.Image, po)
@@ -710,7 +714,7 @@ func (p *Pool) boot(ctx context.Context, vm *VM, spec VMSpec, onEvent EventFunc)
 		return err
 	}
 	if pulled {
-		onEvent(Event{Type: EventPulled, Pool: vm.Pool, VM: vm.Name, Message: "Pulled image " + spec.Image})
+		emit(Event{Type: EventPulled, Pool: vm.Pool, VM: vm.Name, Message: "Pulled image " + spec.Image}, onEvent)
 	}
 	if err := p.client.Clone(ctx, spec.Image, vm.Name); err != nil {
 		return err
@@ -723,7 +727,7 @@ func (p *Pool) boot(ctx context.Context, vm *VM, spec VMSpec, onEvent EventFunc)
 	}
 	ro := spec.Run
 	ro.Detached = !p.opts.Attached
-	onEvent(Event{Type: EventBooting, Pool: vm.Pool, VM: vm.Name, Message: "Booting VM " + vm.Name})
+	emit(Event{Type: EventBooting, Pool: vm.Pool, VM: vm.Name, Message: "Booting VM " + vm.Name}, onEvent)
 	h, err := p.client.Run(ctx, vm.Name, ro)
 	if err != nil {
 		return err
@@ -734,8 +738,8 @@ func (p *Pool) boot(ctx context.Context, vm *VM, spec VMSpec, onEvent EventFunc)
 	}
 	vm.ReadyAt = time.Now()
 	d := time.Since(start)
-	onEvent(Event{Type: EventReady, Pool: vm.Pool, VM: vm.Name, Duration: d,
-		Message: fmt.Sprintf("VM %s ready in %.1fs", vm.Name, d.Seconds())})
+	emit(Event{Type: EventReady, Pool: vm.Pool, VM: vm.Name, Duration: d,
+		Message: fmt.Sprintf("VM %s ready in %.1fs", vm.Name, d.Seconds())}, onEvent)
 	return nil
 }
 

@@ -301,3 +301,30 @@ func TestPool_Shutdown_deletesWarmVMs(t *testing.T) {
 	must.ErrorIs(t, err, ErrPoolClosed)
 	must.NoError(t, p.Shutdown(context.Background()), must.Sprint("idempotent"))
 }
+
+func TestPool_noEventCallback(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	slots, _ := NewSlots(1, "x")
+	p, err := NewPool(m.client(), slots, []PoolConfig{poolCfg("mac", 1)}, PoolOptions{ReadyInterval: time.Millisecond})
+	must.NoError(t, err)
+	startPool(t, p)
+	waitFor(t, func() bool { return p.Stats()[0].Ready == 1 })
+	vm, err := p.Provision(t.Context(), TaskVMName("a"), "a", VMSpec{Pool: "mac"}, nil)
+	must.NoError(t, err)
+	must.NoError(t, p.Release(t.Context(), vm))
+}
+
+func TestPool_StartVM_refusesExistingName(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	m.addVM("ntart-task-a", "", false)
+	p, _ := testPool(t, m, 1, nil)
+	startPool(t, p)
+	_, err := p.StartVM(t.Context(), "ntart-task-a", VMSpec{Image: testImage}, nil)
+	must.ErrorContains(t, err, "already exists")
+	must.Eq(t, 1, p.Slots().Available())
+	m.mu.Lock()
+	delete(m.vms, "ntart-task-a")
+	m.mu.Unlock()
+}
