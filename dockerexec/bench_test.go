@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -21,8 +22,10 @@ import (
 // BenchmarkStartRunners times starting N runner containers at once through
 // this package (file and env delivery) and the same containers through N
 // concurrent `docker run -d` commands, side by side in one run, and reports
-// the ratios (above 1: the package is faster). Each executor and the CLI
-// get one untimed warm-up start first: a service's executor is long-lived.
+// the ratios (above 1: the package is faster). The three are interleaved,
+// in rotating order, several rounds for small N, and the medians compared:
+// a shared machine is noisy. Each executor and the CLI get one untimed
+// warm-up start first, since a service's executor is long-lived.
 // Run with: make bench, or
 //
 //	go test -run '^$' -bench StartRunners -benchtime 1x ./dockerexec/
@@ -33,22 +36,33 @@ func BenchmarkStartRunners(b *testing.B) {
 	if err != nil {
 		b.Skip("docker CLI not on PATH: needed for the side-by-side comparison")
 	}
-	for _, n := range []int{1, 10, 50} {
-		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
-			var file, env, viaCLI time.Duration
-			for range b.N {
-				file += benchPackage(b, cli, img, n, dockerexec.DeliveryFile)
-				env += benchPackage(b, cli, img, n, dockerexec.DeliveryEnv)
-				viaCLI += benchCLI(b, cli, dockerBin, img, n)
+	for _, bc := range []struct{ n, rounds int }{{1, 5}, {10, 3}, {50, 1}} {
+		b.Run(fmt.Sprintf("N=%d", bc.n), func(b *testing.B) {
+			var file, env, viaCLI []time.Duration
+			ways := []func(){
+				func() { file = append(file, benchPackage(b, cli, img, bc.n, dockerexec.DeliveryFile)) },
+				func() { env = append(env, benchPackage(b, cli, img, bc.n, dockerexec.DeliveryEnv)) },
+				func() { viaCLI = append(viaCLI, benchCLI(b, cli, dockerBin, img, bc.n)) },
 			}
-			per := float64(b.N)
-			b.ReportMetric(float64(file.Milliseconds())/per, "pkg_file_ms")
-			b.ReportMetric(float64(env.Milliseconds())/per, "pkg_env_ms")
-			b.ReportMetric(float64(viaCLI.Milliseconds())/per, "cli_ms")
-			b.ReportMetric(float64(viaCLI)/float64(file), "cli/pkg_file")
-			b.ReportMetric(float64(viaCLI)/float64(env), "cli/pkg_env")
+			for i := range b.N * bc.rounds {
+				for j := range ways {
+					ways[(i+j)%len(ways)]()
+				}
+			}
+			f, e, c := median(file), median(env), median(viaCLI)
+			b.ReportMetric(float64(f.Milliseconds()), "pkg_file_ms")
+			b.ReportMetric(float64(e.Milliseconds()), "pkg_env_ms")
+			b.ReportMetric(float64(c.Milliseconds()), "cli_ms")
+			b.ReportMetric(float64(c)/float64(f), "cli/pkg_file")
+			b.ReportMetric(float64(c)/float64(e), "cli/pkg_env")
 		})
 	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func benchPackage(b *testing.B, cli *client.Client, img string, n int, d dockerexec.Delivery) time.Duration {

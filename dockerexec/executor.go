@@ -75,8 +75,14 @@ func New(cfg Config, api DockerAPI, logger *slog.Logger) (*Executor, error) {
 	}, nil
 }
 
-// Config returns the validated configuration, defaults applied.
-func (e *Executor) Config() Config { return e.cfg }
+// Config returns a copy of the validated configuration, defaults applied.
+func (e *Executor) Config() Config {
+	c := e.cfg
+	c.Command = slices.Clone(c.Command)
+	c.Env = maps.Clone(c.Env)
+	c.Labels = maps.Clone(c.Labels)
+	return c
+}
 
 // Init prepares for the first runner: it makes sure the image is present
 // (pulling per the pull policy), creates the shared volume and removes
