@@ -56,6 +56,9 @@ type runner struct {
 
 var _ backend.Backend = (*Backend)(nil)
 
+// TartBackend is the seed's name for Backend.
+type TartBackend = Backend
+
 // Option adjusts a Backend (mostly for tests).
 type Option func(*options)
 
