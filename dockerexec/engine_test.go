@@ -18,7 +18,9 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/shoenig/test/must"
 
 	"github.com/tartnomad/nomad-driver-tart/dockerexec"
@@ -423,4 +425,57 @@ func TestExecutor_RunReconciler_removesEnded(t *testing.T) {
 		t.Fatal("RunReconciler did not return after its context ended")
 	}
 	must.StrContains(t, h.logs.String(), `msg="removed ended runner container" scale_set=dockerexec-test instance_id=`+h.cfg.InstanceID+` runner_name=`+name)
+}
+
+// TestExecutor_StartRunner_lostCreateResponse: the engine created the
+// container but the caller's context ended before the answer arrived. The
+// start removes the container by name, since it carries its labels.
+func TestExecutor_StartRunner_lostCreateResponse(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	ex, err := dockerexec.New(h.cfg, &lostCreate{DockerAPI: h.cli, cancel: cancel}, h.logger())
+	must.NoError(t, err)
+	name := runnerName("lost", 0)
+	_, err = ex.StartRunner(ctx, name, h.jit(name))
+	must.ErrorIs(t, err, context.Canceled)
+	testutil.AssertNoContainers(t, h.cli, h.labels)
+}
+
+type lostCreate struct {
+	dockerexec.DockerAPI
+	cancel context.CancelFunc
+}
+
+func (l *lostCreate) ContainerCreate(ctx context.Context, cfg *container.Config, hc *container.HostConfig,
+	nc *network.NetworkingConfig, p *ocispec.Platform, name string) (container.CreateResponse, error) {
+	if _, err := l.DockerAPI.ContainerCreate(ctx, cfg, hc, nc, p, name); err != nil {
+		return container.CreateResponse{}, err
+	}
+	l.cancel()
+	return container.CreateResponse{}, fmt.Errorf("reading response: %w", ctx.Err())
+}
+
+// TestExecutor_StartRunner_nameTaken: a container of someone else holds the
+// runner's name. The start fails saying so, and leaves that container alone
+// even when its own context ends mid-create.
+func TestExecutor_StartRunner_nameTaken(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	name := runnerName("taken", 0)
+	foreign := map[string]string{dockerexec.LabelInstance: h.cfg.InstanceID + "-other"}
+	testutil.RemoveContainersOnCleanup(t, h.cli, foreign)
+	_, err := h.cli.ContainerCreate(t.Context(), &container.Config{Image: h.cfg.Image, Labels: foreign},
+		&container.HostConfig{NetworkMode: "none"}, nil, nil, name)
+	must.NoError(t, err)
+
+	_, err = h.ex.StartRunner(t.Context(), name, h.jit(name))
+	must.ErrorContains(t, err, "a container with this name exists")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = h.ex.StartRunner(ctx, name, h.jit(name))
+	must.Error(t, err)
+	must.Len(t, 1, testutil.ContainersWithLabels(t, h.cli, foreign))
+	testutil.AssertNoContainers(t, h.cli, h.labels)
 }

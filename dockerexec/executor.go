@@ -161,18 +161,50 @@ func (e *Executor) startRunner(ctx context.Context, name, jitConfig string) (str
 	}
 	id, err := e.create(ctx, name, jitConfig)
 	if err != nil {
-		return "", err
-	}
-	if err := e.deliverAndStart(ctx, id, name, jitConfig); err != nil {
-		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if rmErr := e.remove(rmCtx, id); rmErr != nil {
-			e.log.Error("failed to remove runner container after failed start", "runner_name", name,
-				"container_id", shortID(id), "error", rmErr)
+		if ctx.Err() != nil {
+			// The engine may have created it after we stopped waiting.
+			e.undoCreate(ctx, name, name)
 		}
 		return "", err
 	}
+	if err := e.deliverAndStart(ctx, id, name, jitConfig); err != nil {
+		e.undoCreate(ctx, name, id)
+		return "", err
+	}
 	return id, nil
+}
+
+// undoCreate removes the container (by ID or name) of a start that failed,
+// on a context that outlives the caller's, but only when it carries this
+// executor's labels for the runner: a name alone may belong to someone
+// else's container.
+func (e *Executor) undoCreate(ctx context.Context, name, ref string) {
+	rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	info, err := e.api.ContainerInspect(rmCtx, ref)
+	if isNotFound(err) {
+		return
+	}
+	if err == nil {
+		if info.Config == nil || !e.owns(info.Config.Labels, name) {
+			return
+		}
+		err = e.remove(rmCtx, info.ID)
+	}
+	if err != nil {
+		e.log.Error("failed to remove runner container after failed start", "runner_name", name,
+			"container", shortID(ref), "error", err)
+	}
+}
+
+// owns reports whether labels mark a container of this executor's runner.
+func (e *Executor) owns(labels map[string]string, name string) bool {
+	for k, v := range e.cfg.ownLabels() {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return labels[LabelRunner] == name
 }
 
 // create creates the container. When the engine lacks the image it makes
