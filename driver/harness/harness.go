@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,7 +129,7 @@ func start(t testing.TB, l launcher, opts Options) *Harness {
 	opts.setDefaults()
 	// First, so that its removal runs after every other cleanup.
 	root := t.TempDir()
-	logw := &testLogWriter{t: t}
+	logw := newTestLogWriter(t)
 	h := &Harness{
 		t:        t,
 		opts:     opts,
@@ -203,8 +204,31 @@ func (h *Harness) PluginInfo(t testing.TB) PluginInfo {
 // PluginLogs returns every log line seen so far, as copied to the test log:
 // the plugin's own hclog records (re-emitted by go-plugin with all their
 // key/value pairs, or written by an in-process driver's logger) and the
-// harness's. Search it to prove a secret never reaches the logs.
+// harness's. Search it to prove a secret never reaches the logs: after
+// StopPlugin or KillPlugin everything the process wrote is in (go-plugin
+// drains its stderr before Kill returns); before, use WaitPluginLog for
+// lines that must appear.
 func (h *Harness) PluginLogs() string { return h.logw.String() }
+
+// WaitPluginLog waits until the log lines (see PluginLogs) contain substr.
+// Plugin log lines travel asynchronously through the plugin's stderr, so
+// they may arrive after the call that caused them has returned.
+func (h *Harness) WaitPluginLog(t testing.TB, substr string) {
+	t.Helper()
+	timer := time.NewTimer(h.opts.Timeout)
+	defer timer.Stop()
+	for {
+		text, changed := h.logw.snapshot()
+		if strings.Contains(text, substr) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			t.Fatalf("harness: no log line containing %q within %s", substr, h.opts.Timeout)
+		}
+	}
+}
 
 // PID returns the process ID of the running plugin (0 in-process).
 func (h *Harness) PID(t testing.TB) int {

@@ -122,7 +122,8 @@ func TestHarness_StartTask_logsExitCodeAndEvents(t *testing.T) {
 	must.NoError(t, err)
 	must.Eq(t, "out\n", string(data))
 
-	must.StrContains(t, h.PluginLogs(), `client.driver_mgr.testdriver: started task: task_id=`+task.ID)
+	h.WaitPluginLog(t, `client.driver_mgr.testdriver: started task: task_id=`+task.ID)
+	must.StrContains(t, h.PluginLogs(), "wrapper_pid=")
 
 	ev := h.WaitEvent(t, task.ID, "started task")
 	must.Eq(t, task.AllocID, ev.AllocID)
@@ -328,7 +329,8 @@ func TestHarness_cleanup_destroysTasksOfAKilledPlugin(t *testing.T) {
 		h := launch(t, harness.Options{})
 		task := h.StartTask(t, shTask(`echo up; exec sleep 300`))
 		h.WaitStdout(t, task.ID, "up")
-		must.StrContains(t, h.PluginLogs(), `client.driver_mgr.testdriver: started task: task_id=`+task.ID)
+		h.WaitPluginLog(t, `client.driver_mgr.testdriver: started task: task_id=`+task.ID)
+		must.StrContains(t, h.PluginLogs(), "wrapper_pid=")
 
 		ev := h.WaitEvent(t, task.ID, "started task")
 		wrapperPID = atoi(t, ev.Annotations["wrapper_pid"])

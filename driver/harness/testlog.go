@@ -21,12 +21,19 @@ type testLogWriter struct {
 	t        testing.TB
 	disabled bool
 	all      strings.Builder
+	changed  chan struct{} // closed and replaced on every write
+}
+
+func newTestLogWriter(t testing.TB) *testLogWriter {
+	return &testLogWriter{t: t, changed: make(chan struct{})}
 }
 
 func (w *testLogWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.all.Write(p)
+	close(w.changed)
+	w.changed = make(chan struct{})
 	if !w.disabled {
 		w.t.Log(strings.TrimRight(string(p), "\n"))
 	}
@@ -34,9 +41,14 @@ func (w *testLogWriter) Write(p []byte) (int, error) {
 }
 
 func (w *testLogWriter) String() string {
+	text, _ := w.snapshot()
+	return text
+}
+
+func (w *testLogWriter) snapshot() (string, <-chan struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.all.String()
+	return w.all.String(), w.changed
 }
 
 func (w *testLogWriter) disable() {
