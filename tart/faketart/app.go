@@ -6,7 +6,6 @@ package faketart
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -141,8 +140,6 @@ func (a *app) logInvocation(args []string) {
 func (a *app) out(format string, args ...any) {
 	fmt.Fprintf(a.stdout, format+"\n", args...)
 }
-
-var _ io.Writer = (*os.File)(nil)
 
 const rootHelp = `OVERVIEW: faketart simulates the tart CLI (macOS VMs on Apple Silicon) for tests.
 

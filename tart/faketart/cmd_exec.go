@@ -146,15 +146,25 @@ func (a *app) runGuestCommand(dir string, runPID int, argv []string, interactive
 		start, _ := procStartTime(cmd.Process.Pid)
 		_ = os.WriteFile(marker, []byte(start), 0o644)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	target := cmd.Process.Pid
 	if ownGroup {
 		target = -target
 	}
+	return a.superviseGuestCommand(cmd, dir, runPID, target, marker, sigs)
+}
+
+// superviseGuestCommand forwards signals to the command (target is its pid
+// or -pgid), kills it when the VM stops, and maps its end to an exit code.
+func (a *app) superviseGuestCommand(cmd *exec.Cmd, dir string, runPID, target int, marker string, sigs <-chan os.Signal) error {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
 	vmCheck := time.NewTicker(100 * time.Millisecond)
 	defer vmCheck.Stop()
-	vmGone := false
+	vmGone := func() bool {
+		st, pid := a.state(dir)
+		return st != stateRunning || pid != runPID
+	}
+	killed := false
 	for {
 		select {
 		case s := <-sigs:
@@ -162,8 +172,8 @@ func (a *app) runGuestCommand(dir string, runPID int, argv []string, interactive
 				_ = syscall.Kill(target, sig)
 			}
 		case <-vmCheck.C:
-			if st, pid := a.state(dir); (st != stateRunning || pid != runPID) && !vmGone {
-				vmGone = true
+			if !killed && vmGone() {
+				killed = true
 				_ = syscall.Kill(target, syscall.SIGKILL)
 			}
 		case err := <-done:
@@ -172,10 +182,7 @@ func (a *app) runGuestCommand(dir string, runPID int, argv []string, interactive
 			if marker != "" && syscall.Kill(target, 0) != nil {
 				_ = os.Remove(marker)
 			}
-			if st, pid := a.state(dir); st != stateRunning || pid != runPID {
-				vmGone = true // the VM went away and took the command with it
-			}
-			if vmGone {
+			if killed || vmGone() { // the VM went away and took the command with it
 				return prefixedErr("unavailable (14): the VM stopped while the command was running")
 			}
 			return exitStatus(err)

@@ -291,33 +291,40 @@ func (a *app) runVM(p *parsedArgs, opts runOpts, name, dir string, cfg VMConfig,
 	}
 	ln := a.listenControl(dir)
 	unshare := a.mountShares(dir, cfg, opts.shares)
-	defer func() {
-		// Tidy up while still holding the lock (a new run of this VM may
-		// start as soon as it is released), then drop the lock so exec sees
-		// the VM gone when its command is killed.
-		groups := a.execGroups(dir)
-		if ln != nil {
-			_ = ln.Close()
-		}
-		// A `clone` onto this name may have replaced the directory under
-		// us (reference §3.1): then the files at dir are another VM's.
-		if a.stillOwnsDir(dir) {
-			unshare()
-			_ = os.Remove(filepath.Join(dir, fileControl))
-			_ = os.RemoveAll(fake)
-		}
-		a.releaseVMLock()
-		for _, pgid := range groups {
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		}
-	}()
+	defer a.powerOff(dir, ln, unshare)
+	return a.waitVM(opts, name, dir, cfg, sigs)
+}
 
+// powerOff tidies up while still holding the lock (a new run of this VM
+// may start as soon as it is released), then drops the lock, then kills
+// the guest processes exec started, so exec sees the VM gone.
+func (a *app) powerOff(dir string, ln net.Listener, unshare func()) {
+	groups := a.execGroups(dir)
+	if ln != nil {
+		_ = ln.Close()
+	}
+	// A `clone` onto this name may have replaced the directory under us
+	// (reference §3.1): then the files at dir are another VM's.
+	if a.stillOwnsDir(dir) {
+		unshare()
+		_ = os.Remove(filepath.Join(dir, fileControl))
+		_ = os.RemoveAll(filepath.Join(dir, dirFake))
+	}
+	a.releaseVMLock()
+	for _, pgid := range groups {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	}
+}
+
+// waitVM is the running VM's event loop: boot timers, fault knobs, guest
+// power-off requests and signals. It returns when the VM stops.
+func (a *app) waitVM(opts runOpts, name, dir string, cfg VMConfig, sigs <-chan os.Signal) error {
+	fake := filepath.Join(dir, dirFake)
 	boot := time.NewTimer(a.knobs.bootDelay)
 	defer boot.Stop()
-	var agent <-chan time.Time
+	var agent, shutdown <-chan time.Time
 	crash := timerChan(a.knobs.runCrashAfter)
 	guestStop := timerChan(a.knobs.guestStopAfter)
-	var shutdown <-chan time.Time
 	poll := time.NewTicker(100 * time.Millisecond)
 	defer poll.Stop()
 	for {
@@ -348,33 +355,43 @@ func (a *app) runVM(p *parsedArgs, opts runOpts, name, dir string, cfg VMConfig,
 				shutdown = time.After(a.knobs.shutdownDelay)
 			}
 		case s := <-sigs:
-			switch s {
-			case syscall.SIGINT:
-				if a.knobs.runIgnoreSIGINT {
-					continue
-				}
-				a.out("Stopping VM...")
-				return nil
-			case syscall.SIGUSR1:
-				if !opts.suspendable {
-					fmt.Fprintln(a.stderr, "Failed to suspend the VM: Error Domain=VZErrorDomain Code=12 \"The virtual machine is not configured to support save and restore.\"")
-					return &exitCodeErr{code: exitFailure}
-				}
-				a.out("pausing VM to take a snapshot...")
-				a.out("creating a snapshot...")
-				if err := os.WriteFile(filepath.Join(dir, fileSnapshot), []byte("faketart snapshot\n"), 0o644); err != nil {
-					return fmt.Errorf("write snapshot: %w", err)
-				}
-				a.out("snapshot created successfully! shutting down the VM...")
-				return nil
-			case syscall.SIGUSR2:
-				a.out("Requesting guest OS to stop...")
-				if shutdown == nil {
-					shutdown = time.After(a.knobs.shutdownDelay)
-				}
+			done, err := a.onSignal(s, opts, dir)
+			if done {
+				return err
+			}
+			if s == syscall.SIGUSR2 && shutdown == nil {
+				shutdown = time.After(a.knobs.shutdownDelay)
 			}
 		}
 	}
+}
+
+// onSignal handles a signal to `tart run` (reference §4.6) and reports
+// whether the VM stopped.
+func (a *app) onSignal(s os.Signal, opts runOpts, dir string) (bool, error) {
+	switch s {
+	case syscall.SIGINT:
+		if a.knobs.runIgnoreSIGINT {
+			return false, nil
+		}
+		a.out("Stopping VM...")
+		return true, nil
+	case syscall.SIGUSR1:
+		if !opts.suspendable {
+			fmt.Fprintln(a.stderr, "Failed to suspend the VM: Error Domain=VZErrorDomain Code=12 \"The virtual machine is not configured to support save and restore.\"")
+			return true, &exitCodeErr{code: exitFailure}
+		}
+		a.out("pausing VM to take a snapshot...")
+		a.out("creating a snapshot...")
+		if err := os.WriteFile(filepath.Join(dir, fileSnapshot), []byte("faketart snapshot\n"), 0o644); err != nil {
+			return true, fmt.Errorf("write snapshot: %w", err)
+		}
+		a.out("snapshot created successfully! shutting down the VM...")
+		return true, nil
+	case syscall.SIGUSR2:
+		a.out("Requesting guest OS to stop...")
+	}
+	return false, nil
 }
 
 func timerChan(d time.Duration) <-chan time.Time {

@@ -129,30 +129,50 @@ func (a *app) readVMConfig(dir string) (VMConfig, error) {
 
 var displayRe = regexp.MustCompile(`^(\d+)x(\d+)(pt|px)?$`)
 
-func (a *app) cmdSet(spec *commandSpec, p *parsedArgs) error {
-	cpu, err := spec.intValue(p, "cpu", 0, 1, maxUInt16)
-	if err != nil {
-		return err
+// setRequest is a validated `tart set` command line.
+type setRequest struct {
+	cpu, memoryMiB, diskSizeGB int64
+	display                    []string // regexp submatches, nil when not given
+	refit                      *bool
+	randomMAC, randomSerial    bool
+	disk                       string
+}
+
+func parseSet(spec *commandSpec, p *parsedArgs) (setRequest, error) {
+	var r setRequest
+	var err error
+	if r.cpu, err = spec.intValue(p, "cpu", 0, 1, maxUInt16); err != nil {
+		return r, err
 	}
-	memory, err := spec.intValue(p, "memory", 0, 1, 1<<40)
-	if err != nil {
-		return err
+	if r.memoryMiB, err = spec.intValue(p, "memory", 0, 1, 1<<40); err != nil {
+		return r, err
 	}
-	diskSize, err := spec.intValue(p, "disk-size", 0, 1, maxUInt16)
-	if err != nil {
-		return err
+	if r.diskSizeGB, err = spec.intValue(p, "disk-size", 0, 1, maxUInt16); err != nil {
+		return r, err
 	}
-	var disp []string
 	if v, ok := p.value("display"); ok {
-		if disp = displayRe.FindStringSubmatch(v); disp == nil {
-			return usageErr(spec.name, "The value '%s' is invalid for '--display <display>'", v)
+		if r.display = displayRe.FindStringSubmatch(v); r.display == nil {
+			return r, usageErr(spec.name, "The value '%s' is invalid for '--display <display>'", v)
 		}
 	}
 	if p.has("display-refit") && p.has("no-display-refit") {
-		return usageErr(spec.name, "Value to be set with flag '--display-refit' had already been set with flag '--no-display-refit'")
+		return r, usageErr(spec.name, "Value to be set with flag '--display-refit' had already been set with flag '--no-display-refit'")
 	}
-	name := p.pos[0]
-	dir, err := a.home.openLocal(name)
+	if p.has("display-refit") || p.has("no-display-refit") {
+		v := p.has("display-refit")
+		r.refit = &v
+	}
+	r.randomMAC, r.randomSerial = p.has("random-mac"), p.has("random-serial")
+	r.disk, _ = p.value("disk")
+	return r, nil
+}
+
+func (a *app) cmdSet(spec *commandSpec, p *parsedArgs) error {
+	req, err := parseSet(spec, p)
+	if err != nil {
+		return err
+	}
+	dir, err := a.home.openLocal(p.pos[0])
 	if err != nil {
 		return err
 	}
@@ -164,60 +184,67 @@ func (a *app) cmdSet(spec *commandSpec, p *parsedArgs) error {
 	if err != nil {
 		return err
 	}
-	if cpu > 0 {
-		if cfg.OS == osDarwin && int(cpu) < cfg.CPUCountMin {
-			return bareErr(exitFailure, "VM should have %d CPU cores at minimum (requested %d)", cfg.CPUCountMin, cpu)
-		}
-		cfg.CPUCount = int(cpu)
-	}
-	if memory > 0 {
-		bytes := uint64(memory) * mib
-		if cfg.OS == osDarwin && bytes < cfg.MemorySizeMin {
-			return bareErr(exitFailure, "VM should have %d megabytes of memory at minimum (requested %d)", cfg.MemorySizeMin/mib, memory)
-		}
-		cfg.MemorySize = bytes
-	}
-	if disp != nil {
-		cfg.Display.Width, _ = strconv.Atoi(disp[1])
-		cfg.Display.Height, _ = strconv.Atoi(disp[2])
-		cfg.Display.Unit = disp[3]
-	}
-	// Every `set` clears the refit setting unless a refit flag is given.
-	cfg.DisplayRefit = nil
-	if p.has("display-refit") || p.has("no-display-refit") {
-		v := p.has("display-refit")
-		cfg.DisplayRefit = &v
-	}
-	if p.has("random-mac") {
-		cfg.MACAddress = RandomMAC()
-	}
-	if p.has("random-serial") && cfg.OS == osDarwin {
-		cfg.ECID = randomB64(8)
+	if err := applySet(&cfg, req); err != nil {
+		return err
 	}
 	if err := writeConfigInPlace(cfgPath, cfg); err != nil {
 		return err
 	}
-	if v, ok := p.value("disk"); ok {
-		if err := copySparseFile(expandHome(v), filepath.Join(dir, fileDisk), 0o644); err != nil {
+	if req.disk != "" {
+		if err := copySparseFile(expandHome(req.disk), filepath.Join(dir, fileDisk), 0o644); err != nil {
 			return prefixedErr("%v", err)
 		}
 	}
-	if diskSize > 0 {
-		diskPath := filepath.Join(dir, fileDisk)
-		st, err := os.Stat(diskPath)
-		if err != nil {
-			return fmt.Errorf("stat disk %s: %w", diskPath, err)
-		}
-		want := diskSize * gb
-		if want < st.Size() {
-			return bareErr(exitFailure, "new disk size of %dGB should be larger than the current disk size of %dGB",
-				diskSize, st.Size()/gb)
-		}
-		if err := createSparse(diskPath, want); err != nil {
-			return err
-		}
+	if req.diskSizeGB > 0 {
+		return growDisk(filepath.Join(dir, fileDisk), req.diskSizeGB)
 	}
 	return nil
+}
+
+// applySet changes cfg as tart set does, enforcing macOS minimums.
+func applySet(cfg *VMConfig, req setRequest) error {
+	if req.cpu > 0 {
+		if cfg.OS == osDarwin && int(req.cpu) < cfg.CPUCountMin {
+			return bareErr(exitFailure, "VM should have %d CPU cores at minimum (requested %d)", cfg.CPUCountMin, req.cpu)
+		}
+		cfg.CPUCount = int(req.cpu)
+	}
+	if req.memoryMiB > 0 {
+		bytes := uint64(req.memoryMiB) * mib
+		if cfg.OS == osDarwin && bytes < cfg.MemorySizeMin {
+			return bareErr(exitFailure, "VM should have %d megabytes of memory at minimum (requested %d)",
+				cfg.MemorySizeMin/mib, req.memoryMiB)
+		}
+		cfg.MemorySize = bytes
+	}
+	if req.display != nil {
+		cfg.Display.Width, _ = strconv.Atoi(req.display[1])
+		cfg.Display.Height, _ = strconv.Atoi(req.display[2])
+		cfg.Display.Unit = req.display[3]
+	}
+	// Every `set` clears the refit setting unless a refit flag is given.
+	cfg.DisplayRefit = req.refit
+	if req.randomMAC {
+		cfg.MACAddress = RandomMAC()
+	}
+	if req.randomSerial && cfg.OS == osDarwin {
+		cfg.ECID = randomB64(8)
+	}
+	return nil
+}
+
+// growDisk resizes a sparse disk; tart refuses to shrink.
+func growDisk(path string, sizeGB int64) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("stat disk %s: %w", path, err)
+	}
+	want := sizeGB * gb
+	if want < st.Size() {
+		return bareErr(exitFailure, "new disk size of %dGB should be larger than the current disk size of %dGB",
+			sizeGB, st.Size()/gb)
+	}
+	return createSparse(path, want)
 }
 
 func expandHome(p string) string {

@@ -5,7 +5,6 @@ package faketart_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -275,7 +274,5 @@ func lines(s string) []string {
 	}
 	return strings.Split(s, "\n")
 }
-
-var _ = context.Background
 
 var agentErrRe = regexp.MustCompile(`^Failed to connect to the VM using its control socket: .*, is the Tart Guest Agent running\?\n$`)
