@@ -53,7 +53,7 @@ func (l *binaryLauncher) launch(_ testing.TB, logger hclog.Logger) (*process, er
 	// win, hence SkipHostEnv.
 	cmd.Env = append(os.Environ(), l.env...)
 	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  Handshake,
+		HandshakeConfig:  handshake,
 		Plugins:          plugin.PluginSet{pluginKey: &clientPlugin{}},
 		Cmd:              cmd,
 		SkipHostEnv:      true,

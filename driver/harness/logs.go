@@ -154,6 +154,8 @@ func (s *logStream) waitFor(deadline time.Time, cond func(text string, finished 
 
 // close stops the reader. A reader blocked in open is released by briefly
 // opening the write side ourselves; one blocked in read by closing its file.
+// Both are retried until run has returned, because run may be between
+// steps when close starts.
 func (s *logStream) close() {
 	select {
 	case <-s.stop:
@@ -161,18 +163,17 @@ func (s *logStream) close() {
 	default:
 	}
 	close(s.stop)
-	s.mu.Lock()
-	if s.reader != nil {
-		_ = s.reader.Close()
-	}
-	s.mu.Unlock()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	giveUp := time.After(5 * time.Second)
 	for {
-		// O_NONBLOCK: fails with ENXIO instead of blocking when no reader is
-		// waiting in open, which is fine: then run is between steps and sees
-		// s.stop on its own (or will be released on the next tick).
+		s.mu.Lock()
+		if s.reader != nil {
+			_ = s.reader.Close()
+		}
+		s.mu.Unlock()
+		// O_NONBLOCK: fails with ENXIO instead of blocking when no reader
+		// is waiting in open.
 		if w, err := os.OpenFile(s.fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
 			_ = w.Close()
 		}

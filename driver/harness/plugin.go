@@ -11,11 +11,11 @@ import (
 	"google.golang.org/grpc"
 )
 
-// Handshake is Nomad's go-plugin handshake for driver plugins (reference 1.2).
+// handshake is Nomad's go-plugin handshake for driver plugins (reference 1.2).
 // The harness keeps its own copy, written from the protocol reference rather
 // than imported from driver/sdk, so that a wrong value in the SDK fails the
 // tests instead of agreeing with itself.
-var Handshake = plugin.HandshakeConfig{
+var handshake = plugin.HandshakeConfig{
 	ProtocolVersion:  2,
 	MagicCookieKey:   "NOMAD_PLUGIN_MAGIC_COOKIE",
 	MagicCookieValue: "e4327c2e01eabfd75a8a67adb114fb34a757d57eee7728d857a8cec6e91a7255",
