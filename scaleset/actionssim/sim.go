@@ -122,6 +122,9 @@ type Server struct {
 	URL string
 	srv *http.Server
 	ln  net.Listener
+
+	connMu   sync.Mutex
+	newConns map[net.Conn]bool // connections that have not sent a request yet
 }
 
 // Start creates a Simulator and serves it on addr ("127.0.0.1:0" when
@@ -139,15 +142,34 @@ func Start(addr string, opts Options) (*Server, error) {
 		sim.Close()
 		return nil, fmt.Errorf("listening on %q: %w", addr, err)
 	}
-	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
-	s := &Server{Simulator: sim, URL: "http://" + ln.Addr().String(), srv: srv, ln: ln}
+	s := &Server{Simulator: sim, URL: "http://" + ln.Addr().String(), ln: ln, newConns: map[net.Conn]bool{}}
+	s.srv = &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second, ConnState: s.trackConn}
+	srv := s.srv
 	go func() { _ = srv.Serve(ln) }() // ends when Close shuts the server down
 	return s, nil
+}
+
+// trackConn remembers connections that never sent a request. Go's HTTP
+// client dials spare connections that may stay unused; Shutdown would wait
+// 5 s for each before treating it as idle.
+func (s *Server) trackConn(c net.Conn, state http.ConnState) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if state == http.StateNew {
+		s.newConns[c] = true
+	} else {
+		delete(s.newConns, c)
+	}
 }
 
 // Close stops the simulator (waking long polls) and then the HTTP server.
 func (s *Server) Close() {
 	s.Simulator.Close()
+	s.connMu.Lock()
+	for c := range s.newConns {
+		_ = c.Close()
+	}
+	s.connMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.srv.Shutdown(ctx); err != nil {

@@ -175,6 +175,9 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 
 	result := job.Result
 	hb := time.Duration(red.HeartbeatIntervalMS) * time.Millisecond
+	if hb <= 0 {
+		hb = 10 * time.Second
+	}
 	if err := c.runJob(ctx, time.Duration(job.DurationMS)*time.Millisecond, hb); err != nil {
 		result = actionssim.ResultCanceled
 	}
