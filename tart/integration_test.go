@@ -219,7 +219,7 @@ func TestIntegration_Client_runFailures(t *testing.T) {
 }
 
 func TestIntegration_Pool(t *testing.T) {
-	t.Parallel()
+	// Not parallel: checkGoroutines counts the whole process.
 	checkGoroutines(t)
 	e := newFT(t)
 	c := e.client()
@@ -354,7 +354,7 @@ func TestIntegration_Run_detachedSurvivesSIGKILL(t *testing.T) {
 }
 
 func TestIntegration_Pool_adoptsAfterRestart(t *testing.T) {
-	t.Parallel()
+	// Not parallel: checkGoroutines counts the whole process.
 	checkGoroutines(t)
 	e := newFT(t)
 	c := e.client()

@@ -248,6 +248,9 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.mu.Unlock()
 
 	if err := p.adopt(ctx); err != nil {
+		p.mu.Lock()
+		p.started = false // Start may be retried
+		p.mu.Unlock()
 		return fmt.Errorf("start pool: %w", err)
 	}
 	// The workers follow ctx as well as Shutdown.
@@ -276,6 +279,13 @@ func (p *Pool) adopt(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list vms: %w", err)
 	}
+	type found struct {
+		v VMInfo
+		n VMName
+	}
+	var warm []found
+	// Busy VMs first, so that their slots are known before warm VMs are
+	// adopted.
 	for _, v := range vms {
 		if !v.IsLocal() {
 			continue
@@ -287,20 +297,22 @@ func (p *Pool) adopt(ctx context.Context) error {
 		if _, known := p.pools[n.Pool]; n.Kind == KindPool && !known && p.opts.KeepUnknownPools {
 			continue
 		}
-		claimed := p.isClaimed(v.Name)
-		if n.Kind == KindTask || claimed {
+		if n.Kind == KindTask || p.isClaimed(v.Name) {
 			if v.IsRunning() {
 				p.restoreSlot(v.Name, n)
 			}
 			continue
 		}
-		if err := p.adoptWarm(ctx, v, n); err != nil {
-			p.log.Info("deleting stale warm vm", "vm_name", v.Name, "reason", err.Error())
-			if err := p.client.Destroy(ctx, v.Name, p.opts.StopTimeout); err != nil {
-				p.log.Warn("failed to delete stale warm vm", "vm_name", v.Name, "error", err)
+		warm = append(warm, found{v, n})
+	}
+	for _, f := range warm {
+		if err := p.adoptWarm(ctx, f.v, f.n); err != nil {
+			p.log.Info("deleting stale warm vm", "vm_name", f.v.Name, "reason", err.Error())
+			if err := p.client.Destroy(ctx, f.v.Name, p.opts.StopTimeout); err != nil {
+				p.log.Warn("failed to delete stale warm vm", "vm_name", f.v.Name, "error", err)
 				continue
 			}
-			emit(Event{Type: EventDeleted, Pool: n.Pool, VM: v.Name, Message: "Deleted stale warm VM " + v.Name}, p.opts.OnEvent)
+			emit(Event{Type: EventDeleted, Pool: f.n.Pool, VM: f.v.Name, Message: "Deleted stale warm VM " + f.v.Name}, p.opts.OnEvent)
 		}
 	}
 	return nil
@@ -430,13 +442,14 @@ func (p *Pool) startWarmBoot(ctx context.Context, ps *poolState, slot Slot) {
 	w := &warmVM{vm: vm, cancel: cancel, unwatch: make(chan struct{})}
 	ps.booting[name] = w
 	p.wg.Add(1)
-	go p.bootWarm(bctx, ps, w)
+	go p.bootWarm(bctx, cancel, ps, w)
 }
 
-// bootWarm boots one warm VM and puts it in the ready list.
-func (p *Pool) bootWarm(ctx context.Context, ps *poolState, w *warmVM) {
+// bootWarm boots one warm VM and puts it in the ready list. w.cancel is
+// only touched under p.mu (preempt may call it); cancel is the same func.
+func (p *Pool) bootWarm(ctx context.Context, cancel context.CancelFunc, ps *poolState, w *warmVM) {
 	defer p.wg.Done()
-	defer w.cancel()
+	defer cancel()
 	vm := w.vm
 	err := p.boot(ctx, vm, ps.cfg.VMSpec, p.opts.OnEvent)
 	p.mu.Lock()
@@ -492,10 +505,17 @@ func (p *Pool) watch(ps *poolState, w *warmVM) {
 	}
 	ps.ready.Remove(w.elem)
 	w.elem = nil
-	p.mu.Unlock()
+	// A VM that keeps dying counts as a failed boot, so replacements back
+	// off too.
 	err := w.vm.Run.exitError()
-	p.log.Warn("warm vm stopped unexpectedly", "pool", ps.cfg.Name, "vm_name", w.vm.Name, "error", err)
-	emit(Event{Type: EventFailed, Pool: ps.cfg.Name, VM: w.vm.Name, Err: err, Message: "Warm VM " + w.vm.Name + " stopped unexpectedly"}, p.opts.OnEvent)
+	ps.failures++
+	ps.lastErr = err
+	retry := backoff(p.opts.BackoffMin, p.opts.BackoffMax, ps.failures)
+	ps.retryAt = time.Now().Add(retry)
+	p.mu.Unlock()
+	p.log.Warn("warm vm stopped unexpectedly", "pool", ps.cfg.Name, "vm_name", w.vm.Name, "retry_in", retry, "error", err)
+	emit(Event{Type: EventFailed, Pool: ps.cfg.Name, VM: w.vm.Name, Err: err, RetryIn: retry,
+		Message: "Warm VM " + w.vm.Name + " stopped unexpectedly"}, p.opts.OnEvent)
 	p.discard(w.vm, "stopped unexpectedly")
 	p.kickPool(ps)
 }
