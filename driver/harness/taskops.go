@@ -140,8 +140,11 @@ func (h *Harness) InspectTask(t testing.TB, taskID string) *driverpb.InspectTask
 	if err != nil {
 		t.Fatalf("harness: InspectTask %s: %v", taskID, err)
 	}
-	if resp.GetTask() == nil {
+	switch st := resp.GetTask(); {
+	case st == nil:
 		t.Fatalf("harness: driver contract: InspectTask %s returned no task status", taskID)
+	case st.GetStartedAt() == nil || st.GetCompletedAt() == nil:
+		t.Fatalf("harness: driver contract: InspectTask %s status lacks started_at or completed_at (Nomad's converter rejects it)", taskID)
 	}
 	return resp
 }
