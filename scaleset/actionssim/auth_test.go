@@ -200,11 +200,23 @@ func TestSimulator_Faults_5xxRetried(t *testing.T) {
 	_, err = c2.GetRunnerScaleSetByID(t.Context(), ss.ID)
 	must.NoError(t, err)
 
-	// A time-bounded burst of 500s on the message queue; 501 is not retried.
+	// 501 is not retried; a text/plain body is used verbatim.
 	sc := sessionClient(t, c, ss.ID)
-	srv.FailNext(1, http.StatusNotImplemented, actionssim.EndpointGetMessage)
+	srv.InjectFault(actionssim.Fault{Endpoints: []actionssim.Endpoint{actionssim.EndpointGetMessage},
+		Status: http.StatusNotImplemented, Count: 1, PlainText: true})
 	_, err = sc.GetMessage(t.Context(), 0, 1)
 	must.ErrorContains(t, err, "501")
+	must.ErrorContains(t, err, "injected fault: status 501")
+
+	// A time-bounded outage outlasts the client's retries until cleared.
+	before = srv.RequestCount(actionssim.EndpointGetMessage)
+	srv.FailFor(time.Hour, http.StatusInternalServerError, actionssim.EndpointGetMessage)
+	_, err = sc.GetMessage(t.Context(), 0, 1)
+	must.ErrorContains(t, err, "giving up after 5 attempt(s)")
+	must.Eq(t, before+5, srv.RequestCount(actionssim.EndpointGetMessage))
+	srv.ClearFaults()
+	_, err = sc.GetMessage(t.Context(), 0, 1)
+	must.NoError(t, err)
 }
 
 func TestSimulator_Faults_slowAndRetryAfter(t *testing.T) {

@@ -39,6 +39,7 @@ type ControlFault struct {
 	Count        int        `json:"count"`
 	ForMS        int64      `json:"forMs"`
 	DelayMS      int64      `json:"delayMs"`
+	PlainText    bool       `json:"plainText"`
 }
 
 func (s *Simulator) controlRoutes() {
@@ -89,6 +90,7 @@ func (s *Simulator) handleControlFault(w http.ResponseWriter, r *http.Request) {
 		RetryAfter: time.Duration(in.RetryAfterMS) * time.Millisecond,
 		For:        time.Duration(in.ForMS) * time.Millisecond,
 		Delay:      time.Duration(in.DelayMS) * time.Millisecond,
+		PlainText:  in.PlainText,
 	})
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -53,6 +53,9 @@ type Fault struct {
 	// Delay is slept (bounded by the request's context) before answering,
 	// with Status or with the real response.
 	Delay time.Duration
+	// PlainText answers Status with a text/plain body instead of a JSON
+	// exception (the client then uses the body verbatim).
+	PlainText bool
 }
 
 type activeFault struct {
@@ -159,6 +162,12 @@ func (s *Simulator) applyFault(w http.ResponseWriter, r *http.Request, e Endpoin
 	}
 	s.log.Debug("injected fault", "endpoint", string(e), "status", f.Status)
 	msg := fmt.Sprintf("injected fault: status %d", f.Status)
+	if f.PlainText {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(f.Status)
+		_, _ = w.Write([]byte(msg))
+		return true
+	}
 	switch e {
 	case EndpointAccessToken, EndpointRegistrationToken, EndpointRunnerRegistration:
 		s.writeGitHubError(w, f.Status, msg)
