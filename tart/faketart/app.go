@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/version"
 )
 
 // app is one faketart invocation.
@@ -49,6 +51,10 @@ func (a *app) main(args []string) int {
 	switch cmd {
 	case "--version":
 		fmt.Fprintln(a.stdout, a.knobs.version)
+		return exitOK
+	case "--faketart-version":
+		// The simulator's own version; --version answers as tart.
+		fmt.Fprintln(a.stdout, version.Full("faketart"))
 		return exitOK
 	case "--help", "-h", "help":
 		fmt.Fprintln(a.stdout, rootHelp)

@@ -43,11 +43,8 @@ func (a *app) cmdExec(_ *commandSpec, p *parsedArgs) error {
 	if tty && !isTerminal(a.stdout) {
 		dieByTrap() // tart traps reading the window size of a non-terminal
 	}
-	if isGuestShutdown(argv) {
-		if err := os.WriteFile(filepath.Join(dir, dirFake, "poweroff"), nil, 0o644); err != nil {
-			return prefixedErr("%v", err)
-		}
-		return nil
+	if handled, err := a.guestBuiltin(dir, argv); handled {
+		return err
 	}
 	return a.runGuestCommand(dir, pid, argv, p.has("interactive"), tty)
 }
@@ -68,22 +65,6 @@ func (a *app) waitAgent(dir string, runPID int) error {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-}
-
-// isGuestShutdown recognises guest power-off commands. faketart must not
-// run them on the host; it powers the simulated guest off instead.
-func isGuestShutdown(argv []string) bool {
-	for len(argv) > 0 && (filepath.Base(argv[0]) == "sudo" || argv[0] == "-n" || argv[0] == "-S") {
-		argv = argv[1:]
-	}
-	if len(argv) == 0 {
-		return false
-	}
-	switch filepath.Base(argv[0]) {
-	case "shutdown", "halt", "poweroff":
-		return true
-	}
-	return false
 }
 
 // forwardedSignals are passed from `faketart exec` to the guest command.

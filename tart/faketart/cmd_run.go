@@ -290,6 +290,7 @@ func (a *app) runVM(p *parsedArgs, opts runOpts, name, dir string, cfg VMConfig,
 		a.out("Successfully open pty /dev/ttys000")
 	}
 	ln := a.listenControl(dir)
+	a.writeShares(dir, opts.shares)
 	unshare := a.mountShares(dir, cfg, opts.shares)
 	defer a.powerOff(dir, ln, unshare)
 	return a.waitVM(opts, name, dir, cfg, sigs)
@@ -307,6 +308,7 @@ func (a *app) powerOff(dir string, ln net.Listener, unshare func()) {
 	// (reference §3.1): then the files at dir are another VM's.
 	if a.stillOwnsDir(dir) {
 		unshare()
+		unmountGuest(dir)
 		_ = os.Remove(filepath.Join(dir, fileControl))
 		_ = os.RemoveAll(filepath.Join(dir, dirFake))
 	}
@@ -351,8 +353,13 @@ func (a *app) waitVM(opts runOpts, name, dir string, cfg VMConfig, sigs <-chan o
 			a.out("guest has stopped the virtual machine")
 			return nil
 		case <-poll.C:
-			if _, err := os.Stat(filepath.Join(fake, "poweroff")); err == nil && shutdown == nil {
+			if _, err := os.Stat(filepath.Join(fake, markerPowerOff)); err == nil && shutdown == nil {
 				shutdown = time.After(a.knobs.shutdownDelay)
+			}
+			if _, err := os.Stat(filepath.Join(fake, markerReboot)); err == nil {
+				a.rebootGuest(dir)
+				boot.Reset(a.knobs.shutdownDelay + a.knobs.bootDelay)
+				agent = nil
 			}
 		case s := <-sigs:
 			done, err := a.onSignal(s, opts, dir)
@@ -363,6 +370,19 @@ func (a *app) waitVM(opts runOpts, name, dir string, cfg VMConfig, sigs <-chan o
 				shutdown = time.After(a.knobs.shutdownDelay)
 			}
 		}
+	}
+}
+
+// rebootGuest ends the guest's processes and its agent; the caller restarts
+// the boot timer. The DHCP lease (same MAC) survives, as with bootpd.
+func (a *app) rebootGuest(dir string) {
+	fake := filepath.Join(dir, dirFake)
+	_ = os.Remove(filepath.Join(fake, markerReboot))
+	_ = os.Remove(filepath.Join(fake, "agent"))
+	unmountGuest(dir)
+	for _, pgid := range a.execGroups(dir) {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		_ = os.Remove(filepath.Join(fake, "execs", strconv.Itoa(pgid)))
 	}
 }
 
@@ -420,6 +440,7 @@ func (a *app) listenControl(dir string) net.Listener {
 // mountShares makes --dir shares visible in a macOS guest the way they
 // auto-mount: guest/Volumes/My Shared Files (single unnamed share) or
 // guest/Volumes/My Shared Files/<name>, as symlinks to the host paths.
+// Linux guests mount shares themselves (exec's `mount -t virtiofs`).
 func (a *app) mountShares(dir string, cfg VMConfig, shares []dirShare) func() {
 	mount := filepath.Join(dir, dirGuest, "Volumes", "My Shared Files")
 	var auto []dirShare
@@ -432,34 +453,23 @@ func (a *app) mountShares(dir string, cfg VMConfig, shares []dirShare) func() {
 		return func() {}
 	}
 	_ = os.RemoveAll(mount)
-	_ = os.MkdirAll(filepath.Dir(mount), 0o755)
-	abs := func(p string) string {
-		if ap, err := filepath.Abs(p); err == nil {
-			return ap
-		}
-		return p
+	_ = linkShares(mount, auto)
+	return func() { unlinkShares(mount) }
+}
+
+// unlinkShares removes what linkShares made (never the shared files).
+func unlinkShares(mount string) {
+	st, err := os.Lstat(mount)
+	if err != nil {
+		return
 	}
-	if len(auto) == 1 && auto[0].name == "" {
-		_ = os.Symlink(abs(auto[0].path), mount)
-	} else {
-		_ = os.MkdirAll(mount, 0o755)
-		for _, s := range auto {
-			_ = os.Symlink(abs(s.path), filepath.Join(mount, s.name))
-		}
-	}
-	return func() {
-		if st, err := os.Lstat(mount); err == nil {
-			if st.Mode()&fs.ModeSymlink != 0 {
-				_ = os.Remove(mount)
-			} else {
-				ents, _ := os.ReadDir(mount)
-				for _, e := range ents {
-					_ = os.Remove(filepath.Join(mount, e.Name()))
-				}
-				_ = os.Remove(mount)
-			}
+	if st.Mode()&fs.ModeSymlink == 0 {
+		ents, _ := os.ReadDir(mount)
+		for _, e := range ents {
+			_ = os.Remove(filepath.Join(mount, e.Name()))
 		}
 	}
+	_ = os.Remove(mount)
 }
 
 // execGroups lists the process groups of commands exec started in this

@@ -14,6 +14,7 @@
 // TART_HOME. Fault and timing knobs are FAKETART_* environment variables,
 // documented in README.md; production code must never read them.
 //
-// The package imports nothing from this repository except the standard
-// library; the tart client package must not import it outside tests.
+// The package imports only the standard library and this repository's
+// version package; the tart client package must not import it outside
+// tests.
 package faketart

@@ -230,3 +230,31 @@ func itoa(n int) string {
 	}
 	return string(b)
 }
+
+func TestFaketart_Exec_guestBuiltins(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.seedVM("lin", "linux")
+	share := t.TempDir()
+	must.NoError(t, os.WriteFile(filepath.Join(share, "f"), []byte("shared"), 0o644))
+	p := e.start("lin", "--dir", share+":tag=data")
+
+	// Linux guests mount virtiofs shares themselves; nothing is mounted on the host.
+	r := e.tart("exec", "lin", "sudo", "mount", "-t", "virtiofs", "nope", "/mnt/x")
+	must.Eq(t, 32, r.code)
+	e.ok("exec", "lin", "sudo", "mount", "-t", "virtiofs", "data", "/mnt/data")
+	must.Eq(t, "shared", e.ok("exec", "lin", "cat", "mnt/data/f"))
+
+	// reboot: the agent goes away for a boot, guest processes die, the VM keeps running.
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	e.ok("exec", "lin", "sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $! > "+pidFile)
+	pid := waitPIDFile(t, pidFile)
+	e.ok("exec", "lin", "sudo", "reboot")
+	waitGone(t, pid)
+	must.Eq(t, "running", e.state("lin"))
+	must.Eq(t, "back\n", e.ok("exec", "lin", "echo", "back"))
+	must.FileNotExists(t, filepath.Join(e.home, "vms", "lin", "guest", "mnt", "data"))
+
+	e.ok("exec", "lin", "sudo", "-n", "shutdown", "-h", "now")
+	must.Eq(t, "guest has stopped the virtual machine\n", p.wait(t).stdout)
+}
