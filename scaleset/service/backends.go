@@ -5,21 +5,36 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/dockerbackend"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/tartbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
 )
 
 // DefaultBackends builds the backend a scale set's `backend` names from
 // its block (docker {}, tart {}, nomad {}). This is the one place that
-// knows the backend packages.
+// knows the backend packages; runner names, and so backend resources, are
+// scoped by the scale set's runner_name_prefix.
 func DefaultBackends(_ context.Context, ss *config.ScaleSet, logger *slog.Logger) (backend.Backend, error) {
 	switch ss.Backend {
-	case config.BackendDocker, config.BackendTart, config.BackendNomad:
-		// Wired in as the backend packages land.
-		return nil, fmt.Errorf("backend %q is not available in this build", ss.Backend)
+	case config.BackendDocker:
+		if ss.Docker == nil {
+			return nil, errors.New("docker: block missing (config not validated)")
+		}
+		return dockerbackend.New(*ss.Docker, ss.RunnerNamePrefix, logger)
+	case config.BackendTart:
+		if ss.Tart == nil {
+			return nil, errors.New("tart: block missing (config not validated)")
+		}
+		return tartbackend.New(*ss.Tart, ss.RunnerNamePrefix, logger)
+	case config.BackendNomad:
+		// The nomad backend (nomadbackend.New(*ss.Nomad, ...)) is wired in
+		// here when it lands.
+		return nil, errors.New("nomad: backend not available in this build yet")
 	default:
 		return nil, fmt.Errorf("backend: unknown kind %q", ss.Backend)
 	}
