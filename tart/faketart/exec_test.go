@@ -5,6 +5,7 @@ package faketart_test
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,24 +72,32 @@ func TestFaketart_Exec_signalForwarding(t *testing.T) {
 	e := newEnv(t)
 	e.seedVM("vm", "linux")
 	e.start("vm")
-	c := e.cmd("exec", "vm", "sh", "-c", `trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done`)
-	var so, se bytes.Buffer
-	pr, pw, err := os.Pipe()
-	must.NoError(t, err)
-	c.Stdout, c.Stderr = pw, &se
-	must.NoError(t, c.Start())
-	_ = pw.Close()
-	buf := make([]byte, 6)
-	_, err = pr.Read(buf) // "ready\n": the trap is installed
-	must.NoError(t, err)
-	must.Eq(t, "ready\n", string(buf))
-	must.NoError(t, c.Process.Signal(syscall.SIGTERM))
-	rest := make([]byte, 64)
-	n, _ := pr.Read(rest)
-	so.Write(rest[:n])
-	r := finish(t, c.Wait(), so.String(), se.String())
-	must.Eq(t, 7, r.code)
-	must.Eq(t, "got-term\n", r.stdout)
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal
+	}{
+		{"INT", syscall.SIGINT}, {"TERM", syscall.SIGTERM}, {"HUP", syscall.SIGHUP}, {"USR1", syscall.SIGUSR1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			script := `trap 'echo got-` + tc.name + `; exit 7' ` + tc.name + `; echo ready; while :; do sleep 0.05; done`
+			c := e.cmd("exec", "vm", "sh", "-c", script)
+			var se bytes.Buffer
+			pr, pw, err := os.Pipe()
+			must.NoError(t, err)
+			t.Cleanup(func() { _ = pr.Close() })
+			c.Stdout, c.Stderr = pw, &se
+			must.NoError(t, c.Start())
+			_ = pw.Close()
+			buf := make([]byte, 6)
+			_, err = io.ReadFull(pr, buf) // "ready\n": the trap is installed
+			must.NoError(t, err)
+			must.NoError(t, c.Process.Signal(tc.sig))
+			rest, _ := io.ReadAll(pr)
+			r := finish(t, c.Wait(), string(rest), se.String())
+			must.Eq(t, 7, r.code)
+			must.Eq(t, "got-"+tc.name+"\n", r.stdout)
+		})
+	}
 }
 
 func TestFaketart_Exec_killedExecKillsCommand(t *testing.T) {

@@ -63,6 +63,33 @@ func TestFaketart_Knobs_failureInjection(t *testing.T) {
 		e.ok("stop", "vm")
 		p.wait(t)
 	})
+	t.Run("ip_stop_set_delete", func(t *testing.T) {
+		p := e.start("vm")
+		for _, tc := range []struct {
+			knob string
+			args []string
+			want string
+		}{
+			{"FAKETART_FAIL_IP", []string{"ip", "vm", "--wait", "0"}, "no IP address found\n"},
+			{"FAKETART_FAIL_STOP", []string{"stop", "vm"}, "Error: faketart: injected stop failure\n"},
+			{"FAKETART_FAIL_SET", []string{"set", "vm", "--cpu", "2"}, "Error: faketart: injected set failure\n"},
+			{"FAKETART_FAIL_DELETE", []string{"delete", "vm"}, "VM \"vm\" is running\n"}, // running is checked first
+		} {
+			e.set(tc.knob, "1")
+			r := e.tart(tc.args...)
+			delete(e.vars, tc.knob)
+			must.Eq(t, 1, r.code, must.Sprint(tc.knob))
+			must.Eq(t, tc.want, r.stderr, must.Sprint(tc.knob))
+		}
+		must.Eq(t, "running", e.state("vm"))
+		e.ok("stop", "vm")
+		p.wait(t)
+		e.set("FAKETART_FAIL_DELETE", "1")
+		r := e.tart("delete", "vm")
+		delete(e.vars, "FAKETART_FAIL_DELETE")
+		must.Eq(t, "Error: faketart: injected delete failure\n", r.stderr)
+		must.Eq(t, "vm\n", e.ok("list", "-q"))
+	})
 	t.Run("bad_spec", func(t *testing.T) {
 		e.set("FAKETART_FAIL_RUN", "sometimes")
 		t.Cleanup(func() { delete(e.vars, "FAKETART_FAIL_RUN") })

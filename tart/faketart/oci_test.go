@@ -214,3 +214,39 @@ func stripDigests(s string) string {
 	}
 	return strings.Join(keep, "\n") + "\n"
 }
+
+func TestFaketart_Pull_interruptCleansStaging(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t).set("FAKETART_PULL_SPEED", "1000000000").set("FAKETART_PULL_SIZE", "60000000000")
+	e.seedImage(image, "darwin", faketart.ImageOptions{})
+	c := e.cmd("pull", image)
+	out := &syncBuf{}
+	c.Stdout = out
+	must.NoError(t, c.Start())
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "0%") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	ents, err := os.ReadDir(filepath.Join(e.home, "tmp"))
+	must.NoError(t, err)
+	must.Len(t, 1, ents, must.Sprint("the download stages in tmp/"))
+	must.NoError(t, c.Process.Signal(syscall.SIGINT))
+	r := finish(t, c.Wait(), out.String(), "")
+	must.Eq(t, syscall.SIGINT, r.signaled)
+	ents, err = os.ReadDir(filepath.Join(e.home, "tmp"))
+	must.NoError(t, err)
+	must.SliceEmpty(t, ents)
+	must.Eq(t, "", e.ok("list", "--source", "oci", "-q"))
+}
+
+func TestFaketart_Clone_suspendedSourceKeepsMAC(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cfg := e.seedVM("mac", "darwin")
+	p := e.start("mac", "--suspendable")
+	e.ok("suspend", "mac")
+	p.wait(t)
+	e.ok("clone", "mac", "copy")
+	must.Eq(t, cfg.MACAddress, e.config("copy").MACAddress)
+	must.Eq(t, "suspended", e.state("copy"))
+}
