@@ -87,8 +87,9 @@ func (a *app) cloneInto(srcDir, dst string) error {
 		}
 	}
 	target := a.home.vmDir(dst)
-	// Swap the new directory in; a previous VM of that name is discarded.
-	old := target + ".old-" + strconv.Itoa(os.Getpid())
+	// Swap the new directory in; a previous VM of that name is moved to
+	// tmp/ (garbage-collected even if this process dies) and discarded.
+	old := filepath.Join(a.home.tmpDir(), "replaced-"+strconv.Itoa(os.Getpid())+"-"+filepath.Base(tmp.dir))
 	if err := os.Rename(target, old); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("replace VM %s: %w", dst, err)
 	}

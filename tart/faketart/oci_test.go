@@ -131,6 +131,18 @@ func TestFaketart_Clone_concurrent(t *testing.T) {
 			results[i] = e.tart("clone", image, fmt.Sprintf("vm-%d", i))
 		}()
 	}
+	// Concurrent readers garbage-collect tmp/ while the clones stage there.
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				if r := e.tart("list", "-q"); r.code != 0 {
+					t.Errorf("list during clones: %s", r.stderr)
+				}
+			}
+		}()
+	}
 	wg.Wait()
 	downloads := 0
 	for i, r := range results {

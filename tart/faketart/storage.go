@@ -266,16 +266,26 @@ type tmpEntry struct {
 }
 
 func (h *home) newTmp() (*tmpEntry, error) {
-	dir, err := os.MkdirTemp(h.tmpDir(), "")
-	if err != nil {
-		return nil, fmt.Errorf("create staging directory: %w", err)
+	// Another process's gcTmp may delete the directory between MkdirTemp
+	// and flock; check that the locked directory is still in place.
+	for attempt := 0; ; attempt++ {
+		dir, err := os.MkdirTemp(h.tmpDir(), "")
+		if err != nil {
+			return nil, fmt.Errorf("create staging directory: %w", err)
+		}
+		l, err := flockPath(dir, true)
+		if err == nil {
+			held, err1 := l.f.Stat()
+			cur, err2 := os.Stat(dir)
+			if err1 == nil && err2 == nil && os.SameFile(held, cur) {
+				return &tmpEntry{dir: dir, lock: l}, nil
+			}
+			l.unlock()
+		}
+		if attempt >= 5 {
+			return nil, fmt.Errorf("create staging directory in %s: removed by a concurrent cleanup", h.tmpDir())
+		}
 	}
-	l, err := flockPath(dir, true)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	return &tmpEntry{dir: dir, lock: l}, nil
 }
 
 func (t *tmpEntry) remove() {
