@@ -7,10 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
@@ -19,9 +23,11 @@ import (
 
 // Backend runs each runner in its own Tart VM. Lifecycle per runner:
 // claim a warm VM from the pool (or cold-start one: clone, set, slot MAC,
-// run, wait for the guest agent), then `tart exec -i <vm> <runner_command>`
-// with the JIT config on stdin; RemoveRunner stops and deletes the VM and
-// frees its slot.
+// run, wait for the guest agent), then a detached
+// `tart exec -i <vm> <runner_command>` fed the JIT config through a pipe.
+// The runner survives a restart of the service: its record, output and
+// exit code live in the VM's directory, and New recovers it. RemoveRunner
+// kills the runner command, stops and deletes the VM and frees its slot.
 type Backend struct {
 	cfg      Config
 	scaleSet string
@@ -30,8 +36,7 @@ type Backend struct {
 	client   *tart.Client
 	pool     *tart.Pool
 
-	// ctx owns the runner goroutines and the start-up loop; Shutdown
-	// cancels it.
+	// ctx owns the start-up loop; Shutdown cancels it.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -47,11 +52,14 @@ type Backend struct {
 type runner struct {
 	name      string
 	vm        *tart.VM
-	state     backend.State
-	reason    string
 	createdAt time.Time
-	cancel    context.CancelFunc // stops the guest runner command
-	done      chan struct{}      // closed when the guest command ended
+	// exec is the detached tart exec this process started; nil for a
+	// runner recovered after a restart (then pid is all we know).
+	exec *tart.ExecHandle
+	pid  int
+	// state is the last observed state; exited and failed are final.
+	state  backend.State
+	reason string
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -148,7 +156,7 @@ func (b *Backend) startLoop() {
 	for {
 		err := b.pool.Start(b.ctx)
 		if err == nil {
-			b.cleanupLeftovers(b.ctx)
+			b.recover(b.ctx)
 			close(b.started)
 			return
 		}
@@ -171,37 +179,59 @@ func (b *Backend) startLoop() {
 	}
 }
 
-// cleanupLeftovers deletes this scale set's runner VMs left by an earlier
-// process: their runner command died with it, so they can never finish.
-func (b *Backend) cleanupLeftovers(ctx context.Context) {
+// recover rebuilds the runners of this scale set from the VMs an earlier
+// process left (runners keep running across a service restart, as their
+// tart exec is detached). A VM of ours without a runner record (the
+// process died between provisioning and starting the runner) is deleted.
+func (b *Backend) recover(ctx context.Context) {
 	vms, err := b.client.List(ctx)
 	if err != nil {
-		b.log.Warn("failed to list vms for cleanup", "error", err)
+		b.log.Warn("failed to list vms to recover runners", "error", err)
 		return
 	}
-	taskPrefix := tart.TaskVMName(b.poolName + "-")
 	for _, v := range vms {
-		n, ok := tart.ParseVMName(v.Name)
-		if !ok || !v.IsLocal() {
+		if !v.IsLocal() || !b.isMine(v.Name) {
 			continue
 		}
-		_, claimed := b.pool.ClaimedBy(v.Name)
-		mine := (n.Kind == tart.KindTask && strings.HasPrefix(v.Name, taskPrefix)) ||
-			(n.Kind == tart.KindPool && n.Pool == b.poolName && claimed)
-		if !mine {
+		rec, err := readRecord(b.client.VMDir(v.Name))
+		if err == nil && rec.ScaleSet == b.scaleSet && v.IsRunning() {
+			vm, held := b.pool.Lookup(v.Name)
+			if !held {
+				vm = &tart.VM{Name: v.Name, Slot: tart.Slot{Index: -1}}
+			}
+			b.mu.Lock()
+			b.runners[v.Name] = &runner{name: rec.Runner, vm: vm, createdAt: rec.CreatedAt, pid: rec.PID}
+			b.mu.Unlock()
+			b.log.Info("recovered runner", "runner_name", rec.Runner, "vm_name", v.Name)
 			continue
 		}
-		b.log.Info("deleting runner vm left by an earlier run", "vm_name", v.Name)
-		vm, held := b.pool.Lookup(v.Name)
-		if held {
-			err = b.pool.Release(ctx, vm)
-		} else {
-			err = b.client.Destroy(ctx, v.Name, b.cfg.StopTimeoutDuration)
-		}
-		if err != nil {
+		b.log.Info("deleting runner vm left by an earlier run", "vm_name", v.Name, "state", v.State)
+		if err := b.releaseName(ctx, v.Name); err != nil {
 			b.log.Warn("failed to delete leftover runner vm", "vm_name", v.Name, "error", err)
 		}
 	}
+}
+
+// isMine reports whether a VM name is one of this scale set's runner VMs:
+// a cold-started task VM with our prefix or a claimed VM of our pool.
+func (b *Backend) isMine(name string) bool {
+	n, ok := tart.ParseVMName(name)
+	if !ok {
+		return false
+	}
+	if n.Kind == tart.KindTask {
+		return strings.HasPrefix(name, tart.TaskVMName(b.poolName+"-"))
+	}
+	_, claimed := b.pool.ClaimedBy(name)
+	return n.Pool == b.poolName && claimed
+}
+
+// releaseName deletes a VM of ours by name, freeing its slot if held.
+func (b *Backend) releaseName(ctx context.Context, name string) error {
+	if vm, held := b.pool.Lookup(name); held {
+		return b.pool.Release(ctx, vm)
+	}
+	return b.client.Destroy(ctx, name, b.cfg.StopTimeoutDuration)
 }
 
 // StartPool waits until the warm pool has started (New starts it in the
@@ -239,9 +269,10 @@ func (b *Backend) onEvent(e tart.Event) {
 
 // StartRunner implements backend.RunnerBackend: it provisions a VM (warm
 // claim or cold start, bounded by start_timeout) and starts the runner
-// command in it with the JIT config on stdin. The returned resource ID is
-// the VM name. The runner then runs in the background; ListRunners reports
-// how it ends.
+// command in it with `tart exec -i`, detached from this process (so the job
+// survives a service restart), the JIT config written into its stdin pipe.
+// The returned resource ID is the VM name; ListRunners reports how the
+// runner ends.
 func (b *Backend) StartRunner(ctx context.Context, name string, jitConfig string) (string, error) {
 	if err := b.StartPool(ctx); err != nil {
 		return "", err
@@ -259,51 +290,67 @@ func (b *Backend) StartRunner(ctx context.Context, name string, jitConfig string
 	if err != nil {
 		return "", fmt.Errorf("provision vm for runner %s: %w", name, err)
 	}
-	rctx, rcancel := context.WithCancel(b.ctx)
-	r := &runner{name: name, vm: vm, state: backend.StateRunning, createdAt: time.Now(), cancel: rcancel, done: make(chan struct{})}
+	r := &runner{name: name, vm: vm, createdAt: time.Now()}
+	if err := b.startGuestRunner(ctx, r, jitConfig); err != nil {
+		relErr := b.pool.Release(context.WithoutCancel(ctx), vm)
+		return "", errors.Join(fmt.Errorf("start runner %s in vm %s: %w", name, vm.Name, err), relErr)
+	}
 	b.mu.Lock()
 	if b.closed {
+		// Shutdown raced with us: leave nothing behind.
 		b.mu.Unlock()
-		rcancel()
-		relErr := b.pool.Release(context.WithoutCancel(ctx), vm)
-		return "", errors.Join(errors.New("tart backend is shut down"), relErr)
+		return "", errors.Join(errors.New("tart backend is shut down"), b.remove(context.WithoutCancel(ctx), r))
 	}
 	b.runners[vm.Name] = r
 	b.mu.Unlock()
-	b.log.Info("starting runner", "runner_name", name, "vm_name", vm.Name, "warm", vm.Warm)
-	b.wg.Add(1)
-	go b.runRunner(rctx, r, jitConfig)
+	b.log.Info("started runner", "runner_name", name, "vm_name", vm.Name, "warm", vm.Warm)
 	return vm.Name, nil
 }
 
-// runRunner runs the guest runner command until it exits or is cancelled.
-func (b *Backend) runRunner(ctx context.Context, r *runner, jitConfig string) {
-	defer b.wg.Done()
-	defer close(r.done)
-	// The runner's own output stays in the guest (_diag); it is not
-	// copied into the service log, which must stay free of job data.
-	code, err := b.client.Exec(ctx, r.vm.Name, b.cfg.RunnerCommand, tart.ExecOptions{
-		Stdin: strings.NewReader(jitConfig),
-	})
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch {
-	case ctx.Err() != nil:
-		r.state, r.reason = backend.StateExited, "removed"
-	case err != nil:
-		r.state, r.reason = backend.StateFailed, "tart exec failed: "+err.Error()
-	case code != 0:
-		r.state, r.reason = backend.StateFailed, fmt.Sprintf("runner command exited with code %d", code)
-	default:
-		r.state, r.reason = backend.StateExited, ""
+// startGuestRunner writes the runner record and starts the detached
+// `tart exec -i`. The JIT config goes through a pipe: it is written into
+// the pipe buffer and the write end closed, so it never touches disk, argv
+// or an environment on the host, and tart exec can read it even if this
+// process dies right after.
+func (b *Backend) startGuestRunner(ctx context.Context, r *runner, jitConfig string) error {
+	dir := b.client.VMDir(r.vm.Name)
+	rec := record{Runner: r.name, ScaleSet: b.scaleSet, CreatedAt: r.createdAt}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("create stdin pipe: %w", err)
 	}
-	b.log.Info("runner ended", "runner_name", r.name, "vm_name", r.vm.Name, "state", string(r.state), "exit_code", code, "reason", r.reason)
+	h, err := b.client.StartExec(ctx, r.vm.Name, b.cfg.RunnerCommand, tart.ExecStartOptions{
+		Stdin:        pr,
+		StdoutPath:   filepath.Join(dir, runnerLogFile),
+		StderrPath:   filepath.Join(dir, runnerLogFile),
+		Detached:     true,
+		ExitCodePath: filepath.Join(dir, runnerExitFile),
+	})
+	_ = pr.Close() // the child holds its own copy
+	if err != nil {
+		_ = pw.Close()
+		return err
+	}
+	_, werr := io.WriteString(pw, jitConfig)
+	cerr := pw.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		_ = h.Process.Signal(syscall.SIGKILL)
+		<-h.Done()
+		// Not %w: the error could in theory quote what was written.
+		return errors.New("failed to write the jit config to the runner's stdin")
+	}
+	r.exec, r.pid = h, h.Process.Pid()
+	rec.PID = r.pid
+	if err := writeRecord(dir, rec); err != nil {
+		// The runner works; only recovery after a restart is lost.
+		b.log.Warn("failed to write runner record", "vm_name", r.vm.Name, "error", err)
+	}
+	return nil
 }
 
-// RemoveRunner implements backend.RunnerBackend: it stops the runner
-// command, stops and deletes the VM and frees its slot. Unknown IDs of our
-// naming convention are deleted too (left by an earlier process); anything
-// else is a no-op.
+// RemoveRunner implements backend.RunnerBackend: it stops and deletes the
+// VM (which ends the runner command) and frees its slot. Unknown IDs of our
+// naming convention are deleted too; anything else is a no-op.
 func (b *Backend) RemoveRunner(ctx context.Context, resourceID string) error {
 	b.mu.Lock()
 	r := b.runners[resourceID]
@@ -312,20 +359,9 @@ func (b *Backend) RemoveRunner(ctx context.Context, resourceID string) error {
 		if !tart.IsOurVM(resourceID) {
 			return nil
 		}
-		if vm, ok := b.pool.Lookup(resourceID); ok {
-			return b.pool.Release(ctx, vm)
-		}
-		return b.client.Destroy(ctx, resourceID, b.cfg.StopTimeoutDuration)
+		return b.releaseName(ctx, resourceID)
 	}
-	r.cancel()
-	// Deleting the VM also ends tart exec; wait for the goroutine after.
-	err := b.pool.Release(ctx, r.vm)
-	select {
-	case <-r.done:
-	case <-ctx.Done():
-		return errors.Join(err, fmt.Errorf("wait for runner %s to stop: %w", r.name, ctx.Err()))
-	}
-	if err != nil {
+	if err := b.remove(ctx, r); err != nil {
 		return fmt.Errorf("remove runner %s: %w", r.name, err)
 	}
 	b.mu.Lock()
@@ -334,21 +370,88 @@ func (b *Backend) RemoveRunner(ctx context.Context, resourceID string) error {
 	return nil
 }
 
+// remove ends a runner's guest command and deletes its VM. The detached
+// tart exec (and its wrapper, which writes into the VM directory) is
+// killed first, so nothing writes into the directory while tart deletes
+// it.
+func (b *Backend) remove(ctx context.Context, r *runner) error {
+	if r.exec != nil {
+		_ = r.exec.Process.Signal(syscall.SIGKILL)
+		select {
+		case <-r.exec.Done():
+		case <-ctx.Done():
+			return fmt.Errorf("wait for runner %s to stop: %w", r.name, ctx.Err())
+		}
+	} else if r.pid > 0 {
+		// Recovered after a restart: kill its process group (the wrapper
+		// leads its own session) unless it already recorded its end.
+		if _, ended, _ := tart.ReadExitCode(filepath.Join(b.client.VMDir(r.vm.Name), runnerExitFile)); !ended {
+			_ = syscall.Kill(-r.pid, syscall.SIGKILL)
+		}
+	}
+	if r.vm.Slot.Index >= 0 {
+		return b.pool.Release(ctx, r.vm)
+	}
+	return b.client.Destroy(ctx, r.vm.Name, b.cfg.StopTimeoutDuration)
+}
+
 // ListRunners implements backend.Backend.
 func (b *Backend) ListRunners(ctx context.Context) ([]backend.Runner, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]backend.Runner, 0, len(b.runners))
 	for id, r := range b.runners {
+		b.observe(r)
 		out = append(out, backend.Runner{Name: r.name, ResourceID: id, State: r.state, Reason: r.reason, CreatedAt: r.createdAt})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, nil
 }
 
+// observe updates r's state from its tart exec (this process started it)
+// or, for a runner recovered after a restart, from the exit-code file the
+// exec wrapper writes and whether its process is alive. Caller holds mu.
+func (b *Backend) observe(r *runner) {
+	if r.state == backend.StateExited || r.state == backend.StateFailed {
+		return
+	}
+	r.state = backend.StateRunning
+	if r.exec != nil {
+		select {
+		case <-r.exec.Done():
+			code, err := r.exec.Wait()
+			r.finish(code, err)
+		default:
+		}
+		return
+	}
+	dir := b.client.VMDir(r.vm.Name)
+	code, ok, err := tart.ReadExitCode(filepath.Join(dir, runnerExitFile))
+	switch {
+	case err != nil:
+		r.state, r.reason = backend.StateFailed, err.Error()
+	case ok:
+		r.finish(code, tart.ExecFailure(r.vm.Name, code, lastLine(filepath.Join(dir, runnerLogFile))))
+	case !tart.ProcessAlive(r.pid):
+		r.state, r.reason = backend.StateFailed, "runner command ended without recording its exit code"
+	}
+}
+
+func (r *runner) finish(code int, err error) {
+	switch {
+	case err != nil:
+		r.state, r.reason = backend.StateFailed, "tart exec failed: "+err.Error()
+	case code != 0:
+		r.state, r.reason = backend.StateFailed, fmt.Sprintf("runner command exited with code %d", code)
+	default:
+		r.state, r.reason = backend.StateExited, ""
+	}
+}
+
 // Shutdown implements backend.RunnerBackend: it stops the warm pool
-// (deleting warm VMs) and the runners it still holds, and waits for its
-// goroutines. ctx bounds the work.
+// (deleting warm VMs) and removes runners that have ended. Running runners
+// are left to finish their job; the next service process recovers them.
+// ctx bounds the work.
 func (b *Backend) Shutdown(ctx context.Context) {
 	b.mu.Lock()
 	if b.closed {
@@ -356,15 +459,18 @@ func (b *Backend) Shutdown(ctx context.Context) {
 		return
 	}
 	b.closed = true
-	ids := make([]string, 0, len(b.runners))
-	for id := range b.runners {
-		ids = append(ids, id)
+	var ended []string
+	for id, r := range b.runners {
+		b.observe(r)
+		if r.state != backend.StateRunning {
+			ended = append(ended, id)
+		}
 	}
 	b.mu.Unlock()
 	b.cancel()
-	for _, id := range ids {
+	for _, id := range ended {
 		if err := b.RemoveRunner(ctx, id); err != nil {
-			b.log.Warn("failed to remove runner at shutdown", "vm_name", id, "error", err)
+			b.log.Warn("failed to remove ended runner at shutdown", "vm_name", id, "error", err)
 		}
 	}
 	if err := b.pool.Shutdown(ctx); err != nil {

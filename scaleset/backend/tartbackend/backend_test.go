@@ -224,20 +224,61 @@ func TestBackend_RemoveRunner_stopsRunningRunner(t *testing.T) {
 	must.Eq(t, 2, b.pool.Slots().Available())
 }
 
-func TestBackend_Shutdown_removesEverything(t *testing.T) {
+func TestBackend_Shutdown_leavesRunningRunnersForTheNextProcess(t *testing.T) {
 	checkGoroutines(t)
 	e := newEnv(t)
-	b := e.newBackend(t, func(c *Config) { c.PoolSize = 1 })
-	_, err := b.StartRunner(t.Context(), "runner-4", "jit-hang-r4")
+	t.Setenv("FAKETART_VM_LIMIT", "3")
+	b := e.newBackend(t, func(c *Config) { c.PoolSize = 1; c.MaxVMs = 3 })
+	busy, err := b.StartRunner(t.Context(), "runner-busy", "jit-hang-r4")
 	must.NoError(t, err)
+	done, err := b.StartRunner(t.Context(), "runner-done", "jit-r5")
+	must.NoError(t, err)
+	waitFor(t, "runner-done to exit", func() bool { return runnerState(t, b, done).State == backend.StateExited })
 	waitFor(t, "warm vm", func() bool { return b.pool.Stats()[0].Ready == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	b.Shutdown(ctx)
-	entries, _ := os.ReadDir(filepath.Join(e.home, "vms"))
-	must.SliceEmpty(t, entries)
 	_, err = b.StartRunner(t.Context(), "late", "jit")
 	must.Error(t, err)
+
+	// Only the busy runner's VM is left: the warm VM and the ended runner
+	// are gone.
+	entries, _ := os.ReadDir(filepath.Join(e.home, "vms"))
+	must.Len(t, 1, entries)
+	must.Eq(t, busy, entries[0].Name())
+
+	// The next process recovers it, reports it running, and removes it.
+	b2 := e.newBackend(t, nil)
+	rs, err := b2.ListRunners(t.Context())
+	must.NoError(t, err)
+	must.Len(t, 1, rs)
+	must.Eq(t, "runner-busy", rs[0].Name)
+	must.Eq(t, busy, rs[0].ResourceID)
+	must.Eq(t, backend.StateRunning, rs[0].State)
+	must.NoError(t, b2.RemoveRunner(t.Context(), busy))
+	rs, _ = b2.ListRunners(t.Context())
+	must.SliceEmpty(t, rs)
+}
+
+func TestBackend_recoveredRunnerThatEnded(t *testing.T) {
+	checkGoroutines(t)
+	e := newEnv(t)
+	b := e.newBackend(t, nil)
+	id, err := b.StartRunner(t.Context(), "runner-6", "jit-fail-r6")
+	must.NoError(t, err)
+	waitFor(t, "runner to fail", func() bool { return runnerState(t, b, id).State == backend.StateFailed })
+	// Simulate a crash of the service: forget the runner without removing it.
+	b.mu.Lock()
+	delete(b.runners, id)
+	b.mu.Unlock()
+
+	b2 := e.newBackend(t, nil)
+	r := runnerState(t, b2, id)
+	must.Eq(t, "runner-6", r.Name)
+	must.Eq(t, backend.StateFailed, r.State)
+	must.Eq(t, "runner command exited with code 3", r.Reason)
+	must.NoError(t, b2.RemoveRunner(t.Context(), id))
+	must.Eq(t, 2, b2.pool.Slots().Available())
 }
 
 func TestBackend_New_deletesLeftoverRunnerVMs(t *testing.T) {

@@ -1,0 +1,79 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package tartbackend
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Files a runner keeps in its VM's directory (deleted with the VM), so a
+// restarted service can recover it.
+const (
+	runnerRecordFile = "ntart-runner.json"
+	runnerExitFile   = "ntart-runner.exit"
+	runnerLogFile    = "ntart-runner.log"
+)
+
+// record describes the runner a VM hosts. It never holds the JIT config.
+type record struct {
+	Runner    string    `json:"runner"`
+	ScaleSet  string    `json:"scale_set"`
+	CreatedAt time.Time `json:"created_at"`
+	PID       int       `json:"pid"` // the detached tart exec wrapper
+}
+
+func writeRecord(dir string, rec record) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode runner record: %w", err)
+	}
+	tmp := filepath.Join(dir, runnerRecordFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write runner record: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, runnerRecordFile)); err != nil {
+		return fmt.Errorf("write runner record: %w", err)
+	}
+	return nil
+}
+
+func readRecord(dir string) (record, error) {
+	var rec record
+	b, err := os.ReadFile(filepath.Join(dir, runnerRecordFile))
+	if err != nil {
+		return rec, fmt.Errorf("read runner record: %w", err)
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("decode runner record: %w", err)
+	}
+	return rec, nil
+}
+
+// lastLine returns the last non-empty line of a file's last 4 KiB.
+func lastLine(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(fi.Size()-4096, 0)
+	buf := make([]byte, fi.Size()-off)
+	n, _ := f.ReadAt(buf, off)
+	lines := strings.Split(string(buf[:n]), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" {
+			return l
+		}
+	}
+	return ""
+}
