@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Command is one program invocation handed to a CommandRunner.
@@ -74,25 +75,23 @@ type ExecRunner struct{}
 
 var _ CommandRunner = ExecRunner{}
 
-func (ExecRunner) command(ctx context.Context, c Command) *exec.Cmd {
-	var cmd *exec.Cmd
-	if ctx != nil {
-		cmd = exec.CommandContext(ctx, c.Path, c.Args...)
-	} else {
-		cmd = exec.Command(c.Path, c.Args...)
-	}
+// setup applies c's environment and streams to cmd.
+func setup(cmd *exec.Cmd, c Command) {
 	if len(c.Env) > 0 {
 		cmd.Env = append(os.Environ(), c.Env...)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, c.Stdout, c.Stderr
-	return cmd
 }
 
 // Run implements CommandRunner. On context end the process group gets
 // SIGKILL (tart exec forwards the kill to the guest command).
-func (r ExecRunner) Run(ctx context.Context, c Command) (int, error) {
-	cmd := r.command(ctx, c)
+func (ExecRunner) Run(ctx context.Context, c Command) (int, error) {
+	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
+	setup(cmd, c)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A grandchild that keeps our pipes open must not block us forever
+	// once the process itself has exited.
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Cancel = func() error {
 		if cmd.Process == nil {
 			return nil
@@ -106,6 +105,9 @@ func (r ExecRunner) Run(ctx context.Context, c Command) (int, error) {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return -1, fmt.Errorf("run %s: %w", c.Path, ctxErr)
 	}
+	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Exited() {
+		return cmd.ProcessState.ExitCode(), nil
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -117,8 +119,10 @@ func (r ExecRunner) Run(ctx context.Context, c Command) (int, error) {
 }
 
 // Start implements CommandRunner.
-func (r ExecRunner) Start(c Command, opts StartOptions) (Process, error) {
-	cmd := r.command(nil, c) //nolint:staticcheck // no context on purpose: the process outlives the call
+func (ExecRunner) Start(c Command, opts StartOptions) (Process, error) {
+	// No context on purpose: the process outlives the call.
+	cmd := exec.Command(c.Path, c.Args...)
+	setup(cmd, c)
 	var files []*os.File
 	closeFiles := func() {
 		for _, f := range files {
