@@ -31,8 +31,10 @@ const ClaimedMarker = "ntart-claimed"
 
 // VMSpec describes the VM a caller wants.
 type VMSpec struct {
-	// Pool, when set, names the warm pool to claim from; otherwise a pool
-	// whose image, resources and run options match is used.
+	// Pool, when set, names the warm pool to claim from (matched by name
+	// only: the pool's own image, resources and boot-time run options
+	// apply); otherwise a pool whose image, non-zero resources and run
+	// options all match is used.
 	Pool string
 	// Image is the source for tart clone (remote OCI reference or local VM).
 	Image string
