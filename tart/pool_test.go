@@ -328,3 +328,25 @@ func TestPool_StartVM_refusesExistingName(t *testing.T) {
 	delete(m.vms, "ntart-task-a")
 	m.mu.Unlock()
 }
+
+func TestPool_agentNeverReadyTimesOut(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	m.agentAfter = 1 << 30
+	slots, _ := NewSlots(1, "x")
+	ev := &eventLog{}
+	p, err := NewPool(m.client(), slots, []PoolConfig{poolCfg("mac", 1)}, PoolOptions{OnEvent: ev.add,
+		ReadyInterval: time.Millisecond, BootTimeout: 100 * time.Millisecond, BackoffMin: time.Hour, StopTimeout: time.Second})
+	must.NoError(t, err)
+	startPool(t, p)
+	waitFor(t, func() bool { return len(ev.of(EventFailed)) == 1 })
+	f := ev.of(EventFailed)[0]
+	must.ErrorIs(t, f.Err, context.DeadlineExceeded)
+	must.ErrorIs(t, f.Err, ErrAgentNotReady)
+	must.GreaterEq(t, time.Hour, f.RetryIn)
+	waitFor(t, func() bool { return len(m.names()) == 0 && slots.Available() == 1 })
+	st := p.Stats()[0]
+	must.Eq(t, 1, st.Failures)
+	must.Eq(t, 0, st.Booting)
+	must.ErrorIs(t, st.LastError, ErrAgentNotReady)
+}
