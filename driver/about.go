@@ -5,9 +5,12 @@
 // fingerprint and task RPCs of `driver = "tart"`, served to Nomad through
 // driver/sdk. It must not import github.com/hashicorp/nomad.
 //
-// This is the skeleton: it completes the handshake, reports its schemas,
-// capabilities and a fingerprint based on `tart --version`, and answers the
-// task RPCs with sdk.ErrNotSupported until the VM lifecycle lands.
+// Each task runs its command in an ephemeral VM: claimed from a warm pool
+// of booted VMs when one matches, else cloned and booted. The command runs
+// through `tart exec` under a detached supervisor (this binary, started
+// with the "supervise" sub-command), so tasks survive the plugin process
+// and a new process re-attaches from the handle's driver state. The
+// binary's sub-command is dispatched in cmd/nomad-driver-tart.
 package driver
 
 import (
@@ -32,8 +35,8 @@ func (d *Driver) PluginInfo() sdk.PluginInfo {
 // capabilities are constant: a VM has its own root filesystem and network
 // stack, and host volumes cannot be mounted into it by the client.
 var capabilities = sdk.Capabilities{
-	SendSignals:       false,
-	Exec:              false,
+	SendSignals:       true,
+	Exec:              true,
 	FSIsolation:       sdk.FSIsolationImage,
 	NetIsolationModes: []sdk.NetworkIsolationMode{sdk.NetIsolationHost},
 	MountConfigs:      sdk.MountConfigSupportNone,

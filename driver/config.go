@@ -6,27 +6,91 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
+	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
-// Defaults of the plugin config, used both in the schema (so Nomad fills
-// them in) and in Validate (for an empty config).
+// Defaults of the plugin and task config. They appear in the schemas (so
+// Nomad fills them in) and in Validate (for configs built in Go or an empty
+// plugin block); nowhere else.
 const (
-	defaultTartPath = "tart"
-	defaultMaxVMs   = 2
+	defaultTartPath          = "tart"
+	defaultMaxVMs            = tart.DefaultMaxVMs
+	defaultGCInterval        = 5 * time.Minute
+	defaultGCGracePeriod     = 15 * time.Minute
+	defaultSlotWaitTimeout   = time.Minute
+	defaultBootTimeout       = 5 * time.Minute
+	defaultVMStopTimeout     = 10 * time.Second
+	defaultAgentPollInterval = time.Second
+	defaultPullTimeout       = 30 * time.Minute
+	defaultPullPolicy        = pullIfNotPresent
+	defaultNetworkMode       = string(tart.NetworkNAT)
+)
+
+// Pull policies of a task's image.
+const (
+	pullIfNotPresent = "if_not_present"
+	pullAlways       = "always"
+	pullNever        = "never"
 )
 
 // PluginConfig is the agent's plugin "nomad-driver-tart" { config { } }.
 type PluginConfig struct {
 	// TartPath is the tart binary: a name looked up on PATH or a path.
 	TartPath string `codec:"tart_path"`
-	// MaxVMs is how many VMs may run at once (macOS allows two).
+	// TartHome is TART_HOME for every tart command; empty inherits the
+	// agent's TART_HOME (else ~/.tart).
+	TartHome string `codec:"tart_home"`
+	// DataDir holds the per-task supervisor state; empty means
+	// <tart home>/nomad-driver-tart.
+	DataDir string `codec:"data_dir"`
+	// MaxVMs is how many VMs of ours may run at once (macOS allows two).
 	MaxVMs int `codec:"max_vms"`
+	// MACSeed derives the per-slot MAC addresses; empty means the host name.
+	MACSeed string `codec:"mac_seed"`
+	// DefaultCPU and DefaultMemory (MiB) apply to tasks and pools that do
+	// not set their own; 0 keeps the image's values.
+	DefaultCPU    int `codec:"default_cpu"`
+	DefaultMemory int `codec:"default_memory"`
+	// GCInterval is the period of the orphaned-VM reconcile; GCGracePeriod
+	// is how old an unreferenced VM of ours must be before it is deleted.
+	GCInterval    time.Duration `codec:"gc_interval"`
+	GCGracePeriod time.Duration `codec:"gc_grace_period"`
+	// SlotWaitTimeout bounds how long StartTask waits for a free VM slot
+	// before failing with a recoverable error.
+	SlotWaitTimeout time.Duration `codec:"slot_wait_timeout"`
+	// BootTimeout bounds clone, boot and guest-agent readiness of one VM.
+	BootTimeout time.Duration `codec:"boot_timeout"`
+	// VMStopTimeout is passed to tart stop before a VM is deleted.
+	VMStopTimeout time.Duration `codec:"vm_stop_timeout"`
+	// AgentPollInterval is how often the guest agent is probed while a VM
+	// boots.
+	AgentPollInterval time.Duration `codec:"agent_poll_interval"`
+	// AllowHostDirs lets tasks share absolute host paths outside their task
+	// directory with the VM.
+	AllowHostDirs bool `codec:"allow_host_dirs"`
+	// Pools are the warm pools.
+	Pools []PoolConfig `codec:"pool"`
 }
 
-// Validate applies defaults, then checks every field.
+// PoolConfig is one pool "name" block: Size VMs of Image kept booted.
+type PoolConfig struct {
+	Name     string `codec:"name"`
+	Image    string `codec:"image"`
+	Size     int    `codec:"size"`
+	CPU      int    `codec:"cpu"`
+	Memory   int    `codec:"memory"`
+	DiskSize int    `codec:"disk_size"`
+}
+
+// Validate applies defaults, then checks every field and returns all
+// problems joined, each naming its field.
 func (c *PluginConfig) Validate() error {
 	if c.TartPath == "" {
 		c.TartPath = defaultTartPath
@@ -34,58 +98,236 @@ func (c *PluginConfig) Validate() error {
 	if c.MaxVMs == 0 {
 		c.MaxVMs = defaultMaxVMs
 	}
+	setDuration(&c.GCInterval, defaultGCInterval)
+	setDuration(&c.GCGracePeriod, defaultGCGracePeriod)
+	setDuration(&c.SlotWaitTimeout, defaultSlotWaitTimeout)
+	setDuration(&c.BootTimeout, defaultBootTimeout)
+	setDuration(&c.VMStopTimeout, defaultVMStopTimeout)
+	setDuration(&c.AgentPollInterval, defaultAgentPollInterval)
 	var errs []error
 	if c.MaxVMs < 1 {
 		errs = append(errs, fmt.Errorf("max_vms: must be at least 1, got %d", c.MaxVMs))
 	}
+	if c.DefaultCPU < 0 || c.DefaultMemory < 0 {
+		errs = append(errs, fmt.Errorf("default_cpu, default_memory: must not be negative, got %d and %d", c.DefaultCPU, c.DefaultMemory))
+	}
+	for name, d := range map[string]time.Duration{"gc_interval": c.GCInterval, "gc_grace_period": c.GCGracePeriod,
+		"slot_wait_timeout": c.SlotWaitTimeout, "boot_timeout": c.BootTimeout, "vm_stop_timeout": c.VMStopTimeout,
+		"agent_poll_interval": c.AgentPollInterval} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative, got %s", name, d))
+		}
+	}
+	if c.GCGracePeriod < c.BootTimeout {
+		errs = append(errs, fmt.Errorf("gc_grace_period: %s must be at least boot_timeout (%s), or booting VMs could be collected", c.GCGracePeriod, c.BootTimeout))
+	}
+	seen := map[string]bool{}
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		if p.CPU == 0 {
+			p.CPU = c.DefaultCPU
+		}
+		if p.Memory == 0 {
+			p.Memory = c.DefaultMemory
+		}
+		if err := tart.ValidPoolName(p.Name); err != nil {
+			errs = append(errs, fmt.Errorf("pool[%d].name: %w", i, err))
+		} else if seen[p.Name] {
+			errs = append(errs, fmt.Errorf("pool[%d].name: duplicate pool %q", i, p.Name))
+		}
+		seen[p.Name] = true
+		if p.Image == "" {
+			errs = append(errs, fmt.Errorf("pool[%d].image: must not be empty", i))
+		}
+		if p.Size < 0 || p.CPU < 0 || p.Memory < 0 || p.DiskSize < 0 {
+			errs = append(errs, fmt.Errorf("pool[%d]: size, cpu, memory and disk_size must not be negative", i))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+func setDuration(d *time.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+// SharedDir is one shared_dir block: a host directory the guest sees under
+// /Volumes/My Shared Files/<name> (macOS guests).
+type SharedDir struct {
+	// HostPath is relative to the task directory, or absolute when the
+	// plugin allows host dirs.
+	HostPath string `codec:"host_path"`
+	// Name is the share's name in the guest; empty uses the directory name.
+	Name     string `codec:"name"`
+	ReadOnly bool   `codec:"read_only"`
 }
 
 // TaskConfig is a task's config { } block.
 type TaskConfig struct {
-	// Image is the Tart VM image (local name or OCI reference).
+	// Image is the Tart VM image (OCI reference or local VM name).
 	Image string `codec:"image"`
-	// Command is run inside the VM; empty means the image's default.
-	Command string `codec:"command"`
-	// Args are the command's arguments.
-	Args []string `codec:"args"`
+	// Pool names the warm pool to claim from; empty matches by image and
+	// resources.
+	Pool string `codec:"pool"`
+	// CPU, Memory (MiB) and DiskSize (GB); 0 uses the plugin default or
+	// the image's value.
+	CPU      int `codec:"cpu"`
+	Memory   int `codec:"memory"`
+	DiskSize int `codec:"disk_size"`
+	// Command and Args are run in the guest through the guest agent.
+	Command string   `codec:"command"`
+	Args    []string `codec:"args"`
+	// StdinFile is a file in the task directory (e.g. local/payload.json)
+	// handed to the guest command on stdin.
+	StdinFile  string      `codec:"stdin_file"`
+	SharedDirs []SharedDir `codec:"shared_dir"`
+	// NetworkMode is nat, softnet, bridged or host.
+	NetworkMode       string   `codec:"network_mode"`
+	BridgedInterfaces []string `codec:"bridged_interfaces"`
+	SoftnetAllow      []string `codec:"softnet_allow"`
+	SoftnetBlock      []string `codec:"softnet_block"`
+	SoftnetExpose     []string `codec:"softnet_expose"`
+	// PullPolicy is if_not_present, always or never.
+	PullPolicy  string        `codec:"pull_policy"`
+	PullTimeout time.Duration `codec:"pull_timeout"`
 }
 
-// Validate checks every field.
+// Validate applies defaults, then checks every field.
 func (c *TaskConfig) Validate() error {
+	if c.NetworkMode == "" {
+		c.NetworkMode = defaultNetworkMode
+	}
+	if c.PullPolicy == "" {
+		c.PullPolicy = defaultPullPolicy
+	}
+	if c.PullTimeout == 0 {
+		c.PullTimeout = defaultPullTimeout
+	}
+	var errs []error
 	if c.Image == "" {
-		return errors.New("image: must not be empty")
+		errs = append(errs, errors.New("image: must not be empty"))
+	}
+	if strings.TrimSpace(c.Command) == "" {
+		errs = append(errs, errors.New("command: must not be empty (the program run in the guest)"))
+	}
+	if c.CPU < 0 || c.Memory < 0 || c.DiskSize < 0 {
+		errs = append(errs, fmt.Errorf("cpu, memory, disk_size: must not be negative, got %d, %d, %d", c.CPU, c.Memory, c.DiskSize))
+	}
+	if c.Pool != "" {
+		if err := tart.ValidPoolName(c.Pool); err != nil {
+			errs = append(errs, fmt.Errorf("pool: %w", err))
+		}
+	}
+	switch c.PullPolicy {
+	case pullIfNotPresent, pullAlways, pullNever:
+	default:
+		errs = append(errs, fmt.Errorf("pull_policy: %q is not one of if_not_present, always, never", c.PullPolicy))
+	}
+	if c.PullTimeout < 0 {
+		errs = append(errs, fmt.Errorf("pull_timeout: must not be negative, got %s", c.PullTimeout))
+	}
+	if c.StdinFile != "" {
+		if err := relativePath(c.StdinFile); err != nil {
+			errs = append(errs, fmt.Errorf("stdin_file: %w", err))
+		}
+	}
+	for i, d := range c.SharedDirs {
+		if d.HostPath == "" {
+			errs = append(errs, fmt.Errorf("shared_dir[%d].host_path: must not be empty", i))
+		}
+		if d.Name != "" && !shareNameRE.MatchString(d.Name) {
+			errs = append(errs, fmt.Errorf("shared_dir[%d].name: %q must use letters, digits, '.', '_' or '-'", i, d.Name))
+		}
+	}
+	if _, err := c.network().Args(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+var shareNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// relativePath rejects absolute paths and paths leaving their base.
+func relativePath(p string) error {
+	if filepath.IsAbs(p) {
+		return fmt.Errorf("%q must be relative to the task directory", p)
+	}
+	if c := filepath.Clean(p); c == ".." || strings.HasPrefix(c, "../") {
+		return fmt.Errorf("%q leaves the task directory", p)
 	}
 	return nil
 }
 
-// pluginConfigSpec is the schema of PluginConfig.
-var pluginConfigSpec = &hclspec.Spec{Kind: hclspec.KindObject, Attributes: map[string]*hclspec.Spec{
-	"tart_path": withDefault(attr("tart_path", "string", false), strconv.Quote(defaultTartPath)),
-	"max_vms":   withDefault(attr("max_vms", "number", false), strconv.Itoa(defaultMaxVMs)),
-}}
-
-// taskConfigSpec is the schema of TaskConfig. image is required: Nomad
-// rejects an empty task config block anyway ("Root value must be object").
-var taskConfigSpec = &hclspec.Spec{Kind: hclspec.KindObject, Attributes: map[string]*hclspec.Spec{
-	"image":   attr("image", "string", true),
-	"command": attr("command", "string", false),
-	"args":    attr("args", "list(string)", false),
-}}
-
-func attr(name, typ string, required bool) *hclspec.Spec {
-	return &hclspec.Spec{Kind: hclspec.KindAttr, Name: name, Type: typ, Required: required}
+func (c *TaskConfig) network() tart.Network {
+	return tart.Network{
+		Mode:              tart.NetworkMode(c.NetworkMode),
+		BridgedInterfaces: c.BridgedInterfaces,
+		SoftnetAllow:      c.SoftnetAllow,
+		SoftnetBlock:      c.SoftnetBlock,
+		SoftnetExpose:     c.SoftnetExpose,
+	}
 }
+
+func attr(name, typ string, required bool) *hclspec.Spec { return hclspec.Attr(name, typ, required) }
+
+func quoted(s string) string { return strconv.Quote(s) }
 
 // withDefault wraps primary in a default spec whose literal is expr (HCL
 // expression source, so strings are quoted).
 func withDefault(primary *hclspec.Spec, expr string) *hclspec.Spec {
-	return &hclspec.Spec{
-		Kind:    hclspec.KindDefault,
-		Primary: primary,
-		Default: &hclspec.Spec{Kind: hclspec.KindLiteral, Value: expr},
-	}
+	return hclspec.Default(primary, hclspec.Literal(expr))
 }
+
+// pluginConfigSpec is the schema of PluginConfig.
+var pluginConfigSpec = hclspec.Object(map[string]*hclspec.Spec{
+	"tart_path":           withDefault(attr("tart_path", "string", false), quoted(defaultTartPath)),
+	"tart_home":           attr("tart_home", "string", false),
+	"data_dir":            attr("data_dir", "string", false),
+	"max_vms":             withDefault(attr("max_vms", "number", false), strconv.Itoa(defaultMaxVMs)),
+	"mac_seed":            attr("mac_seed", "string", false),
+	"default_cpu":         attr("default_cpu", "number", false),
+	"default_memory":      attr("default_memory", "number", false),
+	"gc_interval":         withDefault(attr("gc_interval", "string", false), quoted(defaultGCInterval.String())),
+	"gc_grace_period":     withDefault(attr("gc_grace_period", "string", false), quoted(defaultGCGracePeriod.String())),
+	"slot_wait_timeout":   withDefault(attr("slot_wait_timeout", "string", false), quoted(defaultSlotWaitTimeout.String())),
+	"boot_timeout":        withDefault(attr("boot_timeout", "string", false), quoted(defaultBootTimeout.String())),
+	"vm_stop_timeout":     withDefault(attr("vm_stop_timeout", "string", false), quoted(defaultVMStopTimeout.String())),
+	"agent_poll_interval": withDefault(attr("agent_poll_interval", "string", false), quoted(defaultAgentPollInterval.String())),
+	"allow_host_dirs":     withDefault(attr("allow_host_dirs", "bool", false), "false"),
+	"pool": hclspec.BlockList("pool", hclspec.Object(map[string]*hclspec.Spec{
+		"name":      attr("name", "string", true),
+		"image":     attr("image", "string", true),
+		"size":      withDefault(attr("size", "number", false), "1"),
+		"cpu":       attr("cpu", "number", false),
+		"memory":    attr("memory", "number", false),
+		"disk_size": attr("disk_size", "number", false),
+	})),
+})
+
+// taskConfigSpec is the schema of TaskConfig.
+var taskConfigSpec = hclspec.Object(map[string]*hclspec.Spec{
+	"image":      attr("image", "string", true),
+	"pool":       attr("pool", "string", false),
+	"cpu":        attr("cpu", "number", false),
+	"memory":     attr("memory", "number", false),
+	"disk_size":  attr("disk_size", "number", false),
+	"command":    attr("command", "string", true),
+	"args":       attr("args", "list(string)", false),
+	"stdin_file": attr("stdin_file", "string", false),
+	"shared_dir": hclspec.BlockList("shared_dir", hclspec.Object(map[string]*hclspec.Spec{
+		"host_path": attr("host_path", "string", true),
+		"name":      attr("name", "string", false),
+		"read_only": withDefault(attr("read_only", "bool", false), "false"),
+	})),
+	"network_mode":       withDefault(attr("network_mode", "string", false), quoted(defaultNetworkMode)),
+	"bridged_interfaces": attr("bridged_interfaces", "list(string)", false),
+	"softnet_allow":      attr("softnet_allow", "list(string)", false),
+	"softnet_block":      attr("softnet_block", "list(string)", false),
+	"softnet_expose":     attr("softnet_expose", "list(string)", false),
+	"pull_policy":        withDefault(attr("pull_policy", "string", false), quoted(defaultPullPolicy)),
+	"pull_timeout":       withDefault(attr("pull_timeout", "string", false), quoted(defaultPullTimeout.String())),
+})
 
 // ConfigSchema is the schema of the agent's plugin config block.
 func (d *Driver) ConfigSchema() *hclspec.Spec { return pluginConfigSpec }

@@ -5,7 +5,9 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"sync"
 	"time"
@@ -21,19 +23,40 @@ import (
 type Driver struct {
 	logger   hclog.Logger
 	lookPath func(string) (string, error)
+	// selfPath is the plugin binary, re-executed as the task supervisor.
+	selfPath func() (string, error)
+
+	// ctx is the process lifetime: Shutdown cancels it, which stops the
+	// pool's refill, the reconcile and recovered tasks' watchers, but
+	// never a task.
+	ctx    context.Context
+	cancel context.CancelFunc
+	events *eventHub
+	tasks  *taskStore
 
 	mu     sync.Mutex // guards config
 	config *PluginConfig
+
+	rtMu    sync.Mutex // guards the fields below
+	rt      *runtime
+	rtErr   error
+	rtStart chan struct{} // closed when a start attempt has finished
 }
 
-var _ sdk.Driver = (*Driver)(nil)
+var (
+	_ sdk.Driver       = (*Driver)(nil)
+	_ sdk.ExecStreamer = (*Driver)(nil)
+	_ sdk.Shutdowner   = (*Driver)(nil)
+)
 
 // New returns a driver logging to logger (nil discards).
 func New(logger hclog.Logger) *Driver {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Driver{logger: logger.Named(PluginName), lookPath: exec.LookPath}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Driver{logger: logger.Named(PluginName), lookPath: exec.LookPath, selfPath: os.Executable,
+		ctx: ctx, cancel: cancel, events: newEventHub(), tasks: newTaskStore()}
 }
 
 // NewPlugin is New as the constructor sdk.Serve expects.
@@ -49,11 +72,14 @@ func (d *Driver) pluginConfig() PluginConfig {
 		_ = c.Validate() // defaults are valid
 		return c
 	}
-	return *d.config
+	c := *d.config
+	c.Pools = append([]PoolConfig(nil), d.config.Pools...)
+	return c
 }
 
 // SetConfig decodes and validates the plugin config. It may arrive twice in
-// a row with the same bytes and only stores the result.
+// a row with the same bytes (and in short-lived validation processes), so
+// it only stores the result and starts nothing.
 func (d *Driver) SetConfig(cfg *sdk.PluginConfig) error {
 	var c PluginConfig
 	if len(cfg.RawConfig) > 0 {
@@ -70,58 +96,226 @@ func (d *Driver) SetConfig(cfg *sdk.PluginConfig) error {
 	return nil
 }
 
-// TaskEvents has no events to send yet; the stream stays open until ctx
-// ends (the goroutine is owned by ctx).
+// runtime returns the started runtime, starting it on first use (see
+// runtime's doc for why it is lazy). A failed start is retried by the next
+// caller.
+func (d *Driver) runtime(ctx context.Context) (*runtime, error) {
+	d.rtMu.Lock()
+	if d.rt != nil {
+		defer d.rtMu.Unlock()
+		return d.rt, nil
+	}
+	if d.rtStart == nil {
+		d.rtStart = make(chan struct{})
+		go d.startRuntime(d.rtStart)
+	}
+	started := d.rtStart
+	d.rtMu.Unlock()
+	select {
+	case <-started:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for tart to be ready: %w", ctx.Err())
+	}
+	d.rtMu.Lock()
+	defer d.rtMu.Unlock()
+	if d.rt != nil {
+		return d.rt, nil
+	}
+	return nil, d.rtErr
+}
+
+// startRuntime is owned by the driver's ctx.
+func (d *Driver) startRuntime(done chan struct{}) {
+	rt, err := newRuntime(d.ctx, d.pluginConfig(), d.logger)
+	d.rtMu.Lock()
+	d.rt, d.rtErr = rt, err
+	if err != nil {
+		d.rtStart = nil // the next caller tries again
+		d.logger.Error("failed to start tart runtime", "error", err)
+	} else {
+		go d.reconcileLoop(rt)
+	}
+	d.rtMu.Unlock()
+	close(done)
+}
+
+// currentRuntime returns the runtime if it has started, without starting it.
+func (d *Driver) currentRuntime() *runtime {
+	d.rtMu.Lock()
+	defer d.rtMu.Unlock()
+	return d.rt
+}
+
+// Shutdown is Nomad's notice (2.0.4+) that this process is about to be
+// killed. Tasks, their VMs and ready warm VMs keep running (the next
+// process recovers tasks and adopts warm VMs); warm boots in progress are
+// cancelled and cleaned up.
+func (d *Driver) Shutdown(context.Context) error {
+	d.cancel()
+	return nil
+}
+
+// TaskEvents streams driver events (pulling, booting, claiming) for all
+// tasks until ctx ends.
 func (d *Driver) TaskEvents(ctx context.Context) (<-chan *sdk.TaskEvent, error) {
-	ch := make(chan *sdk.TaskEvent)
-	go func() {
-		<-ctx.Done()
-		close(ch)
+	return d.events.subscribe(ctx), nil
+}
+
+// StartTask starts a task: claim a warm VM or cold-start one, then run the
+// command in it under a detached supervisor. Nomad has no deadline on it;
+// a second StartTask for the same ID is refused. Any failure after a VM
+// was obtained deletes the VM.
+func (d *Driver) StartTask(ctx context.Context, cfg *sdk.TaskConfig) (*sdk.TaskHandle, error) {
+	if _, ok := d.tasks.get(cfg.ID); ok {
+		return nil, fmt.Errorf("task %s is already started", cfg.ID)
+	}
+	tc, err := decodeTaskConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := d.runtime(ctx)
+	if err != nil {
+		return nil, sdk.NewRecoverableError(fmt.Errorf("tart is not ready: %w", err))
+	}
+	paths, err := resolveTaskPaths(cfg, tc, rt.cfg.AllowHostDirs)
+	if err != nil {
+		return nil, err
+	}
+	spec := vmSpec(rt.cfg, tc, paths.shares)
+	vm, done, err := d.provisionVM(ctx, rt, cfg, tc, spec)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	h, err := d.startSupervisor(ctx, rt, cfg, tc, paths, vm)
+	if err != nil {
+		d.releaseVM(rt, vm.Name, vm)
+		d.events.emit(cfg, "Failed to start the command in VM "+vm.Name+": "+err.Error(), nil)
+		return nil, err
+	}
+	return d.finishStart(h)
+}
+
+// finishStart stores the task and builds its handle.
+func (d *Driver) finishStart(h *taskHandle) (*sdk.TaskHandle, error) {
+	b, err := encodeState(h.state)
+	if err != nil {
+		return nil, err
+	}
+	if !d.tasks.add(h) {
+		return nil, fmt.Errorf("task %s is already started", h.id)
+	}
+	h.logger.Info("task started", "vm_name", h.state.VMName, "warm", h.state.Warm)
+	return &sdk.TaskHandle{Version: taskHandleVersion, Config: h.cfg, State: sdk.TaskStateRunning, DriverState: b}, nil
+}
+
+// RecoverTask re-attaches to a task after a plugin or agent restart from
+// its handle alone, without cloning or booting anything. It succeeds
+// without side effects for a task this process already manages, and fails
+// (after deleting what is left of it) for a task that no longer exists.
+func (d *Driver) RecoverTask(ctx context.Context, handle *sdk.TaskHandle) error {
+	if handle == nil || handle.Config == nil {
+		return errors.New("recover task: handle has no task config")
+	}
+	if _, ok := d.tasks.get(handle.Config.ID); ok {
+		return nil
+	}
+	state, err := decodeState(handle.Version, handle.DriverState)
+	if err != nil {
+		return fmt.Errorf("recover task %s: %w", handle.Config.ID, err)
+	}
+	rt, err := d.runtime(ctx)
+	if err != nil {
+		return fmt.Errorf("recover task %s: %w", handle.Config.ID, err)
+	}
+	return d.recover(rt, handle.Config, state)
+}
+
+// WaitTask returns a channel that yields the exit result once the task has
+// exited; it answers at once for an exited task, and may be called many
+// times concurrently.
+func (d *Driver) WaitTask(ctx context.Context, taskID string) (<-chan *sdk.ExitResult, error) {
+	h, ok := d.tasks.get(taskID)
+	if !ok {
+		return nil, fmt.Errorf("wait task %s: %w", taskID, sdk.ErrTaskNotFound)
+	}
+	ch := make(chan *sdk.ExitResult, 1)
+	go func() { // owned by ctx and the task's exit
+		defer close(ch)
+		if h.wait(ctx) == nil {
+			ch <- h.exitResult()
+		}
 	}()
 	return ch, nil
 }
 
-// StartTask is not implemented in the skeleton.
-func (d *Driver) StartTask(context.Context, *sdk.TaskConfig) (*sdk.TaskHandle, error) {
-	return nil, sdk.ErrNotSupported
+// StopTask delivers signal (SIGTERM when empty) to the guest command, waits
+// up to timeout, then kills the command and stops the VM. It returns once
+// the task has exited; stopping an exited task is a no-op.
+func (d *Driver) StopTask(ctx context.Context, taskID string, timeout time.Duration, signal string) error {
+	h, ok := d.tasks.get(taskID)
+	if !ok {
+		return fmt.Errorf("stop task %s: %w", taskID, sdk.ErrTaskNotFound)
+	}
+	rt, err := d.runtime(ctx)
+	if err != nil {
+		return fmt.Errorf("stop task %s: %w", taskID, err)
+	}
+	return d.stop(ctx, rt, h, timeout, signal)
 }
 
-// RecoverTask is not implemented in the skeleton.
-func (d *Driver) RecoverTask(context.Context, *sdk.TaskHandle) error {
-	return sdk.ErrNotSupported
+// DestroyTask kills a running task (force; Nomad always forces), deletes
+// its VM, frees its slot and forgets it. Idempotent.
+func (d *Driver) DestroyTask(ctx context.Context, taskID string, force bool) error {
+	h, ok := d.tasks.get(taskID)
+	if !ok {
+		return nil
+	}
+	if h.isRunning() && !force {
+		return fmt.Errorf("destroy task %s: task is still running", taskID)
+	}
+	rt, err := d.runtime(ctx)
+	if err != nil {
+		return fmt.Errorf("destroy task %s: %w", taskID, err)
+	}
+	return d.destroy(ctx, rt, h)
 }
 
-// WaitTask is not implemented in the skeleton.
-func (d *Driver) WaitTask(context.Context, string) (<-chan *sdk.ExitResult, error) {
-	return nil, sdk.ErrNotSupported
+// InspectTask reports a task's status (Nomad's client does not call it).
+func (d *Driver) InspectTask(_ context.Context, taskID string) (*sdk.TaskStatus, error) {
+	h, ok := d.tasks.get(taskID)
+	if !ok {
+		return nil, fmt.Errorf("inspect task %s: %w", taskID, sdk.ErrTaskNotFound)
+	}
+	return h.status(), nil
 }
 
-// StopTask is not implemented in the skeleton.
-func (d *Driver) StopTask(context.Context, string, time.Duration, string) error {
-	return sdk.ErrNotSupported
+// SignalTask delivers a signal such as "SIGHUP" to the guest command.
+func (d *Driver) SignalTask(ctx context.Context, taskID string, signal string) error {
+	h, ok := d.tasks.get(taskID)
+	if !ok {
+		return fmt.Errorf("signal task %s: %w", taskID, sdk.ErrTaskNotFound)
+	}
+	if !h.isRunning() {
+		return fmt.Errorf("signal task %s: task has exited", taskID)
+	}
+	rt, err := d.runtime(ctx)
+	if err != nil {
+		return fmt.Errorf("signal task %s: %w", taskID, err)
+	}
+	return d.signalGuest(ctx, rt, h, signal)
 }
 
-// DestroyTask is not implemented in the skeleton.
-func (d *Driver) DestroyTask(context.Context, string, bool) error {
-	return sdk.ErrNotSupported
-}
-
-// InspectTask is not implemented in the skeleton.
-func (d *Driver) InspectTask(context.Context, string) (*sdk.TaskStatus, error) {
-	return nil, sdk.ErrNotSupported
-}
-
-// TaskStats is not implemented in the skeleton.
-func (d *Driver) TaskStats(context.Context, string, time.Duration) (<-chan *sdk.TaskResourceUsage, error) {
-	return nil, sdk.ErrNotSupported
-}
-
-// SignalTask is not implemented in the skeleton.
-func (d *Driver) SignalTask(context.Context, string, string) error {
-	return sdk.ErrNotSupported
-}
-
-// ExecTask is not implemented in the skeleton.
-func (d *Driver) ExecTask(context.Context, string, []string, time.Duration) (*sdk.ExecResult, error) {
-	return nil, sdk.ErrNotSupported
+// ExecTask runs cmd in the task's VM (script checks) and returns its output
+// and exit code; the command is killed after timeout.
+func (d *Driver) ExecTask(ctx context.Context, taskID string, cmd []string, timeout time.Duration) (*sdk.ExecResult, error) {
+	h, ok := d.tasks.get(taskID)
+	if !ok {
+		return nil, fmt.Errorf("exec in task %s: %w", taskID, sdk.ErrTaskNotFound)
+	}
+	rt, err := d.runtime(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("exec in task %s: %w", taskID, err)
+	}
+	return d.execOnce(ctx, rt, h, cmd, timeout)
 }

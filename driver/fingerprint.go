@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,31 +17,56 @@ import (
 )
 
 const (
-	// fingerprintPeriod is how often the fingerprint is re-sent; unchanged
-	// values cause no node update.
+	// fingerprintPeriod is how often tart is asked for its version; the
+	// slot and pool attributes are compared every attrPeriod and sent when
+	// they change (unchanged values cause no node update).
 	fingerprintPeriod = 30 * time.Second
+	attrPeriod        = 2 * time.Second
 	// tartVersionTimeout bounds `tart --version`.
 	tartVersionTimeout = 10 * time.Second
 
-	attrVersion = "driver." + PluginName + ".version"
+	attrPrefix         = "driver." + PluginName + "."
+	attrVersion        = attrPrefix + "version"
+	attrSlotsTotal     = attrPrefix + "slots.total"
+	attrSlotsAvailable = attrPrefix + "slots.available"
 )
 
-// Fingerprint sends the first fingerprint at once, then every
-// fingerprintPeriod until ctx ends. The goroutine is owned by ctx.
+// minTartVersion is the first tart with `tart exec`, which runs every task.
+var minTartVersion = [3]int{2, 27, 0}
+
+// Fingerprint sends the first fingerprint at once, then again whenever
+// tart's health or the slot and pool attributes change, until ctx ends.
+// Only Nomad's long-lived plugin process calls it, so it also starts the
+// runtime (warm pools) in the background. The goroutine is owned by ctx.
 func (d *Driver) Fingerprint(ctx context.Context) (<-chan *sdk.Fingerprint, error) {
 	ch := make(chan *sdk.Fingerprint, 1)
 	go func() {
 		defer close(ch)
-		ticker := time.NewTicker(fingerprintPeriod)
-		defer ticker.Stop()
+		versionTick := time.NewTicker(fingerprintPeriod)
+		defer versionTick.Stop()
+		attrTick := time.NewTicker(attrPeriod)
+		defer attrTick.Stop()
+		base := d.fingerprint(ctx)
+		var last *sdk.Fingerprint
+		refreshed := true
 		for {
-			select {
-			case ch <- d.fingerprint(ctx):
-			case <-ctx.Done():
-				return
+			if refreshed && (base.Health == sdk.HealthStateHealthy || d.runtimeError() != nil) {
+				d.startRuntimeInBackground() // a failed start is retried at the next version check
+			}
+			refreshed = false
+			fp := d.withRuntimeAttributes(base)
+			if last == nil || !sameFingerprint(last, fp) {
+				select {
+				case ch <- fp:
+					last = fp
+				case <-ctx.Done():
+					return
+				}
 			}
 			select {
-			case <-ticker.C:
+			case <-versionTick.C:
+				base, refreshed = d.fingerprint(ctx), true
+			case <-attrTick.C:
 			case <-ctx.Done():
 				return
 			}
@@ -49,9 +75,50 @@ func (d *Driver) Fingerprint(ctx context.Context) (<-chan *sdk.Fingerprint, erro
 	return ch, nil
 }
 
-// fingerprint is healthy only when the configured tart binary exists and
-// answers `tart --version`. Descriptions stay stable between calls because
-// every change is a node update.
+// startRuntimeInBackground starts the runtime without waiting for it.
+func (d *Driver) startRuntimeInBackground() {
+	d.rtMu.Lock()
+	defer d.rtMu.Unlock()
+	if d.rt == nil && d.rtStart == nil {
+		d.rtStart = make(chan struct{})
+		go d.startRuntime(d.rtStart)
+	}
+}
+
+// withRuntimeAttributes adds slot and pool attributes to a healthy
+// fingerprint once the runtime runs.
+func (d *Driver) withRuntimeAttributes(base *sdk.Fingerprint) *sdk.Fingerprint {
+	fp := &sdk.Fingerprint{Health: base.Health, HealthDescription: base.HealthDescription, Attributes: map[string]any{}}
+	for k, v := range base.Attributes {
+		fp.Attributes[k] = v
+	}
+	rt := d.currentRuntime()
+	if rt == nil || base.Health != sdk.HealthStateHealthy {
+		return fp
+	}
+	fp.Attributes[attrSlotsTotal] = int64(rt.slots.Max())
+	fp.Attributes[attrSlotsAvailable] = int64(rt.slots.Available())
+	for name, ready := range rt.readyCounts() {
+		fp.Attributes[attrPrefix+"pool."+name+".ready"] = int64(ready)
+	}
+	return fp
+}
+
+func sameFingerprint(a, b *sdk.Fingerprint) bool {
+	if a.Health != b.Health || a.HealthDescription != b.HealthDescription || len(a.Attributes) != len(b.Attributes) {
+		return false
+	}
+	for k, v := range a.Attributes {
+		if w, ok := b.Attributes[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// fingerprint is healthy only when the configured tart binary exists,
+// answers `tart --version` and is recent enough. Descriptions stay stable
+// between calls because every change is a node update.
 func (d *Driver) fingerprint(ctx context.Context) *sdk.Fingerprint {
 	tartPath := d.pluginConfig().TartPath
 	resolved, err := d.lookPath(tartPath)
@@ -72,11 +139,56 @@ func (d *Driver) fingerprint(ctx context.Context) *sdk.Fingerprint {
 			Attributes:        map[string]any{attrVersion: ""},
 		}
 	}
+	if !versionAtLeast(ver, minTartVersion) {
+		return &sdk.Fingerprint{
+			Health:            sdk.HealthStateUnhealthy,
+			HealthDescription: fmt.Sprintf("tart %s is too old: tart exec needs %d.%d.%d or newer", ver, minTartVersion[0], minTartVersion[1], minTartVersion[2]),
+			Attributes:        map[string]any{attrVersion: ver},
+		}
+	}
+	if rt := d.currentRuntime(); rt == nil {
+		if err := d.runtimeError(); err != nil {
+			return &sdk.Fingerprint{
+				Health:            sdk.HealthStateUnhealthy,
+				HealthDescription: "tart does not work: " + firstLine([]byte(err.Error())),
+				Attributes:        map[string]any{attrVersion: ver},
+			}
+		}
+	}
 	return &sdk.Fingerprint{
 		Health:            sdk.HealthStateHealthy,
 		HealthDescription: "Healthy",
 		Attributes:        map[string]any{attrVersion: ver},
 	}
+}
+
+// runtimeError is the last runtime start error, if the runtime is not up.
+func (d *Driver) runtimeError() error {
+	d.rtMu.Lock()
+	defer d.rtMu.Unlock()
+	if d.rt != nil {
+		return nil
+	}
+	return d.rtErr
+}
+
+// versionAtLeast compares a dotted version with min; versions it cannot
+// parse (a locally built tart prints SNAPSHOT) are accepted.
+func versionAtLeast(v string, min [3]int) bool {
+	parts := strings.SplitN(strings.TrimPrefix(strings.TrimSpace(v), "v"), ".", 3)
+	for i := 0; i < 3; i++ {
+		if i >= len(parts) {
+			return true
+		}
+		n, err := strconv.Atoi(strings.TrimFunc(parts[i], func(r rune) bool { return r < '0' || r > '9' }))
+		if err != nil {
+			return true
+		}
+		if n != min[i] {
+			return n > min[i]
+		}
+	}
+	return true
 }
 
 // tartVersion runs `tart --version` and returns the first line it prints.

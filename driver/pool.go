@@ -1,0 +1,119 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package driver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/tartnomad/nomad-driver-tart/tart"
+)
+
+// runtime is everything that touches tart for the long-lived plugin
+// process: the client, the VM slots and the warm pool. It is created
+// lazily, on the first Fingerprint, StartTask or RecoverTask, because only
+// the long-lived process gets those: the short-lived discovery and
+// validation processes Nomad starts at agent start must not adopt or delete
+// anything.
+type runtime struct {
+	cfg     PluginConfig
+	client  *tart.Client
+	slots   *tart.Slots
+	pool    *tart.Pool
+	dataDir string
+	// tartEnv is the environment tart commands of supervisors get on top
+	// of the plugin's own.
+	tartEnv []string
+
+	// starting holds VMs that a StartTask of this process is creating, so
+	// the reconcile never collects them before their task is stored.
+	mu       sync.Mutex
+	starting map[string]int
+}
+
+func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*runtime, error) {
+	opts := []tart.Option{tart.WithBinary(cfg.TartPath), tart.WithLogger(logger.Named("tart")), tart.WithEnv("TART_NO_AUTO_PRUNE=1")}
+	env := []string{"CI=1", "TART_NO_AUTO_PRUNE=1"}
+	if cfg.TartHome != "" {
+		opts = append(opts, tart.WithHome(cfg.TartHome))
+		env = append(env, "TART_HOME="+cfg.TartHome)
+	}
+	client := tart.NewClient(opts...)
+	seed := cfg.MACSeed
+	if seed == "" {
+		seed, _ = os.Hostname()
+	}
+	slots, err := tart.NewSlots(cfg.MaxVMs, seed)
+	if err != nil {
+		return nil, fmt.Errorf("mac_seed: %w", err)
+	}
+	pools := make([]tart.PoolConfig, 0, len(cfg.Pools))
+	for _, p := range cfg.Pools {
+		pools = append(pools, tart.PoolConfig{Name: p.Name, Size: p.Size,
+			VMSpec: tart.VMSpec{Image: p.Image, CPU: p.CPU, MemoryMiB: p.Memory, DiskSizeGB: p.DiskSize}})
+	}
+	plog := logger.Named("pool")
+	pool, err := tart.NewPool(client, slots, pools, tart.PoolOptions{
+		Logger:        logger,
+		BootTimeout:   cfg.BootTimeout,
+		ReadyInterval: cfg.AgentPollInterval,
+		StopTimeout:   cfg.VMStopTimeout,
+		OnEvent: func(e tart.Event) {
+			plog.Debug("pool event", "type", string(e.Type), "pool", e.Pool, "vm_name", e.VM, "message", e.Message)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("invalid pools: %w", err)
+	}
+	dataDir := cfg.DataDir
+	if dataDir == "" {
+		dataDir = filepath.Join(client.Home(), "nomad-driver-tart")
+	}
+	if err := os.MkdirAll(filepath.Join(dataDir, "tasks"), 0o700); err != nil {
+		return nil, fmt.Errorf("create data_dir: %w", err)
+	}
+	// Start keeps running VMs of ours (tasks' VMs keep their slots), adopts
+	// ready warm VMs an earlier process left, deletes unclaimed warm VMs it
+	// cannot use, and refills in the background until ctx ends. Tasks'
+	// VMs are never touched here; RecoverTask re-attaches them.
+	if err := pool.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start warm pools: %w", err)
+	}
+	return &runtime{cfg: cfg, client: client, slots: slots, pool: pool, dataDir: dataDir, tartEnv: env, starting: map[string]int{}}, nil
+}
+
+// markStarting protects name from the reconcile until the returned func is
+// called.
+func (r *runtime) markStarting(name string) func() {
+	r.mu.Lock()
+	r.starting[name]++
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.starting[name]--; r.starting[name] <= 0 {
+			delete(r.starting, name)
+		}
+	}
+}
+
+func (r *runtime) isStarting(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.starting[name] > 0
+}
+
+// readyCounts returns the ready warm VMs per pool.
+func (r *runtime) readyCounts() map[string]int {
+	out := map[string]int{}
+	for _, s := range r.pool.Stats() {
+		out[s.Name] = s.Ready
+	}
+	return out
+}

@@ -1,0 +1,331 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package driver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
+	"github.com/tartnomad/nomad-driver-tart/tart"
+)
+
+// supervisorStartTimeout bounds how long StartTask waits for the
+// supervisor's start report (it opens the log FIFOs and starts tart exec).
+const supervisorStartTimeout = 30 * time.Second
+
+// errNoSlot is the cause of a cold start abandoned for lack of a VM slot.
+var errNoSlot = errors.New("no VM slot free")
+
+// decodeTaskConfig decodes and validates the task's config block.
+func decodeTaskConfig(cfg *sdk.TaskConfig) (*TaskConfig, error) {
+	var tc TaskConfig
+	if err := cfg.DecodeDriverConfig(taskConfigSpec, &tc); err != nil {
+		return nil, fmt.Errorf("failed to decode task config: %w", err)
+	}
+	if err := tc.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid task config: %w", err)
+	}
+	return &tc, nil
+}
+
+// taskPaths are a task's host paths, resolved and confined.
+type taskPaths struct {
+	stdin  string
+	shares []tart.DirShare
+}
+
+// resolveTaskPaths resolves stdin_file and shared dirs against the task
+// directory. They must stay inside it (symlinks included), except absolute
+// shared dirs when the plugin allows host dirs.
+func resolveTaskPaths(cfg *sdk.TaskConfig, tc *TaskConfig, allowHostDirs bool) (taskPaths, error) {
+	var p taskPaths
+	taskDir := cfg.TaskDir()
+	if tc.StdinFile != "" {
+		path, err := confined(taskDir, tc.StdinFile)
+		if err != nil {
+			return p, fmt.Errorf("stdin_file: %w", err)
+		}
+		if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+			return p, fmt.Errorf("stdin_file: %q is not a file in the task directory", tc.StdinFile)
+		}
+		p.stdin = path
+	}
+	for i, d := range tc.SharedDirs {
+		var path string
+		var err error
+		if filepath.IsAbs(d.HostPath) {
+			if !allowHostDirs {
+				err = fmt.Errorf("absolute host paths need allow_host_dirs = true in the plugin config")
+			}
+			path = d.HostPath
+		} else {
+			path, err = confined(taskDir, d.HostPath)
+		}
+		if err != nil {
+			return p, fmt.Errorf("shared_dir[%d].host_path: %w", i, err)
+		}
+		if fi, err := os.Stat(path); err != nil || !fi.IsDir() {
+			return p, fmt.Errorf("shared_dir[%d].host_path: %q is not a directory", i, d.HostPath)
+		}
+		name := d.Name
+		if name == "" && len(tc.SharedDirs) > 1 {
+			name = filepath.Base(path)
+		}
+		p.shares = append(p.shares, tart.DirShare{Name: name, Path: path, ReadOnly: d.ReadOnly})
+	}
+	return p, nil
+}
+
+// confined joins rel to base and fails if the result, symlinks resolved,
+// leaves base.
+func confined(base, rel string) (string, error) {
+	if err := relativePath(rel); err != nil {
+		return "", err
+	}
+	realBase, err := filepath.EvalSymlinks(base)
+	if err != nil {
+		return "", fmt.Errorf("resolve task directory: %w", err)
+	}
+	p, err := filepath.EvalSymlinks(filepath.Join(base, rel))
+	if err != nil {
+		return "", fmt.Errorf("%q does not exist in the task directory", rel)
+	}
+	if p != realBase && !strings.HasPrefix(p, realBase+string(filepath.Separator)) {
+		return "", fmt.Errorf("%q leaves the task directory", rel)
+	}
+	return p, nil
+}
+
+// vmSpec is the VM a task wants, plugin defaults applied.
+func vmSpec(pc PluginConfig, tc *TaskConfig, shares []tart.DirShare) tart.VMSpec {
+	spec := tart.VMSpec{Pool: tc.Pool, Image: tc.Image, CPU: tc.CPU, MemoryMiB: tc.Memory, DiskSizeGB: tc.DiskSize,
+		Run: tart.RunOptions{Dirs: shares, Network: tc.network()}}
+	if spec.CPU == 0 {
+		spec.CPU = pc.DefaultCPU
+	}
+	if spec.MemoryMiB == 0 {
+		spec.MemoryMiB = pc.DefaultMemory
+	}
+	if spec.Run.Network.Mode == tart.NetworkNAT {
+		spec.Run.Network.Mode = "" // NAT passes no flag, as in pools
+	}
+	return spec
+}
+
+// provisionVM claims a warm VM matching spec or cold-starts one. The
+// returned func ends the VM's protection from the reconcile; call it once
+// the task is stored (or the VM released).
+func (d *Driver) provisionVM(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, tc *TaskConfig, spec tart.VMSpec) (*tart.VM, func(), error) {
+	start := time.Now()
+	vm, err := rt.pool.Claim(ctx, cfg.ID, spec)
+	if err == nil {
+		done := rt.markStarting(vm.Name)
+		d.events.emit(cfg, fmt.Sprintf("Claimed warm VM %s in %.1fs", vm.Name, time.Since(start).Seconds()),
+			map[string]string{"vm_name": vm.Name, "pool": vm.Pool})
+		return vm, done, nil
+	}
+	if !errors.Is(err, tart.ErrPoolEmpty) {
+		return nil, nil, fmt.Errorf("failed to claim a warm VM: %w", err)
+	}
+	if err := d.ensureImage(ctx, rt, cfg, tc); err != nil {
+		return nil, nil, err
+	}
+	name := tart.TaskVMName(cfg.ID)
+	done := rt.markStarting(name)
+	vm, err = d.coldStart(ctx, rt, cfg, name, spec)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return vm, done, nil
+}
+
+// ensureImage applies the pull policy before a cold start (a warm VM was
+// cloned from an image already cached).
+func (d *Driver) ensureImage(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, tc *TaskConfig) error {
+	have, err := rt.client.HasImage(ctx, tc.Image)
+	if err != nil {
+		return sdk.NewRecoverableError(fmt.Errorf("failed to look up image %q: %w", tc.Image, err))
+	}
+	remote := tart.IsRemoteName(tc.Image)
+	switch {
+	case !remote && !have:
+		return fmt.Errorf("image %q: no local VM of that name exists (use an OCI reference such as ghcr.io/org/image:tag to pull)", tc.Image)
+	case tc.PullPolicy == pullNever && !have:
+		return fmt.Errorf("image %q is not cached and pull_policy is never", tc.Image)
+	case !remote, tc.PullPolicy == pullNever, tc.PullPolicy == pullIfNotPresent && have:
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, tc.PullTimeout)
+	defer cancel()
+	d.events.emit(cfg, "Pulling image "+tc.Image, map[string]string{"image": tc.Image})
+	err = rt.client.Pull(pctx, tc.Image, tart.PullOptions{Progress: func(p tart.PullProgress) {
+		if p.Phase == tart.PullDisk {
+			d.events.emit(cfg, p.String(), map[string]string{"image": tc.Image})
+		}
+	}})
+	switch {
+	case errors.Is(err, tart.ErrImageNotFound):
+		return fmt.Errorf("image %q was not found in its registry: %w", tc.Image, err)
+	case pctx.Err() != nil && ctx.Err() == nil:
+		return sdk.NewRecoverableError(fmt.Errorf("pulling image %q took longer than pull_timeout %s", tc.Image, tc.PullTimeout))
+	case err != nil:
+		return sdk.NewRecoverableError(fmt.Errorf("failed to pull image %q: %w", tc.Image, err))
+	}
+	d.events.emit(cfg, "Pulled image "+tc.Image, map[string]string{"image": tc.Image})
+	return nil
+}
+
+// coldStart boots VM name for the task. If no slot frees up within
+// slot_wait_timeout the start fails with a recoverable error, as does
+// Apple's VM limit; nothing is left behind on failure (StartVM deletes the
+// VM and frees the slot).
+func (d *Driver) coldStart(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, name string, spec tart.VMSpec) (*tart.VM, error) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := time.AfterFunc(rt.cfg.SlotWaitTimeout, func() {
+		if _, held := rt.slots.OwnerSlot(name); !held {
+			cancel(errNoSlot)
+		}
+	})
+	defer timer.Stop()
+	vm, err := rt.pool.StartVM(sctx, name, spec, func(e tart.Event) {
+		if e.Type == tart.EventFailed {
+			return // reported by StartTask's error
+		}
+		d.events.emit(cfg, e.Message, map[string]string{"vm_name": e.VM, "event": string(e.Type)})
+	})
+	switch {
+	case err == nil:
+		return vm, nil
+	case errors.Is(context.Cause(sctx), errNoSlot):
+		return nil, sdk.NewRecoverableError(fmt.Errorf("%w: all %d slots are in use and none freed up within slot_wait_timeout (%s)",
+			errNoSlot, rt.slots.Max(), rt.cfg.SlotWaitTimeout))
+	case errors.Is(err, tart.ErrVMLimit):
+		return nil, sdk.NewRecoverableError(fmt.Errorf("the host refused another VM (Apple's limit of 2 macOS VMs; other tools' VMs count too): %w", err))
+	default:
+		return nil, fmt.Errorf("failed to start VM %s: %w", name, err)
+	}
+}
+
+// startSupervisor writes the supervisor spec, starts the supervisor in its
+// own session, hands it the task environment on stdin and waits for its
+// start report.
+func (d *Driver) startSupervisor(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, tc *TaskConfig, paths taskPaths, vm *tart.VM) (*taskHandle, error) {
+	self, err := d.selfPath()
+	if err != nil {
+		return nil, fmt.Errorf("failed to find the plugin binary for the supervisor: %w", err)
+	}
+	dir := filepath.Join(rt.dataDir, "tasks", stateDirName(cfg.ID))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create task state dir: %w", err)
+	}
+	spec := supervisorSpec{TartPath: rt.client.Binary(), TartEnv: rt.tartEnv, VM: vm.Name,
+		Argv: guestArgv(tc.Command, tc.Args), StdinFile: paths.stdin, StdoutPath: cfg.StdoutPath, StderrPath: cfg.StderrPath,
+		TaskDir: cfg.TaskDir()}
+	b, err := json.Marshal(spec)
+	if err == nil {
+		err = writeFileAtomic(filepath.Join(dir, specFile), b)
+	}
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("failed to write supervisor spec: %w", err)
+	}
+	proc, execPID, err := spawnSupervisor(ctx, self, dir, envBlock(cfg.Env))
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("failed to start the command in the VM: %w", err)
+	}
+	state := &TaskState{TaskID: cfg.ID, AllocID: cfg.AllocID, TaskName: cfg.Name, VMName: vm.Name, Slot: vm.Slot.Index,
+		MAC: vm.Slot.MAC, Pool: vm.Pool, Warm: vm.Warm, StateDir: dir, SupervisorPID: proc.Pid, ExecPID: execPID,
+		StartedAt: time.Now(), TaskDir: cfg.TaskDir(), Config: *tc}
+	h := newTaskHandle(state, cfg, vm, d.logger.With("task_id", cfg.ID, "alloc_id", cfg.AllocID, "vm_name", vm.Name))
+	go h.watchChild(proc)
+	return h, nil
+}
+
+// spawnSupervisor starts `<self> supervise <dir>` detached (setsid, so it
+// outlives this process and its process group) and reads its report.
+func spawnSupervisor(ctx context.Context, self, dir string, env []byte) (*os.Process, int, error) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, 0, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		_ = inR.Close()
+		_ = inW.Close()
+		return nil, 0, err
+	}
+	defer outR.Close()
+	cmd := exec.Command(self, SupervisorCommand, dir)
+	cmd.Stdin, cmd.Stdout = inR, outW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	_ = inR.Close()
+	_ = outW.Close()
+	if err != nil {
+		_ = inW.Close()
+		return nil, 0, err
+	}
+	go func() { // owned by the supervisor, which reads stdin to EOF first
+		defer inW.Close()
+		_, _ = inW.Write(env)
+	}()
+	type report struct {
+		pid int
+		err error
+	}
+	ch := make(chan report, 1)
+	go func() { // ends when the supervisor reports or exits (pipe closed)
+		pid, err := readReport(outR)
+		ch <- report{pid, err}
+	}()
+	timer := time.NewTimer(supervisorStartTimeout)
+	defer timer.Stop()
+	var r report
+	select {
+	case r = <-ch:
+	case <-timer.C:
+		r.err = fmt.Errorf("supervisor did not start within %s", supervisorStartTimeout)
+	case <-ctx.Done():
+		r.err = ctx.Err()
+	}
+	if r.err != nil {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		return nil, 0, r.err
+	}
+	return cmd.Process, r.pid, nil
+}
+
+// stateDirName makes a task ID (<alloc>/<task>/<rand>) a directory name.
+func stateDirName(id string) string {
+	return strings.NewReplacer("/", "_", "\x00", "_", "..", "_").Replace(id)
+}
+
+// releaseVM deletes a task's VM and frees its slot (when the slot is ours),
+// on a context of its own: cleanup must happen even if the caller's ended.
+func (d *Driver) releaseVM(rt *runtime, name string, vm *tart.VM) {
+	ctx, cancel := context.WithTimeout(context.Background(), rt.cfg.VMStopTimeout+time.Minute)
+	defer cancel()
+	var err error
+	if vm != nil {
+		err = rt.pool.Release(ctx, vm)
+	} else {
+		err = rt.client.Destroy(ctx, name, rt.cfg.VMStopTimeout)
+	}
+	if err != nil {
+		d.logger.Error("failed to delete vm", "vm_name", name, "error", err)
+	}
+}
