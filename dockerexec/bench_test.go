@@ -36,7 +36,7 @@ func BenchmarkStartRunners(b *testing.B) {
 	if err != nil {
 		b.Skip("docker CLI not on PATH: needed for the side-by-side comparison")
 	}
-	for _, bc := range []struct{ n, rounds int }{{1, 5}, {10, 3}, {50, 1}} {
+	for _, bc := range []struct{ n, rounds int }{{1, 5}, {10, 5}, {50, 3}} {
 		b.Run(fmt.Sprintf("N=%d", bc.n), func(b *testing.B) {
 			var file, env, viaCLI []time.Duration
 			ways := []func(){
