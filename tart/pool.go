@@ -173,8 +173,11 @@ type Pool struct {
 	pullMu  sync.Mutex
 	pulling map[string]chan struct{}
 
-	mu      sync.Mutex
-	pools   map[string]*poolState
+	mu    sync.Mutex
+	pools map[string]*poolState
+	// health is set when tart reported the VM limit while fewer VMs ran
+	// than Apple allows (see Health); cleared by the next good boot.
+	health  error
 	order   []string // pool names in config order
 	closed  bool
 	started bool
@@ -719,8 +722,61 @@ func (p *Pool) StartVM(ctx context.Context, name string, spec VMSpec, onEvent Ev
 	return vm, nil
 }
 
-// boot pulls (if needed), clones, configures, runs and waits for vm.
+// boot pulls (if needed), clones, configures, runs and waits for vm, and
+// keeps Health up to date.
 func (p *Pool) boot(ctx context.Context, vm *VM, spec VMSpec, onEvent EventFunc) error {
+	err := p.bootSteps(ctx, vm, spec, onEvent)
+	switch {
+	case err == nil:
+		p.mu.Lock()
+		p.health = nil
+		p.mu.Unlock()
+	case errors.Is(err, ErrVMLimit):
+		p.checkQuotaLeak(vm.Name)
+	}
+	return err
+}
+
+// checkQuotaLeak marks the host unhealthy when tart refuses a VM for the
+// system limit although fewer than DefaultMaxVMs VMs run in TART_HOME: a
+// leaked Virtualization.framework quota (only a host reboot clears it) or
+// VMs of other users and tools. Retrying would not help.
+func (p *Pool) checkQuotaLeak(vmName string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	vms, err := p.client.List(ctx)
+	if err != nil {
+		return
+	}
+	running := 0
+	for _, v := range vms {
+		if v.IsLocal() && v.IsRunning() && v.Name != vmName {
+			running++
+		}
+	}
+	if running >= DefaultMaxVMs {
+		return
+	}
+	herr := fmt.Errorf("%w although only %d vm(s) run in %s: VMs of other users or tools, or a leaked macOS VM quota (reboot the host)",
+		ErrVMLimit, running, p.client.Home())
+	p.log.Error("host refuses vms below the limit", "running", running, "error", herr)
+	p.mu.Lock()
+	p.health = herr
+	p.mu.Unlock()
+}
+
+// Health returns nil, or an error (matching ErrVMLimit) when the last boot
+// was refused for the host's VM limit while fewer than two VMs ran: the
+// host needs attention (fingerprint it unhealthy). The next successful boot
+// clears it.
+func (p *Pool) Health() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.health
+}
+
+// bootSteps is boot without the health bookkeeping.
+func (p *Pool) bootSteps(ctx context.Context, vm *VM, spec VMSpec, onEvent EventFunc) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, p.opts.BootTimeout)
 	defer cancel()

@@ -350,3 +350,23 @@ func TestPool_agentNeverReadyTimesOut(t *testing.T) {
 	must.Eq(t, 0, st.Booting)
 	must.ErrorIs(t, st.LastError, ErrAgentNotReady)
 }
+
+func TestPool_Health_quotaLeak(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	m.setFail("run", "The number of VMs exceeds the system limit")
+	p, _ := testPool(t, m, 2, nil)
+	startPool(t, p)
+	must.NoError(t, p.Health())
+	_, err := p.StartVM(t.Context(), TaskVMName("a"), VMSpec{Image: testImage}, nil)
+	must.ErrorIs(t, err, ErrVMLimit)
+	h := p.Health()
+	must.ErrorIs(t, h, ErrVMLimit)
+	must.ErrorContains(t, h, "only 0 vm(s) run")
+
+	m.setFail("run", "")
+	vm, err := p.StartVM(t.Context(), TaskVMName("b"), VMSpec{Image: testImage}, nil)
+	must.NoError(t, err)
+	must.NoError(t, p.Health())
+	must.NoError(t, p.Release(t.Context(), vm))
+}
