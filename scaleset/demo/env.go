@@ -7,7 +7,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -72,9 +71,10 @@ func dockerReachable(ctx context.Context) (*client.Client, error) {
 	return cli, nil
 }
 
-// importRunnerImage builds the fake runner image offline: `docker import`
-// of a root file system holding only the static fakerunner binary.
-func importRunnerImage(ctx context.Context, cli *client.Client, binary, ref string) error {
+// ImportRunnerImage builds the fake runner image offline: `docker import`
+// of a root file system holding only the static fakerunner binary at
+// /bin/fakerunner (no entrypoint: the docker {} block's command names it).
+func ImportRunnerImage(ctx context.Context, cli *client.Client, binary, ref string) error {
 	body, err := os.ReadFile(binary)
 	if err != nil {
 		return fmt.Errorf("failed to read %s: %w", binary, err)
@@ -96,9 +96,7 @@ func importRunnerImage(ctx context.Context, cli *client.Client, binary, ref stri
 	if err := tw.Close(); err != nil {
 		return fmt.Errorf("failed to pack image: %w", err)
 	}
-	ep, _ := json.Marshal([]string{"/bin/fakerunner"})
-	rc, err := cli.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, ref,
-		image.ImportOptions{Changes: []string{"ENTRYPOINT " + string(ep)}})
+	rc, err := cli.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, ref, image.ImportOptions{})
 	if err != nil {
 		return fmt.Errorf("failed to import image %s: %w", ref, err)
 	}
@@ -186,7 +184,7 @@ func prepareBackend(ctx context.Context, o Options, fakerunner, scratch string) 
 	switch kind {
 	case BackendDocker:
 		ref := fmt.Sprintf("nomad-gha-scaleset-demo-runner:%d", os.Getpid())
-		if err := importRunnerImage(ctx, cli, fakerunner, ref); err != nil {
+		if err := ImportRunnerImage(ctx, cli, fakerunner, ref); err != nil {
 			_ = cli.Close()
 			return nil, err
 		}

@@ -88,7 +88,7 @@ type Config struct {
 	StartBackoffMin time.Duration
 	StartBackoffMax time.Duration
 	// MaxParallelOps bounds concurrent backend/GitHub operations in one
-	// pass. Default 8.
+	// pass. Default 16.
 	MaxParallelOps int
 	// OpTimeout bounds one start or removal. Default 10m (a cold VM boot).
 	OpTimeout time.Duration
@@ -113,7 +113,7 @@ func (c *Config) defaults() {
 		c.StartBackoffMax = 2 * time.Minute
 	}
 	if c.MaxParallelOps == 0 {
-		c.MaxParallelOps = 8
+		c.MaxParallelOps = 16
 	}
 	if c.OpTimeout == 0 {
 		c.OpTimeout = 10 * time.Minute

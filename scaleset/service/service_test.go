@@ -460,3 +460,13 @@ func TestService_Handler_healthAndMetrics(t *testing.T) {
 	}
 	_ = r.shutdown(t)
 }
+
+func TestCanceledAsDebug(t *testing.T) {
+	var buf lockedBuffer
+	l := slog.New(canceledAsDebug{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})}).With("component", "http")
+	l.Error("request failed", "error", errors.New("Get x: context canceled"))
+	l.Error("request failed", "error", errors.New("502 bad gateway"))
+	out := buf.String()
+	must.StrNotContains(t, out, "context canceled")
+	must.StrContains(t, out, "502 bad gateway")
+}
