@@ -5,6 +5,7 @@ package driver
 
 import (
 	"testing"
+	"time"
 
 	"github.com/shoenig/test/must"
 	"github.com/zclconf/go-cty/cty"
@@ -21,8 +22,12 @@ func TestPluginConfig_Validate(t *testing.T) {
 		want    PluginConfig
 		wantErr string
 	}{
-		{name: "defaults", want: PluginConfig{TartPath: "tart", MaxVMs: 2}},
-		{name: "explicit", in: PluginConfig{TartPath: "/opt/tart", MaxVMs: 1}, want: PluginConfig{TartPath: "/opt/tart", MaxVMs: 1}},
+		{name: "defaults", want: defaultPluginConfig()},
+		{name: "explicit", in: PluginConfig{TartPath: "/opt/tart", MaxVMs: 1, GCInterval: time.Minute},
+			want: func() PluginConfig { c := defaultPluginConfig(); c.TartPath, c.MaxVMs, c.GCInterval = "/opt/tart", 1, time.Minute; return c }()},
+		{name: "grace below boot timeout", in: PluginConfig{GCGracePeriod: time.Minute}, wantErr: "gc_grace_period: 1m0s must be at least boot_timeout"},
+		{name: "bad pool", in: PluginConfig{Pools: []PoolConfig{{Name: "a b"}, {Name: "x", Image: "i", Size: -1}}},
+			wantErr: "pool[0].name"},
 		{name: "negative max_vms", in: PluginConfig{MaxVMs: -1}, wantErr: "max_vms: must be at least 1, got -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -39,10 +44,41 @@ func TestPluginConfig_Validate(t *testing.T) {
 	}
 }
 
+func defaultPluginConfig() PluginConfig {
+	return PluginConfig{TartPath: "tart", MaxVMs: 2, GCInterval: 5 * time.Minute, GCGracePeriod: 15 * time.Minute,
+		SlotWaitTimeout: time.Minute, BootTimeout: 5 * time.Minute, VMStopTimeout: 10 * time.Second, AgentPollInterval: time.Second}
+}
+
 func TestTaskConfig_Validate(t *testing.T) {
 	t.Parallel()
-	must.ErrorContains(t, (&TaskConfig{}).Validate(), "image: must not be empty")
-	must.NoError(t, (&TaskConfig{Image: "ghcr.io/cirruslabs/macos-sequoia-base:latest"}).Validate())
+	for _, tc := range []struct {
+		name    string
+		in      TaskConfig
+		wantErr string
+	}{
+		{name: "ok", in: TaskConfig{Image: "ghcr.io/cirruslabs/macos-sequoia-base:latest", Command: "/bin/echo"}},
+		{name: "no image", in: TaskConfig{Command: "x"}, wantErr: "image: must not be empty"},
+		{name: "no command", in: TaskConfig{Image: "i"}, wantErr: "command: must not be empty"},
+		{name: "pull policy", in: TaskConfig{Image: "i", Command: "x", PullPolicy: "sometimes"}, wantErr: `pull_policy: "sometimes" is not one of`},
+		{name: "stdin outside", in: TaskConfig{Image: "i", Command: "x", StdinFile: "../../etc/passwd"}, wantErr: "stdin_file"},
+		{name: "stdin absolute", in: TaskConfig{Image: "i", Command: "x", StdinFile: "/etc/passwd"}, wantErr: "must be relative"},
+		{name: "network", in: TaskConfig{Image: "i", Command: "x", NetworkMode: "bridged"}, wantErr: "bridged interface"},
+		{name: "negative", in: TaskConfig{Image: "i", Command: "x", CPU: -1}, wantErr: "must not be negative"},
+		{name: "share name", in: TaskConfig{Image: "i", Command: "x", SharedDirs: []SharedDir{{HostPath: "local", Name: "a/b"}}}, wantErr: "shared_dir[0].name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := tc.in
+			err := c.Validate()
+			if tc.wantErr != "" {
+				must.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			must.NoError(t, err)
+			must.Eq(t, "nat", c.NetworkMode)
+			must.Eq(t, "if_not_present", c.PullPolicy)
+		})
+	}
 }
 
 func TestDriver_schemas_convert(t *testing.T) {
@@ -65,7 +101,7 @@ func TestDriver_SetConfig_emptyUsesDefaults(t *testing.T) {
 	d := New(nil)
 	must.NoError(t, d.SetConfig(&sdk.PluginConfig{}))
 	must.NoError(t, d.SetConfig(&sdk.PluginConfig{})) // idempotent
-	must.Eq(t, PluginConfig{TartPath: "tart", MaxVMs: 2}, d.pluginConfig())
+	must.Eq(t, defaultPluginConfig(), d.pluginConfig())
 }
 
 // pluginConfigBytes encodes a plugin config the way Nomad does: go-cty
@@ -85,9 +121,11 @@ func TestDriver_SetConfig_msgpack(t *testing.T) {
 	t.Parallel()
 	d := New(nil)
 	must.NoError(t, d.SetConfig(&sdk.PluginConfig{RawConfig: pluginConfigBytes(t, "/opt/tart/bin/tart", 1)}))
-	must.Eq(t, PluginConfig{TartPath: "/opt/tart/bin/tart", MaxVMs: 1}, d.pluginConfig())
+	want := defaultPluginConfig()
+	want.TartPath, want.MaxVMs = "/opt/tart/bin/tart", 1
+	must.Eq(t, want, d.pluginConfig())
 
 	err := d.SetConfig(&sdk.PluginConfig{RawConfig: pluginConfigBytes(t, "tart", -2)})
 	must.ErrorContains(t, err, "max_vms: must be at least 1, got -2")
-	must.Eq(t, PluginConfig{TartPath: "/opt/tart/bin/tart", MaxVMs: 1}, d.pluginConfig()) // unchanged
+	must.Eq(t, want, d.pluginConfig()) // unchanged
 }

@@ -137,7 +137,8 @@ func TestPlugin_Binary_handshakeAndDiscovery(t *testing.T) {
 	must.Eq(t, "2.32.1", fp.GetAttributes()["driver.tart.version"].GetStringVal())
 
 	_, err = c.Driver.StartTask(ctx, &driverpb.StartTaskRequest{Task: &driverpb.TaskConfig{Id: "a/t/1"}})
-	must.Eq(t, codes.Unimplemented, status.Code(err))
+	must.Eq(t, codes.Unknown, status.Code(err))
+	must.StrContains(t, status.Convert(err).Message(), "invalid task config: image: must not be empty")
 }
 
 func TestPlugin_Binary_noTart(t *testing.T) {

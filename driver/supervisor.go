@@ -68,10 +68,13 @@ type exitStatus struct {
 
 // guestWrapper is run by /bin/sh in the guest. It reads the task's
 // environment from stdin (KEY=value lines, backslash escapes for newlines,
-// ended by a "." line), records the command's PID in $HOME so signals can
-// be delivered to it with another tart exec, and runs the command with the
-// rest of stdin (the payload, if any). The shell reads one byte at a time
-// from a pipe, so it never consumes the payload.
+// ended by a "." line), records its PID in $HOME so signals can be
+// delivered with another tart exec, and execs the command (same PID) with
+// the rest of stdin (the payload, if any). The shell reads one byte at a
+// time from a pipe, so it never consumes the payload. It execs rather than
+// running the command in the background because a non-interactive shell
+// starts background jobs with SIGINT ignored, which would defeat
+// kill_signal = "SIGINT".
 const guestWrapper = `__ntart_pf="${HOME:-/tmp}/` + guestPIDFile + `"
 while IFS= read -r __ntart_l; do
   [ "$__ntart_l" = "` + envBlockEnd + `" ] && break
@@ -81,10 +84,9 @@ while IFS= read -r __ntart_l; do
   export "$__ntart_k=$__ntart_v"
 done
 unset __ntart_l __ntart_k __ntart_v
-"$@" <&0 &
-__ntart_pid=$!
-echo "$__ntart_pid" > "$__ntart_pf"
-wait "$__ntart_pid"
+echo "$$" > "$__ntart_pf"
+unset __ntart_pf
+exec "$@"
 `
 
 // guestArgv wraps the task's command in guestWrapper.
@@ -271,7 +273,13 @@ func (s *supervisor) execute(env []byte) exitStatus {
 	werr := cmd.Wait()
 	close(done)
 	killed.Wait()
-	<-copied
+	// Guest processes that outlive tart exec may hold the stderr pipe;
+	// do not wait for them for long.
+	select {
+	case <-copied:
+	case <-time.After(2 * time.Second):
+		_ = errR.Close()
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	return s.status(werr, byDriver, tail.last())

@@ -1,0 +1,143 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package driver_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoenig/test/must"
+
+	"github.com/tartnomad/nomad-driver-tart/driver/harness"
+)
+
+func TestDriver_StartTask_coldStart(t *testing.T) {
+	t.Parallel()
+	e, h := newTartEnv(t, envOptions{})
+	task := h.StartTask(t, harness.TaskSpec{
+		Config: sh(`echo "out $MY_VAR $NOMAD_TASK_NAME"; echo err-line >&2; exit 3`),
+		Env:    map[string]string{"MY_VAR": "multi\nline"},
+	})
+	res := h.WaitTask(t, task.ID)
+	must.Eq(t, 3, res.ExitCode)
+	must.Eq(t, "", res.Err)
+	stdout, stderr := h.Logs(t, task.ID)
+	must.Eq(t, "out multi\nline task\n", stdout)
+	must.Eq(t, "err-line\n", stderr)
+	vm := taskVM(t, task)
+	must.StrHasPrefix(t, "ntart-task-", vm)
+	h.WaitEvent(t, task.ID, "Booting VM "+vm)
+	must.SliceContains(t, e.vmNames(t), vm) // kept until DestroyTask
+	h.DestroyTask(t, task.ID, true)
+	must.SliceNotContains(t, e.vmNames(t), vm)
+}
+
+func TestDriver_StartTask_poolHit(t *testing.T) {
+	t.Parallel()
+	e, h := newTartEnv(t, envOptions{PluginConfig: `
+pool {
+  name  = "macos"
+  image = "` + testImage + `"
+  size  = 1
+}`})
+	h.WaitFingerprint(t, func(fp *harness.Fingerprint) bool { return fp.Attributes["driver.tart.pool.macos.ready"] == "1" })
+	fp := h.LastFingerprint(t)
+	must.Eq(t, "2", fp.Attributes["driver.tart.slots.total"])
+	must.Eq(t, "1", fp.Attributes["driver.tart.slots.available"])
+	must.Eq(t, "2.32.1", fp.Attributes["driver.tart.version"])
+
+	task := h.StartTask(t, harness.TaskSpec{Config: sh(`echo warm`)})
+	vm := taskVM(t, task)
+	must.StrHasPrefix(t, "ntart-pool-macos-", vm)
+	ev := h.WaitEvent(t, task.ID, "Claimed warm VM "+vm)
+	must.Eq(t, vm, ev.Annotations["vm_name"])
+	must.Eq(t, 0, h.WaitTask(t, task.ID).ExitCode)
+	stdout, _ := h.Logs(t, task.ID)
+	must.Eq(t, "warm\n", stdout)
+	for _, ev := range h.TaskEvents(task.ID) {
+		must.StrNotContains(t, ev.Message, "Booting", must.Sprint("a pool hit must not boot"))
+	}
+	h.DestroyTask(t, task.ID, true)
+	must.SliceNotContains(t, e.vmNames(t), vm)
+	// The pool refills its slot with a fresh VM.
+	h.WaitFingerprint(t, func(fp *harness.Fingerprint) bool {
+		return fp.Attributes["driver.tart.pool.macos.ready"] == "1" && fp.Attributes["driver.tart.slots.available"] == "1"
+	})
+}
+
+func TestDriver_StopTask(t *testing.T) {
+	t.Parallel()
+	_, h := newTartEnv(t, envOptions{})
+	for _, tc := range []struct {
+		name, script, signal string
+		code, sig            int
+		out                  string
+	}{
+		{name: "default signal", script: `trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done`,
+			code: 7, out: "ready\ngot-term\n"},
+		{name: "kill_signal", signal: "SIGINT", script: `trap 'echo got-int; exit 8' INT; echo ready; while :; do sleep 0.05; done`,
+			code: 8, out: "ready\ngot-int\n"},
+		{name: "kill after timeout", script: `trap '' TERM; echo ready; while :; do sleep 0.05; done`,
+			code: 137, sig: 9, out: "ready\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			task := h.StartTask(t, harness.TaskSpec{Config: sh(tc.script)})
+			h.WaitStdout(t, task.ID, "ready")
+			h.StopTask(t, task.ID, 500*time.Millisecond, tc.signal)
+			res := h.WaitTask(t, task.ID)
+			must.Eq(t, tc.code, res.ExitCode)
+			must.Eq(t, tc.sig, res.Signal)
+			stdout, _ := h.Logs(t, task.ID)
+			must.Eq(t, tc.out, stdout)
+			h.StopTask(t, task.ID, time.Second, "") // idempotent
+			h.DestroyTask(t, task.ID, true)
+			h.DestroyTask(t, task.ID, true) // idempotent
+		})
+	}
+}
+
+func TestDriver_SignalTask(t *testing.T) {
+	t.Parallel()
+	_, h := newTartEnv(t, envOptions{})
+	task := h.StartTask(t, harness.TaskSpec{Config: sh(`trap 'echo got-usr1' USR1; trap 'exit 4' TERM; echo ready; while :; do sleep 0.05; done`)})
+	h.SignalTask(t, task.ID, "SIGUSR1") // may arrive before the trap is set: the wrapper waits for the PID only
+	h.WaitStdout(t, task.ID, "ready")
+	h.SignalTask(t, task.ID, "SIGUSR1")
+	h.WaitStdout(t, task.ID, "got-usr1")
+	must.Error(t, h.TrySignalTask(task.ID, "SIG;rm"))
+	h.SignalTask(t, task.ID, "SIGTERM")
+	must.Eq(t, 4, h.WaitTask(t, task.ID).ExitCode)
+	h.DestroyTask(t, task.ID, true)
+}
+
+func TestDriver_ExecTask(t *testing.T) {
+	t.Parallel()
+	_, h := newTartEnv(t, envOptions{})
+	task := h.StartTask(t, harness.TaskSpec{Config: sh(`echo ready; while :; do sleep 0.05; done`)})
+	h.WaitStdout(t, task.ID, "ready")
+
+	r := h.ExecTask(t, task.ID, []string{"/bin/sh", "-c", "echo hi; echo oops >&2; exit 2"}, 10*time.Second)
+	must.Eq(t, 2, r.ExitCode)
+	must.Eq(t, "hi\n", string(r.Stdout))
+	must.Eq(t, "oops\n", string(r.Stderr))
+
+	s := h.ExecTaskStreaming(t, task.ID, harness.ExecOptions{Command: []string{"/bin/sh", "-c", "cat; echo done >&2; exit 5"},
+		Stdin: strings.NewReader("from stdin\n")})
+	must.Eq(t, 5, s.ExitCode)
+	must.Eq(t, "from stdin\n", string(s.Stdout))
+	must.Eq(t, "done\n", string(s.Stderr))
+
+	tty := h.ExecTaskStreaming(t, task.ID, harness.ExecOptions{Command: []string{"/bin/sh", "-c", "test -t 1 && echo on-a-tty; exit 6"},
+		Tty: true, TerminalSize: &harness.TerminalSize{Height: 40, Width: 100}, Stdin: strings.NewReader("")})
+	must.Eq(t, 6, tty.ExitCode)
+	must.StrContains(t, string(tty.Stdout), "on-a-tty")
+
+	stats := h.TaskStats(t, task.ID, 100*time.Millisecond, 2)
+	must.Len(t, 2, stats)
+	must.Positive(t, stats[1].GetAggResourceUsage().GetMemory().GetRss())
+	h.StopTask(t, task.ID, time.Second, "")
+	h.WaitTask(t, task.ID)
+	h.DestroyTask(t, task.ID, true)
+}
