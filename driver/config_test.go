@@ -24,7 +24,11 @@ func TestPluginConfig_Validate(t *testing.T) {
 	}{
 		{name: "defaults", want: defaultPluginConfig()},
 		{name: "explicit", in: PluginConfig{TartPath: "/opt/tart", MaxVMs: 1, GCInterval: time.Minute},
-			want: func() PluginConfig { c := defaultPluginConfig(); c.TartPath, c.MaxVMs, c.GCInterval = "/opt/tart", 1, time.Minute; return c }()},
+			want: func() PluginConfig {
+				c := defaultPluginConfig()
+				c.TartPath, c.MaxVMs, c.GCInterval = "/opt/tart", 1, time.Minute
+				return c
+			}()},
 		{name: "grace below boot timeout", in: PluginConfig{GCGracePeriod: time.Minute}, wantErr: "gc_grace_period: 1m0s must be at least boot_timeout"},
 		{name: "bad pool", in: PluginConfig{Pools: []PoolConfig{{Name: "a b"}, {Name: "x", Image: "i", Size: -1}}},
 			wantErr: "pool[0].name"},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -169,3 +170,13 @@ func taskVM(t testing.TB, task *harness.Task) string {
 func sh(script string, extra ...string) string {
 	return fmt.Sprintf("image = %q\ncommand = \"/bin/sh\"\nargs = [\"-c\", %q]\n%s", testImage, script, strings.Join(extra, "\n"))
 }
+
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func buildPlugin(t testing.TB) string { return testutil.BuildBinary(t, "./cmd/nomad-driver-tart") }
