@@ -29,6 +29,8 @@ func TestDriver_StartTask_coldStart(t *testing.T) {
 	vm := taskVM(t, task)
 	must.StrHasPrefix(t, "ntart-task-", vm)
 	h.WaitEvent(t, task.ID, "Booting VM "+vm)
+	h.WaitEvent(t, task.ID, "Pulling image: 100% (2.8 GiB of 2.8 GiB)") // the image was not cached
+	h.WaitEvent(t, task.ID, "Pulled image "+testImage)
 	must.SliceContains(t, e.vmNames(t), vm) // kept until DestroyTask
 	h.DestroyTask(t, task.ID, true)
 	must.SliceNotContains(t, e.vmNames(t), vm)
