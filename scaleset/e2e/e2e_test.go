@@ -126,12 +126,23 @@ func TestE2E_github5xxBursts(t *testing.T) {
 			waitFor(t, sim, time.Minute, "some jobs done", func(s actionssim.Snapshot) bool {
 				return len(s.JobsIn(actionssim.JobCompleted)) >= 3
 			})
-			sim.FailFor(12*time.Second, http.StatusBadGateway, actionssim.EndpointGetMessage, actionssim.EndpointDeleteMessage, actionssim.EndpointJITConfig)
+			// The long outage (longer than the client's ~15 s of retries) runs
+			// on one backend only, to keep the suite short: the recovery path
+			// is the same for both and the service tests cover it too.
+			long := env.kind == "docker"
+			if long {
+				sim.FailFor(16*time.Second, http.StatusBadGateway, actionssim.EndpointGetMessage, actionssim.EndpointDeleteMessage, actionssim.EndpointJITConfig)
+			} else {
+				sim.FailNext(4, http.StatusBadGateway, actionssim.EndpointGetMessage, actionssim.EndpointJITConfig)
+			}
 			waitFor(t, sim, 3*time.Minute, "12 jobs done", actionssim.JobsCompleted(12))
 			waitFor(t, sim, 30*time.Second, "no registrations left", func(s actionssim.Snapshot) bool { return len(liveRunners(s)) == 0 })
 			eventually(t, 30*time.Second, "backend empty", func() bool { return env.leftovers(t) == 0 })
-			must.StrContains(t, svc.logs.String(), "listener stopped, restarting")
-			must.StrContains(t, svc.metrics(t), `nomad_gha_scaleset_listener_restarts_total{name="flaky"}`)
+			if long {
+				must.StrContains(t, svc.logs.String(), "listener stopped, restarting")
+				must.StrContains(t, svc.metrics(t), `nomad_gha_scaleset_listener_restarts_total{name="flaky"}`)
+			}
+			must.StrNotContains(t, svc.logs.String(), testPAT)
 			svc.stop(t)
 		})
 	}

@@ -27,6 +27,7 @@ type goBackend struct {
 	// runner (a VM that never boots).
 	neverOnline bool
 	starts      int
+	jits        []string
 	wg          sync.WaitGroup
 }
 
@@ -46,6 +47,7 @@ func (b *goBackend) StartRunner(_ context.Context, name, jit string) (string, er
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.starts++
+	b.jits = append(b.jits, jit)
 	if b.failStarts > 0 {
 		b.failStarts--
 		return "", errors.New("simulated backend failure")

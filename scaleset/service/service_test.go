@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -209,7 +210,15 @@ func TestService_Run_burstRespectsMax(t *testing.T) {
 	must.Eq(t, 0, held)
 	ss, _ := sim.Snapshot().ScaleSetByName("linux")
 	must.Eq(t, "", ss.SessionID, must.Sprint("session deleted on shutdown"))
-	must.False(t, strings.Contains(r.logs.String(), testPAT))
+	logs := r.logs.String()
+	must.StrNotContains(t, logs, testPAT)
+	be.mu.Lock()
+	jits := slices.Clone(be.jits)
+	be.mu.Unlock()
+	must.SliceNotEmpty(t, jits)
+	for _, jit := range jits {
+		must.StrNotContains(t, logs, jit[len(jit)/2:len(jit)/2+32], must.Sprint("JIT config in the logs"))
+	}
 }
 
 func TestService_Run_multipleScaleSets(t *testing.T) {
