@@ -11,6 +11,7 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/dockerbackend"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/nomadbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/tartbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
 )
@@ -19,7 +20,7 @@ import (
 // its block (docker {}, tart {}, nomad {}). This is the one place that
 // knows the backend packages; runner names, and so backend resources, are
 // scoped by the scale set's runner_name_prefix.
-func DefaultBackends(_ context.Context, ss *config.ScaleSet, logger *slog.Logger) (backend.Backend, error) {
+func DefaultBackends(ctx context.Context, ss *config.ScaleSet, logger *slog.Logger) (backend.Backend, error) {
 	switch ss.Backend {
 	case config.BackendDocker:
 		if ss.Docker == nil {
@@ -32,9 +33,12 @@ func DefaultBackends(_ context.Context, ss *config.ScaleSet, logger *slog.Logger
 		}
 		return tartbackend.New(*ss.Tart, ss.RunnerNamePrefix, logger)
 	case config.BackendNomad:
-		// The nomad backend (nomadbackend.New(*ss.Nomad, ...)) is wired in
-		// here when it lands.
-		return nil, errors.New("nomad: backend not available in this build yet")
+		if ss.Nomad == nil {
+			return nil, errors.New("nomad: block missing (config not validated)")
+		}
+		// Dispatched jobs carry runner_scale_set_name in their meta; the
+		// runner names (and so adoption) still follow runner_name_prefix.
+		return nomadbackend.New(ctx, *ss.Nomad, ss.RunnerScaleSetName, logger)
 	default:
 		return nil, fmt.Errorf("backend: unknown kind %q", ss.Backend)
 	}
