@@ -40,6 +40,9 @@ type envOptions struct {
 	Env []string
 	// NoLaunch returns before launching the plugin.
 	NoLaunch bool
+	// FullAgentStart replays Nomad's short-lived discovery and validation
+	// processes first.
+	FullAgentStart bool
 }
 
 // newTartEnv builds a simulated Mac and launches the built plugin against
@@ -57,9 +60,10 @@ func newTartEnv(t testing.TB, o envOptions) (*tartEnv, *harness.Harness) {
 		return e, nil
 	}
 	h := harness.Launch(t, testutil.BuildBinary(t, "./cmd/nomad-driver-tart"), harness.Options{
-		PluginConfig: e.pluginConfig(t, o.PluginConfig),
-		Env:          e.env,
-		Timeout:      60 * time.Second,
+		PluginConfig:   e.pluginConfig(t, o.PluginConfig),
+		Env:            e.env,
+		Timeout:        60 * time.Second,
+		FullAgentStart: o.FullAgentStart,
 	})
 	return e, h
 }

@@ -38,7 +38,7 @@ func TestDriver_StartTask_coldStart(t *testing.T) {
 
 func TestDriver_StartTask_poolHit(t *testing.T) {
 	t.Parallel()
-	e, h := newTartEnv(t, envOptions{PluginConfig: `
+	e, h := newTartEnv(t, envOptions{FullAgentStart: true, PluginConfig: `
 pool {
   name  = "macos"
   image = "` + testImage + `"
@@ -49,6 +49,8 @@ pool {
 	must.Eq(t, "2", fp.Attributes["driver.tart.slots.total"])
 	must.Eq(t, "1", fp.Attributes["driver.tart.slots.available"])
 	must.Eq(t, "2.32.1", fp.Attributes["driver.tart.version"])
+	// Only the long-lived process fills the pool: one warm VM, not three.
+	must.Len(t, 1, e.vmNames(t))
 
 	task := h.StartTask(t, harness.TaskSpec{Config: sh(`echo warm`)})
 	vm := taskVM(t, task)
