@@ -31,6 +31,7 @@ gc_grace_period = "2s"`})
 command = "true"`, want: `image "ghcr.io/nobody/nothing:1" was not found in its registry`},
 		{name: "unknown local image", config: `image = "no-such-vm"
 command = "true"`, want: `image "no-such-vm": no local VM of that name exists`},
+		{name: "pull never, not cached", config: sh("true", `pull_policy = "never"`), want: "is not cached and pull_policy is never"},
 		{name: "bad pull policy", config: sh("true", `pull_policy = "sometimes"`), want: `pull_policy: "sometimes" is not one of`},
 		{name: "stdin file missing", config: sh("true", `stdin_file = "local/nope.json"`), want: `stdin_file: "local/nope.json" does not exist`},
 		{name: "host dir not allowed", config: sh("true", `shared_dir {

@@ -152,8 +152,10 @@ func (s *supervisor) run() int {
 	if f, err := os.OpenFile(filepath.Join(s.dir, supervisorLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
 		os.Stderr = f
 	}
-	// Signals sent to the old session (none after setsid) must not end us.
-	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	// SIGHUP and SIGINT must not end the supervisor. They are caught, not
+	// ignored: an ignored signal stays ignored in tart exec and, through
+	// it, possibly in the guest command, which could then not trap it.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP, syscall.SIGINT)
 	lock, err := lockDir(s.dir)
 	if err != nil {
 		return s.fail(fmt.Errorf("failed to lock state dir: %w", err))
