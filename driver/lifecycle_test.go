@@ -145,3 +145,19 @@ func TestDriver_ExecTask(t *testing.T) {
 	h.WaitTask(t, task.ID)
 	h.DestroyTask(t, task.ID, true)
 }
+
+func TestDriver_StartTask_sharedDir(t *testing.T) {
+	t.Parallel()
+	_, h := newTartEnv(t, envOptions{})
+	task := h.StartTask(t, harness.TaskSpec{
+		Config: sh(`cat "Volumes/My Shared Files/hello.txt"`, `shared_dir {
+  host_path = "local/share"
+  read_only = true
+}`),
+		Files: map[string][]byte{"local/share/hello.txt": []byte("from the host\n")},
+	})
+	must.Eq(t, 0, h.WaitTask(t, task.ID).ExitCode)
+	stdout, _ := h.Logs(t, task.ID)
+	must.Eq(t, "from the host\n", stdout)
+	h.DestroyTask(t, task.ID, true)
+}

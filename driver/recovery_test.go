@@ -49,7 +49,7 @@ func TestDriver_RecoverTask_afterPluginKill(t *testing.T) {
 	must.Eq(t, 6, h.WaitTask(t, late.ID).ExitCode)
 	stdout, _ := h.Logs(t, late.ID)
 	must.Eq(t, "before\nafter\n", stdout)
-	must.Eq(t, []string{earlyVM, lateVM}, sortedCopy(e.vmNames(t)))
+	must.Eq(t, sortedCopy([]string{earlyVM, lateVM}), sortedCopy(e.vmNames(t)))
 	for _, ev := range h.Events()[seen:] {
 		must.StrNotContains(t, ev.Message, "Booting", must.Sprint("recovery must not boot: ", ev.Message))
 	}

@@ -209,23 +209,42 @@ func (s *supervisor) tell(line string) {
 	s.report = nil
 }
 
-// execute runs tart exec to completion.
-func (s *supervisor) execute(env []byte) exitStatus {
-	stdout, err := os.OpenFile(s.spec.StdoutPath, os.O_WRONLY, 0)
-	if err != nil {
-		return s.startFailed(fmt.Errorf("failed to open stdout %s: %w", s.spec.StdoutPath, err))
+// openStreams opens the task's log FIFOs (write side, never created: the
+// log collector made them) and the stdin file. The FIFOs stay open for the
+// command's whole life, across plugin restarts.
+func (s *supervisor) openStreams() (stdout, stderr, payload *os.File, err error) {
+	closeAll := func() {
+		for _, f := range []*os.File{stdout, stderr, payload} {
+			if f != nil {
+				_ = f.Close()
+			}
+		}
 	}
-	defer stdout.Close()
-	stderr, err := os.OpenFile(s.spec.StderrPath, os.O_WRONLY, 0)
-	if err != nil {
-		return s.startFailed(fmt.Errorf("failed to open stderr %s: %w", s.spec.StderrPath, err))
+	if stdout, err = os.OpenFile(s.spec.StdoutPath, os.O_WRONLY, 0); err != nil {
+		return nil, nil, nil, fmt.Errorf("failed to open stdout %s: %w", s.spec.StdoutPath, err)
 	}
-	defer stderr.Close()
-	var payload *os.File
+	if stderr, err = os.OpenFile(s.spec.StderrPath, os.O_WRONLY, 0); err != nil {
+		closeAll()
+		return nil, nil, nil, fmt.Errorf("failed to open stderr %s: %w", s.spec.StderrPath, err)
+	}
 	if s.spec.StdinFile != "" {
 		if payload, err = os.Open(s.spec.StdinFile); err != nil {
-			return s.startFailed(fmt.Errorf("failed to open stdin_file: %w", err))
+			closeAll()
+			return nil, nil, nil, fmt.Errorf("failed to open stdin_file: %w", err)
 		}
+	}
+	return stdout, stderr, payload, nil
+}
+
+// execute runs tart exec to completion.
+func (s *supervisor) execute(env []byte) exitStatus {
+	stdout, stderr, payload, err := s.openStreams()
+	if err != nil {
+		return s.startFailed(err)
+	}
+	defer stdout.Close()
+	defer stderr.Close()
+	if payload != nil {
 		defer payload.Close()
 	}
 	inR, inW, err := os.Pipe()
