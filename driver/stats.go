@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -113,4 +115,19 @@ func lockHolder(path string) int {
 		return 0
 	}
 	return int(lk.Pid)
+}
+
+// psTime parses ps's [[dd-]hh:]mm:ss[.cc] into seconds.
+func psTime(s string) float64 {
+	days := 0.0
+	if i := strings.IndexByte(s, '-'); i >= 0 {
+		d, _ := strconv.ParseFloat(s[:i], 64)
+		days, s = d, s[i+1:]
+	}
+	total := 0.0
+	for _, part := range strings.Split(s, ":") {
+		v, _ := strconv.ParseFloat(part, 64)
+		total = total*60 + v
+	}
+	return days*86400 + total
 }
