@@ -128,3 +128,4 @@ pool {
 	must.Eq(t, 0, h.WaitTask(t, task.ID).ExitCode)
 	h.DestroyTask(t, task.ID, true)
 }
+

@@ -142,12 +142,25 @@ func (d *Driver) provisionVM(ctx context.Context, rt *runtime, cfg *sdk.TaskConf
 	}
 	name := tart.TaskVMName(cfg.ID)
 	done := rt.markStarting(name)
+	d.removeInterruptedStart(rt, name)
 	vm, err = d.coldStart(ctx, rt, cfg, name, spec)
 	if err != nil {
 		done()
 		return nil, nil, err
 	}
 	return vm, done, nil
+}
+
+// removeInterruptedStart deletes a VM already named after this task. Task
+// IDs are unique per start attempt; Nomad reuses one only to retry a
+// StartTask the plugin died in, so such a VM is that attempt's leftover.
+func (d *Driver) removeInterruptedStart(rt *runtime, name string) {
+	if _, err := os.Stat(rt.client.VMDir(name)); err != nil {
+		return
+	}
+	d.logger.Warn("deleting vm left by an interrupted start of the same task", "vm_name", name)
+	vm, _ := rt.pool.Lookup(name)
+	d.releaseVM(rt, name, vm)
 }
 
 // ensureImage applies the pull policy before a cold start (a warm VM was
