@@ -128,4 +128,3 @@ pool {
 	must.Eq(t, 0, h.WaitTask(t, task.ID).ExitCode)
 	h.DestroyTask(t, task.ID, true)
 }
-
