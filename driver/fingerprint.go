@@ -8,7 +8,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -155,11 +157,32 @@ func (d *Driver) fingerprint(ctx context.Context) *sdk.Fingerprint {
 			}
 		}
 	}
+	desc := "Healthy"
+	if w := preflightWarnings(d.pluginConfig(), goruntime.GOOS, os.Geteuid()); len(w) > 0 {
+		desc += " (warning: " + strings.Join(w, "; ") + ")"
+	}
 	return &sdk.Fingerprint{
 		Health:            sdk.HealthStateHealthy,
-		HealthDescription: "Healthy",
+		HealthDescription: desc,
 		Attributes:        map[string]any{attrVersion: ver},
 	}
+}
+
+// preflightWarnings lists host problems that do not stop the driver but
+// will bite later. The texts are stable: every change is a node update.
+func preflightWarnings(cfg PluginConfig, goos string, euid int) []string {
+	var w []string
+	if goos == "darwin" && euid == 0 {
+		w = append(w, "running as root: tart cannot start macOS 15+ guests as root; run the agent as the GUI user")
+	}
+	total := 0
+	for _, p := range cfg.Pools {
+		total += p.Size
+	}
+	if total >= cfg.MaxVMs && total > 0 {
+		w = append(w, fmt.Sprintf("warm pools want %d VMs and max_vms is %d: cold starts must preempt warm VMs", total, cfg.MaxVMs))
+	}
+	return w
 }
 
 // runtimeError is the last runtime start error, if the runtime is not up.

@@ -67,3 +67,16 @@ func TestDriver_Fingerprint_firstAtOnceThenStopsWithContext(t *testing.T) {
 	for range ch { // the goroutine closes the channel once ctx ends
 	}
 }
+
+func Test_preflightWarnings(t *testing.T) {
+	t.Parallel()
+	cfg := PluginConfig{MaxVMs: 2, Pools: []PoolConfig{{Name: "a", Size: 1}}}
+	must.SliceEmpty(t, preflightWarnings(cfg, "darwin", 501))
+	must.SliceEmpty(t, preflightWarnings(cfg, "linux", 0))
+	w := preflightWarnings(cfg, "darwin", 0)
+	must.Len(t, 1, w)
+	must.StrContains(t, w[0], "running as root")
+	cfg.Pools[0].Size = 2
+	w = preflightWarnings(cfg, "linux", 501)
+	must.Eq(t, []string{"warm pools want 2 VMs and max_vms is 2: cold starts must preempt warm VMs"}, w)
+}
