@@ -5,6 +5,7 @@ package driver_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -79,20 +80,11 @@ func (e *tartEnv) faketart(t testing.TB, args ...string) string {
 	cmd := exec.Command(e.tart, args...)
 	cmd.Env = append(os.Environ(), e.env...)
 	out, err := cmd.Output()
-	var ee *exec.ExitError
-	if err != nil && errorsAs(err, &ee) {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		t.Fatalf("faketart %v: %v: %s", args, err, ee.Stderr)
 	}
 	must.NoError(t, err)
 	return string(out)
-}
-
-func errorsAs(err error, ee **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	if ok {
-		*ee = e
-	}
-	return ok
 }
 
 type vmInfo struct {
