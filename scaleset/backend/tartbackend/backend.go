@@ -42,11 +42,14 @@ type Backend struct {
 	wg     sync.WaitGroup
 
 	started  chan struct{} // closed once the pool has started
+	tried    chan struct{} // closed once the first start attempt ended
 	startErr error         // set before started closes, if it never will succeed
 
 	mu      sync.Mutex
 	runners map[string]*runner // by resource ID (VM name)
 	closed  bool
+	// retryErr is the latest failed pool start while startLoop retries.
+	retryErr error
 }
 
 type runner struct {
@@ -112,7 +115,7 @@ func New(cfg Config, scaleSetName string, logger *slog.Logger, opts ...Option) (
 		return nil, fmt.Errorf("tart backend: mac_seed: %w", err)
 	}
 	b := &Backend{cfg: cfg, scaleSet: scaleSetName, poolName: poolName, log: log, client: client,
-		runners: map[string]*runner{}, started: make(chan struct{})}
+		runners: map[string]*runner{}, started: make(chan struct{}), tried: make(chan struct{})}
 	popts := tart.PoolOptions{
 		Logger:           hl,
 		OnEvent:          b.onEvent,
@@ -153,6 +156,8 @@ func poolNameFor(scaleSet string) string {
 func (b *Backend) startLoop() {
 	defer b.wg.Done()
 	delay := time.Second
+	var tryOnce sync.Once
+	defer tryOnce.Do(func() { close(b.tried) })
 	for {
 		err := b.pool.Start(b.ctx)
 		if err == nil {
@@ -166,6 +171,10 @@ func (b *Backend) startLoop() {
 			return
 		}
 		b.log.Error("failed to start tart pool", "retry_in", delay, "error", err)
+		b.mu.Lock()
+		b.retryErr = err
+		b.mu.Unlock()
+		tryOnce.Do(func() { close(b.tried) })
 		t := time.NewTimer(delay)
 		select {
 		case <-b.ctx.Done():
@@ -235,14 +244,26 @@ func (b *Backend) releaseName(ctx context.Context, name string) error {
 }
 
 // StartPool waits until the warm pool has started (New starts it in the
-// background) or ctx ends. Calling it is optional: StartRunner waits too.
+// background) or ctx ends. While starting fails and is being retried (tart
+// missing, TART_HOME unreadable) it returns the latest error at once
+// instead of waiting. Calling it is optional: StartRunner does.
 func (b *Backend) StartPool(ctx context.Context) error {
 	select {
 	case <-b.started:
 		return b.startErr
+	case <-b.tried:
 	case <-ctx.Done():
 		return fmt.Errorf("wait for tart pool start: %w", ctx.Err())
 	}
+	// The first attempt failed; startLoop retries. Do not wait for it.
+	select {
+	case <-b.started:
+		return b.startErr
+	default:
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return fmt.Errorf("tart backend not started yet: %w", b.retryErr)
 }
 
 // EnsureImage pulls the configured image unless it is already present.

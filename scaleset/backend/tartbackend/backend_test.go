@@ -303,3 +303,16 @@ func TestBackend_New_deletesLeftoverRunnerVMs(t *testing.T) {
 	c := tart.NewClient(tart.WithBinary(e.cfg.TartPath), tart.WithHome(e.home))
 	must.NoError(t, c.Delete(t.Context(), foreign, otherSet))
 }
+
+func TestBackend_StartRunner_tartMissingFailsFast(t *testing.T) {
+	checkGoroutines(t)
+	cfg := Config{TartPath: filepath.Join(t.TempDir(), "no-tart"), TartHome: t.TempDir(), Image: "img"}
+	b, err := New(cfg, "s", nil)
+	must.NoError(t, err)
+	t.Cleanup(func() { b.Shutdown(context.Background()) })
+	waitFor(t, "first start attempt to fail", func() bool { return b.StartPool(context.Background()) != nil })
+	_, err = b.StartRunner(t.Context(), "r", "jit-x")
+	must.ErrorContains(t, err, "tart backend not started yet")
+	must.ErrorContains(t, err, "no-tart")
+	must.StrNotContains(t, err.Error(), "jit-x")
+}
