@@ -127,11 +127,7 @@ func ReadExitCode(path string) (code int, ok bool, err error) {
 // restarted caller can no longer wait for, such as detached tart run or
 // tart exec). A zombie still counts as alive.
 func ProcessAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	return pid > 0 && processAlive(pid)
 }
 
 // lastLineOfFile returns the last non-empty line of a regular file (the
@@ -154,4 +150,14 @@ func lastLineOfFile(path string) string {
 	buf := make([]byte, fi.Size()-off)
 	n, _ := f.ReadAt(buf, off)
 	return lastLine(string(buf[:n]))
+}
+
+// KillProcessGroup sends SIGKILL to the process group led by pid (a
+// detached tart run or tart exec started by an earlier process), which
+// ends the command and anything it started.
+func KillProcessGroup(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("kill process group: invalid pid %d", pid)
+	}
+	return killGroup(pid, syscall.SIGKILL)
 }

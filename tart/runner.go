@@ -88,7 +88,7 @@ func setup(cmd *exec.Cmd, c Command) {
 func (ExecRunner) Run(ctx context.Context, c Command) (int, error) {
 	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
 	setup(cmd, c)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = groupAttr()
 	// A grandchild that keeps our pipes open must not block us forever
 	// once the process itself has exited.
 	cmd.WaitDelay = 5 * time.Second
@@ -96,7 +96,7 @@ func (ExecRunner) Run(ctx context.Context, c Command) (int, error) {
 		if cmd.Process == nil {
 			return nil
 		}
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		return killGroup(cmd.Process.Pid, syscall.SIGKILL)
 	}
 	err := cmd.Run()
 	if err == nil {
@@ -110,8 +110,8 @@ func (ExecRunner) Run(ctx context.Context, c Command) (int, error) {
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return -1, fmt.Errorf("run %s: killed by signal %v", c.Path, ws.Signal())
+		if ee.ExitCode() < 0 { // ended by a signal
+			return -1, fmt.Errorf("run %s: killed by %v", c.Path, ee.ProcessState)
 		}
 		return ee.ExitCode(), nil
 	}
@@ -157,9 +157,9 @@ func (ExecRunner) Start(c Command, opts StartOptions) (Process, error) {
 		}
 	}
 	if opts.Detached {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		cmd.SysProcAttr = sessionAttr()
 	} else {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.SysProcAttr = groupAttr()
 	}
 	if err := cmd.Start(); err != nil {
 		closeFiles()
@@ -218,7 +218,7 @@ func (p *execProcess) Signal(sig os.Signal) error {
 	if !ok {
 		return p.cmd.Process.Signal(sig)
 	}
-	// The process leads its own group (setsid or setpgid), so the negative
-	// pid reaches it and helpers it started (softnet).
-	return syscall.Kill(-p.cmd.Process.Pid, s)
+	// The process leads its own group (setsid or setpgid), so signalling
+	// the group reaches it and helpers it started (softnet).
+	return killGroup(p.cmd.Process.Pid, s)
 }

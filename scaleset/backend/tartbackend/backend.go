@@ -407,7 +407,7 @@ func (b *Backend) remove(ctx context.Context, r *runner) error {
 		// Recovered after a restart: kill its process group (the wrapper
 		// leads its own session) unless it already recorded its end.
 		if _, ended, _ := tart.ReadExitCode(filepath.Join(b.client.VMDir(r.vm.Name), runnerExitFile)); !ended {
-			_ = syscall.Kill(-r.pid, syscall.SIGKILL)
+			_ = tart.KillProcessGroup(r.pid)
 		}
 	}
 	if r.vm.Slot.Index >= 0 {
