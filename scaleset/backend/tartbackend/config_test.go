@@ -7,7 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/shoenig/test/must"
+
+	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
 func TestConfig_Validate_defaults(t *testing.T) {
@@ -57,4 +62,37 @@ func Test_poolNameFor(t *testing.T) {
 	must.Eq(t, "org-repo-macos", poolNameFor("org/repo macos"))
 	must.Eq(t, "scaleset", poolNameFor("///"))
 	must.Eq(t, 40, len(poolNameFor("a123456789b123456789c123456789d123456789e123")))
+}
+
+func TestConfig_decodeHCL(t *testing.T) {
+	t.Parallel()
+	src := `
+image              = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
+tart_path          = "/opt/homebrew/bin/tart"
+pool_size          = 1
+max_vms            = 2
+cpu                = 4
+memory             = 8192
+disk_size          = 80
+network            = "softnet"
+softnet_allow      = ["10.0.0.0/8"]
+runner_command     = ["/bin/zsh", "-lc", "cd ~/actions-runner && ACTIONS_RUNNER_INPUT_JITCONFIG=\"$(cat)\" ./run.sh"]
+start_timeout      = "15m"
+stop_timeout       = "20s"
+mac_seed           = "mac-mini-7"
+`
+	f, diags := hclsyntax.ParseConfig([]byte(src), "t.hcl", hcl.InitialPos)
+	must.False(t, diags.HasErrors(), must.Sprint(diags))
+	var c Config
+	diags = gohcl.DecodeBody(f.Body, nil, &c)
+	must.False(t, diags.HasErrors(), must.Sprint(diags))
+	must.NoError(t, c.Validate())
+	must.Eq(t, 1, c.PoolSize)
+	must.Eq(t, 8192, c.Memory)
+	must.Eq(t, []string{"10.0.0.0/8"}, c.SoftnetAllow)
+	must.Eq(t, 15*time.Minute, c.StartTimeoutDuration)
+	must.Eq(t, "/bin/zsh", c.RunnerCommand[0])
+	spec := c.spec("p")
+	must.Eq(t, tart.NetworkSoftnet, spec.Run.Network.Mode)
+	must.Eq(t, 80, spec.DiskSizeGB)
 }
