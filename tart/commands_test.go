@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/shoenig/test/must"
 )
 
@@ -267,4 +268,23 @@ func TestClient_Destroy(t *testing.T) {
 		must.True(t, errors.Is(err, context.DeadlineExceeded))
 		must.ErrorIs(t, err, ErrVMRunning)
 	})
+}
+
+func TestClient_Exec_logsNoSecrets(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Trace})
+	f := &fakeRunner{handler: func([]string) fakeResult {
+		return fakeResult{code: 1, stderr: "Failed to connect to the VM using its control socket: x\n"}
+	}}
+	c := NewClient(WithRunner(f), WithLogger(logger))
+	_, err := c.Exec(context.Background(), "vm1", []string{"/bin/sh", "-c", "token-in-argv"}, ExecOptions{Stdin: strings.NewReader("stdin-secret")})
+	must.ErrorIs(t, err, ErrAgentNotReady)
+	_, serr := c.StartExec(context.Background(), "vm1", []string{"/bin/sh", "-c", "token-in-argv"}, ExecStartOptions{Stdin: strings.NewReader("stdin-secret")})
+	must.NoError(t, serr)
+	must.StrContains(t, logs.String(), "vm_name=vm1")
+	for _, secret := range []string{"stdin-secret", "token-in-argv"} {
+		must.StrNotContains(t, logs.String(), secret)
+		must.StrNotContains(t, err.Error(), secret)
+	}
 }
