@@ -25,6 +25,18 @@ func TestDriver_reconcile(t *testing.T) {
 	e, h := newTartEnv(t, envOptions{PluginConfig: "gc_interval = \"100ms\"\ngc_grace_period = \"1h\""})
 	task := h.StartTask(t, harness.TaskSpec{Config: sh(`echo ready; while :; do sleep 0.05; done`)})
 	h.WaitStdout(t, task.ID, "ready")
+	// State of tasks an earlier process ran: one whose allocation is gone
+	// (stale), one Nomad may still recover (pinned). Written before the VMs
+	// exist, as a StartTask does, so no reconcile pass sees them unnamed.
+	tasks := filepath.Join(e.home, "nomad-driver-tart", "tasks")
+	writeSpec := func(dir, vm, taskDir string) {
+		must.NoError(t, os.MkdirAll(filepath.Join(tasks, dir), 0o700))
+		b, _ := json.Marshal(map[string]string{"vm": vm, "task_dir": taskDir})
+		must.NoError(t, os.WriteFile(filepath.Join(tasks, dir, "spec.json"), b, 0o600))
+	}
+	writeSpec("stale", "ntart-task-stale", filepath.Join(t.TempDir(), "gone"))
+	writeSpec("pinned", "ntart-task-pinned", t.TempDir())
+
 	old := time.Now().Add(-2 * time.Hour)
 	clone := func(name string, age time.Time) {
 		e.faketart(t, "clone", testImage, name)
@@ -35,23 +47,11 @@ func TestDriver_reconcile(t *testing.T) {
 	clone("ntart-task-young", time.Now())
 	clone("ntart-task-stale", old)
 	clone("ntart-task-pinned", old)
-	// State of tasks an earlier process ran: one whose allocation is gone
-	// (stale), one Nomad may still recover (pinned).
-	tasks := filepath.Join(e.home, "nomad-driver-tart", "tasks")
-	writeSpec := func(dir, vm, taskDir string) {
-		must.NoError(t, os.MkdirAll(filepath.Join(tasks, dir), 0o700))
-		b, _ := json.Marshal(map[string]string{"vm": vm, "task_dir": taskDir})
-		must.NoError(t, os.WriteFile(filepath.Join(tasks, dir, "spec.json"), b, 0o600))
-	}
-	writeSpec("stale", "ntart-task-stale", filepath.Join(t.TempDir(), "gone"))
-	writeSpec("pinned", "ntart-task-pinned", t.TempDir())
-
 	waitFor(t, "the reconcile to delete orphans", 20*time.Second, func() bool {
 		names := e.vmNames(t)
-		return !slices.Contains(names, "ntart-task-orphan") && !slices.Contains(names, "ntart-task-stale")
+		_, err := os.Stat(filepath.Join(tasks, "stale"))
+		return !slices.Contains(names, "ntart-task-orphan") && !slices.Contains(names, "ntart-task-stale") && os.IsNotExist(err)
 	})
-	_, err := os.Stat(filepath.Join(tasks, "stale"))
-	must.True(t, os.IsNotExist(err))
 	must.Eq(t, sortedCopy([]string{taskVM(t, task), "someone-elses-vm", "ntart-task-young", "ntart-task-pinned"}), sortedCopy(e.vmNames(t)))
 
 	h.StopTask(t, task.ID, time.Second, "")

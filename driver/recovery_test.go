@@ -87,12 +87,15 @@ func TestDriver_RecoverTask_goneTask(t *testing.T) {
 	h.KillPlugin(t)
 	// Kill the supervisor the hard way, and the VM with it.
 	var st struct {
-		SupervisorPID int `json:"supervisor_pid"`
+		SupervisorPID int    `json:"supervisor_pid"`
+		StateDir      string `json:"state_dir"`
 	}
 	must.NoError(t, jsonUnmarshal(task.Handle.GetDriverState(), &st))
 	p, err := os.FindProcess(st.SupervisorPID)
 	must.NoError(t, err)
 	must.NoError(t, p.Kill())
+	// SIGKILL is asynchronous: wait until the kernel dropped its lock.
+	waitFor(t, "the supervisor to die", 10*time.Second, func() bool { return lockFree(t, filepath.Join(st.StateDir, "supervisor.lock")) })
 	h.Relaunch(t)
 	err = h.TryRecoverTask(task)
 	must.ErrorContains(t, err, "no longer exists")
