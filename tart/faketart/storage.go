@@ -123,8 +123,8 @@ func accessTime(path string) time.Time {
 	if err != nil {
 		return time.Time{}
 	}
-	if s, ok := st.Sys().(*syscall.Stat_t); ok {
-		return time.Unix(int64(s.Atim.Sec), int64(s.Atim.Nsec)) //nolint:unconvert // int32 on some platforms
+	if t, ok := statAccessTime(st); ok {
+		return t
 	}
 	return st.ModTime()
 }
