@@ -5,8 +5,11 @@ package nomadbackend_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,13 +20,15 @@ import (
 	"github.com/hashicorp/nomad/api"
 	"github.com/shoenig/test/must"
 
+	"github.com/tartnomad/nomad-driver-tart/driver/harness"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/nomadbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/nomadsim"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/nomadsim/harnessrunner"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
+	"github.com/tartnomad/nomad-driver-tart/tart/faketart"
 )
 
 func TestMain(m *testing.M) {
@@ -62,42 +67,74 @@ func TestE2E_burst(t *testing.T) {
 		t.Skip("builds fakerunner and runs processes")
 	}
 	fakerunner := testutil.BuildBinary(t, "./cmd/fakerunner")
+	runnerLogs := &lockedBuffer{}
+	allocDir := t.TempDir()
+	runner := &nomadsim.ProcessRunner{
+		Dir: allocDir, Command: fakerunner,
+		Args:   []string{"--jitconfig-file", "${NOMAD_TASK_DIR}/jitconfig", "--connect-timeout", "10s"},
+		Stdout: runnerLogs, Stderr: runnerLogs, KillTimeout: 2 * time.Second,
+	}
+	res := runBurst(t, burst{runner: runner, driver: "docker", jobs: 10, max: 4, runnerLogs: runnerLogs})
 
+	// every JIT config reached its runner through local/jitconfig, and
+	// none reached the service's logs
+	payloads, err := filepath.Glob(filepath.Join(allocDir, "*", "runner", "local", "jitconfig"))
+	must.NoError(t, err)
+	must.Eq(t, res.dispatches, len(payloads))
+	for _, p := range payloads {
+		b, err := os.ReadFile(p)
+		must.NoError(t, err)
+		must.Greater(t, 100, len(b))
+		must.StrNotContains(t, res.logs, string(b))
+	}
+}
+
+type burst struct {
+	runner     nomadsim.TaskRunner
+	driver     string
+	jobs, max  int
+	runnerLogs *lockedBuffer
+}
+
+type burstResult struct {
+	dispatches int
+	logs       string
+}
+
+// runBurst runs actionssim → service (nomad backend) → nomadsim → runner
+// for b.jobs jobs and checks that all succeed and nothing is left behind.
+func runBurst(t *testing.T, b burst) burstResult {
+	t.Helper()
 	gh, err := actionssim.Start("", actionssim.Options{
 		LongPollTimeout: 300 * time.Millisecond, SessionIdleTimeout: 2 * time.Second, RunnerPollTimeout: time.Second,
 	})
 	must.NoError(t, err)
 	t.Cleanup(gh.Close)
 
-	runnerLogs := &lockedBuffer{}
-	allocDir := t.TempDir()
-	nomad := nomadsim.New(nomadsim.WithTaskRunner(&nomadsim.ProcessRunner{
-		Dir: allocDir, Command: fakerunner,
-		Args:   []string{"--jitconfig-file", "${NOMAD_TASK_DIR}/jitconfig", "--connect-timeout", "10s"},
-		Stdout: runnerLogs, Stderr: runnerLogs, KillTimeout: 2 * time.Second,
-	}))
+	nomad := nomadsim.New(nomadsim.WithTaskRunner(b.runner))
 	nomadAddr := nomad.Start()
 	t.Cleanup(nomad.Close)
 	must.NoError(t, nomad.RegisterJob(&api.Job{
-		ID: ptr("github-runner-linux"), Type: ptr("batch"), Namespace: ptr("default"),
+		ID: ptr("github-runner"), Type: ptr("batch"), Namespace: ptr("github-runners"),
 		ParameterizedJob: &api.ParameterizedJobConfig{
 			Payload: "required", MetaRequired: []string{"runner_name", "runner_scale_set_name"},
 		},
 		TaskGroups: []*api.TaskGroup{{
 			Name: ptr("runner"),
 			Tasks: []*api.Task{{
-				Name: "runner", Driver: "docker",
+				Name: "runner", Driver: b.driver, KillTimeout: ptr(2 * time.Second),
 				DispatchPayload: &api.DispatchPayloadConfig{File: "jitconfig"},
 			}},
 		}},
 	}))
 
-	maxRunners := 4
+	maxRunners := b.max
 	cfg := &config.Config{GitHubConfigURL: gh.OrgConfigURL("acme"), ListenAddress: "127.0.0.1:0", ShutdownTimeout: "10s"}
 	cfg.ScaleSets = []*config.ScaleSet{{
 		Name: "linux", Backend: config.BackendNomad, MaxRunners: &maxRunners, Labels: []string{"linux"},
 		ReconcileInterval: "200ms", StartBackoffMin: "100ms", StartBackoffMax: "1s", RunnerOnlineTimeout: "30s",
-		Nomad: &nomadbackend.Config{Address: nomadAddr, JobID: "github-runner-linux", PurgeGracePeriod: "2s", StartupTimeout: "10s"},
+		Nomad: &nomadbackend.Config{Address: nomadAddr, Namespace: "github-runners", JobID: "github-runner",
+			PurgeGracePeriod: "2s", StartupTimeout: "10s"},
 	}}
 	const pat = "ghp_E2ESECRETPAT0123456789"
 	must.NoError(t, cfg.ResolveSecrets(func(k string) string {
@@ -112,9 +149,8 @@ func TestE2E_burst(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	svc, err := service.New(service.Options{
 		Config: cfg, Logger: logger, Owner: "e2e",
-		NewBackend: func(ctx context.Context, ss *config.ScaleSet, l *slog.Logger) (backend.Backend, error) {
-			return nomadbackend.New(ctx, *ss.Nomad, ss.RunnerScaleSetName, l, nomadbackend.WithGetenv(func(string) string { return "" }))
-		},
+		// the service's own factory, as the binary uses it
+		NewBackend:   service.DefaultBackends,
 		HTTPOptions:  []scaleset.HTTPOption{scaleset.WithRetryMax(2), scaleset.WithRetryWaitMax(100 * time.Millisecond)},
 		RetryBackoff: service.Backoff{Min: 100 * time.Millisecond, Max: 500 * time.Millisecond},
 	})
@@ -136,7 +172,7 @@ func TestE2E_burst(t *testing.T) {
 		wctx, wcancel := context.WithTimeout(t.Context(), d)
 		defer wcancel()
 		if err := gh.WaitFor(wctx, cond); err != nil {
-			t.Fatalf("waiting for %s: %v\nservice logs:\n%s\nrunner logs:\n%s", what, err, logs.String(), runnerLogs.String())
+			t.Fatalf("waiting for %s: %v\nservice logs:\n%s\nrunner logs:\n%s", what, err, logs.String(), b.runnerLogs.String())
 		}
 	}
 	wait(20*time.Second, "session", func(s actionssim.Snapshot) bool {
@@ -144,9 +180,8 @@ func TestE2E_burst(t *testing.T) {
 		return ok && ss.SessionID != ""
 	})
 
-	const jobs = 10
-	gh.QueueJobs(jobs, 50*time.Millisecond, "linux")
-	wait(90*time.Second, "all jobs done", func(s actionssim.Snapshot) bool { return len(s.JobsIn(actionssim.JobCompleted)) == jobs })
+	gh.QueueJobs(b.jobs, 50*time.Millisecond, "linux")
+	wait(120*time.Second, "all jobs done", func(s actionssim.Snapshot) bool { return len(s.JobsIn(actionssim.JobCompleted)) == b.jobs })
 	wait(30*time.Second, "no runners left in GitHub", func(s actionssim.Snapshot) bool {
 		return len(s.RunnersIn(actionssim.RunnerOffline, actionssim.RunnerIdle, actionssim.RunnerBusy)) == 0
 	})
@@ -158,12 +193,12 @@ func TestE2E_burst(t *testing.T) {
 	nctx, ncancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer ncancel()
 	err = nomad.WaitUntil(nctx, func() bool {
-		ids := nomad.JobIDs("default")
-		return len(ids) == 1 && ids[0] == "github-runner-linux" && nomad.RunningTasks() == 0
+		ids := nomad.JobIDs("github-runners")
+		return len(ids) == 1 && ids[0] == "github-runner" && nomad.RunningTasks() == 0
 	})
-	must.NoError(t, err, must.Sprintf("jobs left: %v\nservice logs:\n%s", nomad.JobIDs("default"), logs.String()))
-	must.Positive(t, nomad.Requests("PUT /v1/job/:id/dispatch"))
-	must.GreaterEq(t, jobs, nomad.Requests("PUT /v1/job/:id/dispatch"))
+	must.NoError(t, err, must.Sprintf("jobs left: %v\nservice logs:\n%s", nomad.JobIDs("github-runners"), logs.String()))
+	dispatches := nomad.Requests("PUT /v1/job/:id/dispatch")
+	must.GreaterEq(t, b.jobs, dispatches)
 
 	cancel()
 	select {
@@ -174,15 +209,63 @@ func TestE2E_burst(t *testing.T) {
 	}
 	done <- nil // for the cleanup
 	must.StrNotContains(t, logs.String(), pat)
-	// every JIT config reached its runner through local/jitconfig, and
-	// none reached the service's logs
-	payloads, err := filepath.Glob(filepath.Join(allocDir, "*", "runner", "local", "jitconfig"))
-	must.NoError(t, err)
-	must.Eq(t, nomad.Requests("PUT /v1/job/:id/dispatch"), len(payloads))
+	return burstResult{dispatches: dispatches, logs: logs.String()}
+}
+
+// TestE2E_tartDriver is TestE2E_burst with each dispatched job run the way
+// a Mac client runs it: through the plugin harness on the built tart
+// driver with faketart. The payload lands in local/jitconfig, the driver
+// hands it to the guest command (fakerunner) on stdin, and every VM is
+// gone at the end.
+func TestE2E_tartDriver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the driver, faketart and fakerunner and runs processes")
+	}
+	fakerunner := testutil.BuildBinary(t, "./cmd/fakerunner")
+	tartBin := testutil.BuildBinary(t, "./cmd/faketart")
+	home, registry := t.TempDir(), t.TempDir()
+	const image = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
+	must.NoError(t, faketart.SeedImage(registry, image, faketart.DefaultConfig("darwin"), faketart.ImageOptions{}))
+	env := []string{"TART_HOME=" + home, "FAKETART_REGISTRY=" + registry, "FAKETART_BOOT_DELAY=100ms",
+		"FAKETART_IP_POLL_INTERVAL=100ms", "FAKETART_STOP_POLL_INTERVAL=20ms", "FAKETART_SHUTDOWN_DELAY=10ms"}
+	h := harness.Launch(t, testutil.BuildBinary(t, "./cmd/nomad-driver-tart"), harness.Options{
+		PluginConfig: fmt.Sprintf("tart_path = %q\ntart_home = %q\nmac_seed = %q\nmax_vms = 2\nagent_poll_interval = \"50ms\"\nvm_stop_timeout = \"2s\"\n",
+			tartBin, home, t.Name()),
+		Env:     env,
+		Timeout: 60 * time.Second,
+	})
+	runner := &harnessrunner.Runner{H: h, KillTimeout: 2 * time.Second, Config: fmt.Sprintf(
+		"image = %q\ncommand = %q\nargs = [\"--jitconfig\", \"-\", \"--connect-timeout\", \"10s\"]\nstdin_file = \"local/jitconfig\"\n",
+		image, fakerunner)}
+	var mu sync.Mutex
+	var payloads []string
+	recording := nomadsim.TaskRunnerFunc(func(ctx context.Context, task nomadsim.Task, started func()) (int, error) {
+		mu.Lock()
+		payloads = append(payloads, string(task.Payload))
+		mu.Unlock()
+		return runner.RunTask(ctx, task, started)
+	})
+	res := runBurst(t, burst{runner: recording, driver: "tart", jobs: 4, max: 2, runnerLogs: &lockedBuffer{}})
+	must.Eq(t, 4, res.dispatches)
+
+	// the JIT configs went to the guest over stdin: in no plugin or
+	// service log
+	mu.Lock()
+	defer mu.Unlock()
+	must.Len(t, 4, payloads)
 	for _, p := range payloads {
-		b, err := os.ReadFile(p)
-		must.NoError(t, err)
-		must.Greater(t, 100, len(b))
-		must.StrNotContains(t, logs.String(), string(b))
+		must.Greater(t, 100, len(p))
+		must.StrNotContains(t, h.PluginLogs(), p)
+		must.StrNotContains(t, res.logs, p)
+	}
+	// no VM left behind
+	cmd := exec.Command(tartBin, "list", "--format", "json")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
+	must.NoError(t, err)
+	var vms []struct{ Name, Source string }
+	must.NoError(t, json.Unmarshal(out, &vms))
+	for _, vm := range vms {
+		must.NotEq(t, "local", strings.ToLower(vm.Source), must.Sprintf("VM %s left behind", vm.Name))
 	}
 }
