@@ -171,8 +171,8 @@ func New(ctx context.Context, cfg Config, scaleSetName string, logger *slog.Logg
 
 // startup checks the parameterized job and takes the first view of its
 // children, retrying while Nomad is unreachable.
-func (b *Backend) startup(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.Startup)
+func (b *Backend) startup(parent context.Context) error {
+	ctx, cancel := context.WithTimeout(parent, b.cfg.Startup)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
 		err := b.checkJob(ctx)
@@ -186,7 +186,13 @@ func (b *Backend) startup(ctx context.Context) error {
 			b.log.Info("nomad backend ready", "address", b.addr, "adopted_children", n)
 			return nil
 		}
-		if !errors.Is(err, ErrUnreachable) {
+		switch {
+		case parent.Err() != nil:
+			return fmt.Errorf("nomad backend: startup canceled: %w", err)
+		case ctx.Err() != nil:
+			// the deadline ended a request in flight
+			return fmt.Errorf("nomad backend: gave up after %s (startup_timeout): %w: %w", b.cfg.Startup, ErrUnreachable, err)
+		case !errors.Is(err, ErrUnreachable):
 			return err
 		}
 		d := b.backoff(attempt)

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -268,4 +270,140 @@ func TestE2E_tartDriver(t *testing.T) {
 	for _, vm := range vms {
 		must.NotEq(t, "local", strings.ToLower(vm.Source), must.Sprintf("VM %s left behind", vm.Name))
 	}
+}
+
+// TestE2E_binarySigkillRestart runs the built nomad-gha-scaleset with a
+// config file (backend = "nomad") against the Nomad API double with
+// fakerunner processes, kills it with SIGKILL while runners are busy, and
+// starts it again: the second process adopts the dispatched jobs still
+// running in Nomad, the burst completes, and nothing is left behind.
+func TestE2E_binarySigkillRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the service and fakerunner and runs processes")
+	}
+	bin := testutil.BuildBinary(t, "./cmd/nomad-gha-scaleset")
+	fakerunner := testutil.BuildBinary(t, "./cmd/fakerunner")
+	gh, err := actionssim.Start("", actionssim.Options{
+		LongPollTimeout: time.Second, SessionIdleTimeout: 3 * time.Second, RunnerPollTimeout: 2 * time.Second,
+		RunnerLostTimeout: 5 * time.Second, AssignTimeout: time.Minute,
+	})
+	must.NoError(t, err)
+	t.Cleanup(gh.Close)
+	runnerLogs := &lockedBuffer{}
+	nomad := nomadsim.New(nomadsim.WithTaskRunner(&nomadsim.ProcessRunner{
+		Dir: t.TempDir(), Command: fakerunner,
+		Args:   []string{"--jitconfig-file", "${NOMAD_TASK_DIR}/jitconfig", "--connect-timeout", "10s"},
+		Stdout: runnerLogs, Stderr: runnerLogs, KillTimeout: 2 * time.Second,
+	}))
+	nomadAddr := nomad.Start()
+	t.Cleanup(nomad.Close)
+	must.NoError(t, nomad.RegisterJob(&api.Job{
+		ID: ptr("github-runner-linux"), Type: ptr("batch"), Namespace: ptr("github-runners"),
+		ParameterizedJob: &api.ParameterizedJobConfig{
+			Payload: "required", MetaRequired: []string{"runner_name", "runner_scale_set_name"},
+		},
+		TaskGroups: []*api.TaskGroup{{Name: ptr("runner"), Tasks: []*api.Task{{
+			Name: "runner", Driver: "docker", DispatchPayload: &api.DispatchPayloadConfig{File: "jitconfig"},
+		}}}},
+	}))
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must.NoError(t, err)
+	listen := ln.Addr().String()
+	must.NoError(t, ln.Close())
+	cfgPath := filepath.Join(t.TempDir(), "scaleset.hcl")
+	must.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`github_config_url = %q
+listen_address    = %q
+shutdown_timeout  = "20s"
+
+scale_set "crash" {
+  labels                   = ["crash"]
+  max_runners              = 3
+  backend                  = "nomad"
+  reconcile_interval       = "500ms"
+  runner_online_timeout    = "1m"
+  start_backoff_min        = "200ms"
+  start_backoff_max        = "2s"
+  session_conflict_timeout = "30s"
+
+  nomad {
+    address            = %q
+    namespace          = "github-runners"
+    job_id             = "github-runner-linux"
+    purge_grace_period = "3s"
+  }
+}
+`, gh.OrgConfigURL("acme"), listen, nomadAddr)), 0o600))
+
+	const pat = "ghp_BINARYE2ESECRETPAT0123456789"
+	start := func() (*exec.Cmd, *lockedBuffer, chan error) {
+		logs := &lockedBuffer{}
+		cmd := exec.Command(bin, "run", "--config", cfgPath, "--log-level", "debug")
+		cmd.Env = append(os.Environ(), "NOMAD_GHA_SCALESET_GITHUB_TOKEN="+pat, "NOMAD_TOKEN=", "NOMAD_ADDR=")
+		cmd.Stdout, cmd.Stderr = logs, logs
+		must.NoError(t, cmd.Start())
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		})
+		return cmd, logs, done
+	}
+	wait := func(logs *lockedBuffer, d time.Duration, what string, cond func(actionssim.Snapshot) bool) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), d)
+		defer cancel()
+		if err := gh.WaitFor(ctx, cond); err != nil {
+			t.Fatalf("waiting for %s: %v\nservice logs:\n%s", what, err, logs.String())
+		}
+	}
+
+	first, firstLogs, firstDone := start()
+	wait(firstLogs, 30*time.Second, "session", func(s actionssim.Snapshot) bool {
+		ss, ok := s.ScaleSetByName("crash")
+		return ok && ss.SessionID != ""
+	})
+	const jobs = 9
+	gh.QueueJobs(jobs, 1500*time.Millisecond, "crash")
+	wait(firstLogs, time.Minute, "runners busy", func(s actionssim.Snapshot) bool { return len(s.JobsIn(actionssim.JobRunning)) >= 2 })
+	must.NoError(t, first.Process.Signal(syscall.SIGKILL))
+	<-firstDone
+	firstDone <- nil
+
+	second, secondLogs, secondDone := start()
+	wait(secondLogs, 3*time.Minute, "all jobs done after the restart", func(s actionssim.Snapshot) bool {
+		return len(s.JobsIn(actionssim.JobCompleted)) == jobs
+	})
+	wait(secondLogs, 30*time.Second, "no runners left in GitHub", func(s actionssim.Snapshot) bool {
+		return len(s.RunnersIn(actionssim.RunnerOffline, actionssim.RunnerIdle, actionssim.RunnerBusy)) == 0
+	})
+	for _, j := range gh.Jobs() {
+		must.Eq(t, actionssim.ResultSucceeded, j.Result, must.Sprintf("job %s", j.ID))
+	}
+	must.StrContains(t, secondLogs.String(), "adopted dispatched runner job")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err = nomad.WaitUntil(ctx, func() bool {
+		ids := nomad.JobIDs("github-runners")
+		return len(ids) == 1 && nomad.RunningTasks() == 0
+	})
+	must.NoError(t, err, must.Sprintf("left in Nomad: %v\n%s", nomad.JobIDs("github-runners"), secondLogs.String()))
+
+	// a clean stop on SIGTERM
+	must.NoError(t, second.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-secondDone:
+		secondDone <- err
+		must.NoError(t, err, must.Sprint(secondLogs.String()))
+	case <-time.After(40 * time.Second):
+		t.Fatal("service did not stop on SIGTERM")
+	}
+	must.StrNotContains(t, firstLogs.String()+secondLogs.String(), pat)
 }
