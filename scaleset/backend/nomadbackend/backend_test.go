@@ -471,3 +471,28 @@ func TestBackend_unreachable(t *testing.T) {
 		must.StrContains(t, f.logs.String(), "nomad is reachable again")
 	})
 }
+
+func TestBackend_ListRunners_newestDispatchPerName(t *testing.T) {
+	tasks := newControlled()
+	f := newFixture(t, nomadsim.WithTaskRunner(tasks))
+	meta := map[string]string{"runner_name": "r-1", "runner_scale_set_name": testScaleSet}
+	old, _, err := f.api.Jobs().Dispatch(testJob, meta, []byte(testJIT), "r-1", nil)
+	must.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	must.NoError(t, f.sim.WaitUntil(ctx, func() bool { return f.sim.RunningTasks() == 1 }))
+	tasks.ch("r-1") <- 1 // the old one failed
+	must.NoError(t, f.sim.WaitUntil(ctx, func() bool { return *f.sim.Job("default", old.DispatchedJobID).Status == "dead" }))
+
+	b := f.backend(t, f.config()) // grace 1h: only supersession purges
+	id, err := b.StartRunner(t.Context(), "r-1", testJIT)
+	must.NoError(t, err)
+	r := waitRunner(t, b, "r-1", backend.StateRunning)
+	must.Eq(t, id, r.ResourceID)
+	list, err := b.ListRunners(t.Context())
+	must.NoError(t, err)
+	must.Len(t, 1, list)
+	// the superseded dead child is purged at once
+	must.NoError(t, f.sim.WaitUntil(ctx, func() bool { return f.sim.Job("default", old.DispatchedJobID) == nil }))
+	must.NotNil(t, f.sim.Job("default", id))
+}

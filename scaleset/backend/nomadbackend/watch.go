@@ -31,9 +31,22 @@ func (b *Backend) watch(ctx context.Context) {
 		b.mu.Lock()
 		index := b.index
 		b.mu.Unlock()
+		began := time.Now()
 		err := b.refresh(ctx, index, b.nextWait())
 		if ctx.Err() != nil {
 			return
+		}
+		b.mu.Lock()
+		unchanged := b.index == index
+		b.mu.Unlock()
+		if err == nil && unchanged && time.Since(began) < minWait {
+			// A blocking query that answers at once without a new index
+			// (a proxy that drops ?index, a server bug) must not spin.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(minWait):
+			}
 		}
 		if err != nil {
 			b.mu.Lock()
