@@ -396,3 +396,50 @@ func TestProcessRunner_RunTask_payloadFile(t *testing.T) {
 	_, err = pr.RunTask(t.Context(), task, func() {})
 	must.ErrorContains(t, err, "escapes")
 }
+
+func TestServer_Index_semantics(t *testing.T) {
+	release := make(chan struct{})
+	s, c := startSim(t, WithTaskRunner(TaskRunnerFunc(func(ctx context.Context, _ Task, started func()) (int, error) {
+		started()
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return 0, nil
+	})))
+	must.NoError(t, s.RegisterJob(parentJob("p")))
+	resp, wm, err := c.Jobs().Dispatch("p", map[string]string{"runner_name": "r"}, []byte("x"), "", nil)
+	must.NoError(t, err)
+	job, qm, err := c.Jobs().Info(resp.DispatchedJobID, nil)
+	must.NoError(t, err)
+	must.Eq(t, *job.ModifyIndex, qm.LastIndex, must.Sprint("job read index is the job's ModifyIndex"))
+	must.GreaterEq(t, wm.LastIndex, qm.LastIndex)
+
+	// a blocking allocations query wakes when the task starts
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	must.NoError(t, s.WaitUntil(ctx, func() bool { return s.RunningTasks() == 1 }))
+	allocs, aqm, err := c.Jobs().Allocations(resp.DispatchedJobID, false, nil)
+	must.NoError(t, err)
+	must.Len(t, 1, allocs)
+	done := make(chan uint64, 1)
+	go func() {
+		_, m, err := c.Jobs().Allocations(resp.DispatchedJobID, false, &api.QueryOptions{WaitIndex: aqm.LastIndex, WaitTime: time.Minute})
+		if err != nil {
+			done <- 0
+			return
+		}
+		done <- m.LastIndex
+	}()
+	must.NoError(t, s.WaitUntil(ctx, func() bool { return s.BlockingQueries() == 1 }))
+	close(release)
+	must.Greater(t, aqm.LastIndex, <-done)
+
+	// the list index moves with the summary, so one list query sees the
+	// allocation finish
+	must.NoError(t, s.WaitUntil(ctx, func() bool { return *s.Job("default", resp.DispatchedJobID).Status == "dead" }))
+	list, lqm, err := c.Jobs().List(&api.QueryOptions{Prefix: "p/dispatch-"})
+	must.NoError(t, err)
+	must.Eq(t, 1, list[0].JobSummary.Summary["runner"].Complete)
+	must.Eq(t, lqm.LastIndex, max(list[0].ModifyIndex, list[0].JobSummary.ModifyIndex))
+}
