@@ -931,7 +931,11 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("wait for pool goroutines: %w", ctx.Err()))
+		select {
+		case <-done: // finished just in time
+		default:
+			errs = append(errs, fmt.Errorf("wait for pool goroutines: %w", ctx.Err()))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -505,6 +505,10 @@ func (b *Backend) Shutdown(ctx context.Context) {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		b.log.Warn("tart backend shutdown timed out", "error", ctx.Err())
+		select {
+		case <-done: // finished just in time
+		default:
+			b.log.Warn("tart backend shutdown timed out", "error", ctx.Err())
+		}
 	}
 }
