@@ -64,6 +64,9 @@ func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*ru
 		BootTimeout:   cfg.BootTimeout,
 		ReadyInterval: cfg.AgentPollInterval,
 		StopTimeout:   cfg.VMStopTimeout,
+		// A cold start waits this long for a slot, then fails with
+		// tart.ErrNoSlot (a recoverable error for Nomad).
+		SlotWaitTimeout: cfg.SlotWaitTimeout,
 		OnEvent: func(e tart.Event) {
 			plog.Debug("pool event", "type", string(e.Type), "pool", e.Pool, "vm_name", e.VM, "message", e.Message)
 		},

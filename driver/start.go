@@ -23,9 +23,6 @@ import (
 // supervisor's start report (it opens the log FIFOs and starts tart exec).
 const supervisorStartTimeout = 30 * time.Second
 
-// errNoSlot is the cause of a cold start abandoned for lack of a VM slot.
-var errNoSlot = errors.New("no VM slot free")
-
 // decodeTaskConfig decodes and validates the task's config block.
 func decodeTaskConfig(cfg *sdk.TaskConfig) (*TaskConfig, error) {
 	var tc TaskConfig
@@ -200,19 +197,11 @@ func (d *Driver) ensureImage(ctx context.Context, rt *runtime, cfg *sdk.TaskConf
 }
 
 // coldStart boots VM name for the task. If no slot frees up within
-// slot_wait_timeout the start fails with a recoverable error, as does
-// Apple's VM limit; nothing is left behind on failure (StartVM deletes the
-// VM and frees the slot).
+// slot_wait_timeout (the pool's SlotWaitTimeout) the start fails with a
+// recoverable error, as does Apple's VM limit; nothing is left behind on
+// failure (StartVM deletes the VM and frees the slot).
 func (d *Driver) coldStart(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, name string, spec tart.VMSpec) (*tart.VM, error) {
-	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	timer := time.AfterFunc(rt.cfg.SlotWaitTimeout, func() {
-		if _, held := rt.slots.OwnerSlot(name); !held {
-			cancel(errNoSlot)
-		}
-	})
-	defer timer.Stop()
-	vm, err := rt.pool.StartVM(sctx, name, spec, func(e tart.Event) {
+	vm, err := rt.pool.StartVM(ctx, name, spec, func(e tart.Event) {
 		if e.Type == tart.EventFailed {
 			return // reported by StartTask's error
 		}
@@ -221,9 +210,9 @@ func (d *Driver) coldStart(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig
 	switch {
 	case err == nil:
 		return vm, nil
-	case errors.Is(context.Cause(sctx), errNoSlot):
-		return nil, sdk.NewRecoverableError(fmt.Errorf("%w: all %d slots are in use and none freed up within slot_wait_timeout (%s)",
-			errNoSlot, rt.slots.Max(), rt.cfg.SlotWaitTimeout))
+	case errors.Is(err, tart.ErrNoSlot) && ctx.Err() == nil:
+		return nil, sdk.NewRecoverableError(fmt.Errorf("no VM slot free: all %d slots are in use and none freed up within slot_wait_timeout (%s): %w",
+			rt.slots.Max(), rt.cfg.SlotWaitTimeout, err))
 	case errors.Is(err, tart.ErrVMLimit):
 		return nil, sdk.NewRecoverableError(fmt.Errorf("the host refused another VM (Apple's limit of 2 macOS VMs; other tools' VMs count too): %w", err))
 	default:

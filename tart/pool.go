@@ -77,6 +77,11 @@ type PoolOptions struct {
 	// Attached starts tart run in the caller's session instead of its own.
 	// The default (detached) keeps VMs running if the caller is killed.
 	Attached bool
+	// SlotWaitTimeout bounds how long StartVM (and Provision's cold start)
+	// waits for a free slot; the start then fails with ErrNoSlot. Zero
+	// waits as long as the caller's context allows (which also ends in
+	// ErrNoSlot while waiting). The boot itself is not bounded by it.
+	SlotWaitTimeout time.Duration
 	// Pull options for EnsureImage (registry flags).
 	Pull PullOptions
 	// KeepUnknownPools leaves unclaimed warm VMs of pools this Pool does
@@ -689,7 +694,9 @@ func (p *Pool) Provision(ctx context.Context, name, owner string, spec VMSpec, o
 // StartVM cold-starts VM name from spec: it waits for a slot (preempting an
 // idle warm VM if all slots are taken), pulls the image if needed, clones,
 // sets resources and the slot's MAC, boots detached and waits for the guest
-// agent. On failure nothing is left behind (VM deleted, slot freed).
+// agent. If no slot frees up within SlotWaitTimeout (or before ctx ends)
+// the error matches ErrNoSlot. On failure nothing is left behind (VM
+// deleted, slot freed).
 func (p *Pool) StartVM(ctx context.Context, name string, spec VMSpec, onEvent EventFunc) (*VM, error) {
 	if err := validName(name); err != nil {
 		return nil, fmt.Errorf("start vm: %w", err)
@@ -705,21 +712,32 @@ func (p *Pool) StartVM(ctx context.Context, name string, spec VMSpec, onEvent Ev
 		return nil, ErrPoolClosed
 	}
 	slot, ok := p.slots.TryAcquire(name)
+	var err error
 	if !ok {
 		emit(Event{Type: EventWaitingSlot, VM: name,
 			Message: fmt.Sprintf("Waiting for a VM slot (%d of %d in use)", p.slots.Max()-p.slots.Available(), p.slots.Max())}, onEvent, p.opts.OnEvent)
-		var err error
-		if slot, err = p.slots.Acquire(ctx, name); err != nil {
+		if slot, err = p.acquireSlot(ctx, name); err != nil {
 			return nil, fmt.Errorf("start vm %s: %w", name, err)
 		}
 	}
 	vm := &VM{Name: name, Slot: slot, Image: spec.Image}
-	if err := p.boot(ctx, vm, spec, func(e Event) { emit(e, onEvent, p.opts.OnEvent) }); err != nil {
+	if err = p.boot(ctx, vm, spec, func(e Event) { emit(e, onEvent, p.opts.OnEvent) }); err != nil {
 		p.discard(vm, "cold start failed")
 		emit(Event{Type: EventFailed, VM: name, Err: err, Message: "Failed to start VM: " + err.Error()}, onEvent, p.opts.OnEvent)
 		return nil, fmt.Errorf("start vm %s: %w", name, err)
 	}
 	return vm, nil
+}
+
+// acquireSlot waits for a slot for name, at most SlotWaitTimeout when set.
+// Its error matches ErrNoSlot.
+func (p *Pool) acquireSlot(ctx context.Context, name string) (Slot, error) {
+	if p.opts.SlotWaitTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.opts.SlotWaitTimeout)
+		defer cancel()
+	}
+	return p.slots.Acquire(ctx, name)
 }
 
 // boot pulls (if needed), clones, configures, runs and waits for vm, and

@@ -5,6 +5,7 @@ package tart
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -175,6 +176,48 @@ func TestPool_StartVM_preemptsWarmVM(t *testing.T) {
 
 	must.NoError(t, p.Release(t.Context(), vm))
 	waitFor(t, func() bool { return p.Stats()[0].Ready == 2 })
+}
+
+func TestPool_StartVM_slotWaitTimeout(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	slots, _ := NewSlots(1, "test-host")
+	p, err := NewPool(m.client(), slots, nil, PoolOptions{ReadyInterval: time.Millisecond, StopTimeout: time.Second,
+		SlotWaitTimeout: 50 * time.Millisecond})
+	must.NoError(t, err)
+	startPool(t, p)
+	busy, err := p.StartVM(t.Context(), TaskVMName("busy"), VMSpec{Image: testImage}, nil)
+	must.NoError(t, err)
+
+	// No warm VM to preempt: the wait times out with ErrNoSlot although
+	// the caller's context is still live, and nothing is cloned.
+	var evs eventLog
+	_, err = p.StartVM(t.Context(), TaskVMName("late"), VMSpec{Image: testImage}, evs.add)
+	must.ErrorIs(t, err, ErrNoSlot)
+	must.ErrorIs(t, err, context.DeadlineExceeded)
+	must.NoError(t, t.Context().Err())
+	must.Len(t, 1, evs.of(EventWaitingSlot))
+	must.Eq(t, []string{busy.Name}, m.names())
+
+	// A context that ends while waiting is ErrNoSlot too (and Canceled).
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = p.Provision(ctx, TaskVMName("gone"), "gone", VMSpec{Image: testImage}, nil)
+	must.ErrorIs(t, err, ErrNoSlot)
+	must.ErrorIs(t, err, context.Canceled)
+
+	// A context error after the slot was taken is not ErrNoSlot.
+	must.NoError(t, p.Release(t.Context(), busy))
+	m.mu.Lock()
+	m.agentAfter = 1 << 30
+	m.mu.Unlock()
+	bctx, bcancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer bcancel()
+	_, err = p.StartVM(bctx, TaskVMName("slow"), VMSpec{Image: testImage}, nil)
+	must.ErrorIs(t, err, context.DeadlineExceeded)
+	must.False(t, errors.Is(err, ErrNoSlot), must.Sprint(err))
+	must.SliceEmpty(t, m.names())
+	must.Eq(t, 1, slots.Available())
 }
 
 func TestPool_Provision_coldWhenEmpty(t *testing.T) {

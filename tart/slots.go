@@ -5,6 +5,7 @@ package tart
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -14,6 +15,13 @@ import (
 // DefaultMaxVMs is the default number of VM slots per host: Apple lets a
 // host run two macOS guests at once.
 const DefaultMaxVMs = 2
+
+// ErrNoSlot is returned when a wait for a VM slot ends without one: its
+// timeout passed or its context ended. The error also matches the
+// context's error (context.DeadlineExceeded or context.Canceled), so
+// errors.Is(err, ErrNoSlot) tells "no slot freed up" apart from a context
+// that ended during a later step (a pull or a boot).
+var ErrNoSlot = errors.New("no vm slot free")
 
 // Slot is one of a host's VM slots. Every running VM of ours, warm or busy,
 // holds exactly one; its MAC address is fixed per slot.
@@ -124,8 +132,9 @@ func (s *Slots) TryAcquire(owner string) (Slot, bool) {
 }
 
 // Acquire takes a slot for owner, waiting until one is released or ctx
-// ends. While it waits it asks the preempter (the warm pool) once to give
-// up an idle warm VM's slot.
+// ends (then the error matches ErrNoSlot and ctx's error). While it waits
+// it asks the preempter (the warm pool) once to give up an idle warm VM's
+// slot.
 func (s *Slots) Acquire(ctx context.Context, owner string) (Slot, error) {
 	owner = ownerName(owner)
 	s.mu.Lock()
@@ -162,7 +171,7 @@ func (s *Slots) Acquire(ctx context.Context, owner string) (Slot, error) {
 		s.Release(i)
 	default:
 	}
-	return Slot{}, fmt.Errorf("wait for a vm slot (%d in use: %s): %w", s.Max(), s.describe(), ctx.Err())
+	return Slot{}, fmt.Errorf("wait for a vm slot (%d in use: %s): %w (%w)", s.Max(), s.describe(), ErrNoSlot, ctx.Err())
 }
 
 // Claim marks slot index as held by owner, for rebuilding state from VMs

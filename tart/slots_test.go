@@ -100,6 +100,7 @@ func TestSlots_Acquire_contextEnds(t *testing.T) {
 	defer cancel()
 	_, err := s.Acquire(ctx, "task")
 	must.ErrorIs(t, err, context.DeadlineExceeded)
+	must.ErrorIs(t, err, ErrNoSlot)
 	must.ErrorContains(t, err, "0=busy")
 	must.Eq(t, 0, s.Waiting())
 	s.Release(held.Index)
