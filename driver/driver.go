@@ -26,9 +26,9 @@ type Driver struct {
 	// selfPath is the plugin binary, re-executed as the task supervisor.
 	selfPath func() (string, error)
 
-	// ctx is the process lifetime: Shutdown cancels it, which stops the
-	// pool's refill, the reconcile and recovered tasks' watchers, but
-	// never a task.
+	// ctx is the process lifetime: Shutdown detaches the warm pool, then
+	// cancels it, which stops the reconcile and recovered tasks' watchers,
+	// but never a task.
 	ctx    context.Context
 	cancel context.CancelFunc
 	events *eventHub
@@ -41,6 +41,9 @@ type Driver struct {
 	rt      *runtime
 	rtErr   error
 	rtStart chan struct{} // closed when a start attempt has finished
+	// shutdown is set by Shutdown; a runtime that finishes starting after
+	// it detaches its pool at once.
+	shutdown bool
 }
 
 var (
@@ -128,6 +131,15 @@ func (d *Driver) runtime(ctx context.Context) (*runtime, error) {
 func (d *Driver) startRuntime(done chan struct{}) {
 	rt, err := newRuntime(d.ctx, d.pluginConfig(), d.logger)
 	d.rtMu.Lock()
+	if err == nil && d.shutdown {
+		// Shutdown came while the pool was starting: hand its warm VMs
+		// over to the next process as Shutdown would have.
+		d.rtMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), rt.cfg.VMStopTimeout+30*time.Second)
+		_ = d.detachPool(ctx, rt) // logged
+		cancel()
+		d.rtMu.Lock()
+	}
 	d.rt, d.rtErr = rt, err
 	if err != nil {
 		d.rtStart = nil // the next caller tries again
@@ -147,11 +159,31 @@ func (d *Driver) currentRuntime() *runtime {
 }
 
 // Shutdown is Nomad's notice (2.0.4+) that this process is about to be
-// killed. Tasks, their VMs and ready warm VMs keep running (the next
-// process recovers tasks and adopts warm VMs); warm boots in progress are
-// cancelled and cleaned up.
-func (d *Driver) Shutdown(context.Context) error {
+// killed. Tasks, their VMs and ready warm VMs keep running: the pool is
+// detached (tart.Pool.Detach), so the next process recovers the tasks and
+// adopts the warm VMs; warm boots in progress are cancelled and cleaned
+// up. Then the process context is cancelled, which stops the reconcile and
+// recovered tasks' watchers, never a task.
+func (d *Driver) Shutdown(ctx context.Context) error {
+	d.rtMu.Lock()
+	d.shutdown = true
+	rt := d.rt
+	d.rtMu.Unlock()
+	var err error
+	if rt != nil {
+		err = d.detachPool(ctx, rt)
+	}
 	d.cancel()
+	return err
+}
+
+// detachPool stops the warm pool's background work and leaves its ready
+// VMs to the next plugin process.
+func (d *Driver) detachPool(ctx context.Context, rt *runtime) error {
+	if err := rt.pool.Detach(ctx); err != nil {
+		d.logger.Warn("failed to detach from the warm pool", "error", err)
+		return fmt.Errorf("failed to detach from the warm pool: %w", err)
+	}
 	return nil
 }
 

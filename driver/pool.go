@@ -83,8 +83,10 @@ func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*ru
 	}
 	// Start keeps running VMs of ours (tasks' VMs keep their slots), adopts
 	// ready warm VMs an earlier process left, deletes unclaimed warm VMs it
-	// cannot use, and refills in the background until ctx ends. Tasks'
-	// VMs are never touched here; RecoverTask re-attaches them.
+	// cannot use, and refills in the background until the driver's
+	// Shutdown detaches it (ready warm VMs stay for the next process) or
+	// ctx ends. Tasks' VMs are never touched here; RecoverTask re-attaches
+	// them.
 	if err := pool.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start warm pools: %w", err)
 	}

@@ -131,3 +131,32 @@ pool {
 	must.Eq(t, 0, h.WaitTask(t, task.ID).ExitCode)
 	h.DestroyTask(t, task.ID, true)
 }
+
+// TestDriver_Shutdown_leavesWarmVMsForTheNextProcess stops the plugin
+// gracefully (Shutdown detaches the pool): the ready warm VM keeps running
+// and the next process adopts it instead of booting another.
+func TestDriver_Shutdown_leavesWarmVMsForTheNextProcess(t *testing.T) {
+	t.Parallel()
+	e, h := newTartEnv(t, envOptions{PluginConfig: `
+pool {
+  name  = "macos"
+  image = "` + testImage + `"
+  size  = 1
+}`})
+	h.WaitFingerprint(t, func(fp *harness.Fingerprint) bool { return fp.Attributes["driver.tart.pool.macos.ready"] == "1" })
+	warm := e.vms(t)
+	must.Len(t, 1, warm)
+	must.Eq(t, "running", warm[0].State)
+
+	h.StopPlugin(t)
+	must.StrContains(t, h.PluginLogs(), "detached from warm vms")
+	must.Eq(t, warm, e.vms(t), must.Sprint("the warm vm survives the plugin's shutdown"))
+
+	h.Relaunch(t)
+	h.WaitFingerprint(t, func(fp *harness.Fingerprint) bool { return fp.Attributes["driver.tart.pool.macos.ready"] == "1" })
+	must.Eq(t, warm, e.vms(t), must.Sprint("adopted, not replaced"))
+	task := h.StartTask(t, harness.TaskSpec{Config: sh(`exit 0`)})
+	must.Eq(t, warm[0].Name, taskVM(t, task))
+	must.Eq(t, 0, h.WaitTask(t, task.ID).ExitCode)
+	h.DestroyTask(t, task.ID, true)
+}

@@ -22,7 +22,7 @@ import (
 // ErrPoolEmpty is returned by Claim when no ready warm VM matches.
 var ErrPoolEmpty = errors.New("no ready warm vm")
 
-// ErrPoolClosed is returned after Shutdown.
+// ErrPoolClosed is returned after Shutdown or Detach.
 var ErrPoolClosed = errors.New("pool is shut down")
 
 // ClaimedMarker is the file a claimed warm VM gets in its VM directory. A
@@ -241,7 +241,7 @@ func (p *Pool) Slots() *Slots { return p.slots }
 func (p *Pool) Client() *Client { return p.client }
 
 // Start rebuilds state from the VMs on the host, then starts the refill
-// workers, which run until Shutdown or ctx ends:
+// workers, which run until Shutdown, Detach or ctx ends:
 //   - running VMs of ours (task VMs and claimed pool VMs) keep their slots,
 //     found from their MAC address;
 //   - running, ready, unclaimed warm VMs of configured pools are adopted;
@@ -898,6 +898,23 @@ func (p *Pool) Stats() []PoolStats {
 // every warm VM the pool still holds (claimed VMs are the caller's). It
 // waits for all pool goroutines; ctx bounds the deletions.
 func (p *Pool) Shutdown(ctx context.Context) error {
+	return p.close(ctx, false)
+}
+
+// Detach stops the refill workers and cancels boots in progress (those VMs
+// are deleted), like Shutdown, but leaves every ready warm VM running and
+// unclaimed, so that the next pool on the same TART_HOME adopts it at
+// Start. Use it when the process is about to exit and another will take
+// over (a restarting plugin). Their slots stay held; Claim, Provision and
+// StartVM fail with ErrPoolClosed afterwards, Release still works. It waits
+// for all pool goroutines; ctx bounds the wait. A later Shutdown does
+// nothing.
+func (p *Pool) Detach(ctx context.Context) error {
+	return p.close(ctx, true)
+}
+
+// close is Shutdown (keepReady false) and Detach (keepReady true).
+func (p *Pool) close(ctx context.Context, keepReady bool) error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -908,12 +925,17 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 		p.cancel()
 	}
 	var warm []*warmVM
+	kept := 0
 	for _, name := range p.order {
 		ps := p.pools[name]
 		for e := ps.ready.Front(); e != nil; e = e.Next() {
 			w := e.Value.(*warmVM)
 			w.elem = nil
 			close(w.unwatch)
+			if keepReady {
+				kept++
+				continue
+			}
 			warm = append(warm, w)
 		}
 		ps.ready.Init()
@@ -925,6 +947,9 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	p.slots.SetPreempter(nil)
+	if keepReady {
+		p.log.Info("detached from warm vms; they stay running for the next pool to adopt", "ready", kept)
+	}
 
 	var mu sync.Mutex
 	var errs []error

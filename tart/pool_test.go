@@ -345,6 +345,44 @@ func TestPool_Shutdown_deletesWarmVMs(t *testing.T) {
 	must.NoError(t, p.Shutdown(context.Background()), must.Sprint("idempotent"))
 }
 
+func TestPool_Detach_leavesReadyVMsForTheNextPool(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	p, _ := testPool(t, m, 2, []PoolConfig{poolCfg("mac", 2)})
+	must.NoError(t, p.Start(t.Context()))
+	waitFor(t, func() bool { return p.Stats()[0].Ready == 2 })
+	ready := m.running()
+
+	must.NoError(t, p.Detach(context.Background()))
+	must.Eq(t, ready, m.running(), must.Sprint("ready warm vms keep running"))
+	_, err := p.Claim(t.Context(), "x", VMSpec{Pool: "mac"})
+	must.ErrorIs(t, err, ErrPoolClosed)
+	_, err = p.StartVM(t.Context(), TaskVMName("a"), VMSpec{Image: testImage}, nil)
+	must.ErrorIs(t, err, ErrPoolClosed)
+	must.NoError(t, p.Shutdown(context.Background()), must.Sprint("a no-op after Detach"))
+	must.Eq(t, ready, m.running())
+	must.Eq(t, 2, m.count("clone"))
+
+	// The next process's pool adopts both without booting anything.
+	next, ev := testPool(t, m, 2, []PoolConfig{poolCfg("mac", 2)})
+	startPool(t, next)
+	must.Len(t, 2, ev.of(EventAdopted))
+	must.Eq(t, 2, next.Stats()[0].Ready)
+	must.Eq(t, 2, m.count("clone"))
+}
+
+func TestPool_Detach_deletesBootsInProgress(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	m.agentAfter = 1 << 30 // never ready: the boot is in flight at Detach
+	p, _ := testPool(t, m, 1, []PoolConfig{poolCfg("mac", 1)})
+	must.NoError(t, p.Start(t.Context()))
+	waitFor(t, func() bool { return len(m.running()) == 1 })
+	must.NoError(t, p.Detach(context.Background()))
+	must.SliceEmpty(t, m.names())
+	must.Eq(t, 1, p.Slots().Available())
+}
+
 func TestPool_noEventCallback(t *testing.T) {
 	checkGoroutines(t)
 	m := newMemTart(t)
