@@ -11,6 +11,7 @@ import (
 	"github.com/shoenig/test/must"
 
 	"github.com/tartnomad/nomad-driver-tart/driver/harness"
+	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
 func TestDriver_StartTask_coldStart(t *testing.T) {
@@ -159,5 +160,44 @@ func TestDriver_StartTask_sharedDir(t *testing.T) {
 	must.Eq(t, 0, h.WaitTask(t, task.ID).ExitCode)
 	stdout, _ := h.Logs(t, task.ID)
 	must.Eq(t, "from the host\n", stdout)
+	h.DestroyTask(t, task.ID, true)
+}
+
+// TestDriver_StartTask_poolOnlyForFittingTasks names a warm pool from
+// tasks it cannot serve (a shared dir, more cpu): they cold-start with an
+// event saying why, and the warm VM stays for a task that fits.
+func TestDriver_StartTask_poolOnlyForFittingTasks(t *testing.T) {
+	t.Parallel()
+	e, h := newTartEnv(t, envOptions{PluginConfig: `
+pool {
+  name  = "macos"
+  image = "` + testImage + `"
+  size  = 1
+  cpu   = 4
+}`})
+	h.WaitFingerprint(t, func(fp *harness.Fingerprint) bool { return fp.Attributes["driver.tart.pool.macos.ready"] == "1" })
+	warm := e.vmNames(t)
+	must.Len(t, 1, warm)
+
+	for _, tc := range []struct {
+		name, extra, reason string
+		files               map[string][]byte
+	}{
+		{name: "shared-dir", extra: "pool = \"macos\"\nshared_dir {\n  host_path = \"local/share\"\n}",
+			reason: "shared directories", files: map[string][]byte{"local/share/x": []byte("x")}},
+		{name: "cpu", extra: "pool = \"macos\"\ncpu = 8", reason: "cpu 8 is not the pool's 4"},
+		{name: "network", extra: "pool = \"macos\"\nnetwork_mode = \"softnet\"", reason: "network"},
+	} {
+		task := h.StartTask(t, harness.TaskSpec{Name: tc.name, Config: sh(`exit 0`, tc.extra), Files: tc.files})
+		must.Eq(t, tart.TaskVMName(task.ID), taskVM(t, task), must.Sprint(tc.name+": cold start"))
+		ev := h.WaitEvent(t, task.ID, "Not using warm pool macos")
+		must.StrContains(t, ev.Message, tc.reason)
+		must.Eq(t, 0, h.WaitTask(t, task.ID).ExitCode)
+		h.DestroyTask(t, task.ID, true)
+	}
+
+	task := h.StartTask(t, harness.TaskSpec{Config: sh(`exit 0`, `pool = "macos"`)})
+	must.Eq(t, warm[0], taskVM(t, task), must.Sprint("a fitting task claims the warm vm"))
+	must.Eq(t, 0, h.WaitTask(t, task.ID).ExitCode)
 	h.DestroyTask(t, task.ID, true)
 }

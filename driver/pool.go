@@ -53,11 +53,7 @@ func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*ru
 	if err != nil {
 		return nil, fmt.Errorf("mac_seed: %w", err)
 	}
-	pools := make([]tart.PoolConfig, 0, len(cfg.Pools))
-	for _, p := range cfg.Pools {
-		pools = append(pools, tart.PoolConfig{Name: p.Name, Size: p.Size,
-			VMSpec: tart.VMSpec{Image: p.Image, CPU: p.CPU, MemoryMiB: p.Memory, DiskSizeGB: p.DiskSize}})
-	}
+	pools := tartPools(cfg)
 	plog := logger.Named("pool")
 	pool, err := tart.NewPool(client, slots, pools, tart.PoolOptions{
 		Logger:        logger,
@@ -91,6 +87,30 @@ func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*ru
 		return nil, fmt.Errorf("start warm pools: %w", err)
 	}
 	return &runtime{cfg: cfg, client: client, slots: slots, pool: pool, dataDir: dataDir, tartEnv: env, starting: map[string]int{}}, nil
+}
+
+// tartPools are the plugin's pool blocks as tart pools: NAT, no shared
+// dirs, the plugin's default cpu and memory applied by Validate.
+func tartPools(cfg PluginConfig) []tart.PoolConfig {
+	pools := make([]tart.PoolConfig, 0, len(cfg.Pools))
+	for _, p := range cfg.Pools {
+		pools = append(pools, tart.PoolConfig{Name: p.Name, Size: p.Size,
+			VMSpec: tart.VMSpec{Image: p.Image, CPU: p.CPU, MemoryMiB: p.Memory, DiskSizeGB: p.DiskSize}})
+	}
+	return pools
+}
+
+// namedPoolFits returns nil when the pool the task names (spec.Pool) is
+// configured and its VMs fit the task (tart.PoolConfig.Fits: same image,
+// the task's cpu, memory and disk size, no shared dirs, NAT network),
+// else an error saying why the task must cold-start.
+func namedPoolFits(cfg PluginConfig, spec tart.VMSpec) error {
+	for _, pc := range tartPools(cfg) {
+		if pc.Name == spec.Pool {
+			return pc.Fits(spec)
+		}
+	}
+	return fmt.Errorf("no pool %q is configured on this node", spec.Pool)
 }
 
 // markStarting protects name from the reconcile until the returned func is

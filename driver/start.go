@@ -119,20 +119,12 @@ func vmSpec(pc PluginConfig, tc *TaskConfig, shares []tart.DirShare) tart.VMSpec
 	return spec
 }
 
-// provisionVM claims a warm VM matching spec or cold-starts one. The
+// provisionVM claims a warm VM that fits the task or cold-starts one. The
 // returned func ends the VM's protection from the reconcile; call it once
 // the task is stored (or the VM released).
 func (d *Driver) provisionVM(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, tc *TaskConfig, spec tart.VMSpec) (*tart.VM, func(), error) {
-	start := time.Now()
-	vm, err := rt.pool.Claim(ctx, cfg.ID, spec)
-	if err == nil {
-		done := rt.markStarting(vm.Name)
-		d.events.emit(cfg, fmt.Sprintf("Claimed warm VM %s in %.1fs", vm.Name, time.Since(start).Seconds()),
-			map[string]string{"vm_name": vm.Name, "pool": vm.Pool})
-		return vm, done, nil
-	}
-	if !errors.Is(err, tart.ErrPoolEmpty) {
-		return nil, nil, fmt.Errorf("failed to claim a warm VM: %w", err)
+	if vm, done, err := d.claimWarmVM(ctx, rt, cfg, spec); vm != nil || err != nil {
+		return vm, done, err
 	}
 	if err := d.ensureImage(ctx, rt, cfg, tc); err != nil {
 		return nil, nil, err
@@ -140,11 +132,38 @@ func (d *Driver) provisionVM(ctx context.Context, rt *runtime, cfg *sdk.TaskConf
 	name := tart.TaskVMName(cfg.ID)
 	done := rt.markStarting(name)
 	d.removeInterruptedStart(rt, name)
-	vm, err = d.coldStart(ctx, rt, cfg, name, spec)
+	vm, err := d.coldStart(ctx, rt, cfg, name, spec)
 	if err != nil {
 		done()
 		return nil, nil, err
 	}
+	return vm, done, nil
+}
+
+// claimWarmVM claims a ready warm VM for the task, or returns no VM and no
+// error when the task must cold-start: no pool fits it, or the pool is
+// empty. A task naming a pool whose VMs lack its shape (another image or
+// resources, shared dirs, a network other than NAT: all fixed at boot) is
+// never given one of them; an event says why it cold-starts.
+func (d *Driver) claimWarmVM(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, spec tart.VMSpec) (*tart.VM, func(), error) {
+	if spec.Pool != "" {
+		if err := namedPoolFits(rt.cfg, spec); err != nil {
+			d.logger.Info("task does not fit its warm pool; cold starting", "task_id", cfg.ID, "pool", spec.Pool, "reason", err.Error())
+			d.events.emit(cfg, fmt.Sprintf("Not using warm pool %s (%v): cold start", spec.Pool, err), map[string]string{"pool": spec.Pool})
+			return nil, nil, nil
+		}
+	}
+	start := time.Now()
+	vm, err := rt.pool.Claim(ctx, cfg.ID, spec)
+	switch {
+	case errors.Is(err, tart.ErrPoolEmpty):
+		return nil, nil, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("failed to claim a warm VM: %w", err)
+	}
+	done := rt.markStarting(vm.Name)
+	d.events.emit(cfg, fmt.Sprintf("Claimed warm VM %s in %.1fs", vm.Name, time.Since(start).Seconds()),
+		map[string]string{"vm_name": vm.Name, "pool": vm.Pool})
 	return vm, done, nil
 }
 

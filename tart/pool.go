@@ -31,10 +31,10 @@ const ClaimedMarker = "ntart-claimed"
 
 // VMSpec describes the VM a caller wants.
 type VMSpec struct {
-	// Pool, when set, names the warm pool to claim from (matched by name
-	// only: the pool's own image, resources and boot-time run options
-	// apply); otherwise a pool whose image, non-zero resources and run
-	// options all match is used.
+	// Pool, when set, names the warm pool to claim from; otherwise the
+	// first pool that fits is used. Either way a warm VM is handed out only
+	// when its pool fits the rest of the spec (see PoolConfig.Fits): same
+	// image, the spec's non-zero resources, identical run options.
 	Pool string
 	// Image is the source for tart clone (remote OCI reference or local VM).
 	Image string
@@ -605,26 +605,53 @@ func backoff(lo, hi time.Duration, n int) time.Duration {
 	return d + time.Duration(rand.Int64N(int64(d)/5+1))
 }
 
-// findPool returns the pool for spec; p.mu held.
-func (p *Pool) findPool(spec VMSpec) *poolState {
+// findPool returns the pool for spec, or an error saying why none fits;
+// p.mu held.
+func (p *Pool) findPool(spec VMSpec) (*poolState, error) {
 	if spec.Pool != "" {
-		return p.pools[spec.Pool]
+		ps := p.pools[spec.Pool]
+		if ps == nil {
+			return nil, fmt.Errorf("pool %q is not configured", spec.Pool)
+		}
+		if err := ps.cfg.Fits(spec); err != nil {
+			return nil, fmt.Errorf("pool %s does not fit: %w", spec.Pool, err)
+		}
+		return ps, nil
+	}
+	for _, name := range p.order {
+		if p.pools[name].cfg.Fits(spec) == nil {
+			return p.pools[name], nil
+		}
+	}
+	return nil, fmt.Errorf("no pool matches image %q", spec.Image)
+}
+
+// Fits returns nil when a warm VM of this pool can serve spec, else an
+// error naming the first difference. The image must be the same reference
+// (when spec names one), each non-zero resource of spec must equal the
+// pool's, and the boot-time run options (shared dirs, network) must be
+// identical, because tart fixes them when the VM boots. spec.Pool is not
+// looked at.
+func (c PoolConfig) Fits(spec VMSpec) error {
+	switch {
+	case spec.Image != "" && spec.Image != c.Image:
+		return fmt.Errorf("image %q is not the pool's %q", spec.Image, c.Image)
+	case spec.CPU != 0 && spec.CPU != c.CPU:
+		return fmt.Errorf("cpu %d is not the pool's %d", spec.CPU, c.CPU)
+	case spec.MemoryMiB != 0 && spec.MemoryMiB != c.MemoryMiB:
+		return fmt.Errorf("memory %d MiB is not the pool's %d", spec.MemoryMiB, c.MemoryMiB)
+	case spec.DiskSizeGB != 0 && spec.DiskSizeGB != c.DiskSizeGB:
+		return fmt.Errorf("disk size %d GB is not the pool's %d", spec.DiskSizeGB, c.DiskSizeGB)
 	}
 	want, err := spec.Run.Args("x")
 	if err != nil {
-		return nil
+		return fmt.Errorf("run options: %w", err)
 	}
-	for _, name := range p.order {
-		c := p.pools[name].cfg
-		if c.Image != spec.Image ||
-			(spec.CPU != 0 && spec.CPU != c.CPU) ||
-			(spec.MemoryMiB != 0 && spec.MemoryMiB != c.MemoryMiB) ||
-			(spec.DiskSizeGB != 0 && spec.DiskSizeGB != c.DiskSizeGB) {
-			continue
+	if have, _ := c.Run.Args("x"); !slices.Equal(have, want) {
+		if !slices.Equal(spec.Run.Dirs, c.Run.Dirs) {
+			return errors.New("shared directories are fixed at boot and differ from the pool's")
 		}
-		if have, _ := c.Run.Args("x"); slices.Equal(have, want) {
-			return p.pools[name]
-		}
+		return errors.New("network and other run options are fixed at boot and differ from the pool's")
 	}
 	return nil
 }
@@ -641,10 +668,10 @@ func (p *Pool) Claim(ctx context.Context, owner string, spec VMSpec) (*VM, error
 		p.mu.Unlock()
 		return nil, ErrPoolClosed
 	}
-	ps := p.findPool(spec)
-	if ps == nil {
+	ps, err := p.findPool(spec)
+	if err != nil {
 		p.mu.Unlock()
-		return nil, fmt.Errorf("claim warm vm: no pool matches image %q: %w", spec.Image, ErrPoolEmpty)
+		return nil, fmt.Errorf("claim warm vm: %w: %w", err, ErrPoolEmpty)
 	}
 	e := ps.ready.Front()
 	if e == nil {

@@ -152,6 +152,69 @@ func TestPool_fillClaimRelease(t *testing.T) {
 	must.ErrorIs(t, err, ErrPoolEmpty)
 }
 
+func TestPoolConfig_Fits(t *testing.T) {
+	t.Parallel()
+	pc := poolCfg("mac", 1)
+	dirs := RunOptions{Dirs: []DirShare{{Path: "/src", ReadOnly: true}}}
+	for _, tc := range []struct {
+		name string
+		spec VMSpec
+		want string // "" fits
+	}{
+		{name: "same shape", spec: VMSpec{Image: testImage, CPU: 4, MemoryMiB: 8192}},
+		{name: "zero resources take the pool's", spec: VMSpec{Image: testImage}},
+		{name: "only a pool name", spec: VMSpec{Pool: "other"}},
+		{name: "other image", spec: VMSpec{Image: "ghcr.io/test/linux:latest"}, want: "image"},
+		{name: "more cpu", spec: VMSpec{Image: testImage, CPU: 8}, want: "cpu 8 is not the pool's 4"},
+		{name: "less memory", spec: VMSpec{Image: testImage, MemoryMiB: 4096}, want: "memory 4096 MiB"},
+		{name: "disk size", spec: VMSpec{Image: testImage, DiskSizeGB: 100}, want: "disk size 100 GB"},
+		{name: "shared dirs", spec: VMSpec{Image: testImage, Run: dirs}, want: "shared directories"},
+		{name: "softnet", spec: VMSpec{Image: testImage, Run: RunOptions{Network: Network{Mode: NetworkSoftnet}}}, want: "network"},
+		{name: "explicit nat", spec: VMSpec{Image: testImage, Run: RunOptions{Network: Network{Mode: NetworkNAT}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := pc.Fits(tc.spec)
+			if tc.want == "" {
+				must.NoError(t, err)
+				return
+			}
+			must.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestPool_Claim_byNameOnlyWhenTheSpecFits(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	p, _ := testPool(t, m, 2, []PoolConfig{poolCfg("mac", 1)})
+	startPool(t, p)
+	waitFor(t, func() bool { return p.Stats()[0].Ready == 1 })
+
+	// A named pool whose VMs lack the task's shares or resources is no
+	// match: the caller cold-starts instead of getting a VM without them.
+	shares := VMSpec{Pool: "mac", Image: testImage, Run: RunOptions{Dirs: []DirShare{{Path: t.TempDir()}}}}
+	_, err := p.Claim(t.Context(), "t1", shares)
+	must.ErrorIs(t, err, ErrPoolEmpty)
+	must.ErrorContains(t, err, "pool mac does not fit: shared directories")
+	_, err = p.Claim(t.Context(), "t1", VMSpec{Pool: "mac", Image: testImage, CPU: 8})
+	must.ErrorContains(t, err, "cpu 8 is not the pool's 4")
+	_, err = p.Claim(t.Context(), "t1", VMSpec{Pool: "nope"})
+	must.ErrorIs(t, err, ErrPoolEmpty)
+	must.ErrorContains(t, err, `pool "nope" is not configured`)
+	must.Eq(t, 1, p.Stats()[0].Ready, must.Sprint("nothing claimed"))
+
+	vm, err := p.Provision(t.Context(), TaskVMName("t2"), "t2", VMSpec{Pool: "mac", Image: testImage, CPU: 2}, nil)
+	must.NoError(t, err)
+	must.False(t, vm.Warm)
+	must.Eq(t, "ntart-task-t2", vm.Name)
+	must.NoError(t, p.Release(t.Context(), vm))
+
+	vm, err = p.Claim(t.Context(), "t3", VMSpec{Pool: "mac", Image: testImage})
+	must.NoError(t, err)
+	must.True(t, vm.Warm)
+	must.NoError(t, p.Release(t.Context(), vm))
+}
+
 func TestPool_StartVM_preemptsWarmVM(t *testing.T) {
 	checkGoroutines(t)
 	m := newMemTart(t)
