@@ -63,6 +63,10 @@ func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*ru
 		// A cold start waits this long for a slot, then fails with
 		// tart.ErrNoSlot (a recoverable error for Nomad).
 		SlotWaitTimeout: cfg.SlotWaitTimeout,
+		// An unready warm VM younger than this may be the boot of an
+		// earlier plugin process that is still alive: Start leaves it
+		// alone (and adopts it once ready) instead of deleting it.
+		AdoptGracePeriod: cfg.GCGracePeriod,
 		OnEvent: func(e tart.Event) {
 			plog.Debug("pool event", "type", string(e.Type), "pool", e.Pool, "vm_name", e.VM, "message", e.Message)
 		},

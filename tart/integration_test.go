@@ -399,3 +399,60 @@ func TestIntegration_Pool_adoptsAfterRestart(t *testing.T) {
 	must.NoError(t, p.Shutdown(context.Background()))
 	<-h.Done()
 }
+
+// TestIntegration_Pool_secondPoolLeavesBootInProgressAlone runs two pools
+// on one TART_HOME, as Nomad briefly runs two plugin processes: the second
+// must neither delete the VM the first is booting nor boot a replacement,
+// and adopts it once it is ready.
+func TestIntegration_Pool_secondPoolLeavesBootInProgressAlone(t *testing.T) {
+	// Not parallel: checkGoroutines counts the whole process.
+	checkGoroutines(t)
+	e := newFT(t, "FAKETART_BOOT_DELAY=2s")
+	ctx := t.Context()
+	newPool := func(ev *eventLog) *Pool {
+		slots, err := NewSlots(2, "it-host")
+		must.NoError(t, err)
+		p, err := NewPool(e.client(), slots, []PoolConfig{{Name: "mac", Size: 1, VMSpec: VMSpec{Image: ftImage}}},
+			PoolOptions{OnEvent: ev.add, ReadyInterval: 20 * time.Millisecond, StopTimeout: 5 * time.Second, BootTimeout: 30 * time.Second})
+		must.NoError(t, err)
+		return p
+	}
+	running := func() []string {
+		vms, err := e.client().List(ctx)
+		must.NoError(t, err)
+		var out []string
+		for _, v := range vms {
+			if v.IsLocal() && v.IsRunning() {
+				out = append(out, v.Name)
+			}
+		}
+		return out
+	}
+
+	first := newPool(&eventLog{})
+	must.NoError(t, first.Start(ctx))
+	t.Cleanup(func() { _ = first.Shutdown(context.Background()) })
+	waitFor(t, func() bool { return len(running()) == 1 })
+	must.Eq(t, 0, first.Stats()[0].Ready, must.Sprint("still booting"))
+	vm := running()[0]
+
+	ev := &eventLog{}
+	second := newPool(ev)
+	must.NoError(t, second.Start(ctx))
+	t.Cleanup(func() { _ = second.Shutdown(context.Background()) })
+	must.Eq(t, []string{vm}, running(), must.Sprint("the boot in progress survives the second pool's start"))
+	must.Eq(t, 1, second.Stats()[0].Booting)
+	must.SliceEmpty(t, ev.of(EventDeleted))
+
+	waitFor(t, func() bool { return first.Stats()[0].Ready == 1 && second.Stats()[0].Ready == 1 })
+	must.Len(t, 1, ev.of(EventAdopted))
+	must.Eq(t, []string{vm}, running(), must.Sprint("adopted, no second boot"))
+
+	// The first process goes away, handing its warm VM over.
+	must.NoError(t, first.Detach(context.Background()))
+	got, err := second.Claim(ctx, "t", VMSpec{Pool: "mac"})
+	must.NoError(t, err)
+	must.Eq(t, vm, got.Name)
+	must.NoError(t, second.Release(ctx, got))
+	must.NoError(t, second.Shutdown(context.Background()))
+}

@@ -84,6 +84,12 @@ type PoolOptions struct {
 	SlotWaitTimeout time.Duration
 	// Pull options for EnsureImage (registry flags).
 	Pull PullOptions
+	// AdoptGracePeriod protects another process's warm boot at Start: an
+	// unclaimed warm VM that runs but does not answer yet is deleted only
+	// once its directory is older than this; until then it is left alone,
+	// keeps its slot, and is re-examined every ReadyInterval (adopted once
+	// ready). Default BootTimeout, the longest a boot can take.
+	AdoptGracePeriod time.Duration
 	// KeepUnknownPools leaves unclaimed warm VMs of pools this Pool does
 	// not configure alone at Start (instead of deleting them), for several
 	// pool managers sharing one TART_HOME, each with its own pool names.
@@ -105,6 +111,9 @@ func (o *PoolOptions) defaults(c *Client) {
 	}
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = 10 * time.Second
+	}
+	if o.AdoptGracePeriod <= 0 {
+		o.AdoptGracePeriod = o.BootTimeout
 	}
 	if o.BackoffMin <= 0 {
 		o.BackoffMin = 2 * time.Second
@@ -245,8 +254,13 @@ func (p *Pool) Client() *Client { return p.client }
 //   - running VMs of ours (task VMs and claimed pool VMs) keep their slots,
 //     found from their MAC address;
 //   - running, ready, unclaimed warm VMs of configured pools are adopted;
-//   - other unclaimed warm VMs of ours (stopped, not ready, unknown pool,
-//     surplus) are deleted;
+//   - running unclaimed warm VMs that do not answer yet and are younger
+//     than AdoptGracePeriod are left alone (another, still-alive process
+//     may be booting them) and keep their slots; they are re-examined every
+//     ReadyInterval, adopted once ready, and deleted once older than the
+//     grace period or stopped;
+//   - other unclaimed warm VMs of ours (stopped, not ready and old,
+//     unknown pool, surplus) are deleted;
 //   - VMs not named by our convention are never touched.
 func (p *Pool) Start(ctx context.Context) error {
 	p.mu.Lock()
@@ -257,7 +271,8 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.started = true
 	p.mu.Unlock()
 
-	if err := p.adopt(ctx); err != nil {
+	pending, err := p.adopt(ctx)
+	if err != nil {
 		p.mu.Lock()
 		p.started = false // Start may be retried
 		p.mu.Unlock()
@@ -278,22 +293,33 @@ func (p *Pool) Start(ctx context.Context) error {
 		p.wg.Add(1)
 		go p.worker(wctx, ps)
 	}
+	if len(pending) > 0 {
+		p.wg.Add(1)
+		go p.recheck(wctx, pending)
+	}
 	p.mu.Unlock()
 	p.slots.SetPreempter(p.preempt)
 	return nil
 }
 
-// adopt implements Start's startup reconciliation.
-func (p *Pool) adopt(ctx context.Context) error {
+// foreignVM is an unclaimed warm VM found at Start that runs but does not
+// answer yet: perhaps another, still-alive process is booting it.
+type foreignVM struct {
+	v   VMInfo
+	n   VMName
+	ps  *poolState // nil for a pool not configured here
+	w   *warmVM    // in ps.booting while left alone (so the pool counts it)
+	has bool       // its slot is held here under its name
+}
+
+// adopt implements Start's startup reconciliation. It returns the warm
+// VMs it left alone for recheck.
+func (p *Pool) adopt(ctx context.Context) ([]*foreignVM, error) {
 	vms, err := p.client.List(ctx)
 	if err != nil {
-		return fmt.Errorf("list vms: %w", err)
+		return nil, fmt.Errorf("list vms: %w", err)
 	}
-	type found struct {
-		v VMInfo
-		n VMName
-	}
-	var warm []found
+	var warm []*foreignVM
 	// Busy VMs first, so that their slots are known before warm VMs are
 	// adopted.
 	for _, v := range vms {
@@ -313,19 +339,144 @@ func (p *Pool) adopt(ctx context.Context) error {
 			}
 			continue
 		}
-		warm = append(warm, found{v, n})
+		warm = append(warm, &foreignVM{v: v, n: n, ps: p.pools[n.Pool]})
 	}
+	var pending []*foreignVM
 	for _, f := range warm {
-		if err := p.adoptWarm(ctx, f.v, f.n); err != nil {
-			p.log.Info("deleting stale warm vm", "vm_name", f.v.Name, "reason", err.Error())
-			if err := p.client.Destroy(ctx, f.v.Name, p.opts.StopTimeout); err != nil {
-				p.log.Warn("failed to delete stale warm vm", "vm_name", f.v.Name, "error", err)
-				continue
-			}
-			emit(Event{Type: EventDeleted, Pool: f.n.Pool, VM: f.v.Name, Message: "Deleted stale warm VM " + f.v.Name}, p.opts.OnEvent)
+		switch err := p.adoptWarm(ctx, f); {
+		case err == nil:
+		case errors.Is(err, errLeftAlone):
+			p.leaveAlone(f)
+			pending = append(pending, f)
+		default:
+			p.deleteStale(ctx, f, err)
 		}
 	}
-	return nil
+	return pending, nil
+}
+
+// errLeftAlone says a warm VM is too young to judge: it runs, does not
+// answer yet, and may be another process's boot in progress.
+var errLeftAlone = errors.New("left alone")
+
+// deleteStale deletes an unclaimed warm VM found at Start (or left alone
+// then) that cannot be used, and frees its slot if this pool holds it.
+func (p *Pool) deleteStale(ctx context.Context, f *foreignVM, reason error) {
+	p.log.Info("deleting stale warm vm", "vm_name", f.v.Name, "reason", reason.Error())
+	if err := p.client.Destroy(ctx, f.v.Name, p.opts.StopTimeout); err != nil {
+		p.log.Warn("failed to delete stale warm vm", "vm_name", f.v.Name, "error", err)
+		return
+	}
+	if f.has {
+		p.slots.ReleaseOwner(f.v.Name)
+		f.has = false
+	}
+	emit(Event{Type: EventDeleted, Pool: f.n.Pool, VM: f.v.Name, Message: "Deleted stale warm VM " + f.v.Name}, p.opts.OnEvent)
+}
+
+// leaveAlone keeps a young, not yet ready warm VM's slot and counts it as
+// booting in its pool, so that the pool boots no replacement for it.
+func (p *Pool) leaveAlone(f *foreignVM) {
+	var slot Slot
+	slot, f.has = p.restoreSlot(f.v.Name, f.n)
+	p.log.Info("leaving young unready warm vm alone; another process may be booting it",
+		"vm_name", f.v.Name, "grace_period", p.opts.AdoptGracePeriod)
+	if f.ps == nil || !f.has {
+		return
+	}
+	f.w = &warmVM{vm: &VM{Name: f.v.Name, Slot: slot, Image: f.ps.cfg.Image, Pool: f.ps.cfg.Name}, unwatch: make(chan struct{})}
+	p.mu.Lock()
+	f.ps.booting[f.v.Name] = f.w
+	p.mu.Unlock()
+}
+
+// recheck re-examines the warm VMs Start left alone every ReadyInterval
+// until each is adopted or deleted (or the pool closes: then they stay as
+// they are).
+func (p *Pool) recheck(ctx context.Context, pending []*foreignVM) {
+	defer p.wg.Done()
+	t := time.NewTicker(p.opts.ReadyInterval)
+	defer t.Stop()
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		vms, err := p.client.List(ctx)
+		if err != nil {
+			p.log.Debug("failed to list vms to recheck warm vms left alone", "error", err)
+			continue
+		}
+		state := map[string]VMInfo{}
+		for _, v := range vms {
+			if v.IsLocal() {
+				state[v.Name] = v
+			}
+		}
+		next := pending[:0]
+		for _, f := range pending {
+			if ctx.Err() != nil {
+				return
+			}
+			if !p.recheckOne(ctx, f, state) {
+				next = append(next, f)
+			}
+		}
+		pending = next
+	}
+}
+
+// recheckOne decides about one VM left alone; it reports whether the VM
+// is settled (adopted, deleted, gone or claimed by its booter for a task).
+func (p *Pool) recheckOne(ctx context.Context, f *foreignVM, state map[string]VMInfo) bool {
+	v, exists := state[f.v.Name]
+	switch {
+	case !exists:
+		p.log.Debug("warm vm left alone is gone", "vm_name", f.v.Name)
+		p.unpend(f, true)
+		return true
+	case p.isClaimed(f.v.Name):
+		// Its booter handed it to a task: a task VM now, which keeps its
+		// slot, as at Start.
+		p.log.Debug("warm vm left alone was claimed by its booter", "vm_name", f.v.Name)
+		p.unpend(f, false)
+		return true
+	}
+	f.v = v
+	err := p.adoptWarm(ctx, f)
+	switch {
+	case err == nil:
+		if p.slots.Waiting() > 0 {
+			p.preempt() // a task waits for a slot: it may take this one
+		}
+		return true
+	case errors.Is(err, errLeftAlone):
+		return false
+	case ctx.Err() != nil:
+		return true // the pool is closing; leave it as it is
+	}
+	p.unpend(f, false)
+	p.deleteStale(ctx, f, err)
+	return true
+}
+
+// unpend removes a VM left alone from its pool's booting set, releasing
+// its slot if asked to.
+func (p *Pool) unpend(f *foreignVM, release bool) {
+	if f.w != nil {
+		p.mu.Lock()
+		if f.ps.booting[f.v.Name] == f.w {
+			delete(f.ps.booting, f.v.Name)
+		}
+		p.mu.Unlock()
+		f.w = nil
+		p.kickPool(f.ps)
+	}
+	if release && f.has {
+		p.slots.ReleaseOwner(f.v.Name)
+		f.has = false
+	}
 }
 
 // restoreSlot marks the slot of a running VM of ours as held.
@@ -349,29 +500,44 @@ func (p *Pool) restoreSlot(name string, n VMName) (Slot, bool) {
 	return s, true
 }
 
-// adoptWarm keeps a running, ready warm VM of a configured pool; an error
-// says why it must be deleted instead.
-func (p *Pool) adoptWarm(ctx context.Context, v VMInfo, n VMName) error {
-	ps, ok := p.pools[n.Pool]
-	switch {
-	case !ok:
-		return fmt.Errorf("pool %q is not configured", n.Pool)
-	case !v.IsRunning():
+// adoptWarm keeps a running, ready warm VM of a configured pool. It
+// returns errLeftAlone for a running VM that does not answer yet and is
+// younger than AdoptGracePeriod, else an error saying why the VM must be
+// deleted.
+func (p *Pool) adoptWarm(ctx context.Context, f *foreignVM) error {
+	v, n, ps := f.v, f.n, f.ps
+	if !v.IsRunning() {
 		return fmt.Errorf("vm is %s", v.State)
-	}
-	p.mu.Lock()
-	full := ps.deficit() <= 0
-	p.mu.Unlock()
-	if full {
-		return errors.New("pool is already full")
 	}
 	rctx, cancel := context.WithTimeout(ctx, max(3*p.opts.ReadyInterval, 5*time.Second))
 	code, err := p.client.Exec(rctx, v.Name, p.opts.ReadyCommand, ExecOptions{})
 	cancel()
 	if err != nil || code != 0 {
+		if age := p.vmAge(v.Name); age < p.opts.AdoptGracePeriod {
+			return errLeftAlone
+		}
 		return fmt.Errorf("guest agent does not answer (exit %d): %v", code, err)
 	}
-	slot, ok := p.restoreSlot(v.Name, n)
+	if ps == nil {
+		return fmt.Errorf("pool %q is not configured", n.Pool)
+	}
+	p.mu.Lock()
+	others := len(ps.booting)
+	if f.w != nil && ps.booting[v.Name] == f.w {
+		others-- // it counts itself while left alone
+	}
+	full := ps.ready.Len()+others >= ps.cfg.Size
+	p.mu.Unlock()
+	if full {
+		return errors.New("pool is already full")
+	}
+	slot, ok := Slot{}, f.has
+	if ok {
+		slot, ok = p.slots.OwnerSlot(v.Name)
+	} else {
+		slot, ok = p.restoreSlot(v.Name, n)
+		f.has = ok
+	}
 	if !ok {
 		return errors.New("its slot is unknown or taken")
 	}
@@ -379,8 +545,11 @@ func (p *Pool) adoptWarm(ctx context.Context, v VMInfo, n VMName) error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		p.slots.Release(slot.Index)
 		return ErrPoolClosed
+	}
+	if f.w != nil && ps.booting[v.Name] == f.w {
+		delete(ps.booting, v.Name)
+		f.w = nil
 	}
 	w := &warmVM{vm: vm, unwatch: make(chan struct{})}
 	w.elem = ps.ready.PushBack(w)
@@ -388,6 +557,17 @@ func (p *Pool) adoptWarm(ctx context.Context, v VMInfo, n VMName) error {
 	p.log.Info("adopted warm vm", "pool", ps.cfg.Name, "vm_name", v.Name, "slot", slot.Index)
 	emit(Event{Type: EventAdopted, Pool: ps.cfg.Name, VM: v.Name, Message: "Adopted warm VM " + v.Name}, p.opts.OnEvent)
 	return nil
+}
+
+// vmAge is how long ago the VM's directory last changed (tart clone
+// creates it; tart run adds its socket), or 0 if unknown: an unknown age
+// never makes a VM look old.
+func (p *Pool) vmAge(name string) time.Duration {
+	fi, err := os.Stat(p.client.VMDir(name))
+	if err != nil {
+		return 0
+	}
+	return max(time.Since(fi.ModTime()), 0)
 }
 
 func (p *Pool) isClaimed(name string) bool {
