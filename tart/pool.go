@@ -302,8 +302,9 @@ func (p *Pool) Start(ctx context.Context) error {
 	return nil
 }
 
-// foreignVM is an unclaimed warm VM found at Start that runs but does not
-// answer yet: perhaps another, still-alive process is booting it.
+// foreignVM is an unclaimed warm VM found at Start. One that runs but does
+// not answer yet is left alone for recheck: perhaps another, still-alive
+// process is booting it.
 type foreignVM struct {
 	v   VMInfo
 	n   VMName
