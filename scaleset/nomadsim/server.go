@@ -546,8 +546,31 @@ func (s *Server) jobEvaluations(w http.ResponseWriter, r *http.Request, id strin
 		return nil, errDenied
 	}
 	return s.blockingQuery(r.Context(), w, o, func() (any, uint64) {
-		return s.evalsOf(o.namespace, id), s.tables["evals"]
+		evals := s.evalsOf(o.namespace, id)
+		out := make([]map[string]json.RawMessage, 0, len(evals))
+		for _, ev := range evals {
+			out = append(out, evalJSON(ev))
+		}
+		return out, s.tables["evals"]
 	}), nil
+}
+
+// evalJSON is an evaluation as Nomad writes it: structs.Evaluation is
+// encoded with omitempty on every field (`_struct bool codec:",omitempty"`),
+// so zero values, including a zero WaitUntil, are left out.
+func evalJSON(ev *api.Evaluation) map[string]json.RawMessage {
+	m := map[string]json.RawMessage{}
+	b, err := json.Marshal(ev)
+	if err != nil || json.Unmarshal(b, &m) != nil {
+		return m
+	}
+	for k, v := range m {
+		switch string(v) {
+		case "null", `""`, "0", "false", "{}", "[]", `"0001-01-01T00:00:00Z"`:
+			delete(m, k)
+		}
+	}
+	return m
 }
 
 // writeOptions are the parsed parameters of a write.
@@ -668,17 +691,17 @@ func (s *Server) jobRegister(w http.ResponseWriter, r *http.Request, pathID stri
 	if !s.allow(o.token, o.namespace, "submit-job", "register-job") {
 		return nil, errDenied
 	}
-	evalID, index, err := s.register(o.namespace, req.Job)
+	res, err := s.register(o.namespace, req.Job)
 	if err != nil {
 		return nil, err
 	}
-	setIndex(w, index)
+	setIndex(w, res.index)
 	return map[string]any{
-		"EvalID":          evalID,
-		"EvalCreateIndex": index,
-		"JobModifyIndex":  index,
+		"EvalID":          res.evalID,
+		"EvalCreateIndex": res.evalIndex,
+		"JobModifyIndex":  res.jobModify,
 		"Warnings":        "",
-		"Index":           index,
+		"Index":           res.index,
 		"LastContact":     0,
 		"KnownLeader":     false,
 		"NextToken":       "",

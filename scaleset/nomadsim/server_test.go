@@ -217,12 +217,10 @@ func TestServer_Deregister_purgeAndMissing(t *testing.T) {
 	must.NoError(t, err)
 	must.NotEq(t, "", evalID)
 	must.Eq(t, []string{"p"}, s.JobIDs("default"))
-	// allocations of a purged job are still listed until GC
+	// Nomad 2.x deletes a purged job's allocations in the same write
 	allocs, _, err := c.Jobs().Allocations(resp.DispatchedJobID, true, nil)
 	must.NoError(t, err)
-	for _, a := range allocs {
-		must.Eq(t, "stop", a.DesiredStatus)
-	}
+	must.SliceEmpty(t, allocs)
 
 	// stop without purge keeps the job, dead
 	resp, _, err = c.Jobs().Dispatch("p", map[string]string{"runner_name": "r"}, []byte("x"), "", nil)
@@ -361,18 +359,25 @@ func TestServer_TaskRunner_lifecycle(t *testing.T) {
 
 	stopped := dispatch("stopped")
 	must.NoError(t, s.WaitUntil(ctx, func() bool { return status(stopped) == "running" && s.RunningTasks() == 1 }))
-	_, _, err := c.Jobs().Deregister(stopped, true, nil)
+	_, _, err := c.Jobs().Deregister(stopped, false, nil)
 	must.NoError(t, err)
 	must.NoError(t, s.WaitUntil(ctx, func() bool { return s.RunningTasks() == 0 }))
 	a = s.Allocations("default", stopped)[0]
 	must.Eq(t, "complete", a.ClientStatus)
 	must.Eq(t, "stop", a.DesiredStatus)
+	must.Eq(t, "alloc not needed due to job update", a.DesiredDescription)
 
-	sum := s.Job("default", "p")
-	must.NotNil(t, sum)
+	purged := dispatch("purged")
+	must.NoError(t, s.WaitUntil(ctx, func() bool { return status(purged) == "running" && s.RunningTasks() == 1 }))
+	_, _, err = c.Jobs().Deregister(purged, true, nil)
+	must.NoError(t, err)
+	must.NoError(t, s.WaitUntil(ctx, func() bool { return s.RunningTasks() == 0 }))
+	must.SliceEmpty(t, s.Allocations("default", purged))
+
 	parent, _, err := c.Jobs().Summary("p", nil)
 	must.NoError(t, err)
-	must.Eq(t, int64(3), parent.Children.Dead) // the purged child is not counted
+	// DeleteJobTxn moves a purged running child to Dead
+	must.Eq(t, api.JobChildrenSummary{Dead: 5}, *parent.Children)
 }
 
 func TestProcessRunner_RunTask_payloadFile(t *testing.T) {

@@ -57,6 +57,18 @@ type allocRec struct {
 	task    string
 	cancel  context.CancelFunc // nil until a runner starts
 	running bool               // a runner goroutine owns the terminal transition
+	// deleted: the job was purged. Nomad 2.x deletes a purged job's
+	// allocations in the same write (DeleteJobTxn → deleteAllocsForJobTxn),
+	// so they are no longer listed; a runner still stopping is counted by
+	// RunningTasks until it returns.
+	deleted bool
+}
+
+// nonTerminal is Nomad's !Allocation.TerminalStatus(): desired run and a
+// client status that is not terminal.
+func (a *allocRec) nonTerminal() bool {
+	return a.stub.DesiredStatus == allocDesiredRun &&
+		(a.stub.ClientStatus == allocClientPending || a.stub.ClientStatus == allocClientRunning)
 }
 
 // jobListStub is Nomad's structs.JobListStub as JSON.
@@ -138,6 +150,10 @@ func (rec *jobRec) isParameterized() bool {
 	return rec.job.ParameterizedJob != nil && !rec.job.Dispatched
 }
 
+// hasPeriodic is Nomad's Job.IsPeriodic (a periodic block, enabled or not),
+// used for the list stub's Periodic field.
+func (rec *jobRec) hasPeriodic() bool { return rec.job.Periodic != nil }
+
 func (rec *jobRec) isPeriodic() bool {
 	return rec.job.Periodic != nil && deref(rec.job.Periodic.Enabled)
 }
@@ -164,27 +180,49 @@ func (s *Server) RegisterJob(job *api.Job) error {
 	if ns == "" {
 		ns = defaultNamespace
 	}
-	_, _, err := s.register(ns, job)
+	_, err := s.register(ns, job)
 	return err
 }
 
-func (s *Server) register(ns string, in *api.Job) (string, uint64, error) {
+// canonicalJob is the job as Nomad stores it. The HTTP agent runs the api
+// package's Job.Canonicalize (ApiJobToStructJob: Region "global",
+// ParentID "", AllAtOnce false, Stable false, Version 0, the update,
+// restart, reschedule, migrate, ephemeral disk, resources and log
+// defaults of groups and tasks), then the server's admission hooks fill
+// in the node pool ("default") and the datacenters (["*"]) and
+// structs.ParameterizedJobConfig.Canonicalize the payload requirement
+// ("optional"). structs.Job has no null scalars, so fields Canonicalize
+// leaves nil that Nomad writes as "" are set here.
+func canonicalJob(ns string, in *api.Job) (*api.Job, error) {
 	job := copyJob(in)
 	if job == nil || deref(job.ID) == "" {
-		return "", 0, fmt.Errorf("job: missing ID")
+		return nil, fmt.Errorf("job: missing ID")
 	}
 	job.Namespace = ptr(ns)
+	// Empty values get the defaults too (Nomad would reject an empty name
+	// or type and priority 0 in Job.Validate; the double is lenient here
+	// and says so in its README).
 	if deref(job.Name) == "" {
-		job.Name = job.ID
+		job.Name = nil
 	}
 	if deref(job.Type) == "" {
-		job.Type = ptr("service")
+		job.Type = nil
 	}
 	if deref(job.Priority) == 0 {
-		job.Priority = ptr(50)
+		job.Priority = nil
+	}
+	if job.Stop == nil {
+		job.Stop = ptr(false)
+	}
+	job.Canonicalize()
+	if deref(job.NodePool) == "" {
+		job.NodePool = ptr("default")
 	}
 	if len(job.Datacenters) == 0 {
 		job.Datacenters = []string{"*"}
+	}
+	if job.DispatchIdempotencyToken == nil {
+		job.DispatchIdempotencyToken = ptr("")
 	}
 	if job.ParameterizedJob != nil {
 		switch job.ParameterizedJob.Payload {
@@ -192,7 +230,7 @@ func (s *Server) register(ns string, in *api.Job) (string, uint64, error) {
 			job.ParameterizedJob.Payload = "optional"
 		case "optional", "required", "forbidden":
 		default:
-			return "", 0, fmt.Errorf("Unknown payload requirement: %q", job.ParameterizedJob.Payload) //nolint:staticcheck // Nomad's text
+			return nil, fmt.Errorf("Unknown payload requirement: %q", job.ParameterizedJob.Payload) //nolint:staticcheck // Nomad's text
 		}
 	}
 	for _, tg := range job.TaskGroups {
@@ -200,40 +238,96 @@ func (s *Server) register(ns string, in *api.Job) (string, uint64, error) {
 			tg.Count = ptr(1)
 		}
 	}
-	job.Stop = ptr(deref(in.Stop))
 	job.Dispatched = false
+	return job, nil
+}
+
+// specChanged is Nomad's Job.SpecChanged: the jobs differ in more than the
+// fields the server sets.
+func specChanged(old, submitted *api.Job) bool {
+	c := copyJob(submitted)
+	c.Status, c.StatusDescription, c.Stable, c.Version = old.Status, old.StatusDescription, old.Stable, old.Version
+	c.CreateIndex, c.ModifyIndex, c.JobModifyIndex, c.SubmitTime = old.CreateIndex, old.ModifyIndex, old.JobModifyIndex, old.SubmitTime
+	a, errA := json.Marshal(old)
+	b, errB := json.Marshal(c)
+	return errA != nil || errB != nil || string(a) != string(b)
+}
+
+// registerResult is Nomad's JobRegisterResponse.
+type registerResult struct {
+	evalID                      string
+	evalIndex, jobModify, index uint64
+}
+
+// register is Job.Register after authorization.
+func (s *Server) register(ns string, in *api.Job) (registerResult, error) {
+	job, err := canonicalJob(ns, in)
+	if err != nil {
+		return registerResult{}, err
+	}
+	job.SubmitTime = ptr(time.Now().UnixNano())
+	evaluated := (job.ParameterizedJob == nil || job.Dispatched) && job.Periodic == nil
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := jobKey{ns, *job.ID}
-	idx := s.commit("jobs", "job_summary")
 	rec := s.jobs[key]
+	if rec != nil && !specChanged(rec.job, job) {
+		// Nothing to write; service and batch jobs still get an
+		// evaluation (re-registering is how `nomad job eval` started).
+		res := registerResult{jobModify: deref(rec.job.ModifyIndex), index: deref(rec.job.ModifyIndex)}
+		if evaluated {
+			idx := s.commit("evals")
+			res.evalID, res.evalIndex, res.index = s.newEval(rec, "job-register", idx), idx, idx
+			s.schedule(key, res.evalID)
+			s.setStatus(rec, idx)
+		}
+		return res, nil
+	}
+	idx := s.commit("jobs")
 	if rec == nil {
-		rec = &jobRec{summary: &api.JobSummary{JobID: *job.ID, Namespace: ns, CreateIndex: idx}}
-		job.CreateIndex = ptr(idx)
+		rec = &jobRec{summary: &api.JobSummary{
+			JobID: *job.ID, Namespace: ns, Summary: map[string]api.TaskGroupSummary{},
+			Children: &api.JobChildrenSummary{}, CreateIndex: idx,
+		}}
 		s.jobs[key] = rec
+		job.CreateIndex = ptr(idx)
+		s.summaryChanged(rec, idx)
 	} else {
+		// upsertJobImpl: the version goes up unless the submitted one is
+		// already higher.
 		job.CreateIndex = rec.job.CreateIndex
-		job.Version = ptr(deref(rec.job.Version) + 1)
+		if deref(job.Version) <= deref(rec.job.Version) {
+			job.Version = ptr(deref(rec.job.Version) + 1)
+		}
+		job.Status = rec.job.Status
 	}
 	job.ModifyIndex, job.JobModifyIndex = ptr(idx), ptr(idx)
-	job.SubmitTime = ptr(time.Now().UnixNano())
 	rec.job = job
-	rec.summary.ModifyIndex = idx
-	rec.summary.Summary = map[string]api.TaskGroupSummary{}
+	// updateSummaryWithJob: existing counts are kept, new groups added.
+	added := false
 	for _, tg := range job.TaskGroups {
-		rec.summary.Summary[deref(tg.Name)] = api.TaskGroupSummary{}
+		if _, ok := rec.summary.Summary[deref(tg.Name)]; !ok {
+			rec.summary.Summary[deref(tg.Name)] = api.TaskGroupSummary{}
+			added = true
+		}
 	}
-	if rec.isParameterized() {
-		rec.summary.Children = &api.JobChildrenSummary{}
+	if added {
+		s.summaryChanged(rec, idx)
 	}
-	evalID := ""
-	if !rec.isParameterized() && !rec.isPeriodic() && !deref(job.Stop) {
-		evalID = s.newEval(rec, "job-register", idx)
-		s.schedule(key, evalID)
+	res := registerResult{jobModify: idx, index: idx}
+	if evaluated && !deref(job.Stop) {
+		res.evalID, res.evalIndex = s.newEval(rec, "job-register", idx), idx
+		s.schedule(key, res.evalID)
 	}
 	s.setStatus(rec, idx)
-	return evalID, idx, nil
+	return res, nil
+}
+
+// summaryChanged stamps a job summary write. Caller holds mu.
+func (s *Server) summaryChanged(rec *jobRec, idx uint64) {
+	rec.summary.ModifyIndex = idx
+	s.tables["job_summary"] = idx
 }
 
 // newEval records a pending evaluation for rec. Caller holds mu.
@@ -289,7 +383,8 @@ func (s *Server) dispatch(ns string, req *api.JobDispatchRequest) (*dispatchResu
 	child.Dispatched = true
 	child.Status, child.StatusDescription = ptr(""), ptr("")
 	child.Priority = ptr(req.Priority)
-	child.Version = ptr(uint64(0))
+	// Version and Stable stay the parent's (Nomad copies the parent and
+	// upsertJobImpl keeps the version of a new job).
 	for k, v := range req.Meta {
 		if child.Meta == nil {
 			child.Meta = map[string]string{}
@@ -300,7 +395,10 @@ func (s *Server) dispatch(ns string, req *api.JobDispatchRequest) (*dispatchResu
 
 	idx := s.commit("jobs", "job_summary")
 	child.CreateIndex, child.ModifyIndex, child.JobModifyIndex = ptr(idx), ptr(idx), ptr(idx)
-	rec := &jobRec{job: child, summary: &api.JobSummary{JobID: *child.ID, Namespace: ns, CreateIndex: idx, ModifyIndex: idx, Summary: map[string]api.TaskGroupSummary{}}}
+	rec := &jobRec{job: child, summary: &api.JobSummary{
+		JobID: *child.ID, Namespace: ns, CreateIndex: idx, ModifyIndex: idx,
+		Summary: map[string]api.TaskGroupSummary{}, Children: &api.JobChildrenSummary{},
+	}}
 	for _, tg := range child.TaskGroups {
 		rec.summary.Summary[deref(tg.Name)] = api.TaskGroupSummary{}
 	}
@@ -368,14 +466,17 @@ func (s *Server) setStatus(rec *jobRec, idx uint64) {
 }
 
 // updateChildren moves a child between its parent's Pending/Running/Dead
-// counts; to == "" removes it (purge).
+// counts (a purged child moves to Dead, as in DeleteJobTxn).
 func (s *Server) updateChildren(rec *jobRec, from, to string, idx uint64) {
 	if deref(rec.job.ParentID) == "" {
 		return
 	}
 	parent := s.jobs[jobKey{deref(rec.job.Namespace), *rec.job.ParentID}]
-	if parent == nil || parent.summary.Children == nil {
+	if parent == nil {
 		return
+	}
+	if parent.summary.Children == nil {
+		parent.summary.Children = &api.JobChildrenSummary{}
 	}
 	bucket := func(st string) *int64 {
 		switch st {
@@ -406,10 +507,7 @@ func (s *Server) jobStatus(rec *jobRec) string {
 		return jobStatusRunning
 	}
 	for _, id := range rec.allocs {
-		// Nomad's Allocation.TerminalStatus: desired stop, or a terminal
-		// client status.
-		a := s.allocs[id].stub
-		if a.DesiredStatus == allocDesiredRun && (a.ClientStatus == allocClientPending || a.ClientStatus == allocClientRunning) {
+		if s.allocs[id].nonTerminal() {
 			return jobStatusRunning
 		}
 	}
@@ -613,7 +711,7 @@ func (s *Server) taskStarted(allocID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.allocs[allocID]
-	if a == nil || a.stub.ClientStatus != allocClientPending {
+	if a == nil || a.deleted || a.stub.ClientStatus != allocClientPending {
 		return
 	}
 	now := time.Now()
@@ -631,6 +729,12 @@ func (s *Server) taskFinished(allocID string, code int, err error) {
 		return
 	}
 	a.running = false
+	if a.deleted {
+		// purged: nothing of it is visible any more, but WaitUntil
+		// callers watch RunningTasks
+		s.poke()
+		return
+	}
 	now := time.Now()
 	ts := a.stub.TaskStates[a.task]
 	ts.State, ts.FinishedAt = "dead", now
@@ -705,32 +809,50 @@ func (s *Server) deregister(ns, id string, purge bool) (string, uint64) {
 	evalID := ""
 	if !rec.isParameterized() && !rec.isPeriodic() {
 		evalID = s.newEval(rec, "job-deregister", idx)
-		s.evals[evalID].Status = evalStatusComplete
+		ev := s.evals[evalID]
+		// Nomad gives deregister evaluations the service type whatever
+		// the job's; the scheduler completes it at once here.
+		ev.Type, ev.Status = "service", evalStatusComplete
 	}
 	for _, eid := range rec.evals {
-		if ev := s.evals[eid]; ev.Status == evalStatusBlocked || ev.Status == evalStatusPending {
+		if ev := s.evals[eid]; ev.ID != evalID && (ev.Status == evalStatusBlocked || ev.Status == evalStatusPending) {
 			ev.Status, ev.ModifyIndex = evalStatusCanceled, idx
 		}
 	}
 	for _, aid := range rec.allocs {
 		a := s.allocs[aid]
-		if a.stub.DesiredStatus == allocDesiredRun {
-			a.stub.DesiredStatus, a.stub.DesiredDescription = allocDesiredStop, "alloc not needed due to job update"
-			a.stub.ModifyIndex = idx
+		if purge {
+			// DeleteJobTxn deletes every allocation of the job in this
+			// write; the client then stops what still runs.
+			a.deleted = true
+			if a.running {
+				a.cancel()
+			}
+			continue
 		}
-		switch {
-		case a.running:
+		// The scheduler stops only non-terminal allocations
+		// (AllocReconciler.handleStop → filterByTerminal): finished ones
+		// keep DesiredStatus "run".
+		if !a.nonTerminal() {
+			continue
+		}
+		a.stub.DesiredStatus, a.stub.DesiredDescription = allocDesiredStop, "alloc not needed due to job update"
+		a.stub.ModifyIndex = idx
+		if a.running {
 			a.cancel()
-		case a.stub.ClientStatus == allocClientPending || a.stub.ClientStatus == allocClientRunning:
+		} else {
 			s.setClientStatus(a, allocClientComplete, "All tasks have completed")
 		}
 	}
 	if purge {
-		s.updateChildren(rec, deref(rec.job.Status), "", idx)
+		s.updateChildren(rec, deref(rec.job.Status), jobStatusDead, idx)
 		delete(s.jobs, key)
 		return evalID, idx
 	}
+	// handleJobDeregister re-inserts a stopped copy: a new version.
 	rec.job.Stop = ptr(true)
+	rec.job.Version = ptr(deref(rec.job.Version) + 1)
+	rec.job.SubmitTime = ptr(time.Now().UnixNano())
 	rec.job.ModifyIndex, rec.job.JobModifyIndex = ptr(idx), ptr(idx)
 	s.setStatus(rec, idx)
 	return evalID, idx
@@ -746,8 +868,8 @@ func (s *Server) listStubs(ns, prefix string, withMeta bool) []*jobListStub {
 		j := rec.job
 		st := &jobListStub{
 			ID: *j.ID, ParentID: deref(j.ParentID), Name: deref(j.Name), Namespace: key.ns,
-			Datacenters: j.Datacenters, NodePool: "default", Type: deref(j.Type), Priority: deref(j.Priority),
-			Periodic: rec.isPeriodic(), ParameterizedJob: j.ParameterizedJob != nil, Stop: deref(j.Stop),
+			Datacenters: j.Datacenters, NodePool: deref(j.NodePool), Type: deref(j.Type), Priority: deref(j.Priority),
+			Periodic: rec.hasPeriodic(), ParameterizedJob: rec.isParameterized(), Stop: deref(j.Stop),
 			Status: deref(j.Status), StatusDescription: deref(j.StatusDescription), JobSummary: rec.summaryCopy(),
 			CreateIndex: deref(j.CreateIndex), ModifyIndex: deref(j.ModifyIndex), JobModifyIndex: deref(j.JobModifyIndex),
 			SubmitTime: deref(j.SubmitTime),
@@ -766,12 +888,12 @@ func (s *Server) listStubs(ns, prefix string, withMeta bool) []*jobListStub {
 	return out
 }
 
-// allocStubs lists a job's allocations (also after the job was purged, as
-// Nomad's AllocsByJob does until GC). Caller holds mu.
+// allocStubs lists a job's allocations; a purged job's are gone (Nomad 2.x
+// deletes them with the job). Caller holds mu.
 func (s *Server) allocStubs(ns, jobID string) []*api.AllocationListStub {
 	out := []*api.AllocationListStub{}
 	for _, a := range s.allocs {
-		if a.stub.Namespace != ns || a.stub.JobID != jobID {
+		if a.deleted || a.stub.Namespace != ns || a.stub.JobID != jobID {
 			continue
 		}
 		c := a.stub
