@@ -134,6 +134,10 @@ func (b *Backend) setDefaults() {
 // New validates cfg, connects to Nomad (retrying with backoff up to
 // startup_timeout while Nomad is unreachable), checks the parameterized
 // job, adopts its live children and starts watching them.
+//
+// logger is expected to carry the scale set's scale_set and backend keys
+// already (scaleset/service adds them to the logger it hands every
+// backend); New adds only job_id and namespace, so no key is repeated.
 func New(ctx context.Context, cfg Config, scaleSetName string, logger *slog.Logger, opts ...Option) (*Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("nomad backend config: %w", err)
@@ -152,7 +156,7 @@ func New(ctx context.Context, cfg Config, scaleSetName string, logger *slog.Logg
 	}
 	b.addr, b.ns = ac.Address, ac.Namespace
 	b.prefix = cfg.JobID + "/dispatch-"
-	b.log = logger.With("backend", Name, "scale_set", scaleSetName, "job_id", cfg.JobID, "namespace", b.ns)
+	b.log = logger.With("job_id", cfg.JobID, "namespace", b.ns)
 	if b.client, err = api.NewClient(ac); err != nil {
 		return nil, fmt.Errorf("nomad backend: failed to create the Nomad client for %s: %w", b.addr, err)
 	}

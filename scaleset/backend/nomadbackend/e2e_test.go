@@ -89,6 +89,24 @@ func TestE2E_burst(t *testing.T) {
 		must.Greater(t, 100, len(b))
 		must.StrNotContains(t, res.logs, string(b))
 	}
+
+	// the service scopes the backend's logger with scale_set and backend;
+	// the backend (its lines carry job_id) must not add them a second time
+	ready := 0
+	for _, line := range strings.Split(res.logs, "\n") {
+		if !strings.Contains(line, " job_id=github-runner") {
+			continue
+		}
+		must.LessEq(t, 1, strings.Count(line, " backend=nomad"), must.Sprint(line))
+		must.LessEq(t, 1, strings.Count(line, " scale_set=linux"), must.Sprint(line))
+		if strings.Contains(line, `msg="nomad backend ready"`) {
+			ready++
+			must.StrContains(t, line, " backend=nomad")
+			must.StrContains(t, line, " scale_set=linux")
+			must.StrContains(t, line, " job_id=github-runner")
+		}
+	}
+	must.Eq(t, 1, ready)
 }
 
 type burst struct {
