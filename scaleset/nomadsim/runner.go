@@ -186,7 +186,9 @@ func (p *ProcessRunner) prepare(taskDir string, t Task) ([]string, error) {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return nil, fmt.Errorf("failed to write dispatch payload: %w", err)
 		}
-		// Nomad's dispatch hook writes the file with mode 0777.
+		// Nomad's dispatch hook asks for mode 0777; the process umask
+		// applies (a real client with umask 022 leaves 0755, owned by
+		// the user the client runs as).
 		if err := os.WriteFile(dst, t.Payload, 0o777); err != nil { //nolint:gosec // Nomad's mode
 			return nil, fmt.Errorf("failed to write dispatch payload: %w", err)
 		}
