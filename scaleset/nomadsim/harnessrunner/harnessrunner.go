@@ -28,7 +28,9 @@ type Runner struct {
 	// Config is the text of the task's config { } block (the double does
 	// not carry the job file's driver config).
 	Config string
-	// KillTimeout is used when the task sets none (default 5s).
+	// KillTimeout is used when the task has none. Tasks of jobs stored
+	// by the double always have one (Nomad's canonical default is 5s), so
+	// this only matters for Tasks built by hand.
 	KillTimeout time.Duration
 }
 
