@@ -79,7 +79,9 @@ type PluginConfig struct {
 	Pools []PoolConfig `codec:"pool"`
 }
 
-// PoolConfig is one pool "name" block: Size VMs of Image kept booted.
+// PoolConfig is one pool block: Size VMs of Image kept booted. The block
+// is unlabeled (pool { name = "macos" ... }); the name is an attribute, so
+// a labeled pool "macos" { } is rejected by the schema.
 type PoolConfig struct {
 	Name     string `codec:"name"`
 	Image    string `codec:"image"`

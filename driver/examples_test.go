@@ -130,3 +130,24 @@ func attrString(t *testing.T, body *hclsyntax.Body, name string) string {
 	must.Eq(t, cty.String, v.Type())
 	return v.AsString()
 }
+
+// TestPluginConfigSchema_poolBlockIsUnlabeled pins the pool syntax the
+// README and examples use: pool { name = "..." }. A labeled pool "x" { }
+// (the shape of Nomad's own plugin block) is an error, not a silent no-op.
+func TestPluginConfigSchema_poolBlockIsUnlabeled(t *testing.T) {
+	t.Parallel()
+	d := driver.New(nil)
+	raw, err := hclspec.EncodePluginConfig(d.ConfigSchema(), `pool {
+  name  = "macos"
+  image = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
+}`)
+	must.NoError(t, err)
+	var pc driver.PluginConfig
+	must.NoError(t, hclspec.Decode(d.ConfigSchema(), raw, &pc))
+	must.Eq(t, []driver.PoolConfig{{Name: "macos", Image: "ghcr.io/cirruslabs/macos-sequoia-base:latest", Size: 1}}, pc.Pools)
+
+	_, err = hclspec.EncodePluginConfig(d.ConfigSchema(), `pool "macos" {
+  image = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
+}`)
+	must.ErrorContains(t, err, `The argument "name" is required`)
+}
