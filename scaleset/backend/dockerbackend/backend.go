@@ -61,7 +61,7 @@ func NewWithClient(cfg Config, scaleSetName string, api dockerexec.DockerAPI, lo
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	ex, err := dockerexec.New(cfg.executorConfig(scaleSetName), api, logger.With("backend", Name))
+	ex, err := dockerexec.New(cfg.executorConfig(scaleSetName), api, logger) // the service's logger already carries backend and scale_set
 	if err != nil {
 		return nil, fmt.Errorf("dockerbackend: %w", err)
 	}

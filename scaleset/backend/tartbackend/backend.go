@@ -103,7 +103,9 @@ func New(cfg Config, scaleSetName string, logger *slog.Logger, opts ...Option) (
 		fn(&o)
 	}
 	poolName := poolNameFor(scaleSetName)
-	log := logger.With("backend", "tart", "scale_set", scaleSetName)
+	// The caller's logger already names the scale set and backend (the
+	// service adds them); adding them again would repeat the keys.
+	log := logger
 	hl := hclogToSlog(log)
 	copts := []tart.Option{tart.WithBinary(cfg.TartPath), tart.WithLogger(hl)}
 	if cfg.TartHome != "" {
