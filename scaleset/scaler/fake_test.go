@@ -127,6 +127,9 @@ type fakeBackend struct {
 	starts     int
 	maxHeld    int
 	jits       []string
+	// onStart runs inside StartRunner (without the lock), to play events
+	// that arrive while a start is in flight.
+	onStart func(name string)
 }
 
 func newFakeBackend() *fakeBackend {
@@ -136,6 +139,9 @@ func newFakeBackend() *fakeBackend {
 func (b *fakeBackend) Name() string { return "fake" }
 
 func (b *fakeBackend) StartRunner(_ context.Context, name, jit string) (string, error) {
+	if b.onStart != nil {
+		b.onStart(name)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.starts++

@@ -23,12 +23,22 @@ type plan struct {
 	probe   []string  // names to look up on GitHub (orphan registrations)
 }
 
-// Reconcile runs one pass: read the backend, merge it with what is tracked,
-// decide, and carry out the starts and removals. It is idempotent: running
-// it again with nothing changed does nothing. Operations run on a context
-// detached from ctx (bounded by OpTimeout) so that a shutdown in the middle
-// of a pass does not leave a JIT registration without its runner.
+// Reconcile runs one pass and waits for the runner starts it launched:
+// read the backend, merge it with what is tracked, decide, and carry out
+// the removals and starts. It is idempotent: running it again with nothing
+// changed does nothing. Operations run on a context detached from ctx
+// (bounded by OpTimeout) so that a shutdown in the middle of a pass does
+// not leave a JIT registration without its runner.
 func (s *Scaler) Reconcile(ctx context.Context) error {
+	err := s.pass(ctx)
+	s.starts.Wait()
+	return err
+}
+
+// pass is one reconcile pass. Removals finish before it returns; starts
+// (a cold VM boot can take minutes) run on in the background, counted as
+// active, and kick another pass when they end.
+func (s *Scaler) pass(ctx context.Context) error {
 	s.passMu.Lock()
 	defer s.passMu.Unlock()
 
@@ -50,7 +60,38 @@ func (s *Scaler) Reconcile(ctx context.Context) error {
 		s.removeOrphans(opCtx, p.probe)
 	}
 	s.execute(opCtx, p)
+	for _, r := range p.starts {
+		s.launch(ctx, r)
+	}
 	return nil
+}
+
+// launch starts one runner in the background, at most MaxParallelOps at
+// once across passes.
+func (s *Scaler) launch(ctx context.Context, r *runner) {
+	s.starts.Add(1)
+	go func() {
+		defer s.starts.Done()
+		s.startSem <- struct{}{}
+		defer func() { <-s.startSem }()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.OpTimeout)
+		defer cancel()
+		s.start(sctx, r)
+		s.Kick()
+	}()
+}
+
+// waitStarts waits for background starts, or until ctx ends.
+func (s *Scaler) waitStarts(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		s.starts.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // merge folds the backend's list into the tracked runners. Caller holds mu.
@@ -83,11 +124,11 @@ func (s *Scaler) merge(list []backend.Runner, listedAt time.Time) {
 			// in flight; the operation settles the record
 		case PhaseDone:
 			// already gone from the backend: nothing left to remove
-			if !r.createdAt.After(listedAt) {
+			if !r.acceptedAt.After(listedAt) {
 				delete(s.runners, name)
 			}
 		default:
-			if r.createdAt.After(listedAt) {
+			if r.acceptedAt.IsZero() || r.acceptedAt.After(listedAt) {
 				continue // accepted after the list was taken
 			}
 			// The backend lost it (or it removed itself): make sure GitHub
@@ -106,6 +147,7 @@ func (s *Scaler) adopt(br backend.Runner, slot int, now time.Time) *runner {
 	if r.createdAt.IsZero() {
 		r.createdAt = now
 	}
+	r.acceptedAt = r.createdAt
 	switch br.State {
 	case backend.StateRunning:
 		r.phase, r.onlineAt = PhaseIdle, now
@@ -284,8 +326,9 @@ func (s *Scaler) freeSlot() (int, bool) {
 	return 0, false
 }
 
-// execute carries out a plan with bounded concurrency: removals, then
-// starts.
+// execute carries out a plan's removals with bounded concurrency. They
+// finish before any start of the pass is launched, so that the backend
+// never holds more than max_runners resources at once.
 func (s *Scaler) execute(ctx context.Context, p plan) {
 	sem := make(chan struct{}, s.cfg.MaxParallelOps)
 	var wg sync.WaitGroup
@@ -300,12 +343,6 @@ func (s *Scaler) execute(ctx context.Context, p plan) {
 	}
 	for _, r := range p.removes {
 		run(func() { s.remove(ctx, r) })
-	}
-	// Removals first, so that the backend never holds more than
-	// max_runners resources at once.
-	wg.Wait()
-	for _, r := range p.starts {
-		run(func() { s.start(ctx, r) })
 	}
 	wg.Wait()
 }
@@ -352,9 +389,13 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 	s.metrics.RunnerStarted(s.be.Name(), took)
 	s.mu.Lock()
 	r.resourceID = resourceID
+	r.acceptedAt = s.clock.Now()
 	switch {
 	case r.jobCompleted:
 		r.phase, r.removeReason = PhaseDone, "done"
+	case r.phase == PhaseStarting && r.sawJob:
+		r.phase, r.onlineAt = PhaseBusy, r.acceptedAt
+		s.failures = 0
 	case r.phase == PhaseStarting:
 		r.phase = PhasePending
 	}
@@ -508,6 +549,7 @@ func (s *Scaler) removeOrphans(ctx context.Context, names []string) {
 // running a job (on GitHub and the backend). Busy runners are left to
 // finish their job; a restarted service adopts them.
 func (s *Scaler) Shutdown(ctx context.Context, removeIdle bool) {
+	s.waitStarts(ctx)
 	s.passMu.Lock()
 	defer s.passMu.Unlock()
 	// One last look at the backend, so runners that finished since the last

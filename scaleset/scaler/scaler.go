@@ -178,11 +178,15 @@ type runner struct {
 	runnerID   int // GitHub id; 0 when unknown (adopted)
 	phase      Phase
 	createdAt  time.Time
+	// acceptedAt is when the backend accepted the start; a backend list
+	// taken before it may not show the runner yet.
+	acceptedAt time.Time
 	onlineAt   time.Time
 	// waitingSince is when this idle runner was first seen idle while jobs
 	// waited; zero when no job waits.
 	waitingSince time.Time
 	jobCompleted bool
+	sawJob       bool // JobStarted arrived while starting
 	removeReason string
 }
 
@@ -209,6 +213,9 @@ type Scaler struct {
 	kick chan struct{}
 	// passMu serialises reconcile passes.
 	passMu sync.Mutex
+	// starts tracks background runner starts; startSem bounds them.
+	starts   sync.WaitGroup
+	startSem chan struct{}
 
 	mu       sync.Mutex // guards everything below
 	runners  map[string]*runner
@@ -257,6 +264,7 @@ func New(cfg Config, gh GitHub, be Backend, opts ...Option) (*Scaler, error) {
 		logger:    slog.New(slog.DiscardHandler),
 		metrics:   nopRecorder{},
 		kick:      make(chan struct{}, 1),
+		startSem:  make(chan struct{}, cfg.MaxParallelOps),
 		runners:   map[string]*runner{},
 		busyHint:  map[string]int{},
 		finishing: map[string]time.Time{},
@@ -339,7 +347,11 @@ func (s *Scaler) HandleJobStarted(_ context.Context, job *scaleset.JobStarted) e
 		return nil
 	}
 	switch r.phase {
-	case PhasePending, PhaseIdle, PhaseStarting:
+	case PhaseStarting:
+		// The runner took a job before StartRunner returned: start
+		// settles it as busy.
+		r.sawJob = true
+	case PhasePending, PhaseIdle:
 		if r.onlineAt.IsZero() {
 			r.onlineAt = s.clock.Now()
 			s.metrics.RunnerOnline(s.be.Name(), r.onlineAt.Sub(r.createdAt))
@@ -415,7 +427,7 @@ func (s *Scaler) Run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.ReconcileInterval)
 	defer t.Stop()
 	for {
-		if err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
+		if err := s.pass(ctx); err != nil && ctx.Err() == nil {
 			s.logger.Warn("failed to reconcile runners", "error", err)
 		}
 		select {

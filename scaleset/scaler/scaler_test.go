@@ -502,3 +502,41 @@ func TestScaler_Reconcile_exitBeforeJobCompleted(t *testing.T) {
 	h.reconcile(t)
 	must.Eq(t, 3, h.be.starts)
 }
+
+func TestScaler_merge_acceptedAfterList(t *testing.T) {
+	h := newHarness(t, Config{MaxRunners: 2}, nil, nil)
+	listedAt := h.clock.Now()
+	h.clock.Advance(time.Second)
+	// decided before the list, accepted by the backend after it: the list
+	// cannot show it, and it must not be taken for vanished
+	h.s.runners["linux-0"] = &runner{name: "linux-0", phase: PhasePending, createdAt: listedAt.Add(-time.Second),
+		acceptedAt: h.clock.Now(), resourceID: "res-linux-0"}
+	h.s.mu.Lock()
+	h.s.merge(nil, listedAt)
+	h.s.mu.Unlock()
+	must.Eq(t, PhasePending, h.s.runners["linux-0"].phase)
+	// a later list without it means it is gone
+	h.s.mu.Lock()
+	h.s.merge(nil, h.clock.Now())
+	h.s.mu.Unlock()
+	must.Eq(t, PhaseFailed, h.s.runners["linux-0"].phase)
+}
+
+func TestScaler_HandleJobStarted_whileStarting(t *testing.T) {
+	be := newFakeBackend()
+	h := newHarness(t, Config{MaxRunners: 2}, nil, be)
+	// the runner takes its job before StartRunner returns
+	be.onStart = func(name string) {
+		must.NoError(t, h.s.HandleJobStarted(t.Context(), &scaleset.JobStarted{RunnerName: name}))
+	}
+	h.assign(t, 1)
+	h.reconcile(t)
+	c := h.s.Counts()
+	must.Eq(t, 1, c.Busy)
+	must.Eq(t, 0, c.Starting)
+	// and it is neither taken for vanished nor duplicated later
+	h.reconcile(t)
+	h.reconcile(t)
+	must.Eq(t, 1, be.starts)
+	must.Eq(t, []string{"linux-0"}, be.names())
+}
