@@ -12,6 +12,7 @@ import (
 	ctymsgpack "github.com/zclconf/go-cty/cty/msgpack"
 
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
+	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
 func TestPluginConfig_Validate(t *testing.T) {
@@ -132,4 +133,15 @@ func TestDriver_SetConfig_msgpack(t *testing.T) {
 	err := d.SetConfig(&sdk.PluginConfig{RawConfig: pluginConfigBytes(t, "tart", -2)})
 	must.ErrorContains(t, err, "max_vms: must be at least 1, got -2")
 	must.Eq(t, want, d.pluginConfig()) // unchanged
+}
+
+func TestNamedPoolFits_unknownPool(t *testing.T) {
+	t.Parallel()
+	spec := tart.VMSpec{Pool: "macos-runner", Image: "i"}
+	err := namedPoolFits(PluginConfig{}, spec)
+	must.EqError(t, err, `pool "macos-runner" is not configured on this client (pools: none)`)
+	err = namedPoolFits(PluginConfig{Pools: []PoolConfig{{Name: "warm", Image: "i"}, {Name: "big", Image: "i"}}}, spec)
+	must.EqError(t, err, `pool "macos-runner" is not configured on this client (pools: warm, big)`)
+	spec.Pool = "warm"
+	must.NoError(t, namedPoolFits(PluginConfig{Pools: []PoolConfig{{Name: "warm", Image: "i"}}}, spec))
 }

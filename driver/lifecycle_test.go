@@ -187,11 +187,18 @@ pool {
 			reason: "shared directories", files: map[string][]byte{"local/share/x": []byte("x")}},
 		{name: "cpu", extra: "pool = \"macos\"\ncpu = 8", reason: "cpu 8 is not the pool's 4"},
 		{name: "network", extra: "pool = \"macos\"\nnetwork_mode = \"softnet\"", reason: "network"},
+		// A pool this client does not have (a typo, or another client's
+		// pool): a cold start too, never a silent one.
+		{name: "unknown", extra: `pool = "macos-runner"`, reason: `pool "macos-runner" is not configured on this client (pools: macos)`},
 	} {
 		task := h.StartTask(t, harness.TaskSpec{Name: tc.name, Config: sh(`exit 0`, tc.extra), Files: tc.files})
 		must.Eq(t, tart.TaskVMName(task.ID), taskVM(t, task), must.Sprint(tc.name+": cold start"))
 		ev := h.WaitEvent(t, task.ID, "Not using warm pool macos")
 		must.StrContains(t, ev.Message, tc.reason)
+		must.StrHasSuffix(t, "): cold start", ev.Message)
+		waitFor(t, "a warning naming the task", time.Minute, func() bool {
+			return logLine(h.PluginLogs(), "[WARN]", "task cannot use the warm pool it names; cold starting", "task_id="+task.ID) != ""
+		})
 		must.Eq(t, 0, h.WaitTask(t, task.ID).ExitCode)
 		h.DestroyTask(t, task.ID, true)
 	}

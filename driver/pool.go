@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -107,14 +108,22 @@ func tartPools(cfg PluginConfig) []tart.PoolConfig {
 // namedPoolFits returns nil when the pool the task names (spec.Pool) is
 // configured and its VMs fit the task (tart.PoolConfig.Fits: same image,
 // the task's cpu, memory and disk size, no shared dirs, NAT network),
-// else an error saying why the task must cold-start.
+// else an error saying why the task must cold-start. An unknown name (a
+// typo, or a client configured differently) lists the pools this client
+// has.
 func namedPoolFits(cfg PluginConfig, spec tart.VMSpec) error {
+	names := make([]string, 0, len(cfg.Pools))
 	for _, pc := range tartPools(cfg) {
 		if pc.Name == spec.Pool {
 			return pc.Fits(spec)
 		}
+		names = append(names, pc.Name)
 	}
-	return fmt.Errorf("no pool %q is configured on this node", spec.Pool)
+	known := "none"
+	if len(names) > 0 {
+		known = strings.Join(names, ", ")
+	}
+	return fmt.Errorf("pool %q is not configured on this client (pools: %s)", spec.Pool, known)
 }
 
 // markStarting protects name from the reconcile until the returned func is

@@ -143,12 +143,16 @@ func (d *Driver) provisionVM(ctx context.Context, rt *runtime, cfg *sdk.TaskConf
 // claimWarmVM claims a ready warm VM for the task, or returns no VM and no
 // error when the task must cold-start: no pool fits it, or the pool is
 // empty. A task naming a pool whose VMs lack its shape (another image or
-// resources, shared dirs, a network other than NAT: all fixed at boot) is
-// never given one of them; an event says why it cold-starts.
+// resources, shared dirs, a network other than NAT: all fixed at boot), or
+// a pool this client does not have, is never given a warm VM; it
+// cold-starts, with a task event and a warning saying why. A pool is a
+// speed-up, not a requirement: the cold-started VM is the one the task
+// asked for (jobs that must land on a client with the pool constrain on
+// its driver.tart.pool.<name>.ready attribute).
 func (d *Driver) claimWarmVM(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, spec tart.VMSpec) (*tart.VM, func(), error) {
 	if spec.Pool != "" {
 		if err := namedPoolFits(rt.cfg, spec); err != nil {
-			d.logger.Info("task does not fit its warm pool; cold starting", "task_id", cfg.ID, "pool", spec.Pool, "reason", err.Error())
+			d.logger.Warn("task cannot use the warm pool it names; cold starting", "task_id", cfg.ID, "pool", spec.Pool, "reason", err.Error())
 			d.events.emit(cfg, fmt.Sprintf("Not using warm pool %s (%v): cold start", spec.Pool, err), map[string]string{"pool": spec.Pool})
 			return nil, nil, nil
 		}
