@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -92,7 +93,7 @@ type PoolConfig struct {
 }
 
 // Validate applies defaults, then checks every field and returns all
-// problems joined, each naming its field.
+// problems as one line (fieldErrors), each naming its field.
 func (c *PluginConfig) Validate() error {
 	if c.TartPath == "" {
 		c.TartPath = defaultTartPath
@@ -108,20 +109,21 @@ func (c *PluginConfig) Validate() error {
 	setDuration(&c.AgentPollInterval, defaultAgentPollInterval)
 	var errs []error
 	if c.MaxVMs < 1 {
-		errs = append(errs, fmt.Errorf("max_vms: must be at least 1, got %d", c.MaxVMs))
+		errs = append(errs, fmt.Errorf("max_vms = %d must be at least 1", c.MaxVMs))
 	}
-	if c.DefaultCPU < 0 || c.DefaultMemory < 0 {
-		errs = append(errs, fmt.Errorf("default_cpu, default_memory: must not be negative, got %d and %d", c.DefaultCPU, c.DefaultMemory))
-	}
-	for name, d := range map[string]time.Duration{"gc_interval": c.GCInterval, "gc_grace_period": c.GCGracePeriod,
-		"slot_wait_timeout": c.SlotWaitTimeout, "boot_timeout": c.BootTimeout, "vm_stop_timeout": c.VMStopTimeout,
-		"agent_poll_interval": c.AgentPollInterval} {
-		if d < 0 {
-			errs = append(errs, fmt.Errorf("%s: must not be negative, got %s", name, d))
+	errs = appendNegative(errs, "default_cpu", c.DefaultCPU)
+	errs = appendNegative(errs, "default_memory", c.DefaultMemory)
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"gc_interval", c.GCInterval}, {"gc_grace_period", c.GCGracePeriod}, {"slot_wait_timeout", c.SlotWaitTimeout},
+		{"boot_timeout", c.BootTimeout}, {"vm_stop_timeout", c.VMStopTimeout}, {"agent_poll_interval", c.AgentPollInterval}} {
+		if f.d < 0 {
+			errs = append(errs, fmt.Errorf("%s = %q must not be negative", f.name, f.d))
 		}
 	}
 	if c.GCGracePeriod < c.BootTimeout {
-		errs = append(errs, fmt.Errorf("gc_grace_period: %s must be at least boot_timeout (%s), or booting VMs could be collected", c.GCGracePeriod, c.BootTimeout))
+		errs = append(errs, fmt.Errorf("gc_grace_period = %q must be at least boot_timeout (%s), or booting VMs could be collected", c.GCGracePeriod, c.BootTimeout))
 	}
 	seen := map[string]bool{}
 	for i := range c.Pools {
@@ -132,20 +134,65 @@ func (c *PluginConfig) Validate() error {
 		if p.Memory == 0 {
 			p.Memory = c.DefaultMemory
 		}
-		if err := tart.ValidPoolName(p.Name); err != nil {
-			errs = append(errs, fmt.Errorf("pool[%d].name: %w", i, err))
+		field := fmt.Sprintf("pool[%d]", i)
+		if err := poolNameError(field+".name", p.Name); err != nil {
+			errs = append(errs, err)
 		} else if seen[p.Name] {
-			errs = append(errs, fmt.Errorf("pool[%d].name: duplicate pool %q", i, p.Name))
+			errs = append(errs, fmt.Errorf("%s.name = %q is a duplicate: pool names must be unique", field, p.Name))
 		}
 		seen[p.Name] = true
 		if p.Image == "" {
-			errs = append(errs, fmt.Errorf("pool[%d].image: must not be empty", i))
+			errs = append(errs, fmt.Errorf("%s.image must not be empty", field))
 		}
-		if p.Size < 0 || p.CPU < 0 || p.Memory < 0 || p.DiskSize < 0 {
-			errs = append(errs, fmt.Errorf("pool[%d]: size, cpu, memory and disk_size must not be negative", i))
-		}
+		errs = appendNegative(errs, field+".size", p.Size)
+		errs = appendNegative(errs, field+".cpu", p.CPU)
+		errs = appendNegative(errs, field+".memory", p.Memory)
+		errs = appendNegative(errs, field+".disk_size", p.DiskSize)
 	}
-	return errors.Join(errs...)
+	return joinFieldErrors(errs)
+}
+
+// fieldErrors are every problem found in a config, each naming its field
+// and value. They read as one line, joined by "; ": Nomad shows them in a
+// one-line task event ("Driver Failure: ...") or agent log line.
+type fieldErrors []error
+
+func (e fieldErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e fieldErrors) Unwrap() []error { return e }
+
+// joinFieldErrors is nil for no errors, else a fieldErrors.
+func joinFieldErrors(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return fieldErrors(errs)
+}
+
+// appendNegative adds an error when a number field is negative.
+func appendNegative(errs []error, field string, v int) []error {
+	if v < 0 {
+		return append(errs, fmt.Errorf("%s = %d must not be negative", field, v))
+	}
+	return errs
+}
+
+// poolNameError checks a pool name (tart.ValidPoolName) and says what is
+// allowed.
+func poolNameError(field, name string) error {
+	if name == "" {
+		return fmt.Errorf("%s must not be empty", field)
+	}
+	if tart.ValidPoolName(name) != nil {
+		return fmt.Errorf("%s = %q is not a valid pool name: use at most 40 letters, digits, '-', '_' or '.'", field, name)
+	}
+	return nil
 }
 
 func setDuration(d *time.Duration, def time.Duration) {
@@ -195,7 +242,9 @@ type TaskConfig struct {
 	PullTimeout time.Duration `codec:"pull_timeout"`
 }
 
-// Validate applies defaults, then checks every field.
+// Validate applies defaults, then checks every field and returns all
+// problems as one line (fieldErrors), each naming its field and, for a
+// choice, the allowed values.
 func (c *TaskConfig) Validate() error {
 	if c.NetworkMode == "" {
 		c.NetworkMode = defaultNetworkMode
@@ -208,44 +257,72 @@ func (c *TaskConfig) Validate() error {
 	}
 	var errs []error
 	if c.Image == "" {
-		errs = append(errs, errors.New("image: must not be empty"))
+		errs = append(errs, errors.New("image must not be empty"))
 	}
 	if strings.TrimSpace(c.Command) == "" {
-		errs = append(errs, errors.New("command: must not be empty (the program run in the guest)"))
+		errs = append(errs, errors.New("command must not be empty (the program run in the guest)"))
 	}
-	if c.CPU < 0 || c.Memory < 0 || c.DiskSize < 0 {
-		errs = append(errs, fmt.Errorf("cpu, memory, disk_size: must not be negative, got %d, %d, %d", c.CPU, c.Memory, c.DiskSize))
-	}
+	errs = appendNegative(errs, "cpu", c.CPU)
+	errs = appendNegative(errs, "memory", c.Memory)
+	errs = appendNegative(errs, "disk_size", c.DiskSize)
 	if c.Pool != "" {
-		if err := tart.ValidPoolName(c.Pool); err != nil {
-			errs = append(errs, fmt.Errorf("pool: %w", err))
+		if err := poolNameError("pool", c.Pool); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	switch c.PullPolicy {
 	case pullIfNotPresent, pullAlways, pullNever:
 	default:
-		errs = append(errs, fmt.Errorf("pull_policy: %q is not one of if_not_present, always, never", c.PullPolicy))
+		errs = append(errs, fmt.Errorf("pull_policy = %q is not one of %q, %q, %q", c.PullPolicy, pullIfNotPresent, pullAlways, pullNever))
 	}
 	if c.PullTimeout < 0 {
-		errs = append(errs, fmt.Errorf("pull_timeout: must not be negative, got %s", c.PullTimeout))
+		errs = append(errs, fmt.Errorf("pull_timeout = %q must not be negative", c.PullTimeout))
 	}
 	if c.StdinFile != "" {
 		if err := relativePath(c.StdinFile); err != nil {
-			errs = append(errs, fmt.Errorf("stdin_file: %w", err))
+			errs = append(errs, fmt.Errorf("stdin_file = %w", err))
 		}
 	}
 	for i, d := range c.SharedDirs {
 		if d.HostPath == "" {
-			errs = append(errs, fmt.Errorf("shared_dir[%d].host_path: must not be empty", i))
+			errs = append(errs, fmt.Errorf("shared_dir[%d].host_path must not be empty", i))
 		}
 		if d.Name != "" && !shareNameRE.MatchString(d.Name) {
-			errs = append(errs, fmt.Errorf("shared_dir[%d].name: %q must use letters, digits, '.', '_' or '-'", i, d.Name))
+			errs = append(errs, fmt.Errorf("shared_dir[%d].name = %q must use only letters, digits, '.', '_' or '-'", i, d.Name))
 		}
 	}
-	if _, err := c.network().Args(); err != nil {
-		errs = append(errs, err)
+	errs = append(errs, c.networkErrors()...)
+	return joinFieldErrors(errs)
+}
+
+// networkModes are the allowed network_mode values.
+var networkModes = []tart.NetworkMode{tart.NetworkNAT, tart.NetworkSoftnet, tart.NetworkBridged, tart.NetworkHost}
+
+// networkErrors checks network_mode and the options that only one mode
+// takes, naming the task's fields (tart.Network.Args checks the same
+// combinations in its own words; it is the backstop).
+func (c *TaskConfig) networkErrors() []error {
+	mode := tart.NetworkMode(c.NetworkMode)
+	if !slices.Contains(networkModes, mode) {
+		return []error{fmt.Errorf("network_mode = %q is not one of %q, %q, %q, %q", c.NetworkMode,
+			tart.NetworkNAT, tart.NetworkSoftnet, tart.NetworkBridged, tart.NetworkHost)}
 	}
-	return errors.Join(errs...)
+	var errs []error
+	switch {
+	case mode == tart.NetworkBridged && len(c.BridgedInterfaces) == 0:
+		errs = append(errs, errors.New(`bridged_interfaces must name at least one host interface (e.g. ["en0"]) when network_mode = "bridged"`))
+	case mode != tart.NetworkBridged && len(c.BridgedInterfaces) > 0:
+		errs = append(errs, fmt.Errorf(`bridged_interfaces need network_mode = "bridged", not %q`, c.NetworkMode))
+	}
+	if mode != tart.NetworkSoftnet && len(c.SoftnetAllow)+len(c.SoftnetBlock)+len(c.SoftnetExpose) > 0 {
+		errs = append(errs, fmt.Errorf(`softnet_allow, softnet_block and softnet_expose need network_mode = "softnet", not %q`, c.NetworkMode))
+	}
+	if len(errs) == 0 {
+		if _, err := c.network().Args(); err != nil {
+			errs = append(errs, fmt.Errorf("network_mode = %q: %w", c.NetworkMode, err))
+		}
+	}
+	return errs
 }
 
 var shareNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)

@@ -30,17 +30,21 @@ func TestPluginConfig_Validate(t *testing.T) {
 				c.TartPath, c.MaxVMs, c.GCInterval = "/opt/tart", 1, time.Minute
 				return c
 			}()},
-		{name: "grace below boot timeout", in: PluginConfig{GCGracePeriod: time.Minute}, wantErr: "gc_grace_period: 1m0s must be at least boot_timeout"},
-		{name: "bad pool", in: PluginConfig{Pools: []PoolConfig{{Name: "a b"}, {Name: "x", Image: "i", Size: -1}}},
-			wantErr: "pool[0].name"},
-		{name: "negative max_vms", in: PluginConfig{MaxVMs: -1}, wantErr: "max_vms: must be at least 1, got -1"},
+		{name: "grace below boot timeout", in: PluginConfig{GCGracePeriod: time.Minute},
+			wantErr: `gc_grace_period = "1m0s" must be at least boot_timeout (5m0s), or booting VMs could be collected`},
+		{name: "bad pools", in: PluginConfig{Pools: []PoolConfig{{Name: "a b"}, {Name: "x", Image: "i", Size: -1}, {Name: "x", Image: "i"}}},
+			wantErr: `pool[0].name = "a b" is not a valid pool name: use at most 40 letters, digits, '-', '_' or '.'; pool[0].image must not be empty; ` +
+				`pool[1].size = -1 must not be negative; pool[2].name = "x" is a duplicate: pool names must be unique`},
+		{name: "negative max_vms", in: PluginConfig{MaxVMs: -1}, wantErr: "max_vms = -1 must be at least 1"},
+		{name: "negative durations", in: PluginConfig{GCInterval: -time.Second, VMStopTimeout: -time.Second},
+			wantErr: `gc_interval = "-1s" must not be negative; vm_stop_timeout = "-1s" must not be negative`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := tc.in
 			err := c.Validate()
 			if tc.wantErr != "" {
-				must.ErrorContains(t, err, tc.wantErr)
+				must.EqError(t, err, tc.wantErr)
 				return
 			}
 			must.NoError(t, err)
@@ -62,21 +66,39 @@ func TestTaskConfig_Validate(t *testing.T) {
 		wantErr string
 	}{
 		{name: "ok", in: TaskConfig{Image: "ghcr.io/cirruslabs/macos-sequoia-base:latest", Command: "/bin/echo"}},
-		{name: "no image", in: TaskConfig{Command: "x"}, wantErr: "image: must not be empty"},
-		{name: "no command", in: TaskConfig{Image: "i"}, wantErr: "command: must not be empty"},
-		{name: "pull policy", in: TaskConfig{Image: "i", Command: "x", PullPolicy: "sometimes"}, wantErr: `pull_policy: "sometimes" is not one of`},
-		{name: "stdin outside", in: TaskConfig{Image: "i", Command: "x", StdinFile: "../../etc/passwd"}, wantErr: "stdin_file"},
-		{name: "stdin absolute", in: TaskConfig{Image: "i", Command: "x", StdinFile: "/etc/passwd"}, wantErr: "must be relative"},
-		{name: "network", in: TaskConfig{Image: "i", Command: "x", NetworkMode: "bridged"}, wantErr: "bridged interface"},
-		{name: "negative", in: TaskConfig{Image: "i", Command: "x", CPU: -1}, wantErr: "must not be negative"},
-		{name: "share name", in: TaskConfig{Image: "i", Command: "x", SharedDirs: []SharedDir{{HostPath: "local", Name: "a/b"}}}, wantErr: "shared_dir[0].name"},
+		{name: "no image", in: TaskConfig{Command: "x"}, wantErr: "image must not be empty"},
+		{name: "no command", in: TaskConfig{Image: "i"}, wantErr: "command must not be empty (the program run in the guest)"},
+		{name: "pull policy", in: TaskConfig{Image: "i", Command: "x", PullPolicy: "sometimes"},
+			wantErr: `pull_policy = "sometimes" is not one of "if_not_present", "always", "never"`},
+		{name: "pull timeout", in: TaskConfig{Image: "i", Command: "x", PullTimeout: -time.Minute}, wantErr: `pull_timeout = "-1m0s" must not be negative`},
+		{name: "stdin outside", in: TaskConfig{Image: "i", Command: "x", StdinFile: "../../etc/passwd"},
+			wantErr: `stdin_file = "../../etc/passwd" leaves the task directory`},
+		{name: "stdin absolute", in: TaskConfig{Image: "i", Command: "x", StdinFile: "/etc/passwd"},
+			wantErr: `stdin_file = "/etc/passwd" must be relative to the task directory`},
+		{name: "network mode", in: TaskConfig{Image: "i", Command: "x", NetworkMode: "vpn"},
+			wantErr: `network_mode = "vpn" is not one of "nat", "softnet", "bridged", "host"`},
+		{name: "bridged without interface", in: TaskConfig{Image: "i", Command: "x", NetworkMode: "bridged"},
+			wantErr: `bridged_interfaces must name at least one host interface (e.g. ["en0"]) when network_mode = "bridged"`},
+		{name: "interfaces without bridged", in: TaskConfig{Image: "i", Command: "x", BridgedInterfaces: []string{"en0"}},
+			wantErr: `bridged_interfaces need network_mode = "bridged", not "nat"`},
+		{name: "softnet options without softnet", in: TaskConfig{Image: "i", Command: "x", NetworkMode: "host", SoftnetAllow: []string{"10.0.0.0/8"}},
+			wantErr: `softnet_allow, softnet_block and softnet_expose need network_mode = "softnet", not "host"`},
+		{name: "negative", in: TaskConfig{Image: "i", Command: "x", CPU: -1}, wantErr: "cpu = -1 must not be negative"},
+		{name: "pool name", in: TaskConfig{Image: "i", Command: "x", Pool: "a b"},
+			wantErr: `pool = "a b" is not a valid pool name: use at most 40 letters, digits, '-', '_' or '.'`},
+		{name: "share name", in: TaskConfig{Image: "i", Command: "x", SharedDirs: []SharedDir{{HostPath: "local", Name: "a/b"}}},
+			wantErr: `shared_dir[0].name = "a/b" must use only letters, digits, '.', '_' or '-'`},
+		// Several problems stay on one line: Nomad shows them in a
+		// one-line task event.
+		{name: "several", in: TaskConfig{Image: "i", Command: "x", Memory: -1, PullPolicy: "sometimes"},
+			wantErr: `memory = -1 must not be negative; pull_policy = "sometimes" is not one of "if_not_present", "always", "never"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := tc.in
 			err := c.Validate()
 			if tc.wantErr != "" {
-				must.ErrorContains(t, err, tc.wantErr)
+				must.EqError(t, err, tc.wantErr)
 				return
 			}
 			must.NoError(t, err)
@@ -131,7 +153,7 @@ func TestDriver_SetConfig_msgpack(t *testing.T) {
 	must.Eq(t, want, d.pluginConfig())
 
 	err := d.SetConfig(&sdk.PluginConfig{RawConfig: pluginConfigBytes(t, "tart", -2)})
-	must.ErrorContains(t, err, "max_vms: must be at least 1, got -2")
+	must.EqError(t, err, "invalid plugin config: max_vms = -2 must be at least 1")
 	must.Eq(t, want, d.pluginConfig()) // unchanged
 }
 

@@ -32,15 +32,16 @@ command = "true"`, want: `image "ghcr.io/nobody/nothing:1" was not found in its 
 		{name: "unknown local image", config: `image = "no-such-vm"
 command = "true"`, want: `image "no-such-vm": no local VM of that name exists`},
 		{name: "pull never, not cached", config: sh("true", `pull_policy = "never"`), want: "is not cached and pull_policy is never"},
-		{name: "bad pull policy", config: sh("true", `pull_policy = "sometimes"`), want: `pull_policy: "sometimes" is not one of`},
-		{name: "stdin file missing", config: sh("true", `stdin_file = "local/nope.json"`), want: `stdin_file: "local/nope.json" does not exist`},
+		{name: "bad pull policy", config: sh("true", `pull_policy = "sometimes"`), want: `invalid task config: pull_policy = "sometimes" is not one of "if_not_present", "always", "never"`},
+		{name: "stdin file missing", config: sh("true", `stdin_file = "local/nope.json"`), want: `invalid task config: stdin_file = "local/nope.json" does not exist in the task directory`},
 		{name: "host dir not allowed", config: sh("true", `shared_dir {
   host_path = "/etc"
-}`), want: "absolute host paths need allow_host_dirs"},
+}`), want: `invalid task config: shared_dir[0].host_path = "/etc" is absolute, which needs allow_host_dirs = true in the plugin config`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := h.TryStartTask(harness.TaskSpec{Config: tc.config, Files: tc.files})
 			must.ErrorContains(t, err, tc.want)
+			must.StrNotContains(t, err.Error(), "\n", must.Sprint("one line: Nomad shows it as a task event"))
 			must.Eq(t, tc.recoverable, harness.IsRecoverable(err))
 			must.SliceEmpty(t, e.vmNames(t))
 		})

@@ -138,7 +138,7 @@ func TestPlugin_Binary_handshakeAndDiscovery(t *testing.T) {
 
 	_, err = c.Driver.StartTask(ctx, &driverpb.StartTaskRequest{Task: &driverpb.TaskConfig{Id: "a/t/1"}})
 	must.Eq(t, codes.Unknown, status.Code(err))
-	must.StrContains(t, status.Convert(err).Message(), "invalid task config: image: must not be empty")
+	must.StrContains(t, status.Convert(err).Message(), "invalid task config: image must not be empty; command must not be empty (the program run in the guest)")
 }
 
 func TestPlugin_Binary_noTart(t *testing.T) {

@@ -50,10 +50,10 @@ func resolveTaskPaths(cfg *sdk.TaskConfig, tc *TaskConfig, allowHostDirs bool) (
 	if tc.StdinFile != "" {
 		path, err := confined(taskDir, tc.StdinFile)
 		if err != nil {
-			return p, fmt.Errorf("stdin_file: %w", err)
+			return p, fmt.Errorf("invalid task config: stdin_file = %w", err)
 		}
 		if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
-			return p, fmt.Errorf("stdin_file: %q is not a file in the task directory", tc.StdinFile)
+			return p, fmt.Errorf("invalid task config: stdin_file = %q is not a file in the task directory", tc.StdinFile)
 		}
 		p.stdin = path
 	}
@@ -62,17 +62,17 @@ func resolveTaskPaths(cfg *sdk.TaskConfig, tc *TaskConfig, allowHostDirs bool) (
 		var err error
 		if filepath.IsAbs(d.HostPath) {
 			if !allowHostDirs {
-				err = fmt.Errorf("absolute host paths need allow_host_dirs = true in the plugin config")
+				err = fmt.Errorf("%q is absolute, which needs allow_host_dirs = true in the plugin config", d.HostPath)
 			}
 			path = d.HostPath
 		} else {
 			path, err = confined(taskDir, d.HostPath)
 		}
 		if err != nil {
-			return p, fmt.Errorf("shared_dir[%d].host_path: %w", i, err)
+			return p, fmt.Errorf("invalid task config: shared_dir[%d].host_path = %w", i, err)
 		}
 		if fi, err := os.Stat(path); err != nil || !fi.IsDir() {
-			return p, fmt.Errorf("shared_dir[%d].host_path: %q is not a directory", i, d.HostPath)
+			return p, fmt.Errorf("invalid task config: shared_dir[%d].host_path = %q is not a directory", i, d.HostPath)
 		}
 		name := d.Name
 		if name == "" && len(tc.SharedDirs) > 1 {
@@ -91,7 +91,7 @@ func confined(base, rel string) (string, error) {
 	}
 	realBase, err := filepath.EvalSymlinks(base)
 	if err != nil {
-		return "", fmt.Errorf("resolve task directory: %w", err)
+		return "", fmt.Errorf("%q: failed to resolve the task directory: %w", rel, err)
 	}
 	p, err := filepath.EvalSymlinks(filepath.Join(base, rel))
 	if err != nil {
