@@ -84,6 +84,10 @@ func TestDriver_StopTask(t *testing.T) {
 			code: 7, out: "ready\ngot-term\n"},
 		{name: "kill_signal", signal: "SIGINT", script: `trap 'echo got-int; exit 8' INT; echo ready; while :; do sleep 0.05; done`,
 			code: 8, out: "ready\ngot-int\n"},
+		// tart exec reports a guest command killed by a signal as -1, so
+		// Nomad sees 255 and no signal (README, "How a task runs").
+		{name: "untrapped kill_signal", script: `echo ready; while :; do sleep 0.05; done`,
+			code: 255, sig: 0, out: "ready\n"},
 		{name: "kill after timeout", script: `trap '' TERM; echo ready; while :; do sleep 0.05; done`,
 			code: 137, sig: 9, out: "ready\n"},
 	} {
