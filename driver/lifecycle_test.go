@@ -32,6 +32,14 @@ func TestDriver_StartTask_coldStart(t *testing.T) {
 	h.WaitEvent(t, task.ID, "Booting VM "+vm)
 	h.WaitEvent(t, task.ID, "Pulling image: 100% (2.8 GiB of 2.8 GiB)") // the image was not cached
 	h.WaitEvent(t, task.ID, "Pulled image "+testImage)
+	seen := map[string]bool{}
+	for _, ev := range h.TaskEvents(task.ID) {
+		if strings.HasPrefix(ev.Message, "Pulling image: ") {
+			must.False(t, seen[ev.Message], must.Sprint("progress event repeated: "+ev.Message))
+			seen[ev.Message] = true
+		}
+	}
+	must.MapContainsKey(t, seen, "Pulling image: 0% (0 B of 2.8 GiB)")
 	must.SliceContains(t, e.vmNames(t), vm) // kept until DestroyTask
 	h.DestroyTask(t, task.ID, true)
 	must.SliceNotContains(t, e.vmNames(t), vm)

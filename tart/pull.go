@@ -72,6 +72,15 @@ type pullParser struct {
 	image string
 	total uint64
 	fn    func(PullProgress)
+	// diskPercent is the last PullDisk percentage reported, -1 before the
+	// first. The "pulling disk (N GB compressed)" line is reported as 0%
+	// (so the size shows at once) and tart follows it with a "0%" line: a
+	// percentage equal to the last one is not reported again.
+	diskPercent int
+}
+
+func newPullParser(image string, fn func(PullProgress)) *pullParser {
+	return &pullParser{image: image, fn: fn, diskPercent: -1}
 }
 
 func (pp *pullParser) line(l string) {
@@ -81,10 +90,15 @@ func (pp *pullParser) line(l string) {
 		n, _ := strconv.Atoi(strings.TrimSuffix(l, "%"))
 		p.Phase, p.Percent = PullDisk, min(n, 100)
 		p.Bytes = pp.total * uint64(p.Percent) / 100
+		if p.Percent == pp.diskPercent {
+			return
+		}
+		pp.diskPercent = p.Percent
 	case pullDiskRE.MatchString(l):
 		m := pullDiskRE.FindStringSubmatch(l)
 		pp.total = parseSize(m[1], m[2])
 		p.Phase, p.TotalBytes = PullDisk, pp.total
+		pp.diskPercent = 0
 	case strings.HasPrefix(l, "pulling manifest"):
 		p.Phase = PullManifest
 	case strings.HasPrefix(l, "pulling NVRAM"):
@@ -135,7 +149,7 @@ func (c *Client) Pull(ctx context.Context, image string, o PullOptions) error {
 	if o.Concurrency > 0 {
 		args = append(args, "--concurrency", strconv.Itoa(o.Concurrency))
 	}
-	pp := &pullParser{image: image, fn: o.Progress}
+	pp := newPullParser(image, o.Progress)
 	lw := &lineWriter{fn: pp.line}
 	stderr := &syncBuffer{max: 64 << 10}
 	cmd := c.command(args)

@@ -24,13 +24,34 @@ func TestClient_Pull_progress(t *testing.T) {
 	for _, p := range got {
 		phases = append(phases, p.Phase)
 	}
-	must.Eq(t, []PullPhase{PullStarted, PullManifest, PullDisk, PullDisk, PullDisk, PullDisk, PullNVRAM}, phases)
-	p42 := got[4]
+	must.Eq(t, []PullPhase{PullStarted, PullManifest, PullDisk, PullDisk, PullDisk, PullNVRAM}, phases)
+	// The size line reports 0% at once; tart's own "0%" line after it is
+	// not reported a second time.
+	must.Eq(t, "Pulling image: 0% (0 B of 23.3 GiB)", got[2].String())
+	p42 := got[3]
 	must.Eq(t, 42, p42.Percent)
 	must.Eq(t, uint64(25_000_000_000), p42.TotalBytes)
 	must.Eq(t, uint64(10_500_000_000), p42.Bytes)
 	must.Eq(t, "Pulling image: 42% (9.8 GiB of 23.3 GiB)", p42.String())
-	must.Eq(t, 100, got[5].Percent)
+	must.Eq(t, 100, got[4].Percent)
+}
+
+// TestPullParser_line_noRepeatedPercent feeds tart pull output in which a
+// percentage repeats (the size line then "0%", a re-rendered "42%"): each
+// disk progress message is reported once, in order.
+func TestPullParser_line_noRepeatedPercent(t *testing.T) {
+	t.Parallel()
+	var msgs []string
+	pp := newPullParser("ghcr.io/c/macos:latest", func(p PullProgress) {
+		if p.Phase == PullDisk {
+			msgs = append(msgs, p.String())
+		}
+	})
+	for _, l := range []string{"pulling disk (2.5 GB compressed)...", "0%", "42%", "42%", "100%", "100%"} {
+		pp.line(l)
+	}
+	must.Eq(t, []string{"Pulling image: 0% (0 B of 2.3 GiB)", "Pulling image: 42% (1001.4 MiB of 2.3 GiB)",
+		"Pulling image: 100% (2.3 GiB of 2.3 GiB)"}, msgs)
 }
 
 func TestClient_Pull_cached(t *testing.T) {
