@@ -46,7 +46,7 @@ func TestE2E_burst50Max10(t *testing.T) {
 
 			snap := sim.Snapshot()
 			for _, j := range snap.Jobs {
-				must.Eq(t, actionssim.ResultSucceeded, j.Result, must.Sprintf("job %s", j.ID))
+				must.Eq(t, actionssim.ResultSucceeded, j.Result, must.Sprintf("job %+v", j))
 			}
 			must.LessEq(t, 10, peakRegistrations(snap), must.Sprint("never more than max_runners runners at once"))
 			must.GreaterEq(t, 50, len(snap.Runners))
@@ -87,13 +87,12 @@ func TestE2E_sigkillAndRestart(t *testing.T) {
 			eventually(t, 30*time.Second, "backend empty", func() bool { return env.leftovers(t) == 0 })
 
 			snap := sim.Snapshot()
+			// Runners on the backend, not registrations: after a crash GitHub
+			// may hold a registration whose runner is gone (killed with its
+			// tart VM, or a JIT generated just before the kill) until it
+			// fails that job; the restarted service cannot remove a
+			// registration GitHub says is busy.
 			must.LessEq(t, 5, heldPeak(), must.Sprint("never more than max_runners on the backend, across the restart"))
-			if env.kind == "docker" {
-				// containers survive the crash and are adopted; with tart the
-				// killed runners' VMs are deleted and GitHub keeps their busy
-				// registrations until it fails their jobs
-				must.LessEq(t, 5, peakRegistrations(snap), must.Sprint("no duplicate runners across the restart"))
-			}
 			names := map[string]int{}
 			for _, r := range snap.Runners {
 				if r.DeletedAt.IsZero() {

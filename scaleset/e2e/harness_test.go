@@ -189,7 +189,7 @@ func startSim(t *testing.T) *actionssim.Server {
 		LongPollTimeout:    time.Second,
 		SessionIdleTimeout: 3 * time.Second,
 		RunnerPollTimeout:  2 * time.Second,
-		RunnerLostTimeout:  5 * time.Second,
+		RunnerLostTimeout:  15 * time.Second,
 		AssignTimeout:      time.Minute,
 	})
 	must.NoError(t, err)
@@ -280,6 +280,9 @@ func startService(t *testing.T, cfgPath, addr string) *serviceProc {
 		}
 		if t.Failed() {
 			t.Logf("service logs (%s):\n%s", cfgPath, tail(logs.String(), 120))
+			if dir := os.Getenv("E2E_LOG_DIR"); dir != "" {
+				_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.log", strings.ReplaceAll(t.Name(), "/", "_"), cmd.Process.Pid)), []byte(logs.String()), 0o644)
+			}
 		}
 	})
 	return p
@@ -360,8 +363,10 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// peakRegistrations is the most runner registrations that existed at once
-// on the simulated GitHub (from JIT generation to deletion).
+// peakRegistrations is the most runners that were online at once on the
+// simulated GitHub (from coming online to deletion). A registration whose
+// runner never came online (a crash between JIT generation and backend
+// start) is not a runner; the orphan probe removes it.
 func peakRegistrations(s actionssim.Snapshot) int {
 	type ev struct {
 		at    time.Time
@@ -369,7 +374,10 @@ func peakRegistrations(s actionssim.Snapshot) int {
 	}
 	var evs []ev
 	for _, r := range s.Runners {
-		evs = append(evs, ev{r.CreatedAt, +1})
+		if r.OnlineAt.IsZero() {
+			continue
+		}
+		evs = append(evs, ev{r.OnlineAt, +1})
 		if !r.DeletedAt.IsZero() {
 			evs = append(evs, ev{r.DeletedAt, -1})
 		}
