@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -478,4 +479,33 @@ func TestCanceledAsDebug(t *testing.T) {
 	out := buf.String()
 	must.StrNotContains(t, out, "context canceled")
 	must.StrContains(t, out, "502 bad gateway")
+}
+
+func TestBackoff_Delay(t *testing.T) {
+	b := Backoff{Min: time.Second, Max: 5 * time.Second}
+	var got []time.Duration
+	for i := 1; i <= 5; i++ {
+		got = append(got, b.Delay(i))
+	}
+	must.Eq(t, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}, got)
+}
+
+func TestErrorClassification(t *testing.T) {
+	cases := []struct {
+		name           string
+		err            error
+		conflict, gone bool
+	}{
+		{"409 conflict", errors.New(`request POST x failed(status="409 Conflict"): GitHub.Actions.Runtime.WebApi.RunnerScaleSetSessionConflictException: busy`), true, false},
+		{"refresh failed", errors.New("failed to get message: failed to refresh message session: 404"), false, true},
+		{"token expired twice", fmt.Errorf("x: %w", scaleset.MessageQueueTokenExpiredError), false, true},
+		{"5xx exhausted", errors.New("failed to get message: giving up after 5 attempt(s)"), false, false},
+		{"nil", nil, false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			must.Eq(t, tc.conflict, isSessionConflict(tc.err))
+			must.Eq(t, tc.gone, sessionLost(tc.err))
+		})
+	}
 }
