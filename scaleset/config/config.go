@@ -48,6 +48,8 @@ const (
 	DefaultStartBackoffMax     = 2 * time.Minute
 	DefaultSessionConflictWait = 3 * time.Minute
 	DefaultShutdownTimeout     = 30 * time.Second
+	DefaultHTTPRetryMax        = 4
+	DefaultHTTPRetryWaitMax    = 30 * time.Second
 )
 
 // Backend kinds.
@@ -88,6 +90,11 @@ type Config struct {
 	GitHubTokenEnv  string     `hcl:"github_token_env,optional"`
 	GitHubApp       *GitHubApp `hcl:"github_app,block"`
 
+	// GitHubHTTPRetryMax and GitHubHTTPRetryWaitMax tune the client's
+	// retries of 5xx, 429 and network errors.
+	GitHubHTTPRetryMax     *int   `hcl:"github_http_retry_max,optional"`
+	GitHubHTTPRetryWaitMax string `hcl:"github_http_retry_wait_max,optional"`
+
 	ListenAddress   string `hcl:"listen_address,optional"`
 	LogLevel        string `hcl:"log_level,optional"`
 	LogFormat       string `hcl:"log_format,optional"`
@@ -98,7 +105,8 @@ type Config struct {
 	// Resolved by ResolveSecrets.
 	GitHubToken Secret
 	// Parsed by Validate.
-	ShutdownTimeoutDuration time.Duration
+	ShutdownTimeoutDuration        time.Duration
+	GitHubHTTPRetryWaitMaxDuration time.Duration
 }
 
 // GitHubApp holds GitHub App credentials; the private key comes from a
@@ -263,6 +271,14 @@ func (c *Config) Validate() error {
 		add("log_format: must be text or json, got %q", c.LogFormat)
 	}
 	c.ShutdownTimeoutDuration = duration(&errs, "shutdown_timeout", c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.GitHubHTTPRetryWaitMaxDuration = duration(&errs, "github_http_retry_wait_max", c.GitHubHTTPRetryWaitMax, DefaultHTTPRetryWaitMax)
+	if c.GitHubHTTPRetryMax == nil {
+		n := DefaultHTTPRetryMax
+		c.GitHubHTTPRetryMax = &n
+	}
+	if *c.GitHubHTTPRetryMax < 0 || *c.GitHubHTTPRetryMax > 20 {
+		add("github_http_retry_max: must be between 0 and 20, got %d", *c.GitHubHTTPRetryMax)
+	}
 
 	if c.GitHubApp != nil {
 		if c.GitHubApp.ClientID == "" {

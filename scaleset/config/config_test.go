@@ -207,3 +207,16 @@ func TestSecret_neverPrinted(t *testing.T) {
 	}
 	must.Eq(t, "ghp_topsecret", s.Reveal())
 }
+
+func TestConfig_Validate_httpRetries(t *testing.T) {
+	c, err := Parse([]byte(`github_http_retry_max = 50
+github_http_retry_wait_max = "2s"
+scale_set "x" {
+  github_config_url = "https://github.com/a"
+  backend = "docker"
+}`), "t.hcl")
+	must.NoError(t, err)
+	must.NoError(t, c.ResolveSecrets(env(map[string]string{"NOMAD_GHA_SCALESET_GITHUB_TOKEN": "p"})))
+	must.ErrorContains(t, c.Validate(), "github_http_retry_max: must be between 0 and 20, got 50")
+	must.Eq(t, 2*time.Second, c.GitHubHTTPRetryWaitMaxDuration)
+}

@@ -125,12 +125,12 @@ func TestE2E_github5xxBursts(t *testing.T) {
 			waitFor(t, sim, time.Minute, "some jobs done", func(s actionssim.Snapshot) bool {
 				return len(s.JobsIn(actionssim.JobCompleted)) >= 3
 			})
-			// The long outage (longer than the client's ~15 s of retries) runs
+			// The long outage (longer than the client's ~1.5 s of retries) runs
 			// on one backend only, to keep the suite short: the recovery path
 			// is the same for both and the service tests cover it too.
 			long := env.kind == "docker"
 			if long {
-				sim.FailFor(16*time.Second, http.StatusBadGateway, actionssim.EndpointGetMessage, actionssim.EndpointDeleteMessage, actionssim.EndpointJITConfig)
+				sim.FailFor(5*time.Second, http.StatusBadGateway, actionssim.EndpointGetMessage, actionssim.EndpointDeleteMessage, actionssim.EndpointJITConfig)
 			} else {
 				sim.FailNext(4, http.StatusBadGateway, actionssim.EndpointGetMessage, actionssim.EndpointJITConfig)
 			}

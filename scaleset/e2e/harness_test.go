@@ -217,6 +217,10 @@ github_config_url = %q
 listen_address    = %q
 shutdown_timeout  = "20s"
 
+# short client retries, so an outage of a few seconds ends the listener
+github_http_retry_max      = 2
+github_http_retry_wait_max = "500ms"
+
 scale_set %q {
   labels                          = [%q]
   max_runners                     = %d

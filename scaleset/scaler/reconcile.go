@@ -113,6 +113,11 @@ func (s *Scaler) merge(list []backend.Runner, listedAt time.Time) {
 		if r.resourceID == "" {
 			r.resourceID = br.ResourceID
 		}
+		if r.phase == PhaseStarting || r.acceptedAt.IsZero() || r.acceptedAt.After(listedAt) {
+			// The list predates the end of the start: a container still
+			// "created", say, is not a failed one.
+			continue
+		}
 		s.applyState(r, br, now)
 	}
 	for name, r := range s.runners {

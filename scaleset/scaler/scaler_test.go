@@ -540,3 +540,21 @@ func TestScaler_HandleJobStarted_whileStarting(t *testing.T) {
 	must.Eq(t, 1, be.starts)
 	must.Eq(t, []string{"linux-0"}, be.names())
 }
+
+func TestScaler_merge_staleStateIgnored(t *testing.T) {
+	h := newHarness(t, Config{MaxRunners: 2}, nil, nil)
+	listedAt := h.clock.Now()
+	h.clock.Advance(time.Second)
+	h.s.runners["linux-0"] = &runner{name: "linux-0", phase: PhaseBusy, createdAt: listedAt,
+		acceptedAt: h.clock.Now(), resourceID: "res-linux-0"}
+	// listed while the container was created but not started yet
+	stale := []backend.Runner{{Name: "linux-0", ResourceID: "res-linux-0", State: backend.StateFailed}}
+	h.s.mu.Lock()
+	h.s.merge(stale, listedAt)
+	h.s.mu.Unlock()
+	must.Eq(t, PhaseBusy, h.s.runners["linux-0"].phase, must.Sprint("a list older than the start says nothing about it"))
+	h.s.mu.Lock()
+	h.s.merge(stale, h.clock.Now())
+	h.s.mu.Unlock()
+	must.Eq(t, PhaseDone, h.s.runners["linux-0"].phase)
+}

@@ -81,9 +81,13 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{cfg: opts.Config, logger: opts.Logger, metrics: metrics.New(), listenCh: make(chan struct{})}
 	for _, ss := range opts.Config.ScaleSets {
-		client, err := newClient(opts.Config, ss, append([]scaleset.HTTPOption{
+		httpOpts := []scaleset.HTTPOption{
 			scaleset.WithLogger(slog.New(canceledAsDebug{opts.Logger.Handler()}).With("component", "http", "scale_set", ss.Name)),
-		}, opts.HTTPOptions...))
+		}
+		if c := opts.Config; c.GitHubHTTPRetryMax != nil {
+			httpOpts = append(httpOpts, scaleset.WithRetryMax(*c.GitHubHTTPRetryMax), scaleset.WithRetryWaitMax(c.GitHubHTTPRetryWaitMaxDuration))
+		}
+		client, err := newClient(opts.Config, ss, append(httpOpts, opts.HTTPOptions...))
 		if err != nil {
 			return nil, fmt.Errorf("scale set %q: %w", ss.Name, err)
 		}
