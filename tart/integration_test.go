@@ -371,13 +371,15 @@ func TestIntegration_Pool_adoptsAfterRestart(t *testing.T) {
 		must.NoError(t, c.Clone(ctx, ftImage, n))
 	}
 	t.Cleanup(func() { _ = c.Destroy(context.Background(), foreign, 0) })
+	cfg := PoolConfig{Name: "mac", Size: 1, VMSpec: VMSpec{Image: ftImage}}
+	must.NoError(t, writeBuiltFor(c.VMDir(warm), builtForPool(cfg)))
 	must.NoError(t, c.SetMACAddress(warm, slots.MAC(1)))
 	h, err := c.Run(ctx, warm, RunOptions{Detached: true})
 	must.NoError(t, err)
 	must.NoError(t, c.WaitReady(ctx, warm, ReadyOptions{Interval: 20 * time.Millisecond, Run: h}))
 
 	ev := &eventLog{}
-	p, err := NewPool(c, slots, []PoolConfig{{Name: "mac", Size: 1, VMSpec: VMSpec{Image: ftImage}}},
+	p, err := NewPool(c, slots, []PoolConfig{cfg},
 		PoolOptions{OnEvent: ev.add, ReadyInterval: 20 * time.Millisecond, StopTimeout: 5 * time.Second})
 	must.NoError(t, err)
 	must.NoError(t, p.Start(ctx))
@@ -455,4 +457,80 @@ func TestIntegration_Pool_secondPoolLeavesBootInProgressAlone(t *testing.T) {
 	must.Eq(t, vm, got.Name)
 	must.NoError(t, second.Release(ctx, got))
 	must.NoError(t, second.Shutdown(context.Background()))
+}
+
+// TestIntegration_Pool_replacesWarmVMAfterConfigChange restarts a pool
+// with another cpu count on the same TART_HOME: the warm VM of the old
+// shape is deleted and replaced, and a restart without a change adopts.
+func TestIntegration_Pool_replacesWarmVMAfterConfigChange(t *testing.T) {
+	// Not parallel: checkGoroutines counts the whole process.
+	checkGoroutines(t)
+	e := newFT(t)
+	c := e.client()
+	ctx := t.Context()
+	start := func(cpu int) (*Pool, *eventLog) {
+		slots, err := NewSlots(2, "it-host")
+		must.NoError(t, err)
+		ev := &eventLog{}
+		p, err := NewPool(c, slots, []PoolConfig{{Name: "mac", Size: 1, VMSpec: VMSpec{Image: ftImage, CPU: cpu}}},
+			PoolOptions{OnEvent: ev.add, ReadyInterval: 20 * time.Millisecond, StopTimeout: 5 * time.Second, BootTimeout: 30 * time.Second})
+		must.NoError(t, err)
+		must.NoError(t, p.Start(ctx))
+		t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+		waitFor(t, func() bool { return p.Stats()[0].Ready == 1 })
+		return p, ev
+	}
+	localVMs := func() []string {
+		vms, err := c.List(ctx)
+		must.NoError(t, err)
+		var out []string
+		for _, v := range vms {
+			if v.IsLocal() {
+				out = append(out, v.Name)
+			}
+		}
+		return out
+	}
+	cpuOf := func(vm string) int {
+		d, err := c.Get(ctx, vm)
+		must.NoError(t, err)
+		return d.CPU
+	}
+
+	first, _ := start(2)
+	old := localVMs()
+	must.Len(t, 1, old)
+	must.Eq(t, 2, cpuOf(old[0]))
+	must.NoError(t, first.Detach(context.Background()))
+
+	// The operator raised cpu to 4 and restarted.
+	second, ev := start(4)
+	must.SliceEmpty(t, ev.of(EventAdopted))
+	deleted := ev.of(EventDeleted)
+	must.Len(t, 1, deleted)
+	must.Eq(t, "Deleted warm VM "+old[0]+": built for cpu 2 but pool now wants cpu 4", deleted[0].Message)
+	now := localVMs()
+	must.Len(t, 1, now)
+	must.NotEq(t, old[0], now[0])
+	must.Len(t, 1, ev.of(EventBooting))
+	vm, err := second.Claim(ctx, "t", VMSpec{Pool: "mac", CPU: 4})
+	must.NoError(t, err)
+	must.Eq(t, now[0], vm.Name)
+	must.Eq(t, 4, cpuOf(vm.Name), must.Sprint("the claim gets the new shape"))
+	must.NoError(t, second.Release(ctx, vm))
+	waitFor(t, func() bool { return second.Stats()[0].Ready == 1 })
+	kept := localVMs()
+	must.NoError(t, second.Detach(context.Background()))
+
+	// Restarted without a change: adopted, nothing booted.
+	third, ev := start(4)
+	must.Len(t, 1, ev.of(EventAdopted))
+	must.SliceEmpty(t, ev.of(EventBooting))
+	must.SliceEmpty(t, ev.of(EventDeleted))
+	must.Eq(t, kept, localVMs())
+	vm, err = third.Claim(ctx, "t", VMSpec{Pool: "mac", CPU: 4})
+	must.NoError(t, err)
+	must.Eq(t, kept[0], vm.Name)
+	must.NoError(t, third.Release(ctx, vm))
+	must.NoError(t, third.Shutdown(context.Background()))
 }

@@ -31,12 +31,16 @@ type memTart struct {
 	failCmd map[string]string
 	// agentAfter is how many exec attempts fail before the agent answers.
 	agentAfter int
+	// onExec, when set, runs at every tart exec of a VM (m.mu held), to
+	// act as another process at that moment.
+	onExec func(vm string)
 }
 
 type memVM struct {
 	running bool
 	proc    *fakeProcess
 	execs   int
+	cpu     int // set by tart set --cpu (0: the image's)
 }
 
 func newMemTart(t *testing.T) *memTart {
@@ -93,6 +97,24 @@ func (m *memTart) addVM(name, mac string, running bool) {
 	defer m.mu.Unlock()
 	m.writeConfig(name, mac)
 	m.vms[name] = &memVM{running: running, proc: &fakeProcess{done: make(chan struct{})}, execs: 1 << 20}
+}
+
+// markBuiltFor records in a VM's directory that it was booted for pool
+// config c, as the pool does before tart run.
+func (m *memTart) markBuiltFor(name string, c PoolConfig) {
+	if err := writeBuiltFor(filepath.Join(m.home, "vms", name), builtForPool(c)); err != nil {
+		m.t.Error(err)
+	}
+}
+
+// cpuOf is the cpu count tart set gave a VM (0: never set).
+func (m *memTart) cpuOf(name string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v := m.vms[name]; v != nil {
+		return v.cpu
+	}
+	return -1
 }
 
 func (m *memTart) writeConfig(name, mac string) {
@@ -161,8 +183,14 @@ func (m *memTart) handle(a []string) (int, string, string) {
 		m.vms[a[2]] = &memVM{}
 		return 0, "", ""
 	case "set":
-		if m.vms[a[1]] == nil {
+		v := m.vms[a[1]]
+		if v == nil {
 			return notExist(a[1])
+		}
+		for i := 2; i+1 < len(a); i++ {
+			if a[i] == "--cpu" {
+				_, _ = fmt.Sscan(a[i+1], &v.cpu)
+			}
 		}
 		return 0, "", ""
 	case "exec":
@@ -176,6 +204,9 @@ func (m *memTart) handle(a []string) (int, string, string) {
 			return notExist(name)
 		case !v.running:
 			return 2, "", fmt.Sprintf("VM %q is not running\n", name)
+		}
+		if m.onExec != nil {
+			m.onExec(name)
 		}
 		v.execs++
 		if v.execs <= m.agentAfter {
@@ -227,6 +258,13 @@ func (m *memTart) Start(c Command, o StartOptions) (Process, error) {
 	v := m.vms[name]
 	if v == nil {
 		return fail(fmt.Sprintf("Error: the specified VM %q does not exist", name))
+	}
+	if n, ok := ParseVMName(name); ok && n.Kind == KindPool {
+		// The pool must record what a warm VM is built for before it
+		// boots: a later Start deletes a ready warm VM without a record.
+		if _, err := os.Stat(filepath.Join(m.home, "vms", name, SpecMarker)); err != nil {
+			m.t.Errorf("tart run of warm vm %s before its %s was written: %v", name, SpecMarker, err)
+		}
 	}
 	n := 0
 	for _, x := range m.vms {

@@ -253,14 +253,18 @@ func (p *Pool) Client() *Client { return p.client }
 // workers, which run until Shutdown, Detach or ctx ends:
 //   - running VMs of ours (task VMs and claimed pool VMs) keep their slots,
 //     found from their MAC address;
-//   - running, ready, unclaimed warm VMs of configured pools are adopted;
+//   - running, ready, unclaimed warm VMs of configured pools are adopted
+//     when their SpecMarker record equals the pool's current config;
+//     those built for another config (or without a valid record) are
+//     deleted and replaced;
 //   - running unclaimed warm VMs that do not answer yet and are younger
 //     than AdoptGracePeriod are left alone (another, still-alive process
-//     may be booting them) and keep their slots; they are re-examined every
-//     ReadyInterval, adopted once ready, and deleted once older than the
-//     grace period or stopped;
+//     may be booting them) and keep their slots, whatever their record
+//     says; they are re-examined every ReadyInterval, judged as above
+//     once ready, and deleted once older than the grace period or
+//     stopped;
 //   - other unclaimed warm VMs of ours (stopped, not ready and old,
-//     unknown pool, surplus) are deleted;
+//     unknown pool, built for another config, surplus) are deleted;
 //   - VMs not named by our convention are never touched.
 func (p *Pool) Start(ctx context.Context) error {
 	p.mu.Lock()
@@ -363,7 +367,16 @@ var errLeftAlone = errors.New("left alone")
 // deleteStale deletes an unclaimed warm VM found at Start (or left alone
 // then) that cannot be used, and frees its slot if this pool holds it.
 func (p *Pool) deleteStale(ctx context.Context, f *foreignVM, reason error) {
-	p.log.Info("deleting stale warm vm", "vm_name", f.v.Name, "reason", reason.Error())
+	if p.isClaimed(f.v.Name) {
+		// Another, still-alive pool handed it to a task while this one
+		// looked at it: a task VM now, which keeps its slot, as at Start.
+		p.log.Info("not deleting stale warm vm: it was claimed meanwhile", "vm_name", f.v.Name)
+		if !f.has && f.v.IsRunning() {
+			_, f.has = p.restoreSlot(f.v.Name, f.n)
+		}
+		return
+	}
+	p.log.Info("deleting stale warm vm", "pool", f.n.Pool, "vm_name", f.v.Name, "reason", reason.Error())
 	if err := p.client.Destroy(ctx, f.v.Name, p.opts.StopTimeout); err != nil {
 		p.log.Warn("failed to delete stale warm vm", "vm_name", f.v.Name, "error", err)
 		return
@@ -372,7 +385,11 @@ func (p *Pool) deleteStale(ctx context.Context, f *foreignVM, reason error) {
 		p.slots.ReleaseOwner(f.v.Name)
 		f.has = false
 	}
-	emit(Event{Type: EventDeleted, Pool: f.n.Pool, VM: f.v.Name, Message: "Deleted stale warm VM " + f.v.Name}, p.opts.OnEvent)
+	msg := "Deleted stale warm VM " + f.v.Name
+	if stale := (*staleWarmVMError)(nil); errors.As(reason, &stale) {
+		msg = "Deleted warm VM " + f.v.Name + ": " + stale.Error()
+	}
+	emit(Event{Type: EventDeleted, Pool: f.n.Pool, VM: f.v.Name, Message: msg}, p.opts.OnEvent)
 }
 
 // leaveAlone keeps a young, not yet ready warm VM's slot and counts it as
@@ -501,10 +518,11 @@ func (p *Pool) restoreSlot(name string, n VMName) (Slot, bool) {
 	return s, true
 }
 
-// adoptWarm keeps a running, ready warm VM of a configured pool. It
-// returns errLeftAlone for a running VM that does not answer yet and is
-// younger than AdoptGracePeriod, else an error saying why the VM must be
-// deleted.
+// adoptWarm keeps a running, ready warm VM of a configured pool that was
+// built for the pool's current config. It returns errLeftAlone for a
+// running VM that does not answer yet and is younger than
+// AdoptGracePeriod, else an error saying why the VM must be deleted (a
+// *staleWarmVMError when its record is missing or does not match).
 func (p *Pool) adoptWarm(ctx context.Context, f *foreignVM) error {
 	v, n, ps := f.v, f.n, f.ps
 	if !v.IsRunning() {
@@ -521,6 +539,16 @@ func (p *Pool) adoptWarm(ctx context.Context, f *foreignVM) error {
 	}
 	if ps == nil {
 		return fmt.Errorf("pool %q is not configured", n.Pool)
+	}
+	// Only now, once it answers, is a missing record a reason to delete
+	// it: a young VM still booting may be another process's, which
+	// records it before tart run, or an older version's, which never does.
+	built, err := readBuiltFor(p.client.VMDir(v.Name))
+	if err != nil {
+		return err
+	}
+	if err := built.mismatch(builtForPool(ps.cfg)); err != nil {
+		return err
 	}
 	p.mu.Lock()
 	others := len(ps.booting)
@@ -1022,6 +1050,14 @@ func (p *Pool) bootSteps(ctx context.Context, vm *VM, spec VMSpec, onEvent Event
 	}
 	if err := p.client.Clone(ctx, spec.Image, vm.Name); err != nil {
 		return err
+	}
+	if vm.Pool != "" {
+		// Recorded before tart run, so every warm VM that can answer its
+		// agent has the record: a later Start compares it with the pool's
+		// config then (see adoptWarm).
+		if err := writeBuiltFor(p.client.VMDir(vm.Name), builtForPool(PoolConfig{Name: vm.Pool, VMSpec: spec})); err != nil {
+			return fmt.Errorf("record spec of warm vm %s: %w", vm.Name, err)
+		}
 	}
 	if err := p.client.Set(ctx, vm.Name, spec.set()); err != nil {
 		return err

@@ -356,6 +356,7 @@ func TestPool_Start_adoptsAndCleansUp(t *testing.T) {
 	m.images[testImage] = true
 	warm := "ntart-pool-mac-0-aaaaaa"
 	m.addVM(warm, slots.MAC(0), true)
+	m.markBuiltFor(warm, poolCfg("mac", 1))
 	m.addVM("ntart-pool-mac-1-bbbbbb", slots.MAC(1), false) // stopped: deleted
 	m.addVM("ntart-pool-gone-2-cccccc", slots.MAC(2), true) // unknown pool: deleted
 	task := TaskVMName("t1")
@@ -411,6 +412,7 @@ func TestPool_Start_leavesYoungUnreadyWarmVMAlone(t *testing.T) {
 	m.images[testImage] = true
 	booting := "ntart-pool-mac-0-aaaaaa" // another process is booting it
 	m.addVM(booting, slots.MAC(0), true)
+	m.markBuiltFor(booting, poolCfg("mac", 1))
 	m.setAgent(booting, false)
 	old := "ntart-pool-mac-1-bbbbbb" // its booter gave up long ago
 	m.addVM(old, slots.MAC(1), true)
