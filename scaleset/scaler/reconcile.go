@@ -262,6 +262,11 @@ func (s *Scaler) decide(now time.Time) plan {
 		}
 		active++
 	}
+	for _, at := range s.completedAwaitingCount {
+		if now.Sub(at) <= s.cfg.FinishGrace {
+			active++
+		}
+	}
 
 	if !s.probed {
 		// First pass after start: find GitHub registrations of this scale

@@ -228,10 +228,17 @@ type Scaler struct {
 	busyHint map[string]int
 	// finishing holds runners that exited before their JobCompleted was
 	// seen, with when; they count as active for FinishGrace.
-	finishing      map[string]time.Time
-	failures       int
-	nextStartAfter time.Time
-	probed         bool
+	finishing map[string]time.Time
+	// completedAwaitingCount holds when each JobCompleted arrived since the
+	// last desired count. The listener hands a message's JobCompleted
+	// events to the scaler before that message's statistics, so until the
+	// new count arrives the old one still includes those jobs; counting the
+	// finished runners as active (for at most FinishGrace) keeps a pass in
+	// between from starting a runner nobody needs.
+	completedAwaitingCount []time.Time
+	failures               int
+	nextStartAfter         time.Time
+	probed                 bool
 }
 
 var _ listener.Scaler = (*Scaler)(nil)
@@ -313,6 +320,7 @@ func (s *Scaler) slotOf(name string) (int, bool) {
 func (s *Scaler) HandleDesiredRunnerCount(_ context.Context, count int) (int, error) {
 	s.mu.Lock()
 	s.assigned = count
+	s.completedAwaitingCount = nil
 	t := Target(s.cfg.MinRunners, s.cfg.MaxRunners, count)
 	s.mu.Unlock()
 	s.Kick()
@@ -388,6 +396,7 @@ func (s *Scaler) HandleJobCompleted(_ context.Context, job *scaleset.JobComplete
 			r.jobCompleted = true
 			r.removeReason = "done"
 		}
+		s.completedAwaitingCount = append(s.completedAwaitingCount, s.clock.Now())
 		s.logger.Info("job completed", "runner_name", r.name, "job_id", job.JobID, "result", job.Result)
 	}
 	s.mu.Unlock()

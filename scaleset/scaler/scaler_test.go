@@ -222,6 +222,29 @@ func TestScaler_Reconcile_jobCompletedRemovesResource(t *testing.T) {
 	must.Eq(t, 1, h.rec.removed["done"])
 }
 
+// The listener delivers a message's JobCompleted before its statistics: a
+// pass in between must not replace the finished runner.
+func TestScaler_Reconcile_jobCompletedBeforeNewCount(t *testing.T) {
+	h := newHarness(t, Config{MaxRunners: 5, FinishGrace: 10 * time.Second}, nil, nil)
+	h.assign(t, 2)
+	h.reconcile(t)
+	h.jobStarted(t, "linux-0")
+	h.jobStarted(t, "linux-1")
+	h.jobCompleted(t, "linux-0")
+	h.reconcile(t) // the count still says 2
+	must.Eq(t, 2, h.be.starts, must.Sprint("no start for a job that just completed"))
+	h.assign(t, 1)
+	h.reconcile(t)
+	must.Eq(t, 2, h.be.starts)
+	must.Eq(t, []string{"linux-1"}, h.be.names())
+
+	// a count that never follows stops holding the slot after FinishGrace
+	h.jobCompleted(t, "linux-1")
+	h.clock.Advance(11 * time.Second)
+	h.reconcile(t) // the stale count (1) asks for a runner again
+	must.Eq(t, 3, h.be.starts)
+}
+
 func TestScaler_Reconcile_unknownRunnerEvents(t *testing.T) {
 	h := newHarness(t, Config{MaxRunners: 5}, nil, nil)
 	must.NoError(t, h.s.HandleJobStarted(t.Context(), &scaleset.JobStarted{RunnerName: "someone-else"}))
