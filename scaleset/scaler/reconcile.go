@@ -324,9 +324,17 @@ func (s *Scaler) neverOnline(r *runner, now time.Time, why string) {
 func (s *Scaler) slotLimit() int { return 2 * s.cfg.MaxRunners }
 
 func (s *Scaler) freeSlot() (int, bool) {
-	used := make(map[int]bool, len(s.runners))
+	used := make(map[int]bool, len(s.runners)+len(s.finishing))
 	for _, r := range s.runners {
 		used[r.slot] = true
+	}
+	// A runner that exited before its JobCompleted arrived keeps its name
+	// until then: a new runner under that name would otherwise take the
+	// late JobCompleted for its own and be removed mid-job.
+	for name := range s.finishing {
+		if slot, ok := s.slotOf(name); ok {
+			used[slot] = true
+		}
 	}
 	for slot := 0; slot < s.slotLimit(); slot++ {
 		if !used[slot] {

@@ -388,8 +388,18 @@ func (s *Scaler) HandleJobCompleted(_ context.Context, job *scaleset.JobComplete
 	r := s.runners[job.RunnerName]
 	if r != nil && (r.runnerID == 0 || job.RunnerID == 0 || r.runnerID == job.RunnerID) {
 		switch r.phase {
-		case PhaseStarting, PhaseRemoving, PhaseDone, PhaseFailed:
-			// a removal or start in flight finishes the record itself
+		case PhaseStarting:
+			// A runner still starting can only have completed a job it
+			// was seen to start; otherwise this is a late event of an
+			// earlier runner with the same name.
+			if !r.sawJob {
+				s.mu.Unlock()
+				s.logger.Debug("job completed for an earlier runner of the same name", "runner_name", job.RunnerName, "job_id", job.JobID)
+				return nil
+			}
+			r.jobCompleted = true
+		case PhaseRemoving, PhaseDone, PhaseFailed:
+			// a removal in flight finishes the record itself
 			r.jobCompleted = true
 		default:
 			r.phase = PhaseDone

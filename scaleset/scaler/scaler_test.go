@@ -245,6 +245,40 @@ func TestScaler_Reconcile_jobCompletedBeforeNewCount(t *testing.T) {
 	must.Eq(t, 3, h.be.starts)
 }
 
+// A runner that exited before its JobCompleted keeps its name until the
+// event arrives, and a late event never ends a new runner of that name.
+func TestScaler_Reconcile_lateJobCompletedSparesNewRunner(t *testing.T) {
+	h := newHarness(t, Config{MaxRunners: 5, FinishGrace: 10 * time.Second}, nil, nil)
+	h.assign(t, 2)
+	h.reconcile(t)
+	h.jobStarted(t, "linux-0")
+	oldID := h.s.runners["linux-0"].runnerID
+	h.runnerExited("linux-0")
+	h.reconcile(t) // linux-0 is removed from the backend
+	must.Eq(t, []string{"linux-1"}, h.be.names())
+	h.assign(t, 3) // more work arrives before linux-0's JobCompleted
+	h.reconcile(t)
+	must.Eq(t, 3, h.be.starts)
+	must.Eq(t, []string{"linux-1", "linux-2"}, h.be.names(), must.Sprint("linux-0 is not reused while its JobCompleted may still come"))
+
+	// the late event of the first runner names a runner that is gone
+	must.NoError(t, h.s.HandleJobCompleted(t.Context(), &scaleset.JobCompleted{RunnerName: "linux-0", RunnerID: oldID}))
+	h.assign(t, 2)
+	h.reconcile(t)
+	must.Eq(t, []string{"linux-1", "linux-2"}, h.be.names(), must.Sprint("the new runners are kept"))
+
+	// a starting runner that took no job ignores a JobCompleted
+	r := &runner{name: "linux-0", slot: 0, phase: PhaseStarting}
+	h.s.mu.Lock()
+	h.s.runners["linux-0"] = r
+	h.s.mu.Unlock()
+	must.NoError(t, h.s.HandleJobCompleted(t.Context(), &scaleset.JobCompleted{RunnerName: "linux-0", RunnerID: oldID}))
+	h.s.mu.Lock()
+	must.False(t, r.jobCompleted)
+	delete(h.s.runners, "linux-0")
+	h.s.mu.Unlock()
+}
+
 func TestScaler_Reconcile_unknownRunnerEvents(t *testing.T) {
 	h := newHarness(t, Config{MaxRunners: 5}, nil, nil)
 	must.NoError(t, h.s.HandleJobStarted(t.Context(), &scaleset.JobStarted{RunnerName: "someone-else"}))
