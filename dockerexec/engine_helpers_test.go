@@ -59,24 +59,6 @@ func testImage(t testing.TB, cli *client.Client) string {
 	return testutil.SharedImage(t, cli, fakeRunnerImage, files, "USER runner", `ENTRYPOINT ["/bin/fakerunner"]`)
 }
 
-// syncBuffer is a log sink safe for concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is one executor on the test engine with its own instance label,
 // a captured log, and the secrets it handed out.
 type harness struct {
@@ -84,7 +66,7 @@ type harness struct {
 	cli    *client.Client
 	ex     *dockerexec.Executor
 	cfg    dockerexec.Config
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	labels map[string]string
 
 	mu      sync.Mutex
@@ -111,7 +93,7 @@ func newHarness(t *testing.T, mutate func(*dockerexec.Config)) *harness {
 	}
 	labels := map[string]string{dockerexec.LabelInstance: cfg.InstanceID}
 	testutil.RemoveContainersOnCleanup(t, cli, labels)
-	h := &harness{t: t, cli: cli, cfg: cfg, logs: &syncBuffer{}, labels: labels}
+	h := &harness{t: t, cli: cli, cfg: cfg, logs: &testutil.SyncBuffer{}, labels: labels}
 	ex, err := dockerexec.New(cfg, cli, h.logger())
 	must.NoError(t, err)
 	h.ex = ex

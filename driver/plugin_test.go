@@ -4,7 +4,6 @@
 package driver_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -198,25 +196,6 @@ func driverForBench(b *testing.B, path string) sdk.Driver {
 	return driver.New(nil).WithTartPath(filepath.Join(path, "tart"))
 }
 
-// syncBuffer is a bytes.Buffer safe for go-plugin's stderr copier and the
-// test reading it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestPlugin_Binary_logsJSONOnStderr checks the logger is created before
 // plugin.Serve takes over the standard streams: the driver's warning about
 // a broken tart reaches stderr as an hclog JSON record Nomad can re-emit.
@@ -225,7 +204,7 @@ func TestPlugin_Binary_logsJSONOnStderr(t *testing.T) {
 	bin := testutil.BuildBinary(t, "./cmd/nomad-driver-tart")
 	dir := t.TempDir()
 	must.NoError(t, os.WriteFile(filepath.Join(dir, "tart"), []byte("#!/bin/sh\necho broken >&2\nexit 3\n"), 0o755))
-	var stderr syncBuffer
+	var stderr testutil.SyncBuffer
 	c := launchWithStderr(t, bin, dir, &stderr)
 
 	ctx, cancel := context.WithCancel(t.Context())

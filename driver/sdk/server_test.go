@@ -4,14 +4,14 @@
 package sdk_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -620,7 +620,7 @@ func TestServer_ExecTaskStreaming_errors(t *testing.T) {
 func TestServer_secretsStayOut(t *testing.T) {
 	t.Parallel()
 	const secret = "jit-config-c2VjcmV0"
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	d := newFakeDriver()
 	d.err = fmt.Errorf("task gone: %w", sdk.ErrTaskNotFound)
 	logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Trace, JSONFormat: true})
@@ -648,22 +648,4 @@ func TestServer_secretsStayOut(t *testing.T) {
 		must.StrContains(t, e, task.GetId())
 		must.StrNotContains(t, e, secret)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

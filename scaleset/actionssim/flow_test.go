@@ -4,7 +4,6 @@
 package actionssim_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -111,28 +110,10 @@ func runListener(t *testing.T, sc *scaleset.MessageSessionClient, scaleSetID, ma
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestSimulator_FullFlow_listenerAndFakeRunnerProcess(t *testing.T) {
 	t.Parallel()
 	bin := testutil.BuildBinary(t, "./cmd/fakerunner")
-	var simLog syncBuffer
+	var simLog testutil.SyncBuffer
 	opts := fastOptions()
 	opts.Logger = slog.New(slog.NewTextHandler(&simLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := startSim(t, opts)
@@ -150,7 +131,7 @@ func TestSimulator_FullFlow_listenerAndFakeRunnerProcess(t *testing.T) {
 	cfg, err := c.GenerateJitRunnerConfig(ctx, &scaleset.RunnerScaleSetJitRunnerSetting{Name: "flow-runner-1"}, ss.ID)
 	must.NoError(t, err)
 
-	var stderr syncBuffer
+	var stderr testutil.SyncBuffer
 	cmd := exec.CommandContext(ctx, bin, "--jitconfig", "-")
 	cmd.Stdin = strings.NewReader(cfg.EncodedJITConfig + "\n")
 	cmd.Stderr = &stderr
@@ -199,7 +180,7 @@ func TestSimulator_FullFlow_listenerAndFakeRunnerProcess(t *testing.T) {
 	// A used JIT config is refused.
 	again := exec.CommandContext(ctx, bin)
 	again.Env = append(again.Environ(), "ACTIONS_RUNNER_INPUT_JITCONFIG="+cfg.EncodedJITConfig)
-	var againErr syncBuffer
+	var againErr testutil.SyncBuffer
 	again.Stderr = &againErr
 	err = again.Run()
 	var exitErr *exec.ExitError

@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -239,27 +238,10 @@ scale_set %q {
 	return p
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // serviceProc is a nomad-gha-scaleset process.
 type serviceProc struct {
 	cmd  *exec.Cmd
-	logs *lockedBuffer
+	logs *testutil.SyncBuffer
 	addr string
 	done chan error
 }
@@ -267,7 +249,7 @@ type serviceProc struct {
 func startService(t *testing.T, cfgPath, addr string) *serviceProc {
 	t.Helper()
 	bin := testutil.BuildBinary(t, "./cmd/nomad-gha-scaleset")
-	logs := &lockedBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cmd := exec.Command(bin, "run", "--config", cfgPath, "--log-level", "debug")
 	cmd.Env = append(os.Environ(), "NOMAD_GHA_SCALESET_GITHUB_TOKEN="+testPAT)
 	cmd.Stdout, cmd.Stderr = logs, logs

@@ -4,13 +4,13 @@
 package scaler
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 
 	"github.com/actions/scaleset"
 	"github.com/shoenig/test/must"
@@ -24,24 +24,7 @@ type harness struct {
 	be    *fakeBackend
 	clock *fakeClock
 	rec   *countingRecorder
-	logs  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs  *testutil.SyncBuffer
 }
 
 func newHarness(t *testing.T, cfg Config, gh *fakeGitHub, be *fakeBackend) *harness {
@@ -61,7 +44,7 @@ func newHarness(t *testing.T, cfg Config, gh *fakeGitHub, be *fakeBackend) *harn
 	if be == nil {
 		be = newFakeBackend()
 	}
-	h := &harness{gh: gh, be: be, clock: newFakeClock(), rec: newCountingRecorder(), logs: &syncBuffer{}}
+	h := &harness{gh: gh, be: be, clock: newFakeClock(), rec: newCountingRecorder(), logs: &testutil.SyncBuffer{}}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := New(cfg, gh, be, WithClock(h.clock), WithLogger(logger), WithRecorder(h.rec))
 	must.NoError(t, err)

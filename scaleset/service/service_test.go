@@ -4,7 +4,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,9 +12,10 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 
 	"github.com/actions/scaleset"
 	"github.com/shoenig/test/must"
@@ -26,23 +26,6 @@ import (
 )
 
 const testPAT = "ghp_TESTSECRETPAT0123456789"
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func startSim(t *testing.T, opts actionssim.Options) *actionssim.Server {
 	t.Helper()
@@ -95,12 +78,12 @@ type running struct {
 	svc  *Service
 	stop context.CancelFunc
 	done chan error
-	logs *lockedBuffer
+	logs *testutil.SyncBuffer
 }
 
 func startService(t *testing.T, cfg *config.Config, backends map[string]*goBackend) *running {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testutil.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	svc, err := New(Options{
 		Config: cfg, Logger: logger, Owner: "test-owner",
@@ -472,7 +455,7 @@ func TestService_Handler_healthAndMetrics(t *testing.T) {
 }
 
 func TestCanceledAsDebug(t *testing.T) {
-	var buf lockedBuffer
+	var buf testutil.SyncBuffer
 	l := slog.New(canceledAsDebug{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})}).With("component", "http")
 	l.Error("request failed", "error", errors.New("Get x: context canceled"))
 	l.Error("request failed", "error", errors.New("502 bad gateway"))

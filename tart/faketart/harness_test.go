@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -134,27 +133,10 @@ func (e *env) ok(args ...string) string {
 // runProc is a `faketart run` started in the background.
 type runProc struct {
 	cmd    *exec.Cmd
-	stdout *syncBuf
-	stderr *syncBuf
+	stdout *testutil.SyncBuffer
+	stderr *testutil.SyncBuffer
 	done   chan struct{}
 	res    result
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // start starts `faketart run <name> --no-graphics extra...` and waits until
@@ -184,7 +166,7 @@ func (e *env) startNoWait(name string, extra ...string) *runProc {
 	// Not CommandContext: tests signal the process themselves.
 	c := exec.Command(e.bin, args...)
 	c.Env = e.environ()
-	p := &runProc{cmd: c, stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
+	p := &runProc{cmd: c, stdout: &testutil.SyncBuffer{}, stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	c.Stdout, c.Stderr = p.stdout, p.stderr
 	must.NoError(e.t, c.Start())
 	go func() {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/shoenig/test/must"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/tart/faketart"
 )
 
@@ -101,7 +102,7 @@ func TestFaketart_Pull_lockPerHost(t *testing.T) {
 	e.seedImage("example.com/a:1", "linux", faketart.ImageOptions{})
 	e.seedImage("example.com/b:1", "linux", faketart.ImageOptions{})
 	first := e.cmd("pull", "example.com/a:1")
-	firstOut := &syncBuf{}
+	firstOut := &testutil.SyncBuffer{}
 	first.Stdout = firstOut
 	must.NoError(t, first.Start())
 	// Wait until the first pull holds the host lock (it prints the manifest line).
@@ -232,7 +233,7 @@ func TestFaketart_Pull_interruptCleansStaging(t *testing.T) {
 	e := newEnv(t).set("FAKETART_PULL_SPEED", "1000000000").set("FAKETART_PULL_SIZE", "60000000000")
 	e.seedImage(image, "darwin", faketart.ImageOptions{})
 	c := e.cmd("pull", image)
-	out := &syncBuf{}
+	out := &testutil.SyncBuffer{}
 	c.Stdout = out
 	must.NoError(t, c.Start())
 	deadline := time.Now().Add(10 * time.Second)

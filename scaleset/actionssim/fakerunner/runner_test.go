@@ -4,15 +4,15 @@
 package fakerunner_test
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 
 	"github.com/shoenig/test/must"
 
@@ -50,23 +50,6 @@ func ctxTimeout(t *testing.T) context.Context {
 	return ctx
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestMain_jitConfigSources(t *testing.T) {
 	// Not parallel: one case sets the process environment.
 	cases := []struct {
@@ -96,7 +79,7 @@ func TestMain_jitConfigSources(t *testing.T) {
 			if tc.stdin != nil {
 				stdin = tc.stdin(blob)
 			}
-			var stdout, stderr lockedBuffer
+			var stdout, stderr testutil.SyncBuffer
 			code := fakerunner.Main(ctxTimeout(t), tc.args(blob, t.TempDir()), strings.NewReader(stdin), &stdout, &stderr)
 			must.Eq(t, fakerunner.ExitSuccess, code, must.Sprintf("stderr:\n%s", stderr.String()))
 			_, stillSet := os.LookupEnv(fakerunner.EnvJITConfig)
@@ -134,7 +117,7 @@ func TestMain_usageErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var out, errOut lockedBuffer
+			var out, errOut testutil.SyncBuffer
 			code := fakerunner.Main(t.Context(), tc.args, strings.NewReader(tc.stdin), &out, &errOut)
 			must.Eq(t, tc.want, code, must.Sprintf("stderr:\n%s", errOut.String()))
 		})

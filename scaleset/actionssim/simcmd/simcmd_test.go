@@ -4,7 +4,6 @@
 package simcmd_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -12,9 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 
 	"github.com/shoenig/test/must"
 
@@ -22,22 +22,11 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim/simcmd"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
 func TestMain_servesControlAPI(t *testing.T) {
 	t.Parallel()
 	urlFile := filepath.Join(t.TempDir(), "url")
 	ctx, cancel := context.WithCancel(t.Context())
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- simcmd.Main(ctx, []string{"--url-file", urlFile, "--long-poll-timeout", "100ms"}, &stdout, &stderr)
@@ -89,7 +78,7 @@ func TestMain_flags(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var out, errOut lockedBuffer
+			var out, errOut testutil.SyncBuffer
 			must.Eq(t, tc.want, simcmd.Main(t.Context(), tc.args, &out, &errOut))
 		})
 	}

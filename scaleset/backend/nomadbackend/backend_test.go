@@ -4,7 +4,6 @@
 package nomadbackend
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 
 	"github.com/hashicorp/nomad/api"
 	"github.com/shoenig/test/must"
@@ -93,24 +94,7 @@ type fixture struct {
 	sim  *nomadsim.Server
 	addr string
 	api  *api.Client
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *testutil.SyncBuffer
 }
 
 func newFixture(t *testing.T, opts ...nomadsim.Option) *fixture {
@@ -121,7 +105,7 @@ func newFixture(t *testing.T, opts ...nomadsim.Option) *fixture {
 	must.NoError(t, sim.RegisterJob(runnerJob()))
 	c, err := api.NewClient(&api.Config{Address: addr, SecretID: "management"})
 	must.NoError(t, err)
-	return &fixture{sim: sim, addr: addr, api: c, logs: &syncBuffer{}}
+	return &fixture{sim: sim, addr: addr, api: c, logs: &testutil.SyncBuffer{}}
 }
 
 func noEnv(string) string { return "" }
@@ -440,7 +424,7 @@ func TestBackend_unreachable(t *testing.T) {
 		sim := nomadsim.New()
 		addr := sim.StartListener(ln)
 		must.NoError(t, sim.RegisterJob(runnerJob()))
-		f := &fixture{sim: sim, addr: addr, logs: &syncBuffer{}}
+		f := &fixture{sim: sim, addr: addr, logs: &testutil.SyncBuffer{}}
 		b := f.backend(t, f.config())
 		_, err = b.StartRunner(t.Context(), "r-1", testJIT)
 		must.NoError(t, err)

@@ -39,23 +39,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func ptr[T any](v T) *T { return &v }
 
 // TestE2E_burst runs the whole path with real runner processes: the
@@ -69,7 +52,7 @@ func TestE2E_burst(t *testing.T) {
 		t.Skip("builds fakerunner and runs processes")
 	}
 	fakerunner := testutil.BuildBinary(t, "./cmd/fakerunner")
-	runnerLogs := &lockedBuffer{}
+	runnerLogs := &testutil.SyncBuffer{}
 	allocDir := t.TempDir()
 	runner := &nomadsim.ProcessRunner{
 		Dir: allocDir, Command: fakerunner,
@@ -113,7 +96,7 @@ type burst struct {
 	runner     nomadsim.TaskRunner
 	driver     string
 	jobs, max  int
-	runnerLogs *lockedBuffer
+	runnerLogs *testutil.SyncBuffer
 }
 
 type burstResult struct {
@@ -165,7 +148,7 @@ func runBurst(t *testing.T, b burst) burstResult {
 	}))
 	must.NoError(t, cfg.Validate())
 
-	logs := &lockedBuffer{}
+	logs := &testutil.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	svc, err := service.New(service.Options{
 		Config: cfg, Logger: logger, Owner: "e2e",
@@ -265,7 +248,7 @@ func TestE2E_tartDriver(t *testing.T) {
 		mu.Unlock()
 		return runner.RunTask(ctx, task, started)
 	})
-	res := runBurst(t, burst{runner: recording, driver: "tart", jobs: 4, max: 2, runnerLogs: &lockedBuffer{}})
+	res := runBurst(t, burst{runner: recording, driver: "tart", jobs: 4, max: 2, runnerLogs: &testutil.SyncBuffer{}})
 	must.Eq(t, 4, res.dispatches)
 
 	// the JIT configs went to the guest over stdin: in no plugin or
@@ -307,7 +290,7 @@ func TestE2E_binarySigkillRestart(t *testing.T) {
 	})
 	must.NoError(t, err)
 	t.Cleanup(gh.Close)
-	runnerLogs := &lockedBuffer{}
+	runnerLogs := &testutil.SyncBuffer{}
 	nomad := nomadsim.New(nomadsim.WithTaskRunner(&nomadsim.ProcessRunner{
 		Dir: t.TempDir(), Command: fakerunner,
 		Args:   []string{"--jitconfig-file", "${NOMAD_TASK_DIR}/jitconfig", "--connect-timeout", "10s"},
@@ -354,8 +337,8 @@ scale_set "crash" {
 `, gh.OrgConfigURL("acme"), listen, nomadAddr)), 0o600))
 
 	const pat = "ghp_BINARYE2ESECRETPAT0123456789"
-	start := func() (*exec.Cmd, *lockedBuffer, chan error) {
-		logs := &lockedBuffer{}
+	start := func() (*exec.Cmd, *testutil.SyncBuffer, chan error) {
+		logs := &testutil.SyncBuffer{}
 		cmd := exec.Command(bin, "run", "--config", cfgPath, "--log-level", "debug")
 		cmd.Env = append(os.Environ(), "NOMAD_GHA_SCALESET_GITHUB_TOKEN="+pat, "NOMAD_TOKEN=", "NOMAD_ADDR=")
 		cmd.Stdout, cmd.Stderr = logs, logs
@@ -373,7 +356,7 @@ scale_set "crash" {
 		})
 		return cmd, logs, done
 	}
-	wait := func(logs *lockedBuffer, d time.Duration, what string, cond func(actionssim.Snapshot) bool) {
+	wait := func(logs *testutil.SyncBuffer, d time.Duration, what string, cond func(actionssim.Snapshot) bool) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), d)
 		defer cancel()

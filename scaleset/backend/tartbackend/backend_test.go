@@ -4,18 +4,17 @@
 package tartbackend
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/shoenig/test/must"
+
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/tart"
@@ -47,32 +46,15 @@ type env struct {
 	cfg     Config
 	out     string // where run.sh writes the JIT configs it got
 	tartLog string // FAKETART_LOG: every faketart argv
-	logs    *syncBuf
+	logs    *testutil.SyncBuffer
 	logger  *slog.Logger
 	home    string
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	bin := testutil.BuildBinary(t, "./cmd/faketart")
-	e := &env{out: t.TempDir(), home: t.TempDir(), logs: &syncBuf{}}
+	e := &env{out: t.TempDir(), home: t.TempDir(), logs: &testutil.SyncBuffer{}}
 	registry := t.TempDir()
 	e.tartLog = filepath.Join(t.TempDir(), "faketart.log")
 	cfg := faketart.VMConfig{Version: 1, OS: "darwin", Arch: "arm64", CPUCountMin: 2, CPUCount: 4,
