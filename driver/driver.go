@@ -108,11 +108,7 @@ func (d *Driver) runtime(ctx context.Context) (*runtime, error) {
 		defer d.rtMu.Unlock()
 		return d.rt, nil
 	}
-	if d.rtStart == nil {
-		d.rtStart = make(chan struct{})
-		go d.startRuntime(d.rtStart)
-	}
-	started := d.rtStart
+	started := d.startRuntimeLocked()
 	d.rtMu.Unlock()
 	select {
 	case <-started:
@@ -125,6 +121,17 @@ func (d *Driver) runtime(ctx context.Context) (*runtime, error) {
 		return d.rt, nil
 	}
 	return nil, d.rtErr
+}
+
+// startRuntimeLocked launches a start attempt unless the runtime is up or
+// an attempt is under way, and returns the channel closed when the current
+// attempt has finished. d.rtMu must be held.
+func (d *Driver) startRuntimeLocked() chan struct{} {
+	if d.rt == nil && d.rtStart == nil {
+		d.rtStart = make(chan struct{})
+		go d.startRuntime(d.rtStart)
+	}
+	return d.rtStart
 }
 
 // startRuntime is owned by the driver's ctx.

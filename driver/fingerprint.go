@@ -81,10 +81,7 @@ func (d *Driver) Fingerprint(ctx context.Context) (<-chan *sdk.Fingerprint, erro
 func (d *Driver) startRuntimeInBackground() {
 	d.rtMu.Lock()
 	defer d.rtMu.Unlock()
-	if d.rt == nil && d.rtStart == nil {
-		d.rtStart = make(chan struct{})
-		go d.startRuntime(d.rtStart)
-	}
+	d.startRuntimeLocked()
 }
 
 // withRuntimeAttributes adds slot and pool attributes to a healthy
