@@ -3,21 +3,10 @@
 
 package tart
 
-import "fmt"
+import "github.com/tartnomad/nomad-driver-tart/internal/bytesize"
 
 // FormatBytes formats a byte count as a human-readable binary size with one
 // decimal ("512 B", "1.0 KiB", "1.2 GiB"), as used in pull progress events.
-func FormatBytes(b uint64) string {
-	const unit = 1024
-	if b < unit {
-		return fmt.Sprintf("%d B", b)
-	}
-	v := float64(b) / unit
-	exp := 0
-	// Move up a unit while the value would print as 1024.0 or more.
-	for v >= unit-0.05 && exp < 5 {
-		v /= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[exp])
-}
+// It is the project-wide spelling of sizes (internal/bytesize), kept
+// exported here because it is part of the seed API.
+func FormatBytes(b uint64) string { return bytesize.FormatBytes(b) }
