@@ -30,19 +30,6 @@ const SystemName = "nomad-gha-scaleset"
 // session for longer than session_conflict_timeout.
 var ErrSessionConflict = errors.New("another listener holds the message session of this scale set")
 
-// scaleSetAPI is what a scale set runner needs from the scaleset client
-// beyond the scaler's needs.
-type scaleSetAPI interface {
-	scaler.GitHub
-	GetRunnerGroupByName(ctx context.Context, name string) (*scaleset.RunnerGroup, error)
-	GetRunnerScaleSet(ctx context.Context, groupID int, name string) (*scaleset.RunnerScaleSet, error)
-	CreateRunnerScaleSet(ctx context.Context, rs *scaleset.RunnerScaleSet) (*scaleset.RunnerScaleSet, error)
-	UpdateRunnerScaleSet(ctx context.Context, id int, rs *scaleset.RunnerScaleSet) (*scaleset.RunnerScaleSet, error)
-	SetSystemInfo(info scaleset.SystemInfo)
-}
-
-var _ scaleSetAPI = (*scaleset.Client)(nil)
-
 // session is the message session as the service uses it.
 type session interface {
 	listener.Client
