@@ -393,7 +393,7 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 		s.metrics.BackendError(s.be.Name(), "start")
 		s.logger.Error("failed to start runner", "runner_name", r.name, "backend", s.be.Name(), "error", err)
 		if runnerID != 0 {
-			if err := s.gh.RemoveRunner(ctx, int64(runnerID)); err != nil && !errors.Is(err, scaleset.RunnerNotFoundError) {
+			if err := s.removeRegistration(ctx, runnerID); err != nil {
 				s.metrics.BackendError(s.be.Name(), "github_remove")
 				s.logger.Warn("failed to remove registration of a runner that did not start", "runner_name", r.name, "error", err)
 			}
@@ -424,11 +424,7 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 // generateJIT asks for a JIT config; a name clash with a stale
 // registration of the same scale set removes it and tries once more.
 func (s *Scaler) generateJIT(ctx context.Context, name string) (*scaleset.RunnerScaleSetJitRunnerConfig, error) {
-	setting := &scaleset.RunnerScaleSetJitRunnerSetting{Name: name}
-	jit, err := s.gh.GenerateJitRunnerConfig(ctx, setting, s.cfg.ScaleSetID)
-	if err == nil && jit == nil {
-		err = errors.New("empty JIT config response")
-	}
+	jit, err := s.requestJIT(ctx, name)
 	if err == nil || !errors.Is(err, scaleset.RunnerExistsError) {
 		return jit, err
 	}
@@ -440,15 +436,29 @@ func (s *Scaler) generateJIT(ctx context.Context, name string) (*scaleset.Runner
 		if ref.RunnerScaleSetID != 0 && ref.RunnerScaleSetID != s.cfg.ScaleSetID {
 			return nil, fmt.Errorf("runner name %q is taken by scale set %d", name, ref.RunnerScaleSetID)
 		}
-		if rerr := s.gh.RemoveRunner(ctx, int64(ref.ID)); rerr != nil && !errors.Is(rerr, scaleset.RunnerNotFoundError) {
+		if rerr := s.removeRegistration(ctx, ref.ID); rerr != nil {
 			return nil, fmt.Errorf("failed to remove stale runner %q: %w", name, rerr)
 		}
 	}
-	jit, err = s.gh.GenerateJitRunnerConfig(ctx, setting, s.cfg.ScaleSetID)
+	return s.requestJIT(ctx, name)
+}
+
+// requestJIT asks GitHub for one JIT config; an empty answer is an error.
+func (s *Scaler) requestJIT(ctx context.Context, name string) (*scaleset.RunnerScaleSetJitRunnerConfig, error) {
+	jit, err := s.gh.GenerateJitRunnerConfig(ctx, &scaleset.RunnerScaleSetJitRunnerSetting{Name: name}, s.cfg.ScaleSetID)
 	if err == nil && jit == nil {
 		err = errors.New("empty JIT config response")
 	}
 	return jit, err
+}
+
+// removeRegistration deletes a runner registration on GitHub; one already
+// gone is not an error.
+func (s *Scaler) removeRegistration(ctx context.Context, runnerID int) error {
+	if err := s.gh.RemoveRunner(ctx, int64(runnerID)); err != nil && !errors.Is(err, scaleset.RunnerNotFoundError) {
+		return err
+	}
+	return nil
 }
 
 // remove deletes a runner: GitHub first (which refuses a busy runner, so
@@ -527,7 +537,7 @@ func (s *Scaler) deregister(ctx context.Context, name string, runnerID int) erro
 		}
 		runnerID = ref.ID
 	}
-	if err := s.gh.RemoveRunner(ctx, int64(runnerID)); err != nil && !errors.Is(err, scaleset.RunnerNotFoundError) {
+	if err := s.removeRegistration(ctx, runnerID); err != nil {
 		return fmt.Errorf("failed to remove runner %q (id %d): %w", name, runnerID, err)
 	}
 	return nil
@@ -553,7 +563,7 @@ func (s *Scaler) removeOrphans(ctx context.Context, names []string) {
 		if tracked {
 			continue
 		}
-		if err := s.gh.RemoveRunner(ctx, int64(ref.ID)); err != nil && !errors.Is(err, scaleset.RunnerNotFoundError) {
+		if err := s.removeRegistration(ctx, ref.ID); err != nil {
 			s.logger.Warn("failed to remove orphan registration", "runner_name", name, "error", err)
 			continue
 		}
