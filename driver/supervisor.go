@@ -275,18 +275,17 @@ func (s *supervisor) execute(env []byte) exitStatus {
 		defer close(copied)
 		_, _ = io.Copy(io.MultiWriter(stderr, tail), errR)
 	}()
-	var killed sync.WaitGroup
-	var mu sync.Mutex
+	// byDriver is written only by the goroutine below and read only after
+	// killed.Wait, which orders the two.
 	byDriver := false
 	done := make(chan struct{})
+	var killed sync.WaitGroup
 	killed.Add(1)
 	go func() {
 		defer killed.Done()
 		select {
 		case <-terms:
-			mu.Lock()
 			byDriver = true
-			mu.Unlock()
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		case <-done:
 		}
@@ -301,8 +300,6 @@ func (s *supervisor) execute(env []byte) exitStatus {
 	case <-time.After(2 * time.Second):
 		_ = errR.Close()
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	return s.status(werr, byDriver, tail.last())
 }
 
