@@ -9,13 +9,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	goruntime "runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
+	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
 const (
@@ -212,16 +212,16 @@ func versionAtLeast(v string, min [3]int) bool {
 }
 
 // tartVersion runs `tart --version` and returns the first line it prints.
+// It builds a bare client for tartPath: the runtime's client may not exist
+// yet (the runtime starts only once tart is healthy).
 func tartVersion(ctx context.Context, tartPath string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, tartVersionTimeout)
 	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, tartPath, "--version")
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("failed to run %s --version: %w: %s", tartPath, err, firstLine(stderr.Bytes()))
+	out, err := tart.NewClient(tart.WithBinary(tartPath)).Version(ctx)
+	if err != nil {
+		return "", fmt.Errorf("failed to run %s --version: %w", tartPath, err)
 	}
-	ver := firstLine(stdout.Bytes())
+	ver := firstLine([]byte(out))
 	if ver == "" {
 		return "", fmt.Errorf("%s --version printed no version", tartPath)
 	}
