@@ -19,6 +19,7 @@ package nomadbackend
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,7 +79,9 @@ type Backend struct {
 	lastErr   error
 	failingAt time.Time
 	index     uint64
-	synced    bool
+	// synced: a list succeeded before, so children first seen now were
+	// dispatched since, not adopted.
+	synced bool
 }
 
 // child is one dispatched job as the backend sees it.
@@ -243,21 +246,13 @@ func (b *Backend) validateJob(job *api.Job) error {
 	if pj.Payload != "required" {
 		add("job %q: parameterized.payload is %q: set payload = \"required\" (the JIT config is the payload)", id, pj.Payload)
 	}
-	in := func(list []string, k string) bool {
-		for _, v := range list {
-			if v == k {
-				return true
-			}
-		}
-		return false
-	}
 	for _, k := range []string{b.cfg.RunnerNameMetaKey, b.cfg.ScaleSetMetaKey} {
-		if !in(pj.MetaRequired, k) {
+		if !slices.Contains(pj.MetaRequired, k) {
 			add("job %q: parameterized.meta_required must contain %q (the service sends it with every dispatch)", id, k)
 		}
 	}
 	for k := range b.cfg.Meta {
-		if !in(pj.MetaRequired, k) && !in(pj.MetaOptional, k) {
+		if !slices.Contains(pj.MetaRequired, k) && !slices.Contains(pj.MetaOptional, k) {
 			add("job %q: meta key %q from the nomad block is in neither parameterized.meta_required nor meta_optional", id, k)
 		}
 	}
@@ -267,16 +262,12 @@ func (b *Backend) validateJob(job *api.Job) error {
 		}
 	}
 	hasPayloadFile := false
+	b.drivers = b.drivers[:0]
 	for _, tg := range job.TaskGroups {
 		for _, t := range tg.Tasks {
 			if t.DispatchPayload != nil && t.DispatchPayload.File != "" {
 				hasPayloadFile = true
 			}
-		}
-	}
-	b.drivers = b.drivers[:0]
-	for _, tg := range job.TaskGroups {
-		for _, t := range tg.Tasks {
 			if !slices.Contains(b.drivers, t.Driver) {
 				b.drivers = append(b.drivers, t.Driver)
 			}
@@ -342,8 +333,7 @@ func (b *Backend) StartRunner(ctx context.Context, name, jitConfig string) (stri
 	meta[b.cfg.ScaleSetMetaKey] = b.scaleSet
 	resp, _, err := b.client.Jobs().Dispatch(b.cfg.JobID, meta, []byte(jitConfig), b.cfg.idPrefix(name, b.scaleSet), b.write(ctx))
 	if err != nil {
-		err = b.classify(redact(err, jitConfig), "dispatch job %q for runner %q", b.cfg.JobID, name)
-		return "", err
+		return "", redact(b.classify(err, "dispatch job %q for runner %q", b.cfg.JobID, name), jitConfig)
 	}
 	b.mu.Lock()
 	if _, ok := b.children[resp.DispatchedJobID]; !ok {
@@ -355,19 +345,36 @@ func (b *Backend) StartRunner(ctx context.Context, name, jitConfig string) (stri
 	return resp.DispatchedJobID, nil
 }
 
-// redact removes the secret (and its base64 form, as sent on the wire)
-// from an error's text, in case a server echoed the request.
+// redact removes the secret, and its base64 form as the dispatch request
+// carries the payload, from an error's text, in case a server or proxy
+// echoed the request. It runs after classify so the package's sentinels
+// still match with errors.Is, while errors.As cannot reach the Nomad
+// response (whose body holds the secret).
 func redact(err error, secret string) error {
 	if err == nil || secret == "" {
 		return err
 	}
 	msg := err.Error()
 	clean := strings.ReplaceAll(msg, secret, "[redacted]")
+	clean = strings.ReplaceAll(clean, base64.StdEncoding.EncodeToString([]byte(secret)), "[redacted]")
 	if clean == msg {
 		return err
 	}
-	return errors.New(clean)
+	return &redactedError{msg: clean, err: err}
 }
+
+// redactedError is an error with a secret taken out of its text. It
+// matches what the original matched with errors.Is but does not unwrap.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+
+// Is lets errors.Is see the original's sentinels (ErrPermissionDenied,
+// ErrUnreachable, context errors).
+func (e *redactedError) Is(target error) bool { return errors.Is(e.err, target) }
 
 // RemoveRunner stops and purges a dispatched job. One already gone is not
 // an error; an ID that is not a child of the configured job is refused.

@@ -5,9 +5,14 @@ package nomadbackend
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -311,6 +316,34 @@ func TestBackend_StartRunner_errorHidesSecret(t *testing.T) {
 	must.ErrorContains(t, err, `Specified job "github-runner-macos" is stopped`)
 	must.StrNotContains(t, err.Error(), testJIT)
 	must.StrNotContains(t, f.logs.String(), testJIT)
+}
+
+func TestBackend_StartRunner_echoedSecretRedacted(t *testing.T) {
+	sim := nomadsim.New()
+	t.Cleanup(sim.Close)
+	must.NoError(t, sim.RegisterJob(runnerJob()))
+	// A proxy that refuses the dispatch and echoes the request body, whose
+	// Payload is the JIT config in base64.
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/dispatch") {
+			sim.Handler().ServeHTTP(w, r)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = fmt.Fprintf(w, "Permission denied for %s", body)
+	}))
+	t.Cleanup(proxy.Close)
+	f := &fixture{sim: sim, addr: proxy.URL, logs: &testutil.SyncBuffer{}}
+	b := f.backend(t, f.config())
+
+	_, err := b.StartRunner(t.Context(), "r-1", testJIT)
+	must.ErrorIs(t, err, ErrPermissionDenied)
+	must.StrContains(t, err.Error(), "[redacted]")
+	must.StrNotContains(t, err.Error(), testJIT)
+	must.StrNotContains(t, err.Error(), base64.StdEncoding.EncodeToString([]byte(testJIT)))
+	var ue api.UnexpectedResponseError
+	must.False(t, errors.As(err, &ue), must.Sprint("the Nomad response, which holds the secret, must not be reachable"))
 }
 
 func TestBackend_New_jobValidation(t *testing.T) {
