@@ -347,7 +347,7 @@ func (b *Backend) merge(seen []*observed, index uint64) {
 		if c == nil {
 			c = &child{id: id, runner: o.runner, createIndex: o.stub.CreateIndex, created: time.Unix(0, o.stub.SubmitTime)}
 			b.children[id] = c
-			if !b.lastSynced() {
+			if !b.synced {
 				b.log.Info("adopted dispatched runner job", "runner_name", c.runner, "dispatched_job_id", id, "state", string(o.state))
 			}
 		}
@@ -393,10 +393,6 @@ func (b *Backend) merge(seen []*observed, index uint64) {
 	b.lastErr = nil
 	b.synced = true
 }
-
-// lastSynced reports whether the view had a successful list before.
-// Caller holds mu.
-func (b *Backend) lastSynced() bool { return b.synced }
 
 // purgeDue purges dead children after the grace period, and at once those
 // superseded by a newer dispatch for the same runner name.
