@@ -44,7 +44,7 @@ const (
 	ExitIdleTimeout = 7
 )
 
-// ExitError carries a fake-runner exit code with its cause.
+// exitError carries a fake-runner exit code with its cause; Code reads it.
 type exitError struct {
 	code int
 	err  error
@@ -135,7 +135,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		}
 	}()
 	if err := cfg.Validate(); err != nil {
-		return res, &exitError{code: ExitUsage, err: fmt.Errorf("invalid fake runner config: %w", err)}
+		return res, fail(ExitUsage, "invalid fake runner config: %w", err)
 	}
 	jit, err := actionssim.ParseJITConfig(cfg.JITConfig)
 	if err != nil {
