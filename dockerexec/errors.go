@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strings"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
 )
 
@@ -59,6 +58,3 @@ func redact(err error, secret string) error {
 	}
 	return &redactedError{msg: strings.ReplaceAll(err.Error(), secret, "[REDACTED]"), inner: err}
 }
-
-// isNotFound reports a missing object (container, image, path, volume).
-func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }

@@ -7,7 +7,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -182,7 +181,7 @@ func (e *Executor) undoCreate(ctx context.Context, name, ref string) {
 	rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	info, err := e.api.ContainerInspect(rmCtx, ref)
-	if isNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return
 	}
 	if err == nil {
@@ -213,7 +212,7 @@ func (e *Executor) owns(labels map[string]string, name string) bool {
 func (e *Executor) create(ctx context.Context, name, jitConfig string) (string, error) {
 	cfg, hostCfg := e.containerSpec(name, jitConfig)
 	resp, err := e.api.ContainerCreate(ctx, cfg, hostCfg, nil, nil, name)
-	if err != nil && isNotFound(err) {
+	if err != nil && cerrdefs.IsNotFound(err) {
 		if imgErr := e.EnsureImage(ctx); imgErr != nil {
 			return "", imgErr
 		}
@@ -369,7 +368,7 @@ func (e *Executor) RemoveRunner(ctx context.Context, containerID string) error {
 func (e *Executor) remove(ctx context.Context, id string) error {
 	err := e.api.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	switch {
-	case err == nil, isNotFound(err):
+	case err == nil, cerrdefs.IsNotFound(err):
 		return nil
 	case cerrdefs.IsConflict(err):
 		// "removal already in progress": another remover (the engine's
@@ -385,12 +384,4 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-// joinNonNil is errors.Join that keeps nil when nothing failed.
-func joinNonNil(errs []error) error {
-	if len(errs) == 0 {
-		return nil
-	}
-	return errors.Join(errs...)
 }

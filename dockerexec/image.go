@@ -14,6 +14,8 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/bytesize"
 )
 
 // pullLogEvery is how often a running pull logs its progress at info level.
@@ -99,7 +101,7 @@ func (e *Executor) pull(ctx context.Context) error {
 			lastLog = time.Now()
 			done, total, cur, size := prog.summary()
 			e.log.Info("pulling runner image", "image", ref, "layers_done", done, "layers", total,
-				"downloaded", formatBytes(cur), "download_size", formatBytes(size))
+				"downloaded", bytesize.FormatBytes(cur), "download_size", bytesize.FormatBytes(size))
 		}
 	}
 	if _, err := e.api.ImageInspect(ctx, ref); err != nil {
@@ -107,7 +109,7 @@ func (e *Executor) pull(ctx context.Context) error {
 	}
 	done, total, cur, _ := prog.summary()
 	e.log.Info("pulled runner image", "image", ref, "layers_done", done, "layers", total,
-		"downloaded", formatBytes(cur), "duration", time.Since(start).Round(time.Millisecond))
+		"downloaded", bytesize.FormatBytes(cur), "duration", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
 )
 
 // owner is the numeric user and group that the JIT config file belongs to.
@@ -91,7 +93,7 @@ func (e *Executor) lookupOwner(ctx context.Context, containerID, user string) (o
 func (e *Executor) findEntry(ctx context.Context, containerID, file string, key int, value string) ([]string, error) {
 	rc, _, err := e.api.CopyFromContainer(ctx, containerID, file)
 	if err != nil {
-		if isNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return nil, nil
 		}
 		return nil, e.wrap(err, "read %s from container %s", file, shortID(containerID))

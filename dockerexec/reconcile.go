@@ -5,6 +5,7 @@ package dockerexec
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -133,7 +134,7 @@ func (e *Executor) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		e.log.Info("removed ended runner container", "runner_name", r.Name, "container_id", shortID(r.ContainerID),
 			"state", string(r.State), "exit_code", r.ExitCode, "oom_killed", r.OOMKilled)
 	}
-	if err := joinNonNil(errs); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return rep, fmt.Errorf("dockerexec: reconcile: %w", err)
 	}
 	return rep, nil

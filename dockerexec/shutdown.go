@@ -5,6 +5,7 @@ package dockerexec
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -55,7 +56,7 @@ func (e *Executor) Cleanup(ctx context.Context) (CleanupReport, error) {
 		switch err := e.api.VolumeRemove(ctx, e.cfg.SharedVolume, true); {
 		case err == nil:
 			rep.VolumeRemoved = true
-		case isNotFound(err):
+		case cerrdefs.IsNotFound(err):
 		case cerrdefs.IsConflict(err):
 			// Mounted by containers of another instance or scale set.
 			e.log.Info("kept shared volume still in use", "volume", e.cfg.SharedVolume)
@@ -83,7 +84,7 @@ func (e *Executor) Cleanup(ctx context.Context) (CleanupReport, error) {
 	} else if br != nil {
 		rep.SpaceReclaimed += br.SpaceReclaimed
 	}
-	if err := joinNonNil(errs); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return rep, fmt.Errorf("dockerexec: cleanup: %w", err)
 	}
 	return rep, nil
@@ -98,7 +99,7 @@ func (e *Executor) Shutdown(ctx context.Context) {
 	}
 	e.log.Info("shut down docker runner executor", "containers_removed", rep.ContainersRemoved,
 		"runners_left", rep.RunnersLeft, "volume_removed", rep.VolumeRemoved, "images_deleted", len(rep.ImagesDeleted),
-		"space_reclaimed", formatBytes(rep.SpaceReclaimed))
+		"space_reclaimed", bytesize.FormatBytes(rep.SpaceReclaimed))
 }
 
 // pruneRetries bounds retries of a prune refused because another prune runs
@@ -121,5 +122,3 @@ func retryConflict(ctx context.Context, op func() error) error {
 		delay = min(2*delay, 2*time.Second)
 	}
 }
-
-func formatBytes(n uint64) string { return bytesize.FormatBytes(n) }
