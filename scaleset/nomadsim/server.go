@@ -374,8 +374,9 @@ func (s *Server) blockingQuery(ctx context.Context, w http.ResponseWriter, o que
 	}
 }
 
-// poke wakes WaitUntil callers (and blocking queries, which re-check and
-// wait again) without a write. Caller holds mu.
+// poke wakes WaitUntil callers and blocking queries, which re-check and
+// wait again. commit calls it after each write; alone it wakes them
+// without one. Caller holds mu.
 func (s *Server) poke() {
 	close(s.changed)
 	s.changed = make(chan struct{})

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -141,8 +142,7 @@ func (s *Server) commit(tables ...string) uint64 {
 	for _, t := range tables {
 		s.tables[t] = s.index
 	}
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.poke()
 	return s.index
 }
 
@@ -162,10 +162,7 @@ func (rec *jobRec) publicJob() *api.Job { return copyJob(rec.job) }
 
 func (rec *jobRec) summaryCopy() *api.JobSummary {
 	c := *rec.summary
-	c.Summary = make(map[string]api.TaskGroupSummary, len(rec.summary.Summary))
-	for k, v := range rec.summary.Summary {
-		c.Summary[k] = v
-	}
+	c.Summary = maps.Clone(rec.summary.Summary) // never nil: every jobRec is created with a map
 	if rec.summary.Children != nil {
 		ch := *rec.summary.Children
 		c.Children = &ch
@@ -673,7 +670,7 @@ func (s *Server) placeAlloc(rec *jobRec, tg *api.TaskGroup, i int, evalID string
 	}
 	t := Task{
 		Namespace: deref(rec.job.Namespace), JobID: *rec.job.ID, ParentID: deref(rec.job.ParentID),
-		AllocID: a.stub.ID, TaskGroup: deref(tg.Name), Task: task, Meta: maps(rec.job.Meta),
+		AllocID: a.stub.ID, TaskGroup: deref(tg.Name), Task: task, Meta: cloneMeta(rec.job.Meta),
 		Payload: slices.Clone(rec.job.Payload),
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
@@ -686,7 +683,10 @@ func (s *Server) placeAlloc(rec *jobRec, tg *api.TaskGroup, i int, evalID string
 	}()
 }
 
-func maps(m map[string]string) map[string]string {
+// cloneMeta copies a meta map. Unlike maps.Clone it never returns nil,
+// so a TaskRunner may add keys to Task.Meta. (Named so it does not hide
+// the maps package.)
+func cloneMeta(m map[string]string) map[string]string {
 	out := make(map[string]string, len(m))
 	for k, v := range m {
 		out[k] = v
@@ -875,7 +875,7 @@ func (s *Server) listStubs(ns, prefix string, withMeta bool) []*jobListStub {
 			SubmitTime: deref(j.SubmitTime),
 		}
 		if withMeta {
-			st.Meta = maps(j.Meta)
+			st.Meta = cloneMeta(j.Meta)
 		}
 		out = append(out, st)
 	}
