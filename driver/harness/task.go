@@ -11,12 +11,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
 	hclspecpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/hclspec"
-	structspb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/structs"
+	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 )
 
@@ -144,19 +143,10 @@ func (e *ValidationError) Unwrap() error { return e.Err }
 
 // IsRecoverable reports whether err (from TryStartTask) carries Nomad's
 // RecoverableError{recoverable: true} as the first gRPC status detail, which
-// makes the client apply the local restart policy.
-func IsRecoverable(err error) bool {
-	st, ok := status.FromError(err)
-	if !ok {
-		return false
-	}
-	details := st.Details()
-	if len(details) == 0 {
-		return false
-	}
-	rec, ok := details[0].(*structspb.RecoverableError)
-	return ok && rec.GetRecoverable()
-}
+// makes the client apply the local restart policy. It is
+// sdk.IsRecoverableStatus, the check the protocol layer's tests pin to the
+// client's.
+func IsRecoverable(err error) bool { return sdk.IsRecoverableStatus(err) }
 
 // StartTask starts a task as the client does (reference 3.1.B): task schema
 // and capabilities, allocation directory, log FIFOs with a collector,
