@@ -215,19 +215,54 @@ func (h *Harness) PluginLogs() string { return h.logw.String() }
 // they may arrive after the call that caused them has returned.
 func (h *Harness) WaitPluginLog(t testing.TB, substr string) {
 	t.Helper()
+	h.waitPluginLog(t, fmt.Sprintf("%q", substr), func(text string) (string, bool) {
+		return "", strings.Contains(text, substr)
+	})
+}
+
+// WaitPluginLogLine waits until one log line (see PluginLogs) contains
+// every part, and returns it. Match a message and its key/value pairs as
+// separate parts: go-plugin relays a plugin's hclog pairs in map order, so
+// two keys of a line come in either order.
+func (h *Harness) WaitPluginLogLine(t testing.TB, parts ...string) string {
+	t.Helper()
+	return h.waitPluginLog(t, fmt.Sprintf("all of %q", parts), func(text string) (string, bool) {
+		for line := range strings.SplitSeq(text, "\n") {
+			if containsAll(line, parts) {
+				return line, true
+			}
+		}
+		return "", false
+	})
+}
+
+// waitPluginLog polls the log lines with find until it reports a match or
+// the harness timeout fails t; want describes the match for the failure.
+func (h *Harness) waitPluginLog(t testing.TB, want string, find func(text string) (string, bool)) string {
+	t.Helper()
 	timer := time.NewTimer(h.opts.Timeout)
 	defer timer.Stop()
 	for {
 		text, changed := h.logw.snapshot()
-		if strings.Contains(text, substr) {
-			return
+		if match, ok := find(text); ok {
+			return match
 		}
 		select {
 		case <-changed:
 		case <-timer.C:
-			t.Fatalf("harness: no log line containing %q within %s", substr, h.opts.Timeout)
+			t.Fatalf("harness: no log line containing %s within %s", want, h.opts.Timeout)
+			return ""
 		}
 	}
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
 }
 
 // PID returns the process ID of the running plugin (0 in-process).

@@ -122,8 +122,7 @@ func TestHarness_StartTask_logsExitCodeAndEvents(t *testing.T) {
 	must.NoError(t, err)
 	must.Eq(t, "out\n", string(data))
 
-	h.WaitPluginLog(t, `client.driver_mgr.testdriver: started task: task_id=`+task.ID)
-	must.StrContains(t, h.PluginLogs(), "wrapper_pid=")
+	h.WaitPluginLogLine(t, "client.driver_mgr.testdriver: started task:", "task_id="+task.ID, "wrapper_pid=")
 
 	ev := h.WaitEvent(t, task.ID, "started task")
 	must.Eq(t, task.AllocID, ev.AllocID)
@@ -329,8 +328,7 @@ func TestHarness_cleanup_destroysTasksOfAKilledPlugin(t *testing.T) {
 		h := launch(t, harness.Options{})
 		task := h.StartTask(t, shTask(`echo up; exec sleep 300`))
 		h.WaitStdout(t, task.ID, "up")
-		h.WaitPluginLog(t, `client.driver_mgr.testdriver: started task: task_id=`+task.ID)
-		must.StrContains(t, h.PluginLogs(), "wrapper_pid=")
+		h.WaitPluginLogLine(t, "client.driver_mgr.testdriver: started task:", "task_id="+task.ID, "wrapper_pid=")
 
 		ev := h.WaitEvent(t, task.ID, "started task")
 		wrapperPID = atoi(t, ev.Annotations["wrapper_pid"])
