@@ -6,6 +6,7 @@ package harness
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,7 +102,7 @@ func (h *Harness) addEvent(ev *driverpb.DriverTaskEvent) {
 func (h *Harness) Fingerprints() []Fingerprint {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return slicesClone(h.fps)
+	return slices.Clone(h.fps)
 }
 
 // LastFingerprint returns the newest fingerprint of the running process.
@@ -132,7 +133,7 @@ func (h *Harness) waitFingerprint(deadline time.Time, match func(*Fingerprint) b
 	seen := 0
 	for {
 		h.mu.Lock()
-		fps, changed := slicesClone(h.fps), h.changed
+		fps, changed := slices.Clone(h.fps), h.changed
 		h.mu.Unlock()
 		for ; seen < len(fps); seen++ {
 			if match(&fps[seen]) {
@@ -160,7 +161,7 @@ func describeFingerprints(fps []Fingerprint) string {
 func (h *Harness) Events() []Event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return slicesClone(h.events)
+	return slices.Clone(h.events)
 }
 
 // TaskEvents returns the events Nomad would attach to the task: those whose
@@ -189,7 +190,7 @@ func (h *Harness) WaitEvent(t testing.TB, taskID, substr string) Event {
 	defer timer.Stop()
 	for {
 		h.mu.Lock()
-		events, changed := slicesClone(h.events), h.changed
+		events, changed := slices.Clone(h.events), h.changed
 		h.mu.Unlock()
 		for _, e := range events {
 			if eventFor(e, taskID) && strings.Contains(e.Message, substr) {
@@ -207,5 +208,3 @@ func (h *Harness) WaitEvent(t testing.TB, taskID, substr string) Event {
 		}
 	}
 }
-
-func slicesClone[T any](s []T) []T { return append([]T(nil), s...) }
