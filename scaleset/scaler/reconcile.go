@@ -221,9 +221,33 @@ func (s *Scaler) noteFailure(now time.Time) {
 func (s *Scaler) decide(now time.Time) plan {
 	var p plan
 	target := Target(s.cfg.MinRunners, s.cfg.MaxRunners, s.assigned)
+	idle, pending, active := s.classify(now, &p)
+	active += s.recentlyFinished(now)
 
-	active := 0
-	var idle, pending []*runner
+	if !s.probed {
+		// First pass after start: find GitHub registrations of this scale
+		// set's names that no backend resource backs (a crash between JIT
+		// generation and backend start). Nothing starts before that.
+		s.probed = true
+		p.probe = s.untrackedNames()
+	}
+
+	switch {
+	case active < target && !now.Before(s.nextStartAfter):
+		p.starts = s.newRunners(now, min(target-active, s.cfg.MaxParallelOps))
+	case active > target:
+		p.removes = append(p.removes, surplus(pending, idle, active-target)...)
+	}
+	for _, r := range p.removes {
+		r.phase = PhaseRemoving
+	}
+	return p
+}
+
+// classify adds finished, failed and timed-out runners to p.removes and
+// returns the idle and pending runners (candidates for scale-down) and the
+// number of runners that count towards the target. Caller holds mu.
+func (s *Scaler) classify(now time.Time, p *plan) (idle, pending []*runner, active int) {
 	for _, r := range s.runners {
 		switch r.phase {
 		case PhaseDone, PhaseFailed:
@@ -254,63 +278,71 @@ func (s *Scaler) decide(now time.Time) plan {
 			active++
 		}
 	}
+	return idle, pending, active
+}
 
+// recentlyFinished counts the finished runners that still count as active
+// (see finishing and completedAwaitingCount), forgetting exits older than
+// FinishGrace. Caller holds mu.
+func (s *Scaler) recentlyFinished(now time.Time) int {
+	n := 0
 	for name, at := range s.finishing {
 		if now.Sub(at) > s.cfg.FinishGrace {
 			delete(s.finishing, name)
 			continue
 		}
-		active++
+		n++
 	}
 	for _, at := range s.completedAwaitingCount {
 		if now.Sub(at) <= s.cfg.FinishGrace {
-			active++
+			n++
 		}
 	}
+	return n
+}
 
-	if !s.probed {
-		// First pass after start: find GitHub registrations of this scale
-		// set's names that no backend resource backs (a crash between JIT
-		// generation and backend start). Nothing starts before that.
-		s.probed = true
-		for slot := 0; slot < s.slotLimit(); slot++ {
-			if name := s.RunnerName(slot); s.runners[name] == nil {
-				p.probe = append(p.probe, name)
-			}
+// untrackedNames lists the runner names of every slot no tracked runner
+// holds. Caller holds mu.
+func (s *Scaler) untrackedNames() []string {
+	var names []string
+	for slot := 0; slot < s.slotLimit(); slot++ {
+		if name := s.RunnerName(slot); s.runners[name] == nil {
+			names = append(names, name)
 		}
 	}
+	return names
+}
 
-	switch {
-	case active < target && !now.Before(s.nextStartAfter):
-		n := min(target-active, s.cfg.MaxParallelOps)
-		for range n {
-			slot, ok := s.freeSlot()
-			if !ok {
-				break
-			}
-			r := &runner{name: s.RunnerName(slot), slot: slot, phase: PhaseStarting, createdAt: now}
-			s.runners[r.name] = r
-			p.starts = append(p.starts, r)
+// newRunners tracks up to n new runners in free slots, phase starting.
+// Caller holds mu.
+func (s *Scaler) newRunners(now time.Time, n int) []*runner {
+	var out []*runner
+	for range n {
+		slot, ok := s.freeSlot()
+		if !ok {
+			break
 		}
-	case active > target:
-		surplus := active - target
-		// Pending runners first (not doing anything yet), then the idle
-		// runners that came online last.
-		sort.Slice(pending, func(i, j int) bool { return pending[i].createdAt.After(pending[j].createdAt) })
-		sort.Slice(idle, func(i, j int) bool { return idle[i].onlineAt.After(idle[j].onlineAt) })
-		for _, r := range append(pending, idle...) {
-			if surplus == 0 {
-				break
-			}
-			r.phase, r.removeReason = PhaseRemoving, "surplus"
-			p.removes = append(p.removes, r)
-			surplus--
+		r := &runner{name: s.RunnerName(slot), slot: slot, phase: PhaseStarting, createdAt: now}
+		s.runners[r.name] = r
+		out = append(out, r)
+	}
+	return out
+}
+
+// surplus picks n runners to scale down: pending runners first (not doing
+// anything yet, newest first), then the idle runners that came online last.
+func surplus(pending, idle []*runner, n int) []*runner {
+	sort.Slice(pending, func(i, j int) bool { return pending[i].createdAt.After(pending[j].createdAt) })
+	sort.Slice(idle, func(i, j int) bool { return idle[i].onlineAt.After(idle[j].onlineAt) })
+	var out []*runner
+	for _, r := range append(pending, idle...) {
+		if len(out) == n {
+			break
 		}
+		r.removeReason = "surplus"
+		out = append(out, r)
 	}
-	for _, r := range p.removes {
-		r.phase = PhaseRemoving
-	}
-	return p
+	return out
 }
 
 func (s *Scaler) neverOnline(r *runner, now time.Time, why string) {
