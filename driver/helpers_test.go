@@ -189,18 +189,3 @@ func lockFree(t testing.TB, path string) bool {
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return true
 }
-
-// logLine returns the first line of logs holding every part (hclog's keys
-// come in any order once relayed through go-plugin), or "".
-func logLine(logs string, parts ...string) string {
-	for _, line := range strings.Split(logs, "\n") {
-		ok := true
-		for _, p := range parts {
-			ok = ok && strings.Contains(line, p)
-		}
-		if ok {
-			return line
-		}
-	}
-	return ""
-}

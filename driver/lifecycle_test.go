@@ -208,9 +208,7 @@ pool {
 		ev := h.WaitEvent(t, task.ID, "Not using warm pool macos")
 		must.StrContains(t, ev.Message, tc.reason)
 		must.StrHasSuffix(t, "): cold start", ev.Message)
-		waitFor(t, "a warning naming the task", time.Minute, func() bool {
-			return logLine(h.PluginLogs(), "[WARN]", "task cannot use the warm pool it names; cold starting", "task_id="+task.ID) != ""
-		})
+		h.WaitPluginLogLine(t, "[WARN]", "task cannot use the warm pool it names; cold starting", "task_id="+task.ID)
 		must.Eq(t, 0, h.WaitTask(t, task.ID).ExitCode)
 		h.DestroyTask(t, task.ID, true)
 	}
