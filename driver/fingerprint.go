@@ -119,7 +119,8 @@ func sameFingerprint(a, b *sdk.Fingerprint) bool {
 // answers `tart --version` and is recent enough. Descriptions stay stable
 // between calls because every change is a node update.
 func (d *Driver) fingerprint(ctx context.Context) *sdk.Fingerprint {
-	tartPath := d.pluginConfig().TartPath
+	cfg := d.pluginConfig()
+	tartPath := cfg.TartPath
 	resolved, err := d.lookPath(tartPath)
 	if err != nil {
 		return &sdk.Fingerprint{
@@ -155,7 +156,7 @@ func (d *Driver) fingerprint(ctx context.Context) *sdk.Fingerprint {
 		}
 	}
 	desc := "Healthy"
-	if w := preflightWarnings(d.pluginConfig(), goruntime.GOOS, os.Geteuid()); len(w) > 0 {
+	if w := preflightWarnings(cfg, goruntime.GOOS, os.Geteuid()); len(w) > 0 {
 		desc += " (warning: " + strings.Join(w, "; ") + ")"
 	}
 	return &sdk.Fingerprint{

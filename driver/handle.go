@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -148,7 +149,7 @@ func (h *taskHandle) status() *sdk.TaskStatus {
 	defer h.mu.Unlock()
 	st := &sdk.TaskStatus{
 		ID: h.id, Name: h.state.TaskName, State: sdk.TaskStateRunning, StartedAt: h.state.StartedAt,
-		DriverAttributes: map[string]string{"vm_name": h.state.VMName, "slot": itoa(h.state.Slot), "warm": boolStr(h.state.Warm)},
+		DriverAttributes: map[string]string{"vm_name": h.state.VMName, "slot": strconv.Itoa(h.state.Slot), "warm": strconv.FormatBool(h.state.Warm)},
 	}
 	if h.result != nil {
 		r := *h.result

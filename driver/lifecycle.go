@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -146,7 +145,3 @@ func (d *Driver) signalGuest(ctx context.Context, rt *runtime, h *taskHandle, si
 	h.logger.Debug("delivered signal", "signal", "SIG"+name)
 	return nil
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
-
-func boolStr(b bool) string { return strconv.FormatBool(b) }
