@@ -266,15 +266,7 @@ func (c *Client) Exec(ctx context.Context, name string, argv []string, o ExecOpt
 	if len(argv) == 0 {
 		return -1, fmt.Errorf("tart exec %s: empty command", name)
 	}
-	args := []string{"exec"}
-	if o.Stdin != nil {
-		args = append(args, "-i")
-	}
-	if o.TTY {
-		args = append(args, "-t")
-	}
-	args = append(args, name)
-	args = append(args, argv...)
+	args := execArgs(name, argv, o.Stdin != nil, o.TTY)
 	tail := &tailBuffer{max: 4096}
 	cmd := c.command(args)
 	cmd.Stdin, cmd.Stdout = o.Stdin, o.Stdout
@@ -297,6 +289,19 @@ func (c *Client) Exec(ctx context.Context, name string, argv []string, o ExecOpt
 		return code, newError("exec", name, code, line, nil)
 	}
 	return code, nil
+}
+
+// execArgs is the argument list of `tart exec [-i] [-t] <name> argv...`,
+// shared by Exec and StartExec.
+func execArgs(name string, argv []string, interactive, tty bool) []string {
+	args := []string{"exec"}
+	if interactive {
+		args = append(args, "-i")
+	}
+	if tty {
+		args = append(args, "-t")
+	}
+	return append(append(args, name), argv...)
 }
 
 // isTartExecFailure tells tart's own exec failures from the guest's exit

@@ -71,14 +71,7 @@ func (c *Client) StartExec(ctx context.Context, name string, argv []string, o Ex
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("tart exec %s: empty command", name)
 	}
-	args := []string{"exec"}
-	if o.Stdin != nil {
-		args = append(args, "-i")
-	}
-	if o.TTY {
-		args = append(args, "-t")
-	}
-	args = append(append(args, name), argv...)
+	args := execArgs(name, argv, o.Stdin != nil, o.TTY)
 	cmd := c.command(args)
 	if o.ExitCodePath != "" {
 		// $0 is the exit-code file, $1 the tart binary, the rest its args.
