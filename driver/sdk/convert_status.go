@@ -65,14 +65,6 @@ func exitResultToProto(r *ExitResult) *driverpb.ExitResult {
 	}
 }
 
-// ExitResultFromProto converts a result received over the wire.
-func ExitResultFromProto(p *driverpb.ExitResult) *ExitResult {
-	if p == nil {
-		return nil
-	}
-	return &ExitResult{ExitCode: int(p.GetExitCode()), Signal: int(p.GetSignal()), OOMKilled: p.GetOomKilled()}
-}
-
 // taskStatusToProto always sets both timestamps, as Nomad's own converter
 // rejects a status without them.
 func taskStatusToProto(s *TaskStatus) *driverpb.TaskStatus {
