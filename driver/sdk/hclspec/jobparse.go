@@ -5,8 +5,9 @@ package hclspec
 
 import (
 	"fmt"
+	"maps"
 	"math/big"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -270,11 +271,11 @@ func allObjects(ty cty.Type) bool {
 func taskVariables(env *TaskEnv) map[string]cty.Value {
 	tree := map[string]any{}
 	envMap := make(map[string]cty.Value, len(env.Env))
-	for _, k := range sortedKeys(env.Env) {
+	for _, k := range slices.Sorted(maps.Keys(env.Env)) {
 		addNested(tree, k, env.Env[k])
 		envMap[k] = cty.StringVal(env.Env[k])
 	}
-	for _, k := range sortedKeys(env.Node) {
+	for _, k := range slices.Sorted(maps.Keys(env.Node)) {
 		addNested(tree, k, env.Node[k])
 	}
 	vars := make(map[string]cty.Value, len(tree)+1)
@@ -334,15 +335,6 @@ func treeValue(v any) cty.Value {
 	default:
 		return cty.NullVal(cty.DynamicPseudoType)
 	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // jobspecFunctions is the part of Nomad's jobspec function table that go-cty
