@@ -241,22 +241,22 @@ func (s *ScaleSet) own() prometheus.Labels {
 }
 
 // RunnerStarted observes the backend's start latency.
-func (s *ScaleSet) RunnerStarted(_ string, took time.Duration) {
+func (s *ScaleSet) RunnerStarted(took time.Duration) {
 	s.m.runnerStart.With(s.own()).Observe(took.Seconds())
 }
 
 // RunnerOnline observes request-to-running latency.
-func (s *ScaleSet) RunnerOnline(_ string, took time.Duration) {
+func (s *ScaleSet) RunnerOnline(took time.Duration) {
 	s.m.runnerOnline.With(s.own()).Observe(took.Seconds())
 }
 
 // BackendError counts a failed operation.
-func (s *ScaleSet) BackendError(_ string, op string) {
+func (s *ScaleSet) BackendError(op string) {
 	s.m.backendErrors.WithLabelValues(s.name, s.backend, op).Inc()
 }
 
 // RunnerRemoved counts a removal by reason.
-func (s *ScaleSet) RunnerRemoved(_ string, reason string) {
+func (s *ScaleSet) RunnerRemoved(reason string) {
 	s.m.removed.WithLabelValues(s.name, s.backend, reason).Inc()
 }
 

@@ -216,18 +216,18 @@ func newCountingRecorder() *countingRecorder {
 	return &countingRecorder{errors: map[string]int{}, removed: map[string]int{}}
 }
 
-func (r *countingRecorder) RunnerStarted(string, time.Duration) {}
-func (r *countingRecorder) RunnerOnline(string, time.Duration) {
+func (r *countingRecorder) RunnerStarted(time.Duration) {}
+func (r *countingRecorder) RunnerOnline(time.Duration) {
 	r.mu.Lock()
 	r.online++
 	r.mu.Unlock()
 }
-func (r *countingRecorder) BackendError(_, op string) {
+func (r *countingRecorder) BackendError(op string) {
 	r.mu.Lock()
 	r.errors[op]++
 	r.mu.Unlock()
 }
-func (r *countingRecorder) RunnerRemoved(_, reason string) {
+func (r *countingRecorder) RunnerRemoved(reason string) {
 	r.mu.Lock()
 	r.removed[reason]++
 	r.mu.Unlock()

@@ -45,7 +45,7 @@ func (s *Scaler) pass(ctx context.Context) error {
 	listedAt := s.clock.Now()
 	list, err := s.be.ListRunners(ctx)
 	if err != nil {
-		s.metrics.BackendError(s.be.Name(), "list")
+		s.metrics.BackendError("list")
 		return fmt.Errorf("failed to list runners on backend %s: %w", s.be.Name(), err)
 	}
 
@@ -178,7 +178,7 @@ func (s *Scaler) applyState(r *runner, br backend.Runner, now time.Time) {
 		if r.phase == PhasePending {
 			r.phase, r.onlineAt = PhaseIdle, now
 			s.failures = 0
-			s.metrics.RunnerOnline(s.be.Name(), now.Sub(r.createdAt))
+			s.metrics.RunnerOnline(now.Sub(r.createdAt))
 			s.logger.Debug("runner came online", "runner_name", r.name)
 		}
 	case backend.StateExited:
@@ -402,7 +402,7 @@ func (s *Scaler) execute(ctx context.Context, p plan) {
 func (s *Scaler) start(ctx context.Context, r *runner) {
 	jit, err := s.generateJIT(ctx, r.name)
 	if err != nil {
-		s.metrics.BackendError(s.be.Name(), "generate_jit")
+		s.metrics.BackendError("generate_jit")
 		s.logger.Error("failed to generate JIT config", "runner_name", r.name, "error", err)
 		s.mu.Lock()
 		delete(s.runners, r.name)
@@ -422,11 +422,11 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 	resourceID, err := s.be.StartRunner(ctx, r.name, jit.EncodedJITConfig)
 	took := s.clock.Now().Sub(began)
 	if err != nil {
-		s.metrics.BackendError(s.be.Name(), "start")
+		s.metrics.BackendError("start")
 		s.logger.Error("failed to start runner", "runner_name", r.name, "backend", s.be.Name(), "error", err)
 		if runnerID != 0 {
 			if err := s.removeRegistration(ctx, runnerID); err != nil {
-				s.metrics.BackendError(s.be.Name(), "github_remove")
+				s.metrics.BackendError("github_remove")
 				s.logger.Warn("failed to remove registration of a runner that did not start", "runner_name", r.name, "error", err)
 			}
 		}
@@ -436,7 +436,7 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 		s.mu.Unlock()
 		return
 	}
-	s.metrics.RunnerStarted(s.be.Name(), took)
+	s.metrics.RunnerStarted(took)
 	s.mu.Lock()
 	r.resourceID = resourceID
 	r.acceptedAt = s.clock.Now()
@@ -517,7 +517,7 @@ func (s *Scaler) remove(ctx context.Context, r *runner) {
 			// fails the job and drops the registration itself.
 			s.logger.Info("runner exited while GitHub still sees its job", "runner_name", name)
 		default:
-			s.metrics.BackendError(s.be.Name(), "github_remove")
+			s.metrics.BackendError("github_remove")
 			s.logger.Warn("failed to remove runner registration, will retry", "runner_name", name, "error", err)
 			s.restore(r)
 			return
@@ -525,7 +525,7 @@ func (s *Scaler) remove(ctx context.Context, r *runner) {
 	}
 	if resourceID != "" {
 		if err := s.be.RemoveRunner(ctx, resourceID); err != nil {
-			s.metrics.BackendError(s.be.Name(), "remove")
+			s.metrics.BackendError("remove")
 			s.logger.Warn("failed to remove runner from backend, will retry", "runner_name", name, "error", err)
 			s.mu.Lock()
 			r.jobCompleted = true // GitHub side is done
@@ -534,7 +534,7 @@ func (s *Scaler) remove(ctx context.Context, r *runner) {
 			return
 		}
 	}
-	s.metrics.RunnerRemoved(s.be.Name(), reason)
+	s.metrics.RunnerRemoved(reason)
 	s.logger.Info("removed runner", "runner_name", name, "reason", reason)
 	s.mu.Lock()
 	if s.runners[name] == r {
@@ -582,7 +582,7 @@ func (s *Scaler) removeOrphans(ctx context.Context, names []string) {
 	for _, name := range names {
 		ref, err := s.gh.GetRunnerByName(ctx, name)
 		if err != nil {
-			s.metrics.BackendError(s.be.Name(), "github_lookup")
+			s.metrics.BackendError("github_lookup")
 			s.logger.Warn("failed to look up runner name", "runner_name", name, "error", err)
 			continue
 		}
@@ -599,7 +599,7 @@ func (s *Scaler) removeOrphans(ctx context.Context, names []string) {
 			s.logger.Warn("failed to remove orphan registration", "runner_name", name, "error", err)
 			continue
 		}
-		s.metrics.RunnerRemoved(s.be.Name(), "orphan")
+		s.metrics.RunnerRemoved("orphan")
 		s.logger.Info("removed orphan registration", "runner_name", name, "runner_id", ref.ID)
 	}
 }

@@ -46,28 +46,29 @@ type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
 
-// Recorder receives what the scaler measures. Every method must be cheap and
-// safe for concurrent use.
+// Recorder receives what one scale set's scaler measures; it is bound to
+// that scale set and its backend, so the calls name neither. Every method
+// must be cheap and safe for concurrent use.
 type Recorder interface {
 	// RunnerStarted is called when the backend accepted a runner, with the
 	// time the backend call took.
-	RunnerStarted(backend string, took time.Duration)
+	RunnerStarted(took time.Duration)
 	// RunnerOnline is called when a runner is first seen running, with the
 	// time since its start was requested.
-	RunnerOnline(backend string, took time.Duration)
+	RunnerOnline(took time.Duration)
 	// BackendError counts a failed backend or GitHub operation.
-	BackendError(backend, operation string)
+	BackendError(operation string)
 	// RunnerRemoved counts a removal, with why ("done", "surplus",
 	// "never_online", "failed", "orphan", "shutdown").
-	RunnerRemoved(backend, reason string)
+	RunnerRemoved(reason string)
 }
 
 type nopRecorder struct{}
 
-func (nopRecorder) RunnerStarted(string, time.Duration) {}
-func (nopRecorder) RunnerOnline(string, time.Duration)  {}
-func (nopRecorder) BackendError(string, string)         {}
-func (nopRecorder) RunnerRemoved(string, string)        {}
+func (nopRecorder) RunnerStarted(time.Duration) {}
+func (nopRecorder) RunnerOnline(time.Duration)  {}
+func (nopRecorder) BackendError(string)         {}
+func (nopRecorder) RunnerRemoved(string)        {}
 
 // Config holds one scale set's scaling parameters. Zero durations take the
 // defaults documented on each field.
@@ -362,7 +363,7 @@ func (s *Scaler) HandleJobStarted(_ context.Context, job *scaleset.JobStarted) e
 	case PhasePending, PhaseIdle:
 		if r.onlineAt.IsZero() {
 			r.onlineAt = s.clock.Now()
-			s.metrics.RunnerOnline(s.be.Name(), r.onlineAt.Sub(r.createdAt))
+			s.metrics.RunnerOnline(r.onlineAt.Sub(r.createdAt))
 		}
 		r.phase = PhaseBusy
 		r.waitingSince = time.Time{}
