@@ -97,25 +97,14 @@ type staleWarmVMError struct{ msg string }
 
 func (e *staleWarmVMError) Error() string { return e.msg }
 
-// writeBuiltFor records b in the VM directory dir. It writes a temporary
-// file and renames it, so that a reader never sees half a record.
+// writeBuiltFor records b in the VM directory dir (atomically, so that a
+// pool starting meanwhile never reads half a record).
 func writeBuiltFor(dir string, b builtFor) error {
 	data, err := json.Marshal(b)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", SpecMarker, err)
 	}
-	f, err := os.CreateTemp(dir, "."+SpecMarker+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", SpecMarker, err)
-	}
-	_, werr := f.Write(append(data, '\n'))
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", SpecMarker, err)
-	}
-	if err := os.Rename(f.Name(), filepath.Join(dir, SpecMarker)); err != nil {
-		_ = os.Remove(f.Name())
+	if err := replaceFile(filepath.Join(dir, SpecMarker), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", SpecMarker, err)
 	}
 	return nil

@@ -6,6 +6,7 @@ package tart
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -84,23 +85,36 @@ func (c *Client) SetMACAddress(name, mac string) error {
 	if err != nil {
 		return fmt.Errorf("set mac of vm %s: encode config: %w", name, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".config.json.*")
-	if err != nil {
-		return fmt.Errorf("set mac of vm %s: %w", name, err)
-	}
-	defer func() { _ = os.Remove(tmp.Name()) }()
-	if _, err := tmp.Write(out); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("set mac of vm %s: write config: %w", name, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("set mac of vm %s: write config: %w", name, err)
-	}
+	// Keep the mode tart gave the file.
+	perm := os.FileMode(0o600)
 	if fi, err := os.Stat(path); err == nil {
-		_ = os.Chmod(tmp.Name(), fi.Mode().Perm())
+		perm = fi.Mode().Perm()
+	}
+	if err := replaceFile(path, out, perm); err != nil {
+		return fmt.Errorf("set mac of vm %s: write config: %w", name, err)
+	}
+	return nil
+}
+
+// replaceFile writes data to path through a temporary file in the same
+// directory and a rename, so that a concurrent reader (tart, another
+// pool at Start) sees the old content or the new, never half of it.
+func replaceFile(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("create temporary file for %s: %w", path, err)
+	}
+	defer func() { _ = os.Remove(tmp.Name()) }() // fails harmlessly after the rename
+	_, werr := tmp.Write(data)
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if err := os.Chmod(tmp.Name(), perm); err != nil {
+		return fmt.Errorf("set mode of %s: %w", tmp.Name(), err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("set mac of vm %s: replace config: %w", name, err)
+		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), path, err)
 	}
 	return nil
 }
