@@ -187,33 +187,30 @@ func (i *instance) openStreams() {
 
 func (i *instance) readFingerprints() {
 	stream, err := i.driver.Fingerprint(i.streamCtx, &driverpb.FingerprintRequest{})
-	if err != nil {
-		i.streamFailed("Fingerprint", err)
-		return
-	}
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			i.streamFailed("Fingerprint", err)
-			return
-		}
+	readStream(i, "Fingerprint", stream, err, func(resp *driverpb.FingerprintResponse) {
 		i.h.addFingerprint(newFingerprint(resp))
-	}
+	})
 }
 
 func (i *instance) readEvents() {
 	stream, err := i.driver.TaskEvents(i.streamCtx, &driverpb.TaskEventsRequest{})
-	if err != nil {
-		i.streamFailed("TaskEvents", err)
+	readStream(i, "TaskEvents", stream, err, i.h.addEvent)
+}
+
+// readStream hands every message of a server stream opened with openErr to
+// add until the stream fails, then reports the failure (streamFailed).
+func readStream[T any](i *instance, name string, stream interface{ Recv() (T, error) }, openErr error, add func(T)) {
+	if openErr != nil {
+		i.streamFailed(name, openErr)
 		return
 	}
 	for {
-		ev, err := stream.Recv()
+		msg, err := stream.Recv()
 		if err != nil {
-			i.streamFailed("TaskEvents", err)
+			i.streamFailed(name, err)
 			return
 		}
-		i.h.addEvent(ev)
+		add(msg)
 	}
 }
 
