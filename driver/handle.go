@@ -52,8 +52,9 @@ func (h *taskHandle) watchChild(proc *os.Process) {
 }
 
 // watchRecovered polls the state dir of a supervisor started by an earlier
-// plugin process until it records an exit or dies. The goroutine is owned
-// by stop (closed when the driver shuts down or the task is destroyed).
+// plugin process until it records an exit or dies. The goroutine ends when
+// the task exits (however it is finished) or stop is closed (driver
+// shutdown).
 func (h *taskHandle) watchRecovered(stop <-chan struct{}) {
 	t := time.NewTicker(exitPollInterval)
 	defer t.Stop()
