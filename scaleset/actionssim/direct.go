@@ -30,21 +30,12 @@ func (s *Server) CreateScaleSet(org, name string, labels ...string) (ScaleSet, e
 	if s.nameTakenLocked(t, 1, name, 0) {
 		return ScaleSet{}, fmt.Errorf("creating scale set %q: name already taken in runner group 1", name)
 	}
-	ss := &scaleSet{tenant: t, id: s.nextScaleSet, name: name, groupID: 1,
-		createdOn: time.Now().UTC(), maxCapacity: -1, setting: wireRunnerSetting{DisableUpdate: true}}
+	var ls []Label
 	for _, l := range labels {
-		ss.labels = append(ss.labels, Label{Type: "System", Name: l})
+		ls = append(ls, Label{Name: l})
 	}
-	s.nextScaleSet++
-	s.scaleSets[ss.id] = ss
-	s.dispatchLocked(time.Now())
-	s.changedLocked()
-	for _, v := range s.snapshotLocked().ScaleSets {
-		if v.ID == ss.id {
-			return v, nil
-		}
-	}
-	return ScaleSet{}, errors.New("creating scale set: vanished")
+	ss := s.createScaleSetLocked(t, name, 1, ls, wireRunnerSetting{DisableUpdate: true})
+	return s.scaleSetViewLocked(ss), nil
 }
 
 // GenerateJITConfig registers a runner in a scale set, as POST

@@ -253,9 +253,17 @@ func (s *Simulator) handleCreateScaleSet(w http.ResponseWriter, r *http.Request,
 			fmt.Sprintf("A runner scale set with name %s already exists in runner group %d.", in.Name, in.RunnerGroupID))
 		return
 	}
+	ss := s.createScaleSetLocked(t, in.Name, in.RunnerGroupID, in.Labels, in.RunnerSetting)
+	s.writeServiceJSON(w, http.StatusOK, s.wireScaleSetLocked(ss, baseURL(r)))
+}
+
+// createScaleSetLocked adds a scale set and offers it the queued jobs. The
+// caller has checked the group exists and the name is free. Callers hold
+// s.mu.
+func (s *Simulator) createScaleSetLocked(t *tenant, name string, groupID int, labels []Label, setting wireRunnerSetting) *scaleSet {
 	ss := &scaleSet{
-		tenant: t, id: s.nextScaleSet, name: in.Name, groupID: in.RunnerGroupID,
-		labels: normaliseLabels(in.Labels), setting: in.RunnerSetting,
+		tenant: t, id: s.nextScaleSet, name: name, groupID: groupID,
+		labels: normaliseLabels(labels), setting: setting,
 		createdOn: time.Now().UTC().Truncate(time.Millisecond), maxCapacity: -1,
 	}
 	s.nextScaleSet++
@@ -263,7 +271,7 @@ func (s *Simulator) handleCreateScaleSet(w http.ResponseWriter, r *http.Request,
 	s.log.Info("created scale set", "scale_set_id", ss.id, "scale_set_name", ss.name)
 	s.dispatchLocked(time.Now())
 	s.changedLocked()
-	s.writeServiceJSON(w, http.StatusOK, s.wireScaleSetLocked(ss, baseURL(r)))
+	return ss
 }
 
 func (s *Simulator) handleUpdateScaleSet(w http.ResponseWriter, r *http.Request, t *tenant) {

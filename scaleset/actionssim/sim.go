@@ -203,22 +203,8 @@ func (s *Simulator) changedLocked() {
 // snapshotLocked builds a Snapshot. Callers hold s.mu.
 func (s *Simulator) snapshotLocked() Snapshot {
 	var snap Snapshot
-	ids := make([]int, 0, len(s.scaleSets))
-	for id := range s.scaleSets {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		ss := s.scaleSets[id]
-		v := ScaleSet{
-			ID: ss.id, Name: ss.name, RunnerGroupID: ss.groupID, Labels: ss.labelNames(),
-			Tenant: ss.tenant.scope, MaxCapacity: ss.maxCapacity, PendingMessages: len(ss.queue),
-			Statistics: s.statsLocked(ss),
-		}
-		if ss.session != nil {
-			v.SessionID, v.SessionOwner = ss.session.id, ss.session.owner
-		}
-		snap.ScaleSets = append(snap.ScaleSets, v)
+	for _, ss := range s.sortedScaleSetsLocked() {
+		snap.ScaleSets = append(snap.ScaleSets, s.scaleSetViewLocked(ss))
 	}
 	for _, j := range s.jobs {
 		c := j.Job
@@ -229,6 +215,19 @@ func (s *Simulator) snapshotLocked() Snapshot {
 		snap.Runners = append(snap.Runners, r.Runner)
 	}
 	return snap
+}
+
+// scaleSetViewLocked is a scale set as Snapshot shows it. Callers hold s.mu.
+func (s *Simulator) scaleSetViewLocked(ss *scaleSet) ScaleSet {
+	v := ScaleSet{
+		ID: ss.id, Name: ss.name, RunnerGroupID: ss.groupID, Labels: ss.labelNames(),
+		Tenant: ss.tenant.scope, MaxCapacity: ss.maxCapacity, PendingMessages: len(ss.queue),
+		Statistics: s.statsLocked(ss),
+	}
+	if ss.session != nil {
+		v.SessionID, v.SessionOwner = ss.session.id, ss.session.owner
+	}
+	return v
 }
 
 // Snapshot returns a consistent copy of every scale set, job and runner.
