@@ -91,6 +91,14 @@ func (s *Simulator) targetLocked(j *job) *scaleSet {
 	return nil
 }
 
+// jobLocked returns the job with this id, or nil. Callers hold s.mu.
+func (s *Simulator) jobLocked(id string) *job {
+	if i := slices.IndexFunc(s.jobs, func(j *job) bool { return j.ID == id }); i >= 0 {
+		return s.jobs[i]
+	}
+	return nil
+}
+
 // dispatchLocked moves queued jobs to scale sets and acquired jobs to
 // assigned, within each scale set's reported capacity. Callers hold s.mu.
 func (s *Simulator) dispatchLocked(now time.Time) {
@@ -172,9 +180,9 @@ func (s *Simulator) finishJobLocked(j *job, result string, now time.Time) {
 	j.State, j.Result, j.CompletedAt = JobCompleted, result, now
 	ss := s.scaleSets[j.ScaleSetID]
 	if ss != nil {
-		s.emitLocked(ss, withRunner(s.jobMessage(j, "JobCompleted"), j.RunnerID, j.RunnerName))
-		m := &ss.pending[len(ss.pending)-1]
+		m := withRunner(s.jobMessage(j, "JobCompleted"), j.RunnerID, j.RunnerName)
 		m.Result = &result
+		s.emitLocked(ss, m)
 	}
 	if rn, ok := s.runners[j.RunnerID]; ok && rn.JobID == j.ID {
 		s.deleteRunnerLocked(rn, now)

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 )
 
@@ -65,6 +64,10 @@ const (
 	typeRunnerState          = "ActionsSim.RunnerStateException, ActionsSim"
 )
 
+// msgRegistrationGone is the 404 text for a deleted or unknown runner; the
+// fake runner maps that 404 to ExitRejected wherever it happens.
+const msgRegistrationGone = "The runner registration was not found; it may have been deleted."
+
 func (s *Simulator) handleRunnerRedeem(w http.ResponseWriter, r *http.Request) {
 	var in RedeemRequest
 	if err := decodeJSON(r, &in); err != nil {
@@ -83,7 +86,7 @@ func (s *Simulator) handleRunnerRedeem(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case rn == nil || rn.State == RunnerDeleted:
-		s.writeException(w, http.StatusNotFound, typeAgentNotFound, "The runner registration was not found; it may have been deleted.")
+		s.writeException(w, http.StatusNotFound, typeAgentNotFound, msgRegistrationGone)
 		return
 	case !secretEqual(rn.secret, in.Key):
 		s.writeException(w, http.StatusUnauthorized, typeUnauthorized, "The runner credential is invalid.")
@@ -121,7 +124,7 @@ func (s *Simulator) runnerAuth(fn runnerHandler) http.HandlerFunc {
 			}
 		}
 		if rn == nil {
-			s.writeException(w, http.StatusNotFound, typeAgentNotFound, "The runner registration was not found; it may have been deleted.")
+			s.writeException(w, http.StatusNotFound, typeAgentNotFound, msgRegistrationGone)
 			return
 		}
 		rn.lastSeen = time.Now()
@@ -166,12 +169,12 @@ func (s *Simulator) handleRunnerJob(w http.ResponseWriter, r *http.Request, rn *
 	defer cancel()
 	for {
 		if rn.State == RunnerDeleted || rn.State == RunnerOffline {
-			s.writeException(w, http.StatusNotFound, typeAgentNotFound, "The runner registration was not found; it may have been deleted.")
+			s.writeException(w, http.StatusNotFound, typeAgentNotFound, msgRegistrationGone)
 			return
 		}
 		if rn.State == RunnerBusy {
-			if i := slices.IndexFunc(s.jobs, func(j *job) bool { return j.ID == rn.JobID }); i >= 0 {
-				s.writeServiceJSON(w, http.StatusOK, runnerJobOf(s.jobs[i]))
+			if j := s.jobLocked(rn.JobID); j != nil {
+				s.writeServiceJSON(w, http.StatusOK, runnerJobOf(j))
 				return
 			}
 		}
@@ -233,13 +236,13 @@ func (s *Simulator) handleRunnerComplete(w http.ResponseWriter, r *http.Request,
 		s.writeException(w, http.StatusBadRequest, typeBadRequest, fmt.Sprintf("Unknown job result %q.", in.Result))
 		return
 	}
-	i := slices.IndexFunc(s.jobs, func(j *job) bool { return j.ID == in.JobID })
-	if i < 0 {
+	j := s.jobLocked(in.JobID)
+	if j == nil {
 		s.writeException(w, http.StatusConflict, typeRunnerState, fmt.Sprintf("The runner is not running job %s.", in.JobID))
 		return
 	}
 	now := time.Now()
-	s.finishJobLocked(s.jobs[i], in.Result, now)
+	s.finishJobLocked(j, in.Result, now)
 	s.deleteRunnerLocked(rn, now) // ephemeral: one job, then gone
 	s.dispatchLocked(now)
 	s.changedLocked()

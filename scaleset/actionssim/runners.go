@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -167,8 +166,8 @@ func (s *Simulator) deleteRunnerLocked(rn *runner, now time.Time) {
 // and is deleted.
 func (s *Simulator) runnerGoneLocked(rn *runner, now time.Time) {
 	if rn.State == RunnerBusy {
-		if i := slices.IndexFunc(s.jobs, func(j *job) bool { return j.ID == rn.JobID }); i >= 0 {
-			s.finishJobLocked(s.jobs[i], ResultFailed, now)
+		if j := s.jobLocked(rn.JobID); j != nil {
+			s.finishJobLocked(j, ResultFailed, now)
 		}
 		s.deleteRunnerLocked(rn, now)
 		return
