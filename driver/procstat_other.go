@@ -8,10 +8,15 @@ package driver
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 )
+
+// psTimeout bounds one ps call, so a hung ps cannot stall a stats stream.
+const psTimeout = 5 * time.Second
 
 // sampleProcs asks ps (macOS and other Unixes without /proc) for the
 // resident size, the user CPU time and the total CPU time of each pid
@@ -24,7 +29,9 @@ func sampleProcs(pids []int) []procSample {
 	for i, p := range pids {
 		list[i] = strconv.Itoa(p)
 	}
-	out, _ := exec.Command("ps", "-o", "rss=,utime=,time=", "-p", strings.Join(list, ",")).Output()
+	ctx, cancel := context.WithTimeout(context.Background(), psTimeout)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, "ps", "-o", "rss=,utime=,time=", "-p", strings.Join(list, ",")).Output()
 	var res []procSample
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
