@@ -132,9 +132,6 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Registry exposes the registry (tests gather from it).
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // ScaleSet returns the recorder of one scale set. configURL is the GitHub
 // config URL; its enterprise/organization/repository become labels.
 func (m *Metrics) ScaleSet(name, configURL, backendName string, minRunners, maxRunners int) *ScaleSet {

@@ -284,14 +284,6 @@ func New(cfg Config, gh GitHub, be Backend, opts ...Option) (*Scaler, error) {
 	return s, nil
 }
 
-// SetMaxRunners changes max_runners at run time.
-func (s *Scaler) SetMaxRunners(n int) {
-	s.mu.Lock()
-	s.cfg.MaxRunners = n
-	s.mu.Unlock()
-	s.Kick()
-}
-
 // Kick asks the reconcile loop for a pass soon; it never blocks.
 func (s *Scaler) Kick() {
 	select {

@@ -71,10 +71,6 @@ func NewWithClient(cfg Config, scaleSetName string, api dockerexec.DockerAPI, lo
 // Name returns "docker".
 func (b *Backend) Name() string { return Name }
 
-// Executor returns the underlying executor (for its reconcile and cleanup
-// reports).
-func (b *Backend) Executor() *dockerexec.Executor { return b.ex }
-
 // Init checks that the engine answers and the runner image is present,
 // pulling it per pull_policy. Optional: the first StartRunner does the same.
 func (b *Backend) Init(ctx context.Context) error { return b.ex.EnsureImage(ctx) }
