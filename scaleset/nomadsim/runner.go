@@ -120,11 +120,7 @@ func (p *ProcessRunner) RunTask(ctx context.Context, t Task, started func()) (in
 			return "${" + k + "}"
 		})
 	}
-	args := make([]string, len(p.Args))
-	for i, a := range p.Args {
-		args[i] = expand(a)
-	}
-	cmd := exec.Command(p.Command, args...) //nolint:gosec // test double: the command is the test's
+	cmd := exec.Command(p.Command, expandAll(p.Args, expand)...) //nolint:gosec // test double: the command is the test's
 	cmd.Dir = taskDir
 	cmd.Env = append(append(os.Environ(), env...), expandAll(p.Env, expand)...)
 	cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr

@@ -466,32 +466,24 @@ func (s *Server) jobList(w http.ResponseWriter, r *http.Request) (any, error) {
 }
 
 func (s *Server) jobQuery(w http.ResponseWriter, r *http.Request, id string) (any, error) {
-	o, err := parseQuery(r)
-	if err != nil {
-		return nil, err
-	}
-	if !s.allow(o.token, o.namespace, "read-job") {
-		return nil, errDenied
-	}
-	var found bool
-	obj := s.blockingQuery(r.Context(), w, o, func() (any, uint64) {
-		rec := s.jobs[jobKey{o.namespace, id}]
-		found = rec != nil
-		if rec == nil {
-			return nil, s.tables["jobs"]
-		}
+	return s.readJob(w, r, id, "jobs", func(rec *jobRec) (any, uint64) {
 		return rec.publicJob(), *rec.job.ModifyIndex
 	})
-	if !found {
-		return nil, coded(http.StatusNotFound, errJobNotFound)
-	}
-	return obj, nil
 }
 
 func (s *Server) jobSummary(w http.ResponseWriter, r *http.Request, id string) (any, error) {
 	if r.Method != http.MethodGet {
 		return nil, coded(http.StatusMethodNotAllowed, errInvalidMethod)
 	}
+	return s.readJob(w, r, id, "job_summary", func(rec *jobRec) (any, uint64) {
+		return rec.summaryCopy(), rec.summary.ModifyIndex
+	})
+}
+
+// readJob answers a (blocking) read of one job with the read-job
+// capability: view gives the body and its index. An unknown job is a 404
+// carrying the index of table, as Nomad's job and summary reads do.
+func (s *Server) readJob(w http.ResponseWriter, r *http.Request, id, table string, view func(*jobRec) (any, uint64)) (any, error) {
 	o, err := parseQuery(r)
 	if err != nil {
 		return nil, err
@@ -504,9 +496,9 @@ func (s *Server) jobSummary(w http.ResponseWriter, r *http.Request, id string) (
 		rec := s.jobs[jobKey{o.namespace, id}]
 		found = rec != nil
 		if rec == nil {
-			return nil, s.tables["job_summary"]
+			return nil, s.tables[table]
 		}
-		return rec.summaryCopy(), rec.summary.ModifyIndex
+		return view(rec)
 	})
 	if !found {
 		return nil, coded(http.StatusNotFound, errJobNotFound)
@@ -518,8 +510,8 @@ func (s *Server) jobAllocations(w http.ResponseWriter, r *http.Request, id strin
 	if r.Method != http.MethodGet {
 		return nil, coded(http.StatusMethodNotAllowed, errInvalidMethod)
 	}
-	all, _ := strconv.ParseBool(r.URL.Query().Get("all"))
-	_ = all // one job version per dispatched job: every allocation is current
+	// ?all is not read: a dispatched job has one version, so every
+	// allocation is current.
 	o, err := parseQuery(r)
 	if err != nil {
 		return nil, err
