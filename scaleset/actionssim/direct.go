@@ -69,7 +69,6 @@ func (s *Simulator) RemoveRunner(runnerID int) error {
 	case rn.State == RunnerBusy:
 		return fmt.Errorf("removing runner %d: job %s still running", runnerID, rn.JobID)
 	}
-	s.deleteRunnerLocked(rn, time.Now())
-	s.changedLocked()
+	s.removeRunnerLocked(rn)
 	return nil
 }

@@ -148,10 +148,16 @@ func (s *Simulator) handleRemoveRunner(w http.ResponseWriter, r *http.Request, t
 			fmt.Sprintf("Runner %s is still running job %s.", rn.Name, rn.JobID))
 		return
 	}
+	s.removeRunnerLocked(rn)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// removeRunnerLocked deletes an idle or offline runner's registration at
+// the admin's request. Callers hold s.mu and have refused a busy runner.
+func (s *Simulator) removeRunnerLocked(rn *runner) {
 	s.deleteRunnerLocked(rn, time.Now())
 	s.log.Info("removed runner", "runner_name", rn.Name, "runner_id", rn.ID)
 	s.changedLocked()
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // deleteRunnerLocked deletes a registration. Its JIT config and access
