@@ -69,16 +69,14 @@ func (s *Scaler) pass(ctx context.Context) error {
 // launch starts one runner in the background, at most MaxParallelOps at
 // once across passes.
 func (s *Scaler) launch(ctx context.Context, r *runner) {
-	s.starts.Add(1)
-	go func() {
-		defer s.starts.Done()
+	s.starts.Go(func() {
 		s.startSem <- struct{}{}
 		defer func() { <-s.startSem }()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.OpTimeout)
 		defer cancel()
 		s.start(sctx, r)
 		s.Kick()
-	}()
+	})
 }
 
 // waitStarts waits for background starts, or until ctx ends.
@@ -382,17 +380,12 @@ func (s *Scaler) freeSlot() (int, bool) {
 func (s *Scaler) execute(ctx context.Context, p plan) {
 	sem := make(chan struct{}, s.cfg.MaxParallelOps)
 	var wg sync.WaitGroup
-	run := func(f func()) {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			f()
-		}()
-	}
 	for _, r := range p.removes {
-		run(func() { s.remove(ctx, r) })
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s.remove(ctx, r)
+		})
 	}
 	wg.Wait()
 }
