@@ -58,7 +58,7 @@ func (h *ExecHandle) Wait() (int, error) {
 	if code < 0 {
 		return code, newError("exec", h.VM, code, "", errors.New("tart exec was killed by a signal"))
 	}
-	return code, ExecFailure(h.VM, code, lastLineOfFile(h.StderrPath))
+	return code, ExecFailureInFile(h.VM, code, h.StderrPath)
 }
 
 // StartExec starts `tart exec [-i] [-t] <name> argv...` without waiting
@@ -96,6 +96,14 @@ func ExecFailure(vm string, code int, lastStderrLine string) error {
 		return nil
 	}
 	return newError("exec", vm, code, lastStderrLine, nil)
+}
+
+// ExecFailureInFile is ExecFailure reading the last stderr line from
+// stderrPath, the regular file tart exec's stderr went to (a FIFO or an
+// empty path gives no line). A caller that learned the exit code with
+// ReadExitCode after a restart judges it as ExecHandle.Wait would have.
+func ExecFailureInFile(vm string, code int, stderrPath string) error {
+	return ExecFailure(vm, code, lastLineOfFile(stderrPath))
 }
 
 // ReadExitCode reads an exit-code file written by StartExec's wrapper. ok

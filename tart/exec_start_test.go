@@ -59,3 +59,14 @@ func TestReadExitCode(t *testing.T) {
 	must.True(t, ProcessAlive(os.Getpid()))
 	must.False(t, ProcessAlive(0))
 }
+
+func TestExecFailureInFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "stderr.log")
+	must.NoError(t, os.WriteFile(log, []byte("guest output\n\x1b[31mFailed to connect to the VM using its control socket: x\x1b[0m\n\n"), 0o600))
+	must.ErrorIs(t, ExecFailureInFile("vm", 1, log), ErrAgentNotReady)
+	must.NoError(t, ExecFailureInFile("vm", 3, log))
+	must.NoError(t, ExecFailureInFile("vm", 1, filepath.Join(dir, "missing")))
+	must.NoError(t, ExecFailureInFile("vm", 1, ""))
+}

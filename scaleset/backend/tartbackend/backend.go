@@ -454,7 +454,7 @@ func (b *Backend) observe(r *runner) {
 	case err != nil:
 		r.state, r.reason = backend.StateFailed, err.Error()
 	case ok:
-		r.finish(code, tart.ExecFailure(r.vm.Name, code, lastLine(filepath.Join(dir, runnerLogFile))))
+		r.finish(code, tart.ExecFailureInFile(r.vm.Name, code, filepath.Join(dir, runnerLogFile)))
 	case !tart.ProcessAlive(r.pid):
 		r.state, r.reason = backend.StateFailed, "runner command ended without recording its exit code"
 	}
