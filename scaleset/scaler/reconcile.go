@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/backoff"
+
 	"github.com/actions/scaleset"
 
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
@@ -205,11 +207,7 @@ func (s *Scaler) applyState(r *runner, br backend.Runner, now time.Time) {
 // exponentially. Caller holds mu.
 func (s *Scaler) noteFailure(now time.Time) {
 	s.failures++
-	d := s.cfg.StartBackoffMin
-	for i := 1; i < s.failures && d < s.cfg.StartBackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, s.cfg.StartBackoffMax)
+	d := backoff.Exponential{Min: s.cfg.StartBackoffMin, Max: s.cfg.StartBackoffMax}.Delay(s.failures)
 	if next := now.Add(d); next.After(s.nextStartAfter) {
 		s.nextStartAfter = next
 	}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/backoff"
+
 	"github.com/actions/scaleset"
 	"github.com/actions/scaleset/listener"
 
@@ -343,17 +345,8 @@ func (r *scaleSetRunner) openSession(ctx context.Context, scaleSetID int, log *s
 	}
 }
 
-// Backoff is capped exponential backoff.
-type Backoff struct{ Min, Max time.Duration }
-
-// Delay is the wait before retry number attempt (1-based).
-func (b Backoff) Delay(attempt int) time.Duration {
-	d := b.Min
-	for i := 1; i < attempt && d < b.Max; i++ {
-		d *= 2
-	}
-	return min(d, b.Max)
-}
+// Backoff is capped exponential backoff (Min, 2×Min, ... up to Max).
+type Backoff = backoff.Exponential
 
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
