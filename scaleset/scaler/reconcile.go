@@ -11,10 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tartnomad/nomad-driver-tart/internal/backoff"
-
 	"github.com/actions/scaleset"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/backoff"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 )
 

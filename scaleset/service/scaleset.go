@@ -14,11 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tartnomad/nomad-driver-tart/internal/backoff"
-
 	"github.com/actions/scaleset"
 	"github.com/actions/scaleset/listener"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/backoff"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/metrics"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/scaler"
