@@ -917,8 +917,9 @@ func (p *Pool) Provision(ctx context.Context, name, owner string, spec VMSpec, o
 	start := time.Now()
 	vm, err := p.Claim(ctx, owner, spec)
 	if err == nil {
-		emit(Event{Type: EventClaimed, Pool: vm.Pool, VM: vm.Name, Duration: time.Since(start),
-			Message: fmt.Sprintf("Claimed warm VM %s in %.1fs", vm.Name, time.Since(start).Seconds())}, onEvent)
+		d := time.Since(start)
+		emit(Event{Type: EventClaimed, Pool: vm.Pool, VM: vm.Name, Duration: d,
+			Message: fmt.Sprintf("Claimed warm VM %s in %.1fs", vm.Name, d.Seconds())}, onEvent)
 		return vm, nil
 	}
 	if !errors.Is(err, ErrPoolEmpty) {

@@ -141,9 +141,11 @@ func New(cfg Config, scaleSetName string, logger *slog.Logger, opts ...Option) (
 	return b, nil
 }
 
-// poolNameFor turns a scale set name into a valid pool name.
+// poolNameFor turns a scale set name into a valid pool name: tart's VM
+// name sanitizing (the ID of a task VM name), trimmed to 40 characters.
 func poolNameFor(scaleSet string) string {
-	n := strings.Trim(tart.TaskVMName(scaleSet)[len("ntart-task-"):], "-.")
+	id, _ := tart.ParseVMName(tart.TaskVMName(scaleSet))
+	n := strings.Trim(id.ID, "-.")
 	if len(n) > 40 {
 		n = n[:40]
 	}
