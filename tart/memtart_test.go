@@ -34,13 +34,19 @@ type memTart struct {
 	// onExec, when set, runs at every tart exec of a VM (m.mu held), to
 	// act as another process at that moment.
 	onExec func(vm string)
+	// slowRun makes tart run take the VM only later: until then the VM
+	// reads as stopped (tart stop says "not running"), and the first
+	// tart delete finds it running if its tart run is still alive.
+	slowRun bool
 }
 
 type memVM struct {
 	running bool
-	proc    *fakeProcess
-	execs   int
-	cpu     int // set by tart set --cpu (0: the image's)
+	// starting: tart run was spawned (slowRun) and has not taken the VM.
+	starting bool
+	proc     *fakeProcess
+	execs    int
+	cpu      int // set by tart set --cpu (0: the image's)
 }
 
 func newMemTart(t *testing.T) *memTart {
@@ -230,6 +236,13 @@ func (m *memTart) handle(a []string) (int, string, string) {
 			if v == nil {
 				return notExist(n)
 			}
+			if v.starting {
+				select {
+				case <-v.proc.Done():
+				default:
+					v.starting, v.running = false, true // tart run took it just now
+				}
+			}
 			if v.running {
 				return 1, "", fmt.Sprintf("VM %q is running\n", n)
 			}
@@ -274,6 +287,10 @@ func (m *memTart) Start(c Command, o StartOptions) (Process, error) {
 	}
 	if n >= m.limit {
 		return fail("The number of VMs exceeds the system limit")
+	}
+	if m.slowRun {
+		v.starting, v.proc, v.execs = true, p, 0
+		return p, nil
 	}
 	v.running, v.proc, v.execs = true, p, 0
 	return p, nil

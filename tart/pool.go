@@ -745,6 +745,15 @@ func (p *Pool) watch(ps *poolState, w *warmVM) {
 func (p *Pool) discard(vm *VM, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.StopTimeout+30*time.Second)
 	defer cancel()
+	// A tart run started moments ago (a boot cancelled right after the
+	// spawn) may not hold the VM yet: tart stop would then call the VM
+	// stopped and it would come up after the delete fails. Stopping the
+	// process this pool started closes that window.
+	if vm.Run != nil {
+		if err := vm.Run.Stop(ctx, p.opts.StopTimeout); err != nil {
+			p.log.Warn("failed to stop tart run of warm vm", "vm_name", vm.Name, "error", err)
+		}
+	}
 	if err := p.client.Destroy(ctx, vm.Name, p.opts.StopTimeout); err != nil {
 		p.log.Error("failed to delete warm vm", "vm_name", vm.Name, "error", err)
 	} else {

@@ -555,6 +555,23 @@ func TestPool_Detach_deletesBootsInProgress(t *testing.T) {
 	must.Eq(t, 1, p.Slots().Available())
 }
 
+// TestPool_Shutdown_stopsBootBeforeTartRunTookTheVM cancels a boot whose
+// tart run was spawned but does not hold the VM yet, so tart stop calls it
+// stopped: the pool must stop the process it started, or the VM comes up
+// after the delete is refused and is left running.
+func TestPool_Shutdown_stopsBootBeforeTartRunTookTheVM(t *testing.T) {
+	checkGoroutines(t)
+	m := newMemTart(t)
+	m.slowRun = true
+	p, _ := testPool(t, m, 1, []PoolConfig{poolCfg("mac", 1)})
+	must.NoError(t, p.Start(t.Context()))
+	waitFor(t, func() bool { return m.count("run") == 1 })
+	must.NoError(t, p.Shutdown(context.Background()))
+	must.SliceEmpty(t, m.names())
+	must.SliceEmpty(t, m.running())
+	must.Eq(t, 1, p.Slots().Available())
+}
+
 func TestPool_noEventCallback(t *testing.T) {
 	checkGoroutines(t)
 	m := newMemTart(t)
