@@ -12,9 +12,11 @@ import (
 )
 
 // hclogToSlog returns an hclog.Logger (what package tart takes) whose
-// records go to l.
+// records go to l. The intercept logger's own output is turned off (not
+// formatted into io.Discard, which it did for every tart command): the
+// sink receives every level and leaves the filtering to l.
 func hclogToSlog(l *slog.Logger) hclog.Logger {
-	il := hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Trace})
+	il := hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Off})
 	il.RegisterSink(slogSink{l: l})
 	return il
 }

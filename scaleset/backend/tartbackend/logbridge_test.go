@@ -23,3 +23,11 @@ func Test_hclogToSlog(t *testing.T) {
 	must.StrContains(t, out, "msg=kept")
 	must.StrNotContains(t, out, "dropped")
 }
+
+func Test_hclogToSlog_traceReachesDebugHandler(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	l := hclogToSlog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l.Named("pool").Trace("running tart", "op", "list")
+	must.StrContains(t, buf.String(), `level=DEBUG msg="running tart" op=list logger=pool`)
+}
