@@ -128,12 +128,19 @@ func (c *Client) Delete(ctx context.Context, names ...string) error {
 }
 
 // Destroy stops (if running) and deletes a VM, treating "already stopped"
-// and "already gone" as success. Because tart stop returns right after
-// SIGKILL, a delete that still sees the VM running is retried until ctx
-// ends.
+// and "already gone" as success. A delete that still sees the VM running is
+// retried until ctx ends, with another stop before each retry: tart stop
+// returns right after SIGKILL, and a `tart run` that was still starting
+// when the first stop found nothing to stop may have taken the VM since.
 func (c *Client) Destroy(ctx context.Context, name string, stopTimeout time.Duration) error {
-	if err := ignore(c.Stop(ctx, name, stopTimeout), ErrNotRunning, ErrVMNotFound); err != nil {
-		return fmt.Errorf("destroy vm %s: %w", name, err)
+	stop := func() error {
+		if err := ignore(c.Stop(ctx, name, stopTimeout), ErrNotRunning, ErrVMNotFound); err != nil {
+			return fmt.Errorf("destroy vm %s: %w", name, err)
+		}
+		return nil
+	}
+	if err := stop(); err != nil {
+		return err
 	}
 	delay := 50 * time.Millisecond
 	for {
@@ -152,6 +159,9 @@ func (c *Client) Destroy(ctx context.Context, name string, stopTimeout time.Dura
 		case <-t.C:
 		}
 		delay = min(delay*2, time.Second)
+		if err := stop(); err != nil {
+			return err
+		}
 	}
 }
 

@@ -243,6 +243,13 @@ func TestClient_Destroy(t *testing.T) {
 		}}
 		must.NoError(t, NewClient(WithRunner(f)).Destroy(context.Background(), "vm1", 0))
 		must.Eq(t, 3, n)
+		// a stop before every delete: the VM may have been taken by a
+		// `tart run` that was still starting
+		must.Eq(t, [][]string{
+			{"stop", "vm1", "--timeout", "0"}, {"delete", "vm1"},
+			{"stop", "vm1", "--timeout", "0"}, {"delete", "vm1"},
+			{"stop", "vm1", "--timeout", "0"}, {"delete", "vm1"},
+		}, f.Calls())
 	})
 	t.Run("other stop failure", func(t *testing.T) {
 		t.Parallel()
