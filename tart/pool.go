@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/backoff"
 )
 
 // ErrPoolEmpty is returned by Claim when no ready warm VM matches.
@@ -691,7 +692,7 @@ func (p *Pool) bootWarm(ctx context.Context, cancel context.CancelFunc, ps *pool
 	if failed {
 		ps.failures++
 		ps.lastErr = err
-		retry = backoff(p.opts.BackoffMin, p.opts.BackoffMax, ps.failures)
+		retry = backoff.Exponential{Min: p.opts.BackoffMin, Max: p.opts.BackoffMax}.Jittered(ps.failures)
 		ps.retryAt = time.Now().Add(retry)
 	}
 	p.mu.Unlock()
@@ -729,7 +730,7 @@ func (p *Pool) watch(ps *poolState, w *warmVM) {
 	err := w.vm.Run.exitError()
 	ps.failures++
 	ps.lastErr = err
-	retry := backoff(p.opts.BackoffMin, p.opts.BackoffMax, ps.failures)
+	retry := backoff.Exponential{Min: p.opts.BackoffMin, Max: p.opts.BackoffMax}.Jittered(ps.failures)
 	ps.retryAt = time.Now().Add(retry)
 	p.mu.Unlock()
 	p.log.Warn("warm vm stopped unexpectedly", "pool", ps.cfg.Name, "vm_name", w.vm.Name, "retry_in", retry, "error", err)
@@ -811,16 +812,6 @@ func (p *Pool) preempt() bool {
 	}
 	p.mu.Unlock()
 	return false
-}
-
-// backoff is min*2^(n-1) capped at max, with up to 20% jitter.
-func backoff(lo, hi time.Duration, n int) time.Duration {
-	d := lo
-	for i := 1; i < n && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	return d + time.Duration(rand.Int64N(int64(d)/5+1))
 }
 
 // findPool returns the pool for spec, or an error saying why none fits;
