@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/tartnomad/nomad-driver-tart/internal/backoff"
+	"github.com/tartnomad/nomad-driver-tart/internal/waitgroup"
 )
 
 // ErrPoolEmpty is returned by Claim when no ready warm VM matches.
@@ -1211,19 +1212,8 @@ func (p *Pool) close(ctx context.Context, keepReady bool) error {
 		}()
 	}
 	dwg.Wait()
-	done := make(chan struct{})
-	go func() {
-		p.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		select {
-		case <-done: // finished just in time
-		default:
-			errs = append(errs, fmt.Errorf("wait for pool goroutines: %w", ctx.Err()))
-		}
+	if err := waitgroup.Wait(ctx, &p.wg); err != nil {
+		errs = append(errs, fmt.Errorf("wait for pool goroutines: %w", err))
 	}
 	return errors.Join(errs...)
 }

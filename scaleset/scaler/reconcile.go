@@ -14,6 +14,7 @@ import (
 	"github.com/actions/scaleset"
 
 	"github.com/tartnomad/nomad-driver-tart/internal/backoff"
+	"github.com/tartnomad/nomad-driver-tart/internal/waitgroup"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 )
 
@@ -82,15 +83,7 @@ func (s *Scaler) launch(ctx context.Context, r *runner) {
 
 // waitStarts waits for background starts, or until ctx ends.
 func (s *Scaler) waitStarts(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		s.starts.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	_ = waitgroup.Wait(ctx, &s.starts) // an ended ctx fails the calls that follow
 }
 
 // merge folds the backend's list into the tracked runners. Caller holds mu.

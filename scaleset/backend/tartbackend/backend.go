@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/waitgroup"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
@@ -501,18 +502,7 @@ func (b *Backend) Shutdown(ctx context.Context) {
 	if err := b.pool.Shutdown(ctx); err != nil {
 		b.log.Warn("failed to shut down warm pool", "error", err)
 	}
-	done := make(chan struct{})
-	go func() {
-		b.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		select {
-		case <-done: // finished just in time
-		default:
-			b.log.Warn("tart backend shutdown timed out", "error", ctx.Err())
-		}
+	if err := waitgroup.Wait(ctx, &b.wg); err != nil {
+		b.log.Warn("tart backend shutdown timed out", "error", err)
 	}
 }
