@@ -6,6 +6,7 @@ package nomadagent
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -83,9 +84,29 @@ func (a *Agent) StopJob(t testing.TB, jobID string) {
 	}
 }
 
+// WaitAlloc waits until the job has an allocation (in any state) and
+// returns the newest one.
+func (a *Agent) WaitAlloc(t testing.TB, jobID string) *api.Allocation {
+	t.Helper()
+	var found *api.Allocation
+	a.poll(t, fmt.Sprintf("an allocation of job %s", jobID), func() (bool, string) {
+		stubs, _, err := a.API().Jobs().Allocations(jobID, true, a.q(jobID))
+		if err != nil {
+			return false, err.Error()
+		}
+		if len(stubs) == 0 {
+			return false, "no allocation" + a.placementFailures(jobID)
+		}
+		newest := slices.MaxFunc(stubs, func(x, y *api.AllocationListStub) int { return int(x.CreateIndex) - int(y.CreateIndex) })
+		found = a.Alloc(t, newest.ID)
+		return true, ""
+	})
+	return found
+}
+
 // WaitAllocRunning waits until an allocation of the job runs (client status
-// running) and returns it. It fails at once when one failed or was lost,
-// with its task events.
+// running) and returns it. It fails at once when one failed, was lost or
+// completed, with its task events.
 func (a *Agent) WaitAllocRunning(t testing.TB, jobID string) *api.Allocation {
 	t.Helper()
 	var found *api.Allocation
@@ -99,7 +120,7 @@ func (a *Agent) WaitAllocRunning(t testing.TB, jobID string) *api.Allocation {
 			case api.AllocClientStatusRunning:
 				found = a.Alloc(t, s.ID)
 				return true, ""
-			case api.AllocClientStatusFailed, api.AllocClientStatusLost:
+			case api.AllocClientStatusFailed, api.AllocClientStatusLost, api.AllocClientStatusComplete:
 				t.Fatalf("nomadagent: allocation %s of job %s is %s:\n%s", s.ID, jobID, s.ClientStatus,
 					TaskEvents(a.Alloc(t, s.ID)))
 			}
@@ -273,4 +294,59 @@ func (a *Agent) VMs(t testing.TB) []string {
 		}
 	}
 	return names
+}
+
+// WaitNodeAttr waits until the node's attribute key has value.
+func (a *Agent) WaitNodeAttr(t testing.TB, key, value string) {
+	t.Helper()
+	a.poll(t, fmt.Sprintf("node attribute %s = %q", key, value), func() (bool, string) {
+		n, err := a.node()
+		if err != nil {
+			return false, err.Error()
+		}
+		got, ok := n.Attributes[key]
+		return ok && got == value, fmt.Sprintf("%s = %q (set: %t)", key, got, ok)
+	})
+}
+
+// WaitPlugin waits until a plugin process of the binary name runs that is
+// not oldPID (Nomad relaunched it after it died) and, for the tart plugin,
+// the node's tart driver is healthy again.
+func (a *Agent) WaitPlugin(t testing.TB, name string, oldPID int) int {
+	t.Helper()
+	var pid int
+	a.poll(t, "a new "+name+" plugin process", func() (bool, string) {
+		pids := slices.DeleteFunc(a.PluginPIDs(name), func(p int) bool { return p == oldPID })
+		if len(pids) != 1 {
+			return false, fmt.Sprintf("plugin processes other than %d: %v", oldPID, pids)
+		}
+		pid = pids[0]
+		if name != filepath.Base(TartPlugin) {
+			return true, ""
+		}
+		n, err := a.node()
+		if err != nil {
+			return false, err.Error()
+		}
+		if d := n.Drivers["tart"]; d == nil || !d.Healthy {
+			return false, "tart driver not healthy"
+		}
+		return true, ""
+	})
+	return pid
+}
+
+// Tart runs the agent's tart (faketart) with the agent's environment
+// (TART_HOME, knobs) and returns its stdout; a failure fails the test.
+func (a *Agent) Tart(t testing.TB, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(a.root, "bin", "tart"), args...)
+	cmd.Env = a.env
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("nomadagent: tart %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out)
 }

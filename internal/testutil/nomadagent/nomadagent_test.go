@@ -106,16 +106,7 @@ job "docker-once" {
     }
   }
 }`, ref))
-	var allocID string
-	a.poll(t, "an allocation", func() (bool, string) {
-		stubs, _, err := a.API().Jobs().Allocations(jobID, true, nil)
-		if err != nil || len(stubs) == 0 {
-			return false, fmt.Sprint(err)
-		}
-		allocID = stubs[0].ID
-		return true, ""
-	})
-	alloc := a.WaitAllocDone(t, allocID)
+	alloc := a.WaitAllocDone(t, a.WaitAlloc(t, jobID).ID)
 	must.Eq(t, api.AllocClientStatusComplete, alloc.ClientStatus, must.Sprint(TaskEvents(alloc)))
 	must.StrContains(t, a.AllocLogs(t, alloc, "t", "stdout"), "2.")
 }

@@ -22,7 +22,7 @@ import (
 
 // teardown ends the agent and everything it spawned, then removes its
 // directories. It runs from t.Cleanup; the log reaches the test output
-// only when the test failed.
+// only when the test failed (or NOMADAGENT_LOGS is set, for debugging).
 func (a *Agent) teardown(t testing.TB) {
 	// The whole process group first (the agent and the plugins it
 	// started), then everything else carrying the marker or running under
@@ -38,7 +38,7 @@ func (a *Agent) teardown(t testing.TB) {
 		t.Errorf("nomadagent: unmount under %s: %v", a.root, err)
 	}
 
-	if t.Failed() {
+	if t.Failed() || os.Getenv("NOMADAGENT_LOGS") != "" {
 		t.Logf("nomadagent: log of agent %s:\n%s", a.NodeName, a.Logs())
 	}
 	// A caller's own TartHome is the caller's to remove.
