@@ -33,10 +33,21 @@ const (
 // afresh.
 func (d *Driver) recover(rt *runtime, cfg *sdk.TaskConfig, state *TaskState) error {
 	state.TaskID = cfg.ID
+	if _, err := os.Stat(state.StateDir); errors.Is(err, os.ErrNotExist) {
+		// Destroyed earlier (destroy removes the state dir after the VM): a
+		// restarting Nomad client recovers the handles of its finished
+		// tasks too. There is nothing to delete, and its VM name must not
+		// reach tart again.
+		d.logger.Debug("task was destroyed earlier; nothing to recover", "task_id", cfg.ID, "vm_name", state.VMName)
+		return fmt.Errorf("recover task %s: %w: it was destroyed earlier", cfg.ID, sdk.ErrTaskNotFound)
+	}
 	_, exited, err := readExitStatus(state.StateDir)
 	alive := supervisorAlive(state.StateDir)
 	vm, _ := rt.pool.Lookup(state.VMName) // its slot, restored from the MAC at pool start
 	if err != nil || (!alive && !exited) {
+		if err == nil {
+			err = errors.New("its supervisor is gone without an exit status")
+		}
 		d.logger.Warn("task cannot be recovered; deleting its vm", "task_id", cfg.ID, "vm_name", state.VMName, "error", err)
 		d.releaseVM(rt, state.VMName, vm)
 		_ = os.RemoveAll(state.StateDir)

@@ -4,8 +4,10 @@
 package driver_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +103,44 @@ func TestDriver_RecoverTask_goneTask(t *testing.T) {
 	must.ErrorContains(t, err, "no longer exists")
 	must.SliceNotContains(t, e.vmNames(t), vm)
 	h.DestroyTask(t, task.ID, true) // what the client does next: a no-op
+}
+
+// TestDriver_RecoverTask_destroyedTask recovers a task that finished and
+// was destroyed, as a real Nomad client does for every finished task of
+// its state DB when it restarts: the driver answers "task not found"
+// without running tart against the deleted VM's name (it used to log
+// "task cannot be recovered; deleting its vm" with error=<nil> and run
+// tart stop and delete for each).
+func TestDriver_RecoverTask_destroyedTask(t *testing.T) {
+	t.Parallel()
+	tartLog := filepath.Join(t.TempDir(), "tart.log")
+	_, h := newTartEnv(t, envOptions{Env: []string{"FAKETART_LOG=" + tartLog}})
+	task := h.StartTask(t, harness.TaskSpec{Config: sh(`exit 0`)})
+	must.Eq(t, 0, h.WaitTask(t, task.ID).ExitCode)
+	vm := taskVM(t, task)
+	h.DestroyTask(t, task.ID, true)
+	before := tartCallsNaming(t, tartLog, vm)
+
+	err := h.TryRecoverTask(task)
+	must.ErrorContains(t, err, "task not found: it was destroyed earlier")
+	must.Eq(t, before, tartCallsNaming(t, tartLog, vm), must.Sprint("no tart command names the destroyed task's VM"))
+}
+
+// tartCallsNaming counts the faketart invocations in a FAKETART_LOG file
+// that have vm among their arguments.
+func tartCallsNaming(t *testing.T, logFile, vm string) int {
+	t.Helper()
+	b, err := os.ReadFile(logFile)
+	must.NoError(t, err)
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var call struct{ Args []string }
+		must.NoError(t, json.Unmarshal([]byte(line), &call))
+		if slices.Contains(call.Args, vm) {
+			n++
+		}
+	}
+	return n
 }
 
 // TestDriver_RecoverTask_whilePoolRefills kills the plugin while a warm VM
