@@ -155,6 +155,7 @@ type Agent struct {
 	client   *api.Client
 	jobNS    map[string]string // job ID -> namespace, for RunJobHCL's jobs
 	lastNode uint64            // node ModifyIndex when the process was last killed/stopped
+	logStart int64             // size of the log file when the current process started
 }
 
 // Start starts an agent and waits until its node is ready and its drivers
@@ -168,6 +169,9 @@ func Start(t testing.TB, opts Options) *Agent {
 	}
 	if opts.Plugins == nil {
 		opts.Plugins = []string{TartPlugin}
+	}
+	if opts.Server != nil && opts.Server.opts.ACL {
+		opts.ACL = true // a client of an ACL cluster enforces ACLs too
 	}
 	root, err := os.MkdirTemp("", "nomadagent-")
 	if err != nil {
@@ -343,6 +347,11 @@ func (a *Agent) launch() error {
 		return fmt.Errorf("open agent log: %w", err)
 	}
 	defer logf.Close()
+	if st, err := logf.Stat(); err == nil {
+		a.mu.Lock()
+		a.logStart = st.Size()
+		a.mu.Unlock()
+	}
 	_, _ = fmt.Fprintf(logf, "==> nomadagent: starting %s %s\n", a.bin, strings.Join(a.cfgArgs, " "))
 	// A file, not a pipe, for output: processes the agent leaves behind
 	// may hold it open, and Wait must not wait for them.
@@ -433,6 +442,18 @@ func (a *Agent) Logs() string {
 		return fmt.Sprintf("(agent log unreadable: %v)", err)
 	}
 	return string(b)
+}
+
+// currentLogs is the log of the current (or last) agent process only.
+func (a *Agent) currentLogs() string {
+	a.mu.Lock()
+	start := a.logStart
+	a.mu.Unlock()
+	all := a.Logs()
+	if start > int64(len(all)) {
+		return ""
+	}
+	return all[start:]
 }
 
 // Kill SIGKILLs the agent process only: its plugins, tasks and mounts

@@ -24,10 +24,10 @@ func (a *Agent) waitReady(t testing.TB, deadline time.Time) error {
 	var last string
 	for {
 		if a.exited() {
-			if strings.Contains(a.Logs(), "address already in use") {
+			if strings.Contains(a.currentLogs(), "address already in use") {
 				return fmt.Errorf("agent exited: %w", errPortBusy)
 			}
-			return fmt.Errorf("agent %s exited during start-up; log:\n%s", a.NodeName, tail(a.Logs(), 60))
+			return fmt.Errorf("agent %s exited during start-up; log:\n%s", a.NodeName, tail(a.currentLogs(), 60))
 		}
 		ok, why := a.readyOnce()
 		if ok {
@@ -35,7 +35,7 @@ func (a *Agent) waitReady(t testing.TB, deadline time.Time) error {
 		}
 		last = why
 		if time.Now().After(deadline) {
-			return fmt.Errorf("agent %s not ready after %s: %s; log:\n%s", a.NodeName, readyTimeout, last, tail(a.Logs(), 60))
+			return fmt.Errorf("agent %s not ready after %s: %s; log:\n%s", a.NodeName, readyTimeout, last, tail(a.currentLogs(), 60))
 		}
 		time.Sleep(pollInterval)
 	}

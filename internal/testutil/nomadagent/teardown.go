@@ -20,6 +20,9 @@ import (
 	"github.com/docker/docker/client"
 )
 
+// maxLogLines bounds the agent log printed for a failed test.
+const maxLogLines = 3000
+
 // teardown ends the agent and everything it spawned, then removes its
 // directories. It runs from t.Cleanup; the log reaches the test output
 // only when the test failed (or NOMADAGENT_LOGS is set, for debugging).
@@ -39,7 +42,9 @@ func (a *Agent) teardown(t testing.TB) {
 	}
 
 	if t.Failed() || os.Getenv("NOMADAGENT_LOGS") != "" {
-		t.Logf("nomadagent: log of agent %s:\n%s", a.NodeName, a.Logs())
+		// The tail only: a long DEBUG log would drown the failure.
+		t.Logf("nomadagent: log of agent %s (last %d lines; the whole log is Agent.Logs):\n%s",
+			a.NodeName, maxLogLines, tail(a.Logs(), maxLogLines))
 	}
 	// A caller's own TartHome is the caller's to remove.
 	if err := os.RemoveAll(a.root); err != nil {
