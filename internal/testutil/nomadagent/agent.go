@@ -467,8 +467,9 @@ func (a *Agent) Kill(t testing.TB) {
 }
 
 // Stop stops the agent process gracefully (SIGINT, then SIGKILL after 30s).
-// Its tasks and external plugins keep running, as Nomad's client leaves
-// them; Restart starts it again, the teardown removes everything.
+// Its tasks keep running, as Nomad's client leaves them (external plugins
+// may outlive it until they next write to their closed log pipe); Restart
+// starts it again, the teardown removes everything.
 func (a *Agent) Stop(t testing.TB) {
 	t.Helper()
 	a.rememberNode()
