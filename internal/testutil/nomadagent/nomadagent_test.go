@@ -4,10 +4,14 @@
 package nomadagent
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"testing"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
 	"github.com/hashicorp/nomad/api"
 	"github.com/shoenig/test/must"
 
@@ -79,20 +83,19 @@ func TestNomadAgent_clientJoinsServer(t *testing.T) {
 	must.Eq(t, api.NodeStatusReady, cl.Node(t).Status)
 }
 
-// Nomad's docker driver runs a container on the private engine.
+// Nomad's docker driver runs a container on the private engine; the
+// teardown removes it although the agent was SIGKILLed.
 func TestNomadAgent_docker(t *testing.T) {
 	cli := testutil.DockerClient(t)
-	ref := testutil.BuildImageFromBinary(t, cli, testutil.BuildBinary(t, "./cmd/faketart"), "nomadagent-kit",
-		"/bin/faketart", "--version")
-	a := Start(t, Options{Docker: true, Plugins: []string{}})
-	jobID := a.RunJobHCL(t, fmt.Sprintf(`
-job "docker-once" {
+	ref := testutil.BuildImageFromBinary(t, cli, testutil.BuildBinary(t, "./internal/testutil/nomadagent/testdata/sleeper"),
+		"nomadagent-kit")
+	var allocID string
+	t.Run("agent", func(t *testing.T) {
+		a := Start(t, Options{Docker: true, Plugins: []string{}})
+		jobID := a.RunJobHCL(t, fmt.Sprintf(`
+job "docker-sleeper" {
   type = "batch"
   group "g" {
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
     task "t" {
       driver = "docker"
       config {
@@ -106,7 +109,24 @@ job "docker-once" {
     }
   }
 }`, ref))
-	alloc := a.WaitAllocDone(t, a.WaitAlloc(t, jobID).ID)
-	must.Eq(t, api.AllocClientStatusComplete, alloc.ClientStatus, must.Sprint(TaskEvents(alloc)))
-	must.StrContains(t, a.AllocLogs(t, alloc, "t", "stdout"), "2.")
+		alloc := a.WaitAllocRunning(t, jobID)
+		allocID = alloc.ID
+		a.poll(t, "the container's output", func() (bool, string) {
+			out := a.AllocLogs(t, alloc, "t", "stdout")
+			return out == "sleeping\n", out
+		})
+		must.Len(t, 1, allocContainers(t, cli, allocID))
+		a.Kill(t)
+	})
+	must.SliceEmpty(t, allocContainers(t, cli, allocID))
+}
+
+// allocContainers lists the containers Nomad's docker driver made for an
+// allocation.
+func allocContainers(t *testing.T, cli *client.Client, allocID string) []container.Summary {
+	t.Helper()
+	list, err := cli.ContainerList(context.Background(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", "com.hashicorp.nomad.alloc_id="+allocID))})
+	must.NoError(t, err)
+	return list
 }
