@@ -2,7 +2,8 @@
 // SPDX-License-Identifier: MPL-2.0
 
 // Package cli is the nomad-gha-scaleset command line: `run` (the service,
-// from an HCL file plus environment and flags) and `demo` (the
+// from an HCL file plus environment and flags), `check` (the config and
+// everything it needs, probed before a start) and `demo` (the
 // credential-free end-to-end demonstration). cmd/nomad-gha-scaleset only
 // calls Main.
 package cli
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tartnomad/nomad-driver-tart/scaleset/check"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/demo"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
@@ -31,6 +33,7 @@ const usage = `Usage: nomad-gha-scaleset [--version] <command> [flags]
 
 Commands:
   run     run the scale-set service from a config file (--config)
+  check   validate a config file and probe GitHub and the backend (--config)
   demo    run the simulator, the service and a burst of simulated jobs
   version print the version
 
@@ -53,6 +56,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "run":
 		return runCmd(ctx, args[1:], stdout, stderr, os.Getenv)
+	case "check":
+		return checkCmd(ctx, args[1:], stdout, stderr, os.Getenv, check.Probes{})
 	case "demo":
 		return demoCmd(ctx, args[1:], stdout, stderr)
 	default:
