@@ -55,6 +55,8 @@ job "nomad-gha-scaleset" {
       driver = "docker"
 
       config {
+        # FROM scratch, non-root; build it offline with `make image` (see
+        # deploy/container/Dockerfile) and push it to your registry.
         image = "ghcr.io/tartnomad/nomad-gha-scaleset:0.1.0"
         args  = ["run", "--config", "/local/scaleset.hcl"]
         ports = ["http"]
@@ -81,6 +83,9 @@ job "nomad-gha-scaleset" {
         EOT
         destination = "secrets/github-app.pem"
         perms       = "0400"
+        # The image runs as user scaleset (65532), not root.
+        uid         = 65532
+        gid         = 65532
         change_mode = "restart"
       }
 

@@ -20,7 +20,12 @@ import (
 // Main is `make dist`: it builds the archives of the repository in the
 // working directory. Flags: --out (default dist), --only (comma list of
 // binary or binary/os/arch), --commit (default git's short HEAD).
+// `image-context --binary <path>` writes the service image's docker build
+// context to stdout instead (make image).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "image-context" {
+		return imageContextCmd(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("dist", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", "dist", "output directory")
@@ -77,4 +82,25 @@ func git(ctx context.Context, dir string, args ...string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+func imageContextCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("image-context", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o ImageOptions
+	fs.StringVar(&o.Binary, "binary", "", "static linux nomad-gha-scaleset binary")
+	fs.StringVar(&o.CACerts, "ca-certs", DefaultCACerts, "CA bundle to copy into the image")
+	fs.StringVar(&o.Root, "root", ".", "repository root")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if o.Binary == "" {
+		fmt.Fprintln(stderr, "image-context: --binary is required")
+		return 2
+	}
+	if err := ImageContext(stdout, o); err != nil {
+		fmt.Fprintf(stderr, "image-context: %v\n", err)
+		return 1
+	}
+	return 0
 }
