@@ -230,4 +230,3 @@ func httpGet(t *testing.T, url string) httpResult {
 	must.NoError(t, err)
 	return httpResult{resp.StatusCode, string(b)}
 }
-
