@@ -66,3 +66,21 @@ type Runner struct {
 	Reason    string
 	CreatedAt time.Time
 }
+
+// WarmPool is implemented by backends that keep runners' machines booted
+// ahead of demand (the tart backend's warm VMs). The service exports it as
+// metrics: how full the pool is, and how many runner starts it served
+// (warm) against those that had to boot a machine first (cold).
+type WarmPool interface {
+	WarmPoolStats() WarmPoolStats
+}
+
+// WarmPoolStats is a snapshot of a backend's warm pool.
+type WarmPoolStats struct {
+	// Size is the configured number of warm machines; Ready how many are
+	// booted and unclaimed now.
+	Size, Ready int
+	// WarmStarts and ColdStarts count runner starts since the backend was
+	// created, by whether a warm machine was claimed.
+	WarmStarts, ColdStarts uint64
+}

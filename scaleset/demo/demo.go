@@ -56,6 +56,9 @@ type Options struct {
 	Progress time.Duration
 	// Logger receives the service's logs (default: discard).
 	Logger *slog.Logger
+	// AfterBurst, when set, is called with the service's metrics URL once
+	// the burst has settled, before the service stops (tests scrape it).
+	AfterBurst func(metricsURL string)
 }
 
 func (o *Options) defaults() {
@@ -196,6 +199,13 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 				return nil, err
 			}
 			cb = &countingBackend{Backend: be}
+			if wp, ok := be.(backend.WarmPool); ok {
+				// keep the warm pool's metrics visible through the wrapper
+				return struct {
+					*countingBackend
+					backend.WarmPool
+				}{cb, wp}, nil
+			}
 			return cb, nil
 		},
 	})
@@ -225,6 +235,9 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	// let the service clean up the finished runners on its own
 	settle(wctx, sim, svc)
 	stopProgress()
+	if o.AfterBurst != nil {
+		o.AfterBurst("http://" + addr + "/metrics")
+	}
 
 	snap := sim.Snapshot()
 	fillLatencies(&sum, snap, burstAt)

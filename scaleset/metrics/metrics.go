@@ -5,7 +5,8 @@
 // gha_* series that actions-runner-controller's listener exports (same
 // names, same labels, so existing dashboards work) and this service's own
 // nomad_gha_scaleset_* series (runner start latency per backend, backend
-// errors, removals, listener restarts).
+// errors, removals, listener restarts, readiness, warm pool hits against
+// cold starts).
 //
 // Each Metrics owns its own registry (no global state), so tests and
 // several services in one process do not collide. Label values never carry
@@ -69,6 +70,8 @@ type Metrics struct {
 	listenerRestarts          *prometheus.CounterVec
 	sessionConflicts          *prometheus.CounterVec
 	runners                   *prometheus.GaugeVec
+	ready                     *prometheus.GaugeVec
+	warm                      *warmPools
 }
 
 func gauge(name, help string, labels []string) *prometheus.GaugeVec {
@@ -111,13 +114,15 @@ func New() *Metrics {
 		listenerRestarts: counter("nomad_gha_scaleset_listener_restarts_total", "Times the message listener ended with an error and was restarted.", []string{LabelName}),
 		sessionConflicts: counter("nomad_gha_scaleset_session_conflicts_total", "Session creations refused because another listener holds the session (409).", []string{LabelName}),
 		runners:          gauge("nomad_gha_scaleset_runners", "Runners this service tracks, by phase.", []string{LabelName, LabelBackend, LabelPhase}),
+		ready:            gauge("nomad_gha_scaleset_scale_set_ready", "1 while the scale set's listener holds a message session and takes jobs, else 0.", []string{LabelName, LabelBackend}),
+		warm:             newWarmPools(),
 	}
 	m.reg.MustRegister(
 		m.assignedJobs, m.runningJobs, m.registeredRunners, m.busyRunners, m.idleRunners,
 		m.availableJobs, m.acquiredJobs, m.desiredRunners, m.minRunners, m.maxRunners,
 		m.startedJobs, m.completedJobs, m.jobStartup, m.jobExecution,
 		m.runnerStart, m.runnerOnline, m.backendErrors, m.removed, m.listenerRestarts,
-		m.sessionConflicts, m.runners,
+		m.sessionConflicts, m.runners, m.ready, m.warm,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -140,7 +145,35 @@ func (m *Metrics) ScaleSet(name, configURL, backendName string, minRunners, maxR
 	s.base = prometheus.Labels{LabelName: name, LabelEnterprise: ent, LabelOrganization: org, LabelRepository: repo}
 	m.minRunners.With(s.base).Set(float64(minRunners))
 	m.maxRunners.With(s.base).Set(float64(maxRunners))
+	// Counters exist at 0 from the start, so dashboards show 0 rather
+	// than no data and increase() sees the first error.
+	for _, op := range BackendOperations {
+		m.backendErrors.WithLabelValues(name, backendName, op)
+	}
+	for _, r := range RemoveReasons {
+		m.removed.WithLabelValues(name, backendName, r)
+	}
+	m.listenerRestarts.WithLabelValues(name)
+	m.sessionConflicts.WithLabelValues(name)
+	m.ready.WithLabelValues(name, backendName).Set(0)
 	return s
+}
+
+// BackendOperations are the operation label values the scaler counts
+// errors of; RemoveReasons the reason values of removals. Both are
+// initialized at 0.
+var (
+	BackendOperations = []string{"list", "generate_jit", "start", "remove", "github_remove", "github_lookup"}
+	RemoveReasons     = []string{"done", "failed", "surplus", "never_online", "vanished", "orphan", "shutdown"}
+)
+
+// SetReady sets nomad_gha_scaleset_scale_set_ready.
+func (s *ScaleSet) SetReady(ready bool) {
+	v := 0.0
+	if ready {
+		v = 1
+	}
+	s.m.ready.WithLabelValues(s.name, s.backend).Set(v)
 }
 
 // scope splits a config URL into enterprise, organization and repository

@@ -18,6 +18,7 @@ import (
 	"github.com/actions/scaleset/listener"
 
 	"github.com/tartnomad/nomad-driver-tart/internal/backoff"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/metrics"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/scaler"
@@ -82,6 +83,9 @@ func (r *scaleSetRunner) run(ctx context.Context) error {
 	be, err := r.newBE(ctx, r.cfg, r.logger)
 	if err != nil {
 		return fmt.Errorf("scale set %q: failed to create %s backend: %w", r.cfg.Name, r.cfg.Backend, err)
+	}
+	if wp, ok := be.(backend.WarmPool); ok {
+		defer r.rec.ObserveWarmPool(wp)()
 	}
 	sc, err := scaler.New(scaler.Config{
 		ScaleSetID:        rs.ID,
@@ -256,9 +260,11 @@ func (r *scaleSetRunner) listen(ctx context.Context, scaleSetID int, sc *scaler.
 		}
 		began := time.Now()
 		r.ready.Store(true)
+		r.rec.SetReady(true)
 		log.Info("listening for jobs", "max_runners", r.cfg.Max())
 		err = l.Run(ctx, sc)
 		r.ready.Store(false)
+		r.rec.SetReady(false)
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -51,6 +52,10 @@ type Backend struct {
 	closed  bool
 	// retryErr is the latest failed pool start while startLoop retries.
 	retryErr error
+
+	// warmStarts and coldStarts count runner VMs claimed from the pool
+	// and booted on demand (WarmPoolStats).
+	warmStarts, coldStarts atomic.Uint64
 }
 
 type runner struct {
@@ -329,6 +334,11 @@ func (b *Backend) StartRunner(ctx context.Context, name string, jitConfig string
 	}
 	b.runners[vm.Name] = r
 	b.mu.Unlock()
+	if vm.Warm {
+		b.warmStarts.Add(1)
+	} else {
+		b.coldStarts.Add(1)
+	}
 	b.log.Info("started runner", "runner_name", name, "vm_name", vm.Name, "warm", vm.Warm)
 	return vm.Name, nil
 }
