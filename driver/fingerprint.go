@@ -12,6 +12,7 @@ import (
 	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
@@ -31,6 +32,8 @@ const (
 	attrVersion        = attrPrefix + "version"
 	attrSlotsTotal     = attrPrefix + "slots.total"
 	attrSlotsAvailable = attrPrefix + "slots.available"
+	attrStartsWarm     = attrPrefix + "starts.warm"
+	attrStartsCold     = attrPrefix + "starts.cold"
 )
 
 // minTartVersion is the first tart with `tart exec`, which runs every task.
@@ -97,10 +100,57 @@ func (d *Driver) withRuntimeAttributes(base *sdk.Fingerprint) *sdk.Fingerprint {
 	}
 	fp.Attributes[attrSlotsTotal] = int64(rt.slots.Max())
 	fp.Attributes[attrSlotsAvailable] = int64(rt.slots.Available())
-	for name, ready := range rt.readyCounts() {
-		fp.Attributes[attrPrefix+"pool."+name+".ready"] = int64(ready)
+	for _, ps := range rt.pool.Stats() {
+		p := attrPrefix + "pool." + ps.Name + "."
+		fp.Attributes[p+"ready"] = int64(ps.Ready)
+		fp.Attributes[p+"size"] = int64(ps.Size)
+		fp.Attributes[p+"booting"] = int64(ps.Booting)
+	}
+	if rt.starts != nil {
+		rt.starts.attributes(fp.Attributes)
 	}
 	return fp
+}
+
+// startCounts counts, from the warm pool's events, the task VMs claimed
+// warm and those cold-started, and their durations (claim, or boot until
+// the guest agent answered), for the driver.tart.starts.* attributes.
+type startCounts struct {
+	mu                 sync.Mutex
+	warm, cold         int64
+	warmTime, coldTime time.Duration
+}
+
+// observe counts a claim, and the readiness of a VM outside any pool (a
+// cold start: warm pool boots carry their pool's name).
+func (s *startCounts) observe(e tart.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case e.Type == tart.EventClaimed:
+		s.warm++
+		s.warmTime += e.Duration
+	case e.Type == tart.EventReady && e.Pool == "":
+		s.cold++
+		s.coldTime += e.Duration
+	}
+}
+
+// attributes sets driver.tart.starts.{warm,cold} (counts since the plugin
+// started) and their .mean_ms (0 before the first).
+func (s *startCounts) attributes(attrs map[string]any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mean := func(total time.Duration, n int64) int64 {
+		if n == 0 {
+			return 0
+		}
+		return (total / time.Duration(n)).Milliseconds()
+	}
+	attrs[attrStartsWarm] = s.warm
+	attrs[attrStartsCold] = s.cold
+	attrs[attrStartsWarm+".mean_ms"] = mean(s.warmTime, s.warm)
+	attrs[attrStartsCold+".mean_ms"] = mean(s.coldTime, s.cold)
 }
 
 func sameFingerprint(a, b *sdk.Fingerprint) bool {

@@ -36,6 +36,9 @@ type runtime struct {
 	// the reconcile never collects them before their task is stored.
 	mu       sync.Mutex
 	starting map[string]int
+
+	// starts counts warm claims and cold starts for the fingerprint.
+	starts *startCounts
 }
 
 func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*runtime, error) {
@@ -56,6 +59,7 @@ func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*ru
 	}
 	pools := tartPools(cfg)
 	plog := logger.Named("pool")
+	starts := &startCounts{}
 	pool, err := tart.NewPool(client, slots, pools, tart.PoolOptions{
 		Logger:        logger,
 		BootTimeout:   cfg.BootTimeout,
@@ -69,6 +73,7 @@ func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*ru
 		// alone (and adopts it once ready) instead of deleting it.
 		AdoptGracePeriod: cfg.GCGracePeriod,
 		OnEvent: func(e tart.Event) {
+			starts.observe(e)
 			plog.Debug("pool event", "type", string(e.Type), "pool", e.Pool, "vm_name", e.VM, "message", e.Message)
 		},
 	})
@@ -91,7 +96,7 @@ func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*ru
 	if err := pool.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start warm pools: %w", err)
 	}
-	return &runtime{cfg: cfg, client: client, slots: slots, pool: pool, dataDir: dataDir, tartEnv: env, starting: map[string]int{}}, nil
+	return &runtime{cfg: cfg, client: client, slots: slots, pool: pool, dataDir: dataDir, tartEnv: env, starting: map[string]int{}, starts: starts}, nil
 }
 
 // tartPools are the plugin's pool blocks as tart pools: NAT, no shared
@@ -145,13 +150,4 @@ func (r *runtime) isStarting(name string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.starting[name] > 0
-}
-
-// readyCounts returns the ready warm VMs per pool.
-func (r *runtime) readyCounts() map[string]int {
-	out := map[string]int{}
-	for _, s := range r.pool.Stats() {
-		out[s.Name] = s.Ready
-	}
-	return out
 }
