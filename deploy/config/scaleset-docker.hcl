@@ -4,7 +4,8 @@
 # nomad-gha-scaleset on a Linux host: runners as Docker containers. Install
 # as /etc/nomad-gha-scaleset/scaleset.hcl (see the systemd unit
 # deploy/systemd/nomad-gha-scaleset.service). Check it with:
-#   sudo -u nomad-gha-scaleset nomad-gha-scaleset check --config <this file>
+#   sudo systemd-run --pipe --wait -p User=nomad-gha-scaleset -p SupplementaryGroups=docker \
+#     /usr/local/bin/nomad-gha-scaleset check --config <this file>
 
 github_config_url = "https://github.com/acme"
 listen_address    = "0.0.0.0:9464"
