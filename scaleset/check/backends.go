@@ -190,7 +190,8 @@ func (p *nomadProbe) Token(ctx context.Context) (Token, error) {
 		switch code := ue.StatusCode(); {
 		case strings.Contains(err.Error(), "ACL support disabled"):
 			return Token{ACLDisabled: true}, nil
-		case code == http.StatusForbidden || code == http.StatusUnauthorized:
+		case code == http.StatusForbidden || code == http.StatusUnauthorized || strings.Contains(strings.ToLower(err.Error()), "token not found"):
+			// Nomad answers an unknown secret with 404 "ACL token not found".
 			return Token{}, fmt.Errorf("token rejected (%d): set token_file or NOMAD_TOKEN to a token with the scale set's policy", code)
 		case code == http.StatusNotFound || code == http.StatusMethodNotAllowed:
 			return Token{Unsupported: true}, nil
