@@ -6,6 +6,10 @@ package check_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,12 +36,23 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// startSim serves the Actions simulator with one PAT and one extra runner
-// group; it holds an existing scale set "existing".
+// appKey is the private key of the simulator's GitHub App.
+var appKey = func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+// startSim serves the Actions simulator with one PAT, one GitHub App
+// (client ID Iv-check, installation 42) and one extra runner group; it
+// holds an existing scale set "existing".
 func startSim(t *testing.T) *actionssim.Server {
 	t.Helper()
 	srv, err := actionssim.Start("", actionssim.Options{
 		PersonalAccessTokens: []string{goodToken},
+		Apps:                 []actionssim.App{{ClientID: "Iv-check", InstallationID: 42, PublicKey: &appKey.PublicKey}},
 		RunnerGroups:         []string{"mac-fleet"},
 	})
 	must.NoError(t, err)
@@ -137,6 +152,39 @@ func TestCheck_github(t *testing.T) {
 		})
 	}
 	must.Len(t, 1, srv.ScaleSets(), must.Sprint("check created a scale set"))
+}
+
+func TestCheck_githubApp(t *testing.T) {
+	srv := startSim(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "app.pem")
+	must.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(appKey)}), 0o600))
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	must.NoError(t, err)
+	wrongKey := filepath.Join(dir, "wrong.pem")
+	must.NoError(t, os.WriteFile(wrongKey, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(other)}), 0o600))
+	app := func(clientID, key string) string {
+		return fmt.Sprintf(`
+github_app {
+  client_id        = %q
+  installation_id  = 42
+  private_key_file = %q
+}`, clientID, key)
+	}
+	be := `backend = "docker"
+  docker { docker_host = "unix:///nonexistent/docker.sock" }`
+	for _, tc := range []struct {
+		name, app, want string
+	}{
+		{"app", app("Iv-check", keyFile), "[ok  ] linux: github: authenticated to "},
+		{"wrong key", app("Iv-check", wrongKey), "[FAIL] linux: github: authentication failed"},
+		{"unknown app", app("Iv-nope", keyFile), "[FAIL] linux: github: authentication failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := runCheck(t, "", tc.app+scaleSetHCL(srv.OrgConfigURL("acme"), "linux", "", be))
+			wantLines(t, out, code, 1, "NOT READY", tc.want)
+		})
+	}
 }
 
 func TestCheck_docker(t *testing.T) {

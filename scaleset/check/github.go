@@ -57,13 +57,15 @@ func checkGitHub(ctx context.Context, r *Report, cfg *config.Config, ss *config.
 func githubProblem(err error, doing string) string {
 	msg := err.Error()
 	low := strings.ToLower(msg)
-	for _, s := range []string{"401", "403", "unauthorized", "forbidden", "bad credentials", "registration token", "access token", "jwt"} {
+	if strings.Contains(low, "no runner group found") {
+		return "runner_group does not exist: " + msg
+	}
+	// Status codes as the client prints them (status="401 ..."), never a
+	// bare number: request and activity IDs are full of digits.
+	for _, s := range []string{`status="401`, `status="403`, "unauthorized", "forbidden", "bad credentials", "registration token", "access token", "jwt"} {
 		if strings.Contains(low, s) {
 			return "authentication failed (check github_app or the token and its scopes): " + msg
 		}
-	}
-	if strings.Contains(low, "no runner group found") || strings.Contains(low, "runner group") && strings.Contains(low, "not found") {
-		return "runner_group does not exist: " + msg
 	}
 	return "failed to " + doing + ": " + msg
 }

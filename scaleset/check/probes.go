@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/actions/scaleset"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 
@@ -29,7 +30,11 @@ type Probes struct {
 
 func (p Probes) withDefaults() Probes {
 	if p.GitHub == nil {
-		p.GitHub = func(cfg *config.Config, ss *config.ScaleSet) (GitHub, error) { return service.NewClient(cfg, ss) }
+		p.GitHub = func(cfg *config.Config, ss *config.ScaleSet) (GitHub, error) {
+			// The retries run would use (Validate set both).
+			return service.NewClient(cfg, ss,
+				scaleset.WithRetryMax(*cfg.GitHubHTTPRetryMax), scaleset.WithRetryWaitMax(cfg.GitHubHTTPRetryWaitMaxDuration))
+		}
 	}
 	if p.Docker == nil {
 		p.Docker = newDockerProbe
