@@ -207,6 +207,13 @@ func TestSystemd_scalesetOnLinux(t *testing.T) {
 		must.SliceContains(t, families, f)
 	}
 	must.NotEq(t, "yes", u.last("Service", "PrivateNetwork"), must.Sprint("GitHub must stay reachable"))
+	for _, f := range u.get("Service", "SystemCallFilter") {
+		if strings.HasPrefix(f, "~") {
+			must.SliceNotContains(t, strings.Fields(strings.TrimPrefix(f, "~")), "@resources",
+				must.Sprint("the Go runtime calls setrlimit at start; denying @resources kills it"))
+		}
+	}
+	must.Eq(t, "EPERM", u.last("Service", "SystemCallErrorNumber"), must.Sprint("a filtered call must fail, not kill the service"))
 	must.NotEq(t, "yes", u.last("Service", "PrivateUsers"), must.Sprint("would unmap the docker group"))
 	for _, k := range []string{"InaccessiblePaths", "TemporaryFileSystem"} {
 		for _, p := range u.get("Service", k) {
