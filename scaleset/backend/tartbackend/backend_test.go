@@ -151,6 +151,7 @@ func TestBackend_StartRunner_coldStartJITOnStdin(t *testing.T) {
 	id, err := b.StartRunner(t.Context(), "runner-1", jit)
 	must.NoError(t, err)
 	must.Eq(t, "ntart-task-org-repo-macos-runner-1", id)
+	must.Eq(t, backend.WarmPoolStats{ColdStarts: 1}, b.WarmPoolStats())
 
 	waitFor(t, "runner to exit", func() bool { return runnerState(t, b, id).State == backend.StateExited })
 	got, err := os.ReadFile(filepath.Join(e.out, jit))
@@ -182,10 +183,14 @@ func TestBackend_StartRunner_warmPoolAndFailure(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBackend(t, func(c *Config) { c.PoolSize = 1; c.CPU = 4; c.Memory = 8192 })
 	waitFor(t, "warm vm", func() bool { return b.pool.Stats()[0].Ready == 1 })
+	must.Eq(t, backend.WarmPoolStats{Size: 1, Ready: 1}, b.WarmPoolStats())
 
 	id, err := b.StartRunner(t.Context(), "runner-2", "jit-fail-r2")
 	must.NoError(t, err)
 	must.StrHasPrefix(t, "ntart-pool-org-repo-macos-", id, must.Sprint("claimed the warm vm"))
+	st := b.WarmPoolStats()
+	must.Eq(t, uint64(1), st.WarmStarts)
+	must.Eq(t, uint64(0), st.ColdStarts)
 	waitFor(t, "runner to fail", func() bool { return runnerState(t, b, id).State == backend.StateFailed })
 	must.Eq(t, "runner command exited with code 3", runnerState(t, b, id).Reason)
 	must.NoError(t, b.RemoveRunner(t.Context(), id))
