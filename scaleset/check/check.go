@@ -15,6 +15,7 @@ package check
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -112,7 +113,7 @@ func Run(ctx context.Context, cfg *config.Config, secretsErr error, o Options) *
 	if o.Timeout <= 0 {
 		o.Timeout = 20 * time.Second
 	}
-	if err := joinErrs(secretsErr, cfg.Validate()); err != nil {
+	if err := errors.Join(secretsErr, cfg.Validate()); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			r.add("config", "validate", Fail, "%s", line)
 		}
@@ -124,14 +125,4 @@ func Run(ctx context.Context, cfg *config.Config, secretsErr error, o Options) *
 		checkBackend(ctx, r, ss, o)
 	}
 	return r
-}
-
-func joinErrs(a, b error) error {
-	switch {
-	case a == nil:
-		return b
-	case b == nil:
-		return a
-	}
-	return fmt.Errorf("%w\n%w", a, b)
 }
