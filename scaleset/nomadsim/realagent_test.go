@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -229,7 +228,8 @@ func TestServer_Evaluations_omitEmptyFields(t *testing.T) {
 	for _, ev := range evals {
 		if ev.Status == "blocked" {
 			blocked++
-			must.True(t, strings.Contains(ev.StatusDescription, "placement conflicts"))
+			must.Eq(t, "created to place remaining allocations", ev.StatusDescription)
+			must.MapContainsKey(t, ev.FailedTGAllocs, "runner")
 		}
 	}
 	must.Eq(t, 1, blocked)

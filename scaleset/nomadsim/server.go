@@ -95,6 +95,18 @@ func WithACL(tokens map[string]ACLToken) Option {
 	}
 }
 
+// SetACLToken adds (or replaces) a token, as `nomad acl token create`
+// does on a running cluster. Without WithACL it turns ACLs on, with this
+// token only.
+func (s *Server) SetACLToken(secretID string, token ACLToken) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.acl == nil {
+		s.acl = map[string]ACLToken{}
+	}
+	s.acl[secretID] = token
+}
+
 // WithLogger sets the logger (default discard).
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.logger = l } }
 

@@ -606,8 +606,10 @@ func (s *Server) failPlacement(rec *jobRec, ev *api.Evaluation, m *api.Allocatio
 	blocked := &api.Evaluation{
 		ID: newUUID(), Namespace: ev.Namespace, Priority: ev.Priority, Type: ev.Type, TriggeredBy: "queued-allocs",
 		JobID: ev.JobID, JobModifyIndex: ev.JobModifyIndex, Status: evalStatusBlocked,
-		StatusDescription: "created due to placement conflicts", PreviousEval: ev.ID,
+		StatusDescription: blockedEvalFailedPlacements, PreviousEval: ev.ID,
 		CreateIndex: idx, ModifyIndex: idx, CreateTime: now, ModifyTime: now,
+		// Evaluation.CreateBlockedEval copies the failed placements
+		FailedTGAllocs: copyMetrics(failed),
 	}
 	s.evals[blocked.ID] = blocked
 	rec.evals = append(rec.evals, blocked.ID)
@@ -618,6 +620,20 @@ func (s *Server) failPlacement(rec *jobRec, ev *api.Evaluation, m *api.Allocatio
 		ev.QueuedAllocations[tg] = rec.summary.Summary[tg].Queued
 	}
 	s.setStatus(rec, idx)
+}
+
+// blockedEvalFailedPlacements is the scheduler's description of the
+// blocked evaluation it creates when placements failed
+// (scheduler/generic_sched.go).
+const blockedEvalFailedPlacements = "created to place remaining allocations"
+
+func copyMetrics(in map[string]*api.AllocationMetric) map[string]*api.AllocationMetric {
+	out := make(map[string]*api.AllocationMetric, len(in))
+	for k, v := range in {
+		c := *v
+		out[k] = &c
+	}
+	return out
 }
 
 // SetPlacement changes the placement decision and re-evaluates every
