@@ -59,7 +59,7 @@ func (a *agentTarget) CtlDir() string   { return a.ctl }
 func (a *agentTarget) NodeName() string { return a.node }
 
 // Token applies policy and creates a client token holding only it.
-func (a *agentTarget) Token(t *testing.T, policy string) string {
+func (a *agentTarget) Token(t testing.TB, policy string) string {
 	t.Helper()
 	name := fmt.Sprintf("case-%d", time.Now().UnixNano())
 	_, err := a.client.ACLPolicies().Upsert(&api.ACLPolicy{Name: name, Rules: policy}, nil)

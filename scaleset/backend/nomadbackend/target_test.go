@@ -54,7 +54,7 @@ type nomadTarget interface {
 	API() *api.Client
 	// Token returns the secret of a token holding only policy's rights
 	// (Nomad ACL policy HCL).
-	Token(t *testing.T, policy string) string
+	Token(t testing.TB, policy string) string
 	// CtlDir is the directory the runner tasks' script watches.
 	CtlDir() string
 	// NodeName is the client node allocations are placed on.
@@ -193,7 +193,7 @@ func (d *doubleTarget) Addr() string     { return d.addr }
 func (d *doubleTarget) API() *api.Client { return d.client }
 func (d *doubleTarget) CtlDir() string   { return d.ctl }
 func (d *doubleTarget) NodeName() string { return nomadsim.NodeName }
-func (d *doubleTarget) Token(t *testing.T, policy string) string {
+func (d *doubleTarget) Token(t testing.TB, policy string) string {
 	t.Helper()
 	secret := fmt.Sprintf("token-%d", time.Now().UnixNano())
 	d.sim.SetACLToken(secret, nomadsim.ACLToken{Namespaces: policyCapabilities(t, policy)})
@@ -202,7 +202,7 @@ func (d *doubleTarget) Token(t *testing.T, policy string) string {
 
 // policyCapabilities reads the namespace rules of an ACL policy: the
 // double takes capabilities, not policies.
-func policyCapabilities(t *testing.T, policy string) map[string][]string {
+func policyCapabilities(t testing.TB, policy string) map[string][]string {
 	t.Helper()
 	var p struct {
 		Namespaces []struct {
@@ -287,7 +287,7 @@ func newLoopbackServer(t *testing.T, h http.Handler) string {
 // examplePolicy is examples/scaleset-dispatch/scaleset-acl-policy.hcl as
 // written, or, on Nomad 1.6 (which rejects the unknown capability
 // purge-job), with submit-job in its place, as the file's comment says.
-func examplePolicy(t *testing.T, v16 bool) string {
+func examplePolicy(t testing.TB, v16 bool) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(testutil.RepoRoot(t), "examples", "scaleset-dispatch", "scaleset-acl-policy.hcl"))
 	must.NoError(t, err)
