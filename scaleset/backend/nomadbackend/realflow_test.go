@@ -78,15 +78,18 @@ pool {
 }
 
 // startFlowAgent starts the agent (with env for faketart, e.g. its boot
-// delay) and registers both runner jobs.
-func startFlowAgent(t testing.TB, env map[string]string) *flowAgent {
+// delay) and registers the macOS runner job, and with linux the docker
+// driver and the Linux runner job.
+func startFlowAgent(t testing.TB, env map[string]string, linux bool) *flowAgent {
 	t.Helper()
-	cli := testutil.DockerClient(t)
-	fa := &flowAgent{docker: cli, fakerunner: testutil.BuildBinary(t, "./cmd/fakerunner"),
+	fa := &flowAgent{fakerunner: testutil.BuildBinary(t, "./cmd/fakerunner"),
 		faketart: testutil.BuildBinary(t, "./cmd/faketart")}
-	fa.image = testutil.BuildImageFromBinary(t, cli, fa.fakerunner, "nomad-e2e-fakerunner")
+	if linux {
+		fa.docker = testutil.DockerClient(t)
+		fa.image = testutil.BuildImageFromBinary(t, fa.docker, fa.fakerunner, "nomad-e2e-fakerunner")
+	}
 	fa.agent = nomadagent.Start(t, nomadagent.Options{
-		ACL: true, Docker: true, Images: []string{macImage}, Env: env,
+		ACL: true, Docker: linux, Images: []string{macImage}, Env: env,
 		PluginConfig: map[string]string{"nomad-driver-tart": tartPluginConfig()},
 		Ready: func(n *api.Node) bool {
 			return n.Attributes["driver.tart.pool."+poolName+".ready"] == "1"
@@ -98,10 +101,12 @@ func startFlowAgent(t testing.TB, env map[string]string) *flowAgent {
 	root := filepath.Join(testutil.RepoRoot(t), "examples", "scaleset-dispatch")
 	mac, err := os.ReadFile(filepath.Join(root, "10-runner-macos.nomad.hcl"))
 	must.NoError(t, err)
-	linux, err := os.ReadFile(filepath.Join(root, "11-runner-linux.nomad.hcl"))
+	linuxJob, err := os.ReadFile(filepath.Join(root, "11-runner-linux.nomad.hcl"))
 	must.NoError(t, err)
 	fa.agent.RunJobHCL(t, adaptMacJob(t, string(mac), fa.fakerunner))
-	fa.agent.RunJobHCL(t, adaptLinuxJob(t, string(linux), fa.image))
+	if linux {
+		fa.agent.RunJobHCL(t, adaptLinuxJob(t, string(linuxJob), fa.image))
+	}
 
 	target := &agentTarget{client: c}
 	token := target.Token(t, examplePolicy(t, true))
@@ -480,6 +485,9 @@ func poolVMs(home string) []string {
 // runnerContainers are the containers Nomad's docker driver made for this
 // agent (their task directories are mounted from its data dir).
 func (fa *flowAgent) runnerContainers(ctx context.Context) []string {
+	if fa.docker == nil {
+		return nil
+	}
 	list, err := fa.docker.ContainerList(ctx, container.ListOptions{All: true})
 	if err != nil {
 		return nil
@@ -692,7 +700,7 @@ func TestNomadE2E_flow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the service, the driver, faketart and fakerunner and runs a real agent")
 	}
-	fa := startFlowAgent(t, nil)
+	fa := startFlowAgent(t, nil, true)
 	burst := map[string]int{"macos": 3, "linux": 4}
 	t.Run("burst", func(t *testing.T) {
 		runFlowBurst(t, fa, burstRun{jobs: burst, duration: time.Second})
