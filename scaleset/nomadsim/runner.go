@@ -41,6 +41,22 @@ type TaskRunner interface {
 	RunTask(ctx context.Context, t Task, started func()) (exitCode int, err error)
 }
 
+// RecoverableError marks a task start error the driver reports as
+// recoverable (Nomad's structs.RecoverableError): the restart policy then
+// decides, and with restart { attempts = 0 } the task is not restarted
+// ("Policy allows no restarts"). Other errors are unrecoverable ("Error
+// was unrecoverable").
+type RecoverableError struct{ Err error }
+
+func (e *RecoverableError) Error() string { return e.Err.Error() }
+func (e *RecoverableError) Unwrap() error { return e.Err }
+
+// IsRecoverable reports whether err is (or wraps) a RecoverableError.
+func IsRecoverable(err error) bool {
+	var r *RecoverableError
+	return errors.As(err, &r)
+}
+
 // TaskRunnerFunc adapts a function to TaskRunner.
 type TaskRunnerFunc func(ctx context.Context, t Task, started func()) (int, error)
 
@@ -96,8 +112,8 @@ type ProcessRunner struct {
 	Env     []string
 	// Stdout and Stderr receive the task's output (default discarded).
 	Stdout, Stderr io.Writer
-	// KillTimeout is how long a stopped task has between SIGTERM and
-	// SIGKILL (default 5s).
+	// KillTimeout is how long a stopped task has between its kill signal
+	// and SIGKILL (default: the task's kill_timeout, else 5s).
 	KillTimeout time.Duration
 }
 
@@ -125,7 +141,8 @@ func (p *ProcessRunner) RunTask(ctx context.Context, t Task, started func()) (in
 	cmd.Env = append(append(os.Environ(), env...), expandAll(p.Env, expand)...)
 	cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("failed to start command %q: %w", p.Command, err)
+		// like raw_exec's launch failure: recoverable
+		return 0, &RecoverableError{Err: fmt.Errorf("failed to start command %q: %w", p.Command, err)}
 	}
 	started()
 	done := make(chan error, 1)
@@ -133,8 +150,11 @@ func (p *ProcessRunner) RunTask(ctx context.Context, t Task, started func()) (in
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Process.Signal(killSignal(t.Task.KillSignal))
 		kill := p.KillTimeout
+		if kill <= 0 && t.Task.KillTimeout != nil {
+			kill = *t.Task.KillTimeout
+		}
 		if kill <= 0 {
 			kill = 5 * time.Second
 		}
@@ -149,12 +169,37 @@ func (p *ProcessRunner) RunTask(ctx context.Context, t Task, started func()) (in
 	}
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
+		// Nomad's executor reports a process a signal ended as exit
+		// code 128 + signal
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
 		return exit.ExitCode(), nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("failed to wait for command %q: %w", p.Command, err)
 	}
 	return 0, nil
+}
+
+// killSignal is the task's kill_signal; Nomad's default is SIGINT.
+func killSignal(name string) syscall.Signal {
+	switch strings.TrimPrefix(strings.ToUpper(name), "SIG") {
+	case "TERM":
+		return syscall.SIGTERM
+	case "QUIT":
+		return syscall.SIGQUIT
+	case "HUP":
+		return syscall.SIGHUP
+	case "KILL":
+		return syscall.SIGKILL
+	case "USR1":
+		return syscall.SIGUSR1
+	case "USR2":
+		return syscall.SIGUSR2
+	default:
+		return syscall.SIGINT
+	}
 }
 
 func expandAll(in []string, f func(string) string) []string {

@@ -4,7 +4,10 @@
 package nomadsim
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -222,8 +225,14 @@ type handlerFn func(w http.ResponseWriter, r *http.Request) (any, error)
 // wrap writes a handler's result the way Nomad's HTTP server does: JSON on
 // success, a plain-text body with the status code on error (500 for
 // errors without a code).
+//
+// A client that accepts gzip (Go's http.Transport asks by default) gets
+// every body gzipped, as Nomad's gzip handler does, and then an error has
+// no Content-Type (the handler skips the sniffing net/http would do).
 func (s *Server) wrap(h handlerFn) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Vary", "Accept-Encoding")
+		gz := strings.Contains(r.Header.Get("Accept-Encoding"), "gzip")
 		obj, err := h(w, r)
 		if err != nil {
 			code := http.StatusInternalServerError
@@ -231,9 +240,7 @@ func (s *Server) wrap(h handlerFn) http.HandlerFunc {
 			if errors.As(err, &ce) {
 				code = ce.code
 			}
-			w.Header().Set("Content-Type", plainContentType)
-			w.WriteHeader(code)
-			_, _ = w.Write([]byte(err.Error()))
+			writeBody(w, code, "", []byte(err.Error()), gz)
 			return
 		}
 		if obj == nil {
@@ -241,14 +248,34 @@ func (s *Server) wrap(h handlerFn) http.HandlerFunc {
 		}
 		body, err := json.Marshal(obj)
 		if err != nil {
-			w.Header().Set("Content-Type", plainContentType)
-			w.WriteHeader(http.StatusInternalServerError)
-			_, _ = w.Write([]byte(err.Error()))
+			writeBody(w, http.StatusInternalServerError, "", []byte(err.Error()), gz)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
+		writeBody(w, http.StatusOK, "application/json", body, gz)
 	}
+}
+
+// writeBody writes a response; ctype "" is an error's plain text.
+func writeBody(w http.ResponseWriter, code int, ctype string, body []byte, gz bool) {
+	if !gz {
+		if ctype == "" {
+			ctype = plainContentType
+		}
+		w.Header().Set("Content-Type", ctype)
+		w.WriteHeader(code)
+		_, _ = w.Write(body)
+		return
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, _ = zw.Write(body)
+	_ = zw.Close()
+	if ctype != "" {
+		w.Header().Set("Content-Type", ctype)
+	}
+	w.Header().Set("Content-Encoding", "gzip")
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
 }
 
 func (s *Server) count(r *http.Request, route string) {
@@ -315,6 +342,19 @@ func parseToken(r *http.Request) string {
 		return strings.TrimSpace(strings.Split(strings.TrimSpace(strings.Join(parts[1:], " ")), " ")[0])
 	}
 	return ""
+}
+
+func (s *Server) aclEnabled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acl != nil
+}
+
+// accessorID is the token's accessor ID: a UUID derived from the secret
+// (the double keeps no accessor table).
+func accessorID(secret string) string {
+	h := sha256.Sum256([]byte("accessor:" + secret))
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
 // allow reports whether token may use any of caps in namespace.
@@ -695,6 +735,10 @@ func (s *Server) jobRegister(w http.ResponseWriter, r *http.Request, pathID stri
 	}
 	if !s.allow(o.token, o.namespace, "submit-job", "register-job") {
 		return nil, errDenied
+	}
+	if s.aclEnabled() {
+		// Job.Register records who submitted the job
+		req.Job.NomadTokenID = ptr(accessorID(o.token))
 	}
 	res, err := s.register(o.namespace, req.Job)
 	if err != nil {

@@ -198,7 +198,20 @@ func TestServer_HTTP_headersAndErrors(t *testing.T) {
 	resp, body = get("/v1/job/x")
 	must.Eq(t, 404, resp.StatusCode)
 	must.Eq(t, "job not found", body)
-	must.Eq(t, plainContentType, resp.Header.Get("Content-Type"))
+	// Go's client asks for gzip: Nomad's gzip handler answers errors
+	// compressed and without a Content-Type
+	must.True(t, resp.Uncompressed)
+	must.Eq(t, "", resp.Header.Get("Content-Type"))
+	must.Eq(t, "Accept-Encoding", resp.Header.Get("Vary"))
+	// a client that does not gets plain text
+	req, err := http.NewRequest(http.MethodGet, addr+"/v1/job/x", nil)
+	must.NoError(t, err)
+	req.Header.Set("Accept-Encoding", "identity")
+	plain, err := http.DefaultClient.Do(req)
+	must.NoError(t, err)
+	_ = plain.Body.Close()
+	must.Eq(t, 404, plain.StatusCode)
+	must.Eq(t, plainContentType, plain.Header.Get("Content-Type"))
 	resp, _ = get("/v1/nothing")
 	must.Eq(t, 404, resp.StatusCode)
 }

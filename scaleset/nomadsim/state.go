@@ -54,10 +54,12 @@ type jobRec struct {
 
 // allocRec is one allocation and the runner behind it.
 type allocRec struct {
-	stub    api.AllocationListStub
-	task    string
-	cancel  context.CancelFunc // nil until a runner starts
-	running bool               // a runner goroutine owns the terminal transition
+	stub api.AllocationListStub
+	task string
+	// killTimeout is the task's kill_timeout (for the Killing event).
+	killTimeout time.Duration
+	cancel      context.CancelFunc // nil until a runner starts
+	running     bool               // a runner goroutine owns the terminal transition
 	// deleted: the job was purged. Nomad 2.x deletes a purged job's
 	// allocations in the same write (DeleteJobTxn → deleteAllocsForJobTxn),
 	// so they are no longer listed; a runner still stopping is counted by
@@ -230,13 +232,42 @@ func canonicalJob(ns string, in *api.Job) (*api.Job, error) {
 			return nil, fmt.Errorf("Unknown payload requirement: %q", job.ParameterizedJob.Payload) //nolint:staticcheck // Nomad's text
 		}
 	}
+	if job.Update == nil {
+		// structs.Job.Update is a value: zero for batch and system jobs
+		job.Update = zeroUpdate()
+	}
 	for _, tg := range job.TaskGroups {
 		if tg.Count == nil {
 			tg.Count = ptr(1)
 		}
+		if tg.Consul == nil {
+			// the agent's ApiTgToStructsTG always builds the group's
+			// Consul block
+			tg.Consul = &api.Consul{Namespace: "", Cluster: "", Partition: ""}
+		}
+		for _, t := range tg.Tasks {
+			if r := t.Resources; r != nil {
+				// ints in structs.Resources
+				for _, f := range []**int{&r.DiskMB, &r.IOPS, &r.MemoryMaxMB} {
+					if *f == nil {
+						*f = ptr(0)
+					}
+				}
+			}
+		}
 	}
 	job.Dispatched = false
 	return job, nil
+}
+
+// zeroUpdate is the update strategy of a job without one, as
+// structs.UpdateStrategy's zero value reads back.
+func zeroUpdate() *api.UpdateStrategy {
+	return &api.UpdateStrategy{
+		Stagger: ptr(time.Duration(0)), MaxParallel: ptr(0), HealthCheck: ptr(""), MinHealthyTime: ptr(time.Duration(0)),
+		HealthyDeadline: ptr(time.Duration(0)), ProgressDeadline: ptr(time.Duration(0)), Canary: ptr(0),
+		AutoRevert: ptr(false), AutoPromote: ptr(false),
+	}
 }
 
 // specChanged is Nomad's Job.SpecChanged: the jobs differ in more than the
@@ -245,6 +276,7 @@ func specChanged(old, submitted *api.Job) bool {
 	c := copyJob(submitted)
 	c.Status, c.StatusDescription, c.Stable, c.Version = old.Status, old.StatusDescription, old.Stable, old.Version
 	c.CreateIndex, c.ModifyIndex, c.JobModifyIndex, c.SubmitTime = old.CreateIndex, old.ModifyIndex, old.JobModifyIndex, old.SubmitTime
+	c.NomadTokenID = old.NomadTokenID
 	a, errA := json.Marshal(old)
 	b, errB := json.Marshal(c)
 	return errA != nil || errB != nil || string(a) != string(b)
@@ -669,10 +701,14 @@ func (s *Server) placeAlloc(rec *jobRec, tg *api.TaskGroup, i int, evalID string
 	if len(tg.Tasks) > 0 {
 		task = tg.Tasks[0]
 		a.task = task.Name
+		a.killTimeout = 5 * time.Second
+		if task.KillTimeout != nil {
+			a.killTimeout = *task.KillTimeout
+		}
 		for _, t := range tg.Tasks {
 			a.stub.TaskStates[t.Name] = &api.TaskState{State: "pending", Events: []*api.TaskEvent{
 				event("Received", "Task received by client", now),
-				event("Task Setup", "Building Task Directory", now),
+				setupEvent(now),
 			}}
 		}
 	}
@@ -710,8 +746,54 @@ func cloneMeta(m map[string]string) map[string]string {
 	return out
 }
 
-func event(typ, msg string, t time.Time) *api.TaskEvent {
-	return &api.TaskEvent{Type: typ, Time: t.UnixNano(), DisplayMessage: msg, Message: msg, Details: map[string]string{}}
+// event is a task event as the client writes it: DisplayMessage set,
+// Message empty (most events carry their text in typed fields).
+func event(typ, display string, t time.Time) *api.TaskEvent {
+	return &api.TaskEvent{Type: typ, Time: t.UnixNano(), DisplayMessage: display, Details: map[string]string{}}
+}
+
+// setupEvent is the task directory hook's event, which sets Message.
+func setupEvent(t time.Time) *api.TaskEvent {
+	ev := event("Task Setup", "Building Task Directory", t)
+	ev.Message = "Building Task Directory"
+	ev.Details["message"] = ev.Message
+	return ev
+}
+
+// killingEvent is TaskKilling with the task's kill timeout.
+func killingEvent(timeout time.Duration, t time.Time) *api.TaskEvent {
+	ev := event("Killing", fmt.Sprintf("Sent interrupt. Waiting %v before force killing", timeout), t)
+	ev.KillTimeout = timeout
+	ev.Details["kill_timeout"] = timeout.String()
+	return ev
+}
+
+// terminatedEvent is TaskTerminated with the exit code (the TaskRunner
+// reports no signal: signal 0).
+func terminatedEvent(code int, t time.Time) *api.TaskEvent {
+	ev := event("Terminated", fmt.Sprintf("Exit Code: %d", code), t)
+	ev.ExitCode = code
+	ev.Details["exit_code"] = fmt.Sprint(code)
+	ev.Details["signal"] = "0"
+	ev.Details["oom_killed"] = "false"
+	return ev
+}
+
+// notRestartingEvent is TaskNotRestarting, which fails the task.
+func notRestartingEvent(reason string, t time.Time) *api.TaskEvent {
+	ev := event("Not Restarting", reason, t)
+	ev.RestartReason, ev.FailsTask = reason, true
+	ev.Details["restart_reason"] = reason
+	ev.Details["fails_task"] = "true"
+	return ev
+}
+
+// driverFailureEvent is TaskDriverFailure.
+func driverFailureEvent(err error, t time.Time) *api.TaskEvent {
+	ev := event("Driver Failure", err.Error(), t)
+	ev.DriverError = err.Error()
+	ev.Details["driver_error"] = err.Error()
+	return ev
 }
 
 // runTask runs the task and moves the allocation through Nomad's client
@@ -756,27 +838,31 @@ func (s *Server) taskFinished(allocID string, code int, err error) {
 	ts.State, ts.FinishedAt = "dead", now
 	switch {
 	case a.stub.DesiredStatus == allocDesiredStop:
-		ts.Events = append(ts.Events,
-			event("Killing", "Sent interrupt. Waiting 5s before force killing", now),
-			event("Killed", "Task successfully killed", now))
+		// Killing was recorded when the stop began (deregister)
+		if err == nil {
+			ts.Events = append(ts.Events, terminatedEvent(code, now))
+		}
+		ts.Events = append(ts.Events, event("Killed", "Task successfully killed", now))
 		s.setClientStatus(a, allocClientComplete, "All tasks have completed")
 	case err != nil:
 		ts.Failed = true
-		ev := event("Driver Failure", err.Error(), now)
-		ev.DriverError = err.Error()
-		ts.Events = append(ts.Events, ev, event("Not Restarting", "Error was unrecoverable", now))
+		// the restart tracker: an unrecoverable start error is final; a
+		// recoverable one meets restart { attempts = 0 }
+		reason := "Error was unrecoverable"
+		if IsRecoverable(err) {
+			reason = "Policy allows no restarts"
+		}
+		ts.Events = append(ts.Events, driverFailureEvent(err, now), notRestartingEvent(reason, now))
 		s.setClientStatus(a, allocClientFailed, "Failed tasks")
 	default:
-		term := event("Terminated", fmt.Sprintf("Exit Code: %d", code), now)
-		term.ExitCode = code
-		term.Details["exit_code"] = fmt.Sprint(code)
-		ts.Events = append(ts.Events, term)
+		ts.Events = append(ts.Events, terminatedEvent(code, now))
 		if code == 0 {
-			ts.Events = append(ts.Events, event("Not Restarting", "Restart unnecessary as task terminated successfully", now))
+			// a batch task that succeeded is not restarted and gets no
+			// further event (TaskTerminated from the restart tracker)
 			s.setClientStatus(a, allocClientComplete, "All tasks have completed")
 		} else {
 			ts.Failed = true
-			ts.Events = append(ts.Events, event("Not Restarting", "Policy allows no restarts", now))
+			ts.Events = append(ts.Events, notRestartingEvent("Policy allows no restarts", now))
 			s.setClientStatus(a, allocClientFailed, "Failed tasks")
 		}
 	}
@@ -855,6 +941,9 @@ func (s *Server) deregister(ns, id string, purge bool) (string, uint64) {
 		a.stub.DesiredStatus, a.stub.DesiredDescription = allocDesiredStop, "alloc not needed due to job update"
 		a.stub.ModifyIndex = idx
 		if a.running {
+			if ts := a.stub.TaskStates[a.task]; ts != nil && ts.State == "running" {
+				ts.Events = append(ts.Events, killingEvent(a.killTimeout, time.Now()))
+			}
 			a.cancel()
 		} else {
 			s.setClientStatus(a, allocClientComplete, "All tasks have completed")
