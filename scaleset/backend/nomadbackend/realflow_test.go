@@ -308,8 +308,9 @@ func newObserver(t testing.TB, fa *flowAgent) *observer {
 	o := &observer{fa: fa, secrets: map[string][]string{}, alive: map[string]map[string]bool{}, canaryIn: map[string]bool{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	canary := fmt.Sprintf("canary-secret-%d", time.Now().UnixNano())
-	// sh stays the canary's process (no exec: the command is a list)
-	cmd := exec.Command("sh", "-c", "sleep 600; :", canary)
+	// one process: the canary is its argv[0] and in its environment
+	cmd := exec.Command("sleep", "600")
+	cmd.Args[0] = canary
 	cmd.Env = append(os.Environ(), "CANARY_SECRET="+canary)
 	must.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
