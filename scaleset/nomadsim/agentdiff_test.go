@@ -107,7 +107,9 @@ type step struct {
 	path   func(s *scriptState) string
 	body   func(s *scriptState) any
 	noAuth bool
-	into   func() any
+	// token, when set, is sent instead of the target's management token
+	token string
+	into  func() any
 	// key names the child a dispatch step creates (default "main");
 	// wait is the client status its allocation must reach before the
 	// next step.
@@ -200,6 +202,10 @@ func diffScript() []step {
 		{name: "bad wait", method: "GET", path: fixed("/v1/jobs" + diffNS + "&index=1&wait=x")},
 		{name: "wrong method", method: "PATCH", path: fixed("/v1/jobs" + diffNS)},
 		{name: "no token", method: "GET", path: fixed("/v1/jobs" + diffNS), noAuth: true},
+		{name: "unknown token", method: "GET", path: fixed("/v1/jobs" + diffNS), token: "8f2d6f0e-3c1b-4a57-9a0e-2b7f3c9d1e44"},
+		{name: "malformed token", method: "GET", path: fixed("/v1/jobs" + diffNS), token: "not-a-uuid"},
+		{name: "unknown token dispatch", method: "PUT", path: fixed("/v1/job/diff-parent/dispatch" + diffNS),
+			token: "8f2d6f0e-3c1b-4a57-9a0e-2b7f3c9d1e44", body: dispatch(okMeta, []byte("p"))},
 		{name: "stop child", method: "DELETE", path: child(diffNS), into: func() any { return &api.JobDeregisterResponse{} },
 			wait: "complete"},
 		// (the script waits here until the child's allocation completed)
@@ -315,6 +321,9 @@ func (d diffTarget) observe(t *testing.T, st step, s *scriptState) observedStep 
 	var body any
 	if st.body != nil {
 		body = st.body(s)
+	}
+	if st.token != "" {
+		d.token = st.token
 	}
 	r := d.do(t, st.method, st.path(s), body, !st.noAuth)
 	o := observedStep{status: r.status, ctype: r.ctype, headers: strings.Join(r.headers, ",")}
