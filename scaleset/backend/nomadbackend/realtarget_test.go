@@ -4,6 +4,7 @@
 package nomadbackend_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/shoenig/test/must"
 
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil/nomadagent"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/nomadbackend"
 )
 
 // rawExecHCL turns on Nomad's raw_exec driver, which runs the cases'
@@ -67,4 +70,43 @@ func (a *agentTarget) Token(t testing.TB, policy string) string {
 	tok, _, err := a.client.ACLTokens().Create(&api.ACLToken{Name: name, Type: "client", Policies: []string{name}}, nil)
 	must.NoError(t, err)
 	return tok.SecretID
+}
+
+// TestNomadBackend_agentRestart: the backend watches a real agent that is
+// SIGKILLed and started again on the same data dir while a runner runs.
+// While it is down the backend's view is stale (ListRunners fails with
+// ErrUnreachable); once it is back, the view recovers without a restart of
+// the backend, the runner's task has kept running (raw_exec survives the
+// agent), and its end is seen. The double cannot model this (a restarted
+// double has lost its state).
+func TestNomadBackend_agentRestart(t *testing.T) {
+	agent := nomadagent.Start(t, nomadagent.Options{
+		ACL: true, Plugins: []string{}, ExtraHCL: rawExecHCL,
+		Ready: func(n *api.Node) bool { d := n.Drivers["raw_exec"]; return d != nil && d.Healthy },
+	})
+	nt := newAgentTarget(t, agent.HTTPAddr, agent.Token, agent.NodeName)
+	e := &caseEnv{nt: nt, jobID: "runner-restart", slug: "restart", token: nt.Token(t, examplePolicy(t, true))}
+	e.proxy = newCountingProxy(t, nt.Addr())
+	register(t, nt, ctlJob(e.jobID, nt.CtlDir()))
+	b, logs := e.backend(t, nil)
+	r1 := e.runner(1)
+	id, err := b.StartRunner(t.Context(), r1, caseJIT)
+	must.NoError(t, err)
+	waitRunner(t, b, r1, backend.StateRunning)
+
+	agent.Kill(t)
+	eventually(t, "the view stale while the agent is down", func() bool {
+		_, err := b.ListRunners(t.Context())
+		return errors.Is(err, nomadbackend.ErrUnreachable)
+	})
+	agent.Restart(t)
+	r := waitRunner(t, b, r1, backend.StateRunning)
+	must.Eq(t, id, r.ResourceID)
+	must.StrContains(t, logs.String(), "nomad is reachable again")
+
+	release(t, nt, r1, 0)
+	waitRunner(t, b, r1, backend.StateExited)
+	must.NoError(t, b.RemoveRunner(t.Context(), id))
+	must.True(t, e.jobGone(t, id))
+	must.StrNotContains(t, logs.String(), caseJIT)
 }
