@@ -76,8 +76,9 @@ func runBackendCases(t *testing.T, nt nomadTarget) {
 	}
 }
 
-// TestNomadBackend_cases runs the table on the API double; the real agent
-// runs it in TestNomadBackend_cases in realtarget_test.go's tier.
+// TestNomadBackend_casesDouble runs the table on the API double (in every
+// go test); TestNomadBackend_cases (realtarget_test.go) runs it on a real
+// agent.
 func TestNomadBackend_casesDouble(t *testing.T) {
 	runBackendCases(t, newDoubleTarget(t))
 }
