@@ -102,6 +102,13 @@ func (e *Executor) Init(ctx context.Context) error {
 // config is a secret: it never appears in logs, errors, labels or argv.
 // A start that fails after the container was created removes it again.
 func (e *Executor) StartRunner(ctx context.Context, name, jitConfig string) (string, error) {
+	return e.StartRunnerLabeled(ctx, name, jitConfig, nil)
+}
+
+// StartRunnerLabeled is StartRunner with extra container labels (the
+// scale-set service records the GitHub runner ID in one). Runners lists
+// them back. The executor's own labels win over extra ones.
+func (e *Executor) StartRunnerLabeled(ctx context.Context, name, jitConfig string, extra map[string]string) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("dockerexec: start runner: %w: empty runner name", ErrInvalidInput)
 	}
@@ -117,7 +124,7 @@ func (e *Executor) StartRunner(ctx context.Context, name, jitConfig string) (str
 	defer e.endStart(name)
 
 	start := time.Now()
-	id, err := e.startRunner(ctx, name, jitConfig)
+	id, err := e.startRunner(ctx, name, jitConfig, extra)
 	if err != nil {
 		err = redact(err, jitConfig)
 		e.log.Warn("failed to start runner container", "runner_name", name, "error", err)
@@ -149,7 +156,7 @@ func (e *Executor) endStart(name string) {
 
 // startRunner is StartRunner's steps: prerequisites, create, hand over the
 // JIT config, start; undoing the create when a later step fails.
-func (e *Executor) startRunner(ctx context.Context, name, jitConfig string) (string, error) {
+func (e *Executor) startRunner(ctx context.Context, name, jitConfig string, extra map[string]string) (string, error) {
 	if err := e.ensureVolume(ctx); err != nil {
 		return "", err
 	}
@@ -158,7 +165,7 @@ func (e *Executor) startRunner(ctx context.Context, name, jitConfig string) (str
 			return "", err
 		}
 	}
-	id, err := e.create(ctx, name, jitConfig)
+	id, err := e.create(ctx, name, jitConfig, extra)
 	if err != nil {
 		if ctx.Err() != nil {
 			// The engine may have created it after we stopped waiting.
@@ -209,8 +216,8 @@ func (e *Executor) owns(labels map[string]string, name string) bool {
 // create creates the container. When the engine lacks the image it makes
 // sure of the image (pulling per policy) and tries once more, the way
 // `docker run` does, so the common case costs no extra round trip.
-func (e *Executor) create(ctx context.Context, name, jitConfig string) (string, error) {
-	cfg, hostCfg := e.containerSpec(name, jitConfig)
+func (e *Executor) create(ctx context.Context, name, jitConfig string, extra map[string]string) (string, error) {
+	cfg, hostCfg := e.containerSpec(name, jitConfig, extra)
 	resp, err := e.api.ContainerCreate(ctx, cfg, hostCfg, nil, nil, name)
 	if err != nil && cerrdefs.IsNotFound(err) {
 		if imgErr := e.EnsureImage(ctx); imgErr != nil {
@@ -254,11 +261,12 @@ func (e *Executor) deliverAndStart(ctx context.Context, id, name, jitConfig stri
 }
 
 // containerSpec builds the container and host configuration of one runner.
-func (e *Executor) containerSpec(name, jitConfig string) (*container.Config, *container.HostConfig) {
+func (e *Executor) containerSpec(name, jitConfig string, extra map[string]string) (*container.Config, *container.HostConfig) {
 	labels := maps.Clone(e.cfg.Labels)
 	if labels == nil {
 		labels = map[string]string{}
 	}
+	maps.Copy(labels, extra)
 	maps.Copy(labels, e.cfg.ownLabels())
 	labels[LabelRunner] = name
 

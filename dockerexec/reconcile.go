@@ -29,6 +29,8 @@ type Runner struct {
 	OOMKilled bool
 	Error     string
 	CreatedAt time.Time
+	// Labels are the container's labels.
+	Labels map[string]string
 	// Starting is true while this Executor's StartRunner for it is still
 	// in flight. A created container that is not Starting was left behind
 	// (a crash or a failed start) and will never start.
@@ -64,6 +66,7 @@ func (e *Executor) Runners(ctx context.Context) ([]Runner, error) {
 			Name:        c.Labels[LabelRunner],
 			State:       c.State,
 			CreatedAt:   time.Unix(c.Created, 0),
+			Labels:      c.Labels,
 		}
 		if r.Stopped() || r.State == container.StateCreated {
 			// The list gives only a status sentence; the exit code needs
