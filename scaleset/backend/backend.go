@@ -28,11 +28,25 @@ type RunnerBackend interface {
 	Shutdown(ctx context.Context)
 }
 
+// Identity is who a runner is: the GitHub runner ID from its JIT config
+// response (unique, never reused) and its name (readable, unique per
+// runner). A backend records both with the resource (a container label,
+// dispatch meta, a VM record) so that a restarted service adopts its
+// runners by ID, never by guessing from a name.
+type Identity struct {
+	Name     string
+	RunnerID int
+}
+
 // Backend is a RunnerBackend that can also tell what it holds, which the
 // scale-set service's reconcile loop compares with its target and with the
 // runners GitHub knows.
 type Backend interface {
 	RunnerBackend
+	// StartIdentified is StartRunner for a runner whose GitHub runner ID
+	// is known: the backend records id with the resource and ListRunners
+	// reports it.
+	StartIdentified(ctx context.Context, id Identity, jitConfig string) (resourceID string, err error)
 	// Name is the backend kind ("docker", "tart", "nomad"), used in metrics.
 	Name() string
 	// ListRunners returns every runner this backend instance holds for its
@@ -60,11 +74,19 @@ const (
 type Runner struct {
 	Name       string // the GitHub runner name
 	ResourceID string // container ID, VM name, dispatched job ID
-	State      State
+	// RunnerID is the GitHub runner ID the backend recorded at start; 0
+	// when it recorded none (a resource started through StartRunner, or
+	// by a version that did not record it).
+	RunnerID int
+	State    State
 	// Reason explains StateFailed or a long StatePending (e.g. "no node
 	// with driver tart has capacity").
-	Reason    string
-	CreatedAt time.Time
+	Reason string
+	// WaitingForCapacity: a pending runner is queued for capacity (no node
+	// can take it yet) rather than failing to start; the scaler's
+	// never-online timeout does not run while it is set.
+	WaitingForCapacity bool
+	CreatedAt          time.Time
 }
 
 // WarmPool is implemented by backends that keep runners' machines booted

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 
 	"github.com/docker/docker/api/types/container"
@@ -75,10 +76,20 @@ func (b *Backend) Name() string { return Name }
 // pulling it per pull_policy. Optional: the first StartRunner does the same.
 func (b *Backend) Init(ctx context.Context) error { return b.ex.EnsureImage(ctx) }
 
+// LabelRunnerID is the container label holding the GitHub runner ID, by
+// which a restarted service adopts the container.
+const LabelRunnerID = "io.github.tartnomad.scaleset.runner-id"
+
 // StartRunner starts one runner container; the resource ID is the
-// container ID.
+// container ID. It records no runner ID: the service uses StartIdentified.
 func (b *Backend) StartRunner(ctx context.Context, name, jitConfig string) (string, error) {
 	return b.ex.StartRunner(ctx, name, jitConfig)
+}
+
+// StartIdentified starts one runner container labelled with its GitHub
+// runner ID.
+func (b *Backend) StartIdentified(ctx context.Context, id backend.Identity, jitConfig string) (string, error) {
+	return b.ex.StartRunnerLabeled(ctx, id.Name, jitConfig, map[string]string{LabelRunnerID: strconv.Itoa(id.RunnerID)})
 }
 
 // RemoveRunner force-removes a runner container; one already gone is fine.
@@ -114,6 +125,9 @@ func (b *Backend) Shutdown(ctx context.Context) {
 // toBackendRunner maps a container's engine state onto backend states.
 func toBackendRunner(r dockerexec.Runner) backend.Runner {
 	br := backend.Runner{Name: r.Name, ResourceID: r.ContainerID, CreatedAt: r.CreatedAt}
+	if id, err := strconv.Atoi(r.Labels[LabelRunnerID]); err == nil && id > 0 {
+		br.RunnerID = id
+	}
 	switch r.State {
 	case container.StateCreated:
 		if r.Starting {

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -65,6 +66,8 @@ type Backend struct {
 	backoff  func(attempt int) time.Duration
 	getenv   func(string) string
 	drivers  []string // of the parameterized job's tasks, for placement hints
+	// sendRunnerID: the job declares RunnerIDMetaKey, so dispatches carry it.
+	sendRunnerID bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -87,6 +90,7 @@ type Backend struct {
 // child is one dispatched job as the backend sees it.
 type child struct {
 	id, runner  string
+	runnerID    int // GitHub runner ID from the dispatch meta; 0 if none
 	createIndex uint64
 	created     time.Time
 	state       backend.State
@@ -256,8 +260,13 @@ func (b *Backend) validateJob(job *api.Job) error {
 			add("job %q: meta key %q from the nomad block is in neither parameterized.meta_required nor meta_optional", id, k)
 		}
 	}
+	b.sendRunnerID = slices.Contains(pj.MetaRequired, b.cfg.RunnerIDMetaKey) || slices.Contains(pj.MetaOptional, b.cfg.RunnerIDMetaKey)
+	if !b.sendRunnerID {
+		b.log.Warn("the parameterized job does not declare the runner ID meta key: add it to meta_optional so a restarted service adopts runners by ID (without it, it looks each adopted runner up by its name)",
+			"job_id", id, "meta_key", b.cfg.RunnerIDMetaKey)
+	}
 	for _, k := range pj.MetaRequired {
-		if _, ok := b.cfg.Meta[k]; !ok && k != b.cfg.RunnerNameMetaKey && k != b.cfg.ScaleSetMetaKey {
+		if _, ok := b.cfg.Meta[k]; !ok && k != b.cfg.RunnerNameMetaKey && k != b.cfg.ScaleSetMetaKey && k != b.cfg.RunnerIDMetaKey {
 			add("job %q: parameterized.meta_required has %q, which the service does not send: add it to meta in the nomad block or remove it", id, k)
 		}
 	}
@@ -318,6 +327,13 @@ func (b *Backend) Name() string { return Name }
 // StartRunner dispatches the parameterized job with the JIT config as the
 // payload. The resource ID is the dispatched job's ID.
 func (b *Backend) StartRunner(ctx context.Context, name, jitConfig string) (string, error) {
+	return b.StartIdentified(ctx, backend.Identity{Name: name}, jitConfig)
+}
+
+// StartIdentified is StartRunner that also sends the GitHub runner ID in
+// the dispatch meta (runner_id_meta_key), when the job declares that key.
+func (b *Backend) StartIdentified(ctx context.Context, id backend.Identity, jitConfig string) (string, error) {
+	name := id.Name
 	if len(jitConfig) > DispatchPayloadLimit {
 		return "", fmt.Errorf("%w: runner %q: the JIT config is %d bytes, over Nomad's dispatch payload limit of %d bytes",
 			ErrPayloadTooLarge, name, len(jitConfig), DispatchPayloadLimit)
@@ -331,13 +347,16 @@ func (b *Backend) StartRunner(ctx context.Context, name, jitConfig string) (stri
 	}
 	meta[b.cfg.RunnerNameMetaKey] = name
 	meta[b.cfg.ScaleSetMetaKey] = b.scaleSet
+	if b.sendRunnerID && id.RunnerID > 0 {
+		meta[b.cfg.RunnerIDMetaKey] = strconv.Itoa(id.RunnerID)
+	}
 	resp, _, err := b.client.Jobs().Dispatch(b.cfg.JobID, meta, []byte(jitConfig), b.cfg.idPrefix(name, b.scaleSet), b.write(ctx))
 	if err != nil {
 		return "", redact(b.classify(err, "dispatch job %q for runner %q", b.cfg.JobID, name), jitConfig)
 	}
 	b.mu.Lock()
 	if _, ok := b.children[resp.DispatchedJobID]; !ok {
-		b.children[resp.DispatchedJobID] = &child{id: resp.DispatchedJobID, runner: name, createIndex: resp.JobCreateIndex,
+		b.children[resp.DispatchedJobID] = &child{id: resp.DispatchedJobID, runner: name, runnerID: id.RunnerID, createIndex: resp.JobCreateIndex,
 			created: b.now(), state: backend.StatePending}
 	}
 	b.mu.Unlock()
@@ -420,7 +439,7 @@ func (b *Backend) ListRunners(_ context.Context) ([]backend.Runner, error) {
 	}
 	out := make([]backend.Runner, 0, len(newest))
 	for _, c := range newest {
-		out = append(out, backend.Runner{Name: c.runner, ResourceID: c.id, State: c.state, Reason: c.reason, CreatedAt: c.created})
+		out = append(out, backend.Runner{Name: c.runner, RunnerID: c.runnerID, ResourceID: c.id, State: c.state, Reason: c.reason, CreatedAt: c.created})
 	}
 	return out, nil
 }

@@ -19,6 +19,7 @@ import (
 const (
 	DefaultRunnerNameMetaKey = "runner_name"
 	DefaultScaleSetMetaKey   = "runner_scale_set_name"
+	DefaultRunnerIDMetaKey   = "runner_id"
 	DefaultIDPrefixTemplate  = "{runner_name}"
 	DefaultPurgeGracePeriod  = 5 * time.Minute
 	DefaultStartupTimeout    = 2 * time.Minute
@@ -51,10 +52,14 @@ type Config struct {
 	JobID string `hcl:"job_id,optional"`
 	// IDPrefixTemplate becomes the dispatch's id prefix; {runner_name}
 	// and {scale_set} are replaced.
-	IDPrefixTemplate  string            `hcl:"id_prefix_template,optional"`
-	RunnerNameMetaKey string            `hcl:"runner_name_meta_key,optional"`
-	ScaleSetMetaKey   string            `hcl:"scale_set_meta_key,optional"`
-	Meta              map[string]string `hcl:"meta,optional"`
+	IDPrefixTemplate  string `hcl:"id_prefix_template,optional"`
+	RunnerNameMetaKey string `hcl:"runner_name_meta_key,optional"`
+	ScaleSetMetaKey   string `hcl:"scale_set_meta_key,optional"`
+	// RunnerIDMetaKey carries the GitHub runner ID, by which a restarted
+	// service adopts the dispatched job. Sent when the parameterized job
+	// declares it (meta_optional or meta_required).
+	RunnerIDMetaKey string            `hcl:"runner_id_meta_key,optional"`
+	Meta            map[string]string `hcl:"meta,optional"`
 
 	PurgeGracePeriod string `hcl:"purge_grace_period,optional"`
 	StartupTimeout   string `hcl:"startup_timeout,optional"`
@@ -76,6 +81,7 @@ func (c *Config) Validate() error {
 	def(&c.IDPrefixTemplate, DefaultIDPrefixTemplate)
 	def(&c.RunnerNameMetaKey, DefaultRunnerNameMetaKey)
 	def(&c.ScaleSetMetaKey, DefaultScaleSetMetaKey)
+	def(&c.RunnerIDMetaKey, DefaultRunnerIDMetaKey)
 
 	if strings.TrimSpace(c.JobID) == "" {
 		add("job_id: must name the parameterized job that runs one runner (e.g. \"github-runner-macos\")")
@@ -96,8 +102,11 @@ func (c *Config) Validate() error {
 	if c.RunnerNameMetaKey == c.ScaleSetMetaKey {
 		add("scale_set_meta_key: must differ from runner_name_meta_key (both %q)", c.RunnerNameMetaKey)
 	}
+	if c.RunnerIDMetaKey == c.RunnerNameMetaKey || c.RunnerIDMetaKey == c.ScaleSetMetaKey {
+		add("runner_id_meta_key: %q must differ from runner_name_meta_key and scale_set_meta_key", c.RunnerIDMetaKey)
+	}
 	for k := range c.Meta {
-		if k == c.RunnerNameMetaKey || k == c.ScaleSetMetaKey {
+		if k == c.RunnerNameMetaKey || k == c.ScaleSetMetaKey || k == c.RunnerIDMetaKey {
 			add("meta: key %q is set by the service itself", k)
 		}
 	}

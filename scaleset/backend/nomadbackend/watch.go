@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,12 +96,13 @@ func (b *Backend) nextWait() time.Duration {
 
 // observed is one listed child with what the list and details say.
 type observed struct {
-	stub    *api.JobListStub
-	runner  string
-	state   backend.State
-	reason  string
-	fetch   string // "allocs", "evals" or ""
-	summary uint64
+	stub     *api.JobListStub
+	runner   string
+	runnerID int
+	state    backend.State
+	reason   string
+	fetch    string // "allocs", "evals" or ""
+	summary  uint64
 }
 
 // refresh lists the children (blocking when index > 0) and folds them into
@@ -141,7 +143,8 @@ func (b *Backend) observe(ctx context.Context, s *api.JobListStub) (*observed, e
 		known := b.children[s.ID]
 		b.mu.Unlock()
 		if known != nil {
-			meta = map[string]string{b.cfg.RunnerNameMetaKey: known.runner, b.cfg.ScaleSetMetaKey: b.scaleSet}
+			meta = map[string]string{b.cfg.RunnerNameMetaKey: known.runner, b.cfg.ScaleSetMetaKey: b.scaleSet,
+				b.cfg.RunnerIDMetaKey: strconv.Itoa(known.runnerID)}
 		} else {
 			// Nomad before 1.6 has no ?meta=true: read the job once.
 			job, _, err := b.client.Jobs().Info(s.ID, b.query(ctx))
@@ -157,6 +160,9 @@ func (b *Backend) observe(ctx context.Context, s *api.JobListStub) (*observed, e
 	o := &observed{stub: s, runner: meta[b.cfg.RunnerNameMetaKey]}
 	if o.runner == "" {
 		o.runner = runnerFromID(b.prefix, s.ID)
+	}
+	if id, err := strconv.Atoi(meta[b.cfg.RunnerIDMetaKey]); err == nil && id > 0 {
+		o.runnerID = id
 	}
 	var sum api.TaskGroupSummary
 	if s.JobSummary != nil {
@@ -345,7 +351,7 @@ func (b *Backend) merge(seen []*observed, index uint64) {
 		present[id] = true
 		c := b.children[id]
 		if c == nil {
-			c = &child{id: id, runner: o.runner, createIndex: o.stub.CreateIndex, created: time.Unix(0, o.stub.SubmitTime)}
+			c = &child{id: id, runner: o.runner, runnerID: o.runnerID, createIndex: o.stub.CreateIndex, created: time.Unix(0, o.stub.SubmitTime)}
 			b.children[id] = c
 			if !b.synced {
 				b.log.Info("adopted dispatched runner job", "runner_name", c.runner, "dispatched_job_id", id, "state", string(o.state))

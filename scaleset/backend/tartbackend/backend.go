@@ -60,6 +60,7 @@ type Backend struct {
 
 type runner struct {
 	name      string
+	runnerID  int // GitHub runner ID; 0 if not recorded
 	vm        *tart.VM
 	createdAt time.Time
 	// exec is the detached tart exec this process started; nil for a
@@ -219,7 +220,7 @@ func (b *Backend) recover(ctx context.Context) {
 				vm = &tart.VM{Name: v.Name, Slot: tart.Slot{Index: -1}}
 			}
 			b.mu.Lock()
-			b.runners[v.Name] = &runner{name: rec.Runner, vm: vm, createdAt: rec.CreatedAt, pid: rec.PID}
+			b.runners[v.Name] = &runner{name: rec.Runner, runnerID: rec.RunnerID, vm: vm, createdAt: rec.CreatedAt, pid: rec.PID}
 			b.mu.Unlock()
 			b.log.Info("recovered runner", "runner_name", rec.Runner, "vm_name", v.Name)
 			continue
@@ -305,6 +306,13 @@ func (b *Backend) onEvent(e tart.Event) {
 // The returned resource ID is the VM name; ListRunners reports how the
 // runner ends.
 func (b *Backend) StartRunner(ctx context.Context, name string, jitConfig string) (string, error) {
+	return b.StartIdentified(ctx, backend.Identity{Name: name}, jitConfig)
+}
+
+// StartIdentified is StartRunner that records the GitHub runner ID in the
+// VM's runner record, which a restarted service reads back.
+func (b *Backend) StartIdentified(ctx context.Context, id backend.Identity, jitConfig string) (string, error) {
+	name := id.Name
 	if err := b.StartPool(ctx); err != nil {
 		return "", err
 	}
@@ -321,7 +329,7 @@ func (b *Backend) StartRunner(ctx context.Context, name string, jitConfig string
 	if err != nil {
 		return "", fmt.Errorf("provision vm for runner %s: %w", name, err)
 	}
-	r := &runner{name: name, vm: vm, createdAt: time.Now()}
+	r := &runner{name: name, runnerID: id.RunnerID, vm: vm, createdAt: time.Now()}
 	if err := b.startGuestRunner(ctx, r, jitConfig); err != nil {
 		relErr := b.pool.Release(context.WithoutCancel(ctx), vm)
 		return "", errors.Join(fmt.Errorf("start runner %s in vm %s: %w", name, vm.Name, err), relErr)
@@ -350,7 +358,7 @@ func (b *Backend) StartRunner(ctx context.Context, name string, jitConfig string
 // process dies right after.
 func (b *Backend) startGuestRunner(ctx context.Context, r *runner, jitConfig string) error {
 	dir := b.client.VMDir(r.vm.Name)
-	rec := record{Runner: r.name, ScaleSet: b.scaleSet, CreatedAt: r.createdAt}
+	rec := record{Runner: r.name, RunnerID: r.runnerID, ScaleSet: b.scaleSet, CreatedAt: r.createdAt}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("create stdin pipe: %w", err)
@@ -438,7 +446,7 @@ func (b *Backend) ListRunners(ctx context.Context) ([]backend.Runner, error) {
 	out := make([]backend.Runner, 0, len(b.runners))
 	for id, r := range b.runners {
 		b.observe(r)
-		out = append(out, backend.Runner{Name: r.name, ResourceID: id, State: r.state, Reason: r.reason, CreatedAt: r.createdAt})
+		out = append(out, backend.Runner{Name: r.name, RunnerID: r.runnerID, ResourceID: id, State: r.state, Reason: r.reason, CreatedAt: r.createdAt})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, nil

@@ -22,6 +22,7 @@ const (
 // record describes the runner a VM hosts. It never holds the JIT config.
 type record struct {
 	Runner    string    `json:"runner"`
+	RunnerID  int       `json:"runner_id,omitempty"` // GitHub runner ID; 0 if unknown
 	ScaleSet  string    `json:"scale_set"`
 	CreatedAt time.Time `json:"created_at"`
 	PID       int       `json:"pid"` // the detached tart exec wrapper
