@@ -44,6 +44,7 @@ type fakeGitHub struct {
 	jitErr     error
 	removeErr  error
 	jitCalls   int
+	lookups    int
 	removed    []string
 	scaleSetID int
 }
@@ -71,6 +72,7 @@ func (g *fakeGitHub) GenerateJitRunnerConfig(_ context.Context, s *scaleset.Runn
 func (g *fakeGitHub) GetRunnerByName(_ context.Context, name string) (*scaleset.RunnerReference, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.lookups++
 	ref, ok := g.byName[name]
 	if !ok {
 		return nil, nil
@@ -138,7 +140,8 @@ func newFakeBackend() *fakeBackend {
 
 func (b *fakeBackend) Name() string { return "fake" }
 
-func (b *fakeBackend) StartRunner(_ context.Context, name, jit string) (string, error) {
+func (b *fakeBackend) StartIdentified(_ context.Context, rid backend.Identity, jit string) (string, error) {
+	name := rid.Name
 	if b.onStart != nil {
 		b.onStart(name)
 	}
@@ -155,7 +158,7 @@ func (b *fakeBackend) StartRunner(_ context.Context, name, jit string) (string, 
 	}
 	b.jits = append(b.jits, jit)
 	id := "res-" + name
-	b.runners[id] = backend.Runner{Name: name, ResourceID: id, State: b.startState}
+	b.runners[id] = backend.Runner{Name: name, RunnerID: rid.RunnerID, ResourceID: id, State: b.startState}
 	b.maxHeld = max(b.maxHeld, len(b.runners))
 	return id, nil
 }
@@ -180,10 +183,12 @@ func (b *fakeBackend) ListRunners(context.Context) ([]backend.Runner, error) {
 	return out, nil
 }
 
-func (b *fakeBackend) add(name string, st backend.State) {
+// add puts a runner on the backend as an earlier process left it, with
+// the GitHub runner ID it recorded (0: none recorded).
+func (b *fakeBackend) add(name string, id int, st backend.State) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.runners["res-"+name] = backend.Runner{Name: name, ResourceID: "res-" + name, State: st}
+	b.runners["res-"+name] = backend.Runner{Name: name, RunnerID: id, ResourceID: "res-" + name, State: st}
 }
 
 func (b *fakeBackend) setState(name string, st backend.State) {
@@ -209,11 +214,12 @@ type countingRecorder struct {
 	mu      sync.Mutex
 	errors  map[string]int
 	removed map[string]int
+	stale   map[string]int
 	online  int
 }
 
 func newCountingRecorder() *countingRecorder {
-	return &countingRecorder{errors: map[string]int{}, removed: map[string]int{}}
+	return &countingRecorder{errors: map[string]int{}, removed: map[string]int{}, stale: map[string]int{}}
 }
 
 func (r *countingRecorder) RunnerStarted(time.Duration) {}
@@ -230,5 +236,11 @@ func (r *countingRecorder) BackendError(op string) {
 func (r *countingRecorder) RunnerRemoved(reason string) {
 	r.mu.Lock()
 	r.removed[reason]++
+	r.mu.Unlock()
+}
+
+func (r *countingRecorder) StaleMessage(kind string) {
+	r.mu.Lock()
+	r.stale[kind]++
 	r.mu.Unlock()
 }

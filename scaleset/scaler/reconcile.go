@@ -18,11 +18,17 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 )
 
+// lateIDMemory is how long the ID of a removed runner is remembered, so a
+// late message naming it is told apart from one for an unknown runner.
+const lateIDMemory = 30 * time.Minute
+
 // plan is what one reconcile pass will do, decided under the lock.
 type plan struct {
 	starts  []*runner
-	removes []*runner // phase set to PhaseRemoving; removeReason says why
-	probe   []string  // names to look up on GitHub (orphan registrations)
+	removes []*runner // phase removing; removeReason says why
+	// resolve: adopted runners whose backend recorded no runner ID; their
+	// (unique) name is looked up on GitHub once.
+	resolve []*runner
 }
 
 // Reconcile runs one pass and waits for the runner starts it launched:
@@ -39,17 +45,24 @@ func (s *Scaler) Reconcile(ctx context.Context) error {
 
 // pass is one reconcile pass. Removals finish before it returns; starts
 // (a cold VM boot can take minutes) run on in the background, counted as
-// active, and kick another pass when they end.
+// active, and kick another pass when they end. A process that does not
+// hold the message session changes nothing.
 func (s *Scaler) pass(ctx context.Context) error {
 	s.passMu.Lock()
 	defer s.passMu.Unlock()
+	if !s.owner.Load() {
+		return nil // read-only: another instance owns the scale set
+	}
 
 	listedAt := s.clock.Now()
 	list, err := s.be.ListRunners(ctx)
 	if err != nil {
 		s.metrics.BackendError("list")
-		return fmt.Errorf("failed to list runners on backend %s: %w", s.be.Name(), err)
+		err = fmt.Errorf("failed to list runners on backend %s: %w", s.be.Name(), err)
+		s.setHealth(err)
+		return err
 	}
+	s.setHealth(nil)
 
 	s.mu.Lock()
 	s.merge(list, listedAt)
@@ -58,14 +71,24 @@ func (s *Scaler) pass(ctx context.Context) error {
 
 	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.OpTimeout)
 	defer cancel()
-	if len(p.probe) > 0 {
-		s.removeOrphans(opCtx, p.probe)
-	}
-	s.execute(opCtx, p)
+	s.resolveIDs(opCtx, p.resolve)
+	s.execute(opCtx, p.removes)
 	for _, r := range p.starts {
 		s.launch(ctx, r)
 	}
 	return nil
+}
+
+// setHealth records whether the backend answered and tells the health
+// hook when that changes.
+func (s *Scaler) setHealth(err error) {
+	s.mu.Lock()
+	changed := s.healthy != (err == nil)
+	s.healthy, s.healthErr = err == nil, err
+	s.mu.Unlock()
+	if changed && s.healthHook != nil {
+		s.healthHook(err == nil, err)
+	}
 }
 
 // launch starts one runner in the background, at most MaxParallelOps at
@@ -86,25 +109,38 @@ func (s *Scaler) waitStarts(ctx context.Context) {
 	_ = waitgroup.Wait(ctx, &s.starts) // an ended ctx fails the calls that follow
 }
 
-// merge folds the backend's list into the tracked runners. Caller holds mu.
+// merge folds the backend's list into the tracked runners: a listed
+// resource is matched to a runner by its resource ID or by the GitHub
+// runner ID the backend recorded, never by its name alone. Caller holds mu.
 func (s *Scaler) merge(list []backend.Runner, listedAt time.Time) {
 	now := s.clock.Now()
-	seen := make(map[string]bool, len(list))
+	byResource := make(map[string]*runner, len(s.runners))
+	for _, r := range s.runners {
+		if r.resourceID != "" {
+			byResource[r.resourceID] = r
+		}
+	}
+	seen := make(map[*runner]bool, len(list))
 	for _, br := range list {
-		slot, ours := s.slotOf(br.Name)
-		if !ours {
-			continue
+		r := byResource[br.ResourceID]
+		if r == nil && br.RunnerID != 0 {
+			r = s.byID[br.RunnerID]
 		}
-		seen[br.Name] = true
-		r := s.runners[br.Name]
 		if r == nil {
-			r = s.adopt(br, slot, now)
-			s.runners[br.Name] = r
+			if in := s.runners[br.Name]; in != nil && in.phase == PhaseStarting && br.RunnerID == 0 {
+				// our own start in flight, listed before it returned
+				// (names are unique per runner, so this is that runner)
+				seen[in] = true
+				continue
+			}
+			seen[s.adopt(br, now)] = true
 			continue
 		}
-		if r.resourceID == "" {
+		seen[r] = true
+		if r.resourceID == "" && r.phase != PhaseStarting {
 			r.resourceID = br.ResourceID
 		}
+		s.setID(r, br.RunnerID)
 		if r.phase == PhaseStarting || r.acceptedAt.IsZero() || r.acceptedAt.After(listedAt) {
 			// The list predates the end of the start: a container still
 			// "created", say, is not a failed one.
@@ -112,86 +148,109 @@ func (s *Scaler) merge(list []backend.Runner, listedAt time.Time) {
 		}
 		s.applyState(r, br, now)
 	}
-	for name, r := range s.runners {
-		if seen[name] {
+	for _, r := range s.runners {
+		if seen[r] {
 			continue
 		}
 		switch r.phase {
 		case PhaseStarting, PhaseRemoving:
-			// in flight; the operation settles the record
-		case PhaseDone:
-			// already gone from the backend: nothing left to remove
-			if !r.acceptedAt.After(listedAt) {
-				delete(s.runners, name)
-			}
-		default:
-			if r.acceptedAt.IsZero() || r.acceptedAt.After(listedAt) {
-				continue // accepted after the list was taken
-			}
+			continue // in flight; the operation settles the record
+		}
+		if r.acceptedAt.IsZero() || r.acceptedAt.After(listedAt) {
+			continue // accepted after the list was taken
+		}
+		if r.phase != PhaseDone {
 			// The backend lost it (or it removed itself): make sure GitHub
 			// does not keep the registration.
-			s.logger.Info("runner disappeared from the backend", "runner_name", name, "phase", string(r.phase))
+			s.logger.Info("runner disappeared from the backend", "runner_name", r.name, "runner_id", r.runnerID, "phase", string(r.phase))
+			if r.phase != PhaseFailed {
+				r.removeReason = ReasonVanished
+			}
 			r.resourceID = ""
-			r.phase = PhaseFailed
-			r.removeReason = "vanished"
 		}
+		s.fire(r, EvVanished)
 	}
 }
 
-// adopt tracks a runner found on the backend but not in memory (a restart).
-func (s *Scaler) adopt(br backend.Runner, slot int, now time.Time) *runner {
-	r := &runner{name: br.Name, slot: slot, resourceID: br.ResourceID, createdAt: br.CreatedAt}
+// adopt tracks a runner found on the backend but not in memory (a
+// restart), identified by the runner ID its backend recorded. Caller
+// holds mu.
+func (s *Scaler) adopt(br backend.Runner, now time.Time) *runner {
+	r := &runner{name: br.Name, resourceID: br.ResourceID, createdAt: br.CreatedAt, phase: phaseGone}
 	if r.createdAt.IsZero() {
 		r.createdAt = now
 	}
 	r.acceptedAt = r.createdAt
+	s.fire(r, EvStartRequested)
+	s.fire(r, EvBackendAccepted)
+	s.track(r)
+	s.setID(r, br.RunnerID)
 	switch br.State {
 	case backend.StateRunning:
-		r.phase, r.onlineAt = PhaseIdle, now
+		s.fire(r, EvBackendRunning)
+		r.onlineAt = now
 	case backend.StatePending:
-		r.phase = PhasePending
+		r.waitingCapacity = br.WaitingForCapacity
 	case backend.StateExited:
-		r.phase, r.removeReason = PhaseDone, "done"
+		s.fire(r, EvExited)
+		r.removeReason = ReasonDone
 	default:
-		r.phase, r.removeReason = PhaseFailed, "failed"
+		s.fire(r, EvFailed)
+		r.removeReason = ReasonFailed
 	}
-	if id, busy := s.busyHint[br.Name]; busy && r.phase == PhaseIdle {
-		r.phase, r.runnerID = PhaseBusy, id
-		delete(s.busyHint, br.Name)
+	if r.runnerID != 0 && s.busyHint[r.runnerID] {
+		delete(s.busyHint, r.runnerID)
+		if s.fire(r, EvJobStarted) {
+			r.sawJob = true
+		}
 	}
-	s.logger.Info("adopted runner found on the backend", "runner_name", br.Name, "state", string(br.State), "phase", string(r.phase))
+	s.logger.Info("adopted runner found on the backend", "runner_name", br.Name, "runner_id", r.runnerID, "state", string(br.State), "phase", string(r.phase))
 	return r
 }
 
-// applyState moves a tracked runner by what the backend reports.
+// applyState moves a tracked runner by what the backend reports. Caller
+// holds mu.
 func (s *Scaler) applyState(r *runner, br backend.Runner, now time.Time) {
+	if r.phase == PhasePending {
+		r.waitingCapacity = br.State == backend.StatePending && br.WaitingForCapacity
+	}
 	switch br.State {
 	case backend.StateRunning:
-		if r.phase == PhasePending {
-			r.phase, r.onlineAt = PhaseIdle, now
+		if s.fire(r, EvBackendRunning) {
+			r.onlineAt = now
 			s.failures = 0
 			s.metrics.RunnerOnline(now.Sub(r.createdAt))
 			s.logger.Debug("runner came online", "runner_name", r.name)
 		}
 	case backend.StateExited:
-		if r.phase == PhasePending || r.phase == PhaseIdle || r.phase == PhaseBusy {
-			if r.phase != PhasePending && !r.jobCompleted {
-				s.finishing[r.name] = now
+		from := r.phase
+		if s.fire(r, EvExited) && from != PhaseDone {
+			if from != PhasePending {
+				s.noteFinishing(r, now)
 			}
-			r.phase, r.removeReason = PhaseDone, "done"
+			r.removeReason = ReasonDone
 		}
 	case backend.StateFailed:
-		switch r.phase {
-		case PhaseBusy:
-			if !r.jobCompleted {
-				s.finishing[r.name] = now
-			}
-			r.phase, r.removeReason = PhaseDone, "done"
-		case PhasePending, PhaseIdle:
-			s.noteFailure(now)
-			s.logger.Warn("runner failed on the backend", "runner_name", r.name, "reason", br.Reason)
-			r.phase, r.removeReason = PhaseFailed, "failed"
+		from := r.phase
+		if !s.fire(r, EvFailed) || from == PhaseDone || from == PhaseFailed {
+			return
 		}
+		if from == PhaseBusy {
+			s.noteFinishing(r, now)
+			r.removeReason = ReasonDone
+			return
+		}
+		s.noteFailure(now)
+		s.logger.Warn("runner failed on the backend", "runner_name", r.name, "runner_id", r.runnerID, "reason", br.Reason)
+		r.removeReason = ReasonFailed
+	}
+}
+
+// noteFinishing keeps counting a runner that exited before its
+// JobCompleted arrived (see finishing). Caller holds mu.
+func (s *Scaler) noteFinishing(r *runner, now time.Time) {
+	if !r.jobCompleted && r.runnerID != 0 {
+		s.finishing[r.runnerID] = now
 	}
 }
 
@@ -205,46 +264,50 @@ func (s *Scaler) noteFailure(now time.Time) {
 	}
 }
 
-// decide turns the tracked state into a plan. Caller holds mu.
+// decide turns the tracked state into a plan: the removals as transitions
+// (applied here, in one place) and the runners to start. Nothing is
+// started or removed as surplus before the demand is known. Caller holds
+// mu.
 func (s *Scaler) decide(now time.Time) plan {
 	var p plan
+	var ts []transition
 	target := Target(s.cfg.MinRunners, s.cfg.MaxRunners, s.assigned)
-	idle, pending, active := s.classify(now, &p)
+	idle, pending, active := s.classify(now, &ts, &p)
 	active += s.recentlyFinished(now)
-
-	if !s.probed {
-		// First pass after start: find GitHub registrations of this scale
-		// set's names that no backend resource backs (a crash between JIT
-		// generation and backend start). Nothing starts before that.
-		s.probed = true
-		p.probe = s.untrackedNames()
+	for id, at := range s.lateIDs {
+		if now.Sub(at) > lateIDMemory {
+			delete(s.lateIDs, id)
+		}
 	}
-
-	switch {
-	case active < target && !now.Before(s.nextStartAfter):
-		p.starts = s.newRunners(now, min(target-active, s.cfg.MaxParallelOps))
-	case active > target:
-		p.removes = append(p.removes, surplus(pending, idle, active-target)...)
+	if s.demandKnown {
+		switch {
+		case active < target && !now.Before(s.nextStartAfter):
+			p.starts = s.newRunners(now, min(target-active, s.cfg.MaxParallelOps))
+		case active > target:
+			ts = append(ts, surplus(pending, idle, active-target)...)
+		}
 	}
-	for _, r := range p.removes {
-		r.phase = PhaseRemoving
-	}
+	p.removes = s.apply(ts)
 	return p
 }
 
-// classify adds finished, failed and timed-out runners to p.removes and
-// returns the idle and pending runners (candidates for scale-down) and the
-// number of runners that count towards the target. Caller holds mu.
-func (s *Scaler) classify(now time.Time, p *plan) (idle, pending []*runner, active int) {
+// classify decides the removal of finished, failed and timed-out runners
+// and returns the idle and pending runners (candidates for scale-down) and
+// the number of runners that count towards the target. Caller holds mu.
+func (s *Scaler) classify(now time.Time, ts *[]transition, p *plan) (idle, pending []*runner, active int) {
 	for _, r := range s.runners {
+		if r.runnerID == 0 && r.phase != PhaseStarting && r.phase != PhaseRemoving && !r.lookedUp {
+			r.lookedUp = true
+			p.resolve = append(p.resolve, r)
+		}
 		switch r.phase {
 		case PhaseDone, PhaseFailed:
-			p.removes = append(p.removes, r)
+			*ts = append(*ts, transition{r: r, ev: EvRemovalRequested, reason: r.removeReason})
 			continue
 		case PhasePending:
-			if now.Sub(r.createdAt) > s.cfg.OnlineTimeout {
+			if !r.waitingCapacity && now.Sub(r.createdAt) > s.cfg.OnlineTimeout {
 				s.neverOnline(r, now, "not running on the backend")
-				p.removes = append(p.removes, r)
+				*ts = append(*ts, transition{r: r, ev: EvRemovalRequested, reason: ReasonNeverOnline})
 				continue
 			}
 			pending = append(pending, r)
@@ -254,7 +317,7 @@ func (s *Scaler) classify(now time.Time, p *plan) (idle, pending []*runner, acti
 					r.waitingSince = now
 				} else if now.Sub(r.waitingSince) > s.cfg.OnlineTimeout {
 					s.neverOnline(r, now, "idle while jobs waited")
-					p.removes = append(p.removes, r)
+					*ts = append(*ts, transition{r: r, ev: EvRemovalRequested, reason: ReasonNeverOnline})
 					continue
 				}
 			} else {
@@ -274,9 +337,9 @@ func (s *Scaler) classify(now time.Time, p *plan) (idle, pending []*runner, acti
 // FinishGrace. Caller holds mu.
 func (s *Scaler) recentlyFinished(now time.Time) int {
 	n := 0
-	for name, at := range s.finishing {
+	for id, at := range s.finishing {
 		if now.Sub(at) > s.cfg.FinishGrace {
-			delete(s.finishing, name)
+			delete(s.finishing, id)
 			continue
 		}
 		n++
@@ -289,88 +352,47 @@ func (s *Scaler) recentlyFinished(now time.Time) int {
 	return n
 }
 
-// untrackedNames lists the runner names of every slot no tracked runner
-// holds. Caller holds mu.
-func (s *Scaler) untrackedNames() []string {
-	var names []string
-	for slot := 0; slot < s.slotLimit(); slot++ {
-		if name := s.RunnerName(slot); s.runners[name] == nil {
-			names = append(names, name)
-		}
-	}
-	return names
-}
-
-// newRunners tracks up to n new runners in free slots, phase starting.
+// newRunners tracks n new runners under fresh names, phase starting.
 // Caller holds mu.
 func (s *Scaler) newRunners(now time.Time, n int) []*runner {
-	var out []*runner
+	out := make([]*runner, 0, n)
 	for range n {
-		slot, ok := s.freeSlot()
-		if !ok {
-			break
-		}
-		r := &runner{name: s.RunnerName(slot), slot: slot, phase: PhaseStarting, createdAt: now}
-		s.runners[r.name] = r
+		r := &runner{name: s.newName(), phase: phaseGone, createdAt: now}
+		s.fire(r, EvStartRequested)
+		s.track(r)
 		out = append(out, r)
 	}
 	return out
 }
 
 // surplus picks n runners to scale down: pending runners first (not doing
-// anything yet, newest first), then the idle runners that came online last.
-func surplus(pending, idle []*runner, n int) []*runner {
+// anything yet, newest first), then the idle runners that came online
+// last. Busy runners are never candidates.
+func surplus(pending, idle []*runner, n int) []transition {
 	sort.Slice(pending, func(i, j int) bool { return pending[i].createdAt.After(pending[j].createdAt) })
 	sort.Slice(idle, func(i, j int) bool { return idle[i].onlineAt.After(idle[j].onlineAt) })
-	var out []*runner
+	var out []transition
 	for _, r := range append(pending, idle...) {
 		if len(out) == n {
 			break
 		}
-		r.removeReason = "surplus"
-		out = append(out, r)
+		out = append(out, transition{r: r, ev: EvRemovalRequested, reason: ReasonSurplus})
 	}
 	return out
 }
 
 func (s *Scaler) neverOnline(r *runner, now time.Time, why string) {
-	s.logger.Warn("removing runner that never came online", "runner_name", r.name, "why", why, "timeout", s.cfg.OnlineTimeout.String())
-	r.removeReason = "never_online"
+	s.logger.Warn("removing runner that never came online", "runner_name", r.name, "runner_id", r.runnerID, "why", why, "timeout", s.cfg.OnlineTimeout.String())
 	s.noteFailure(now)
 }
 
-// slotLimit bounds runner slots: twice max_runners leaves room for runners
-// still being removed while their replacements start.
-func (s *Scaler) slotLimit() int { return 2 * s.cfg.MaxRunners }
-
-func (s *Scaler) freeSlot() (int, bool) {
-	used := make(map[int]bool, len(s.runners)+len(s.finishing))
-	for _, r := range s.runners {
-		used[r.slot] = true
-	}
-	// A runner that exited before its JobCompleted arrived keeps its name
-	// until then: a new runner under that name would otherwise take the
-	// late JobCompleted for its own and be removed mid-job.
-	for name := range s.finishing {
-		if slot, ok := s.slotOf(name); ok {
-			used[slot] = true
-		}
-	}
-	for slot := 0; slot < s.slotLimit(); slot++ {
-		if !used[slot] {
-			return slot, true
-		}
-	}
-	return 0, false
-}
-
-// execute carries out a plan's removals with bounded concurrency. They
-// finish before any start of the pass is launched, so that the backend
-// never holds more than max_runners resources at once.
-func (s *Scaler) execute(ctx context.Context, p plan) {
+// execute carries out removals with bounded concurrency. They finish
+// before any start of the pass is launched, so that the backend never
+// holds more than max_runners resources at once.
+func (s *Scaler) execute(ctx context.Context, removes []*runner) {
 	sem := make(chan struct{}, s.cfg.MaxParallelOps)
 	var wg sync.WaitGroup
-	for _, r := range p.removes {
+	for _, r := range removes {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -380,17 +402,43 @@ func (s *Scaler) execute(ctx context.Context, p plan) {
 	wg.Wait()
 }
 
+// resolveIDs looks up the GitHub runner ID of adopted runners whose
+// backend recorded none (resources started by an earlier version). Names
+// are unique per runner, so the registration of that name is that runner.
+func (s *Scaler) resolveIDs(ctx context.Context, rs []*runner) {
+	for _, r := range rs {
+		ref, err := s.gh.GetRunnerByName(ctx, r.name)
+		if err != nil {
+			s.metrics.BackendError("github_lookup")
+			s.logger.Warn("failed to look up the runner id of an adopted runner", "runner_name", r.name, "error", err)
+			s.mu.Lock()
+			r.lookedUp = false // try again next pass
+			s.mu.Unlock()
+			continue
+		}
+		if ref == nil || (ref.RunnerScaleSetID != 0 && ref.RunnerScaleSetID != s.cfg.ScaleSetID) {
+			continue
+		}
+		s.mu.Lock()
+		if s.byID[ref.ID] == nil {
+			s.setID(r, ref.ID)
+		}
+		s.mu.Unlock()
+	}
+}
+
 // start generates a JIT config and starts the runner on the backend. On
 // failure it removes the registration so nothing is left on GitHub.
 func (s *Scaler) start(ctx context.Context, r *runner) {
-	jit, err := s.generateJIT(ctx, r.name)
+	jit, err := s.generateJIT(ctx, r)
 	if err != nil {
 		s.metrics.BackendError("generate_jit")
-		s.logger.Error("failed to generate JIT config", "runner_name", r.name, "error", err)
 		s.mu.Lock()
-		delete(s.runners, r.name)
+		name := r.name
+		s.fire(r, EvStartFailed)
 		s.noteFailure(s.clock.Now())
 		s.mu.Unlock()
+		s.logger.Error("failed to generate JIT config", "runner_name", name, "error", err)
 		return
 	}
 	runnerID := 0
@@ -398,23 +446,24 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 		runnerID = jit.Runner.ID
 	}
 	s.mu.Lock()
-	r.runnerID = runnerID
+	s.setID(r, runnerID)
+	id := backend.Identity{Name: r.name, RunnerID: runnerID}
 	s.mu.Unlock()
 
 	began := s.clock.Now()
-	resourceID, err := s.be.StartRunner(ctx, r.name, jit.EncodedJITConfig)
+	resourceID, err := s.be.StartIdentified(ctx, id, jit.EncodedJITConfig)
 	took := s.clock.Now().Sub(began)
 	if err != nil {
 		s.metrics.BackendError("start")
-		s.logger.Error("failed to start runner", "runner_name", r.name, "backend", s.be.Name(), "error", err)
+		s.logger.Error("failed to start runner", "runner_name", id.Name, "runner_id", runnerID, "backend", s.be.Name(), "error", err)
 		if runnerID != 0 {
 			if err := s.removeRegistration(ctx, runnerID); err != nil {
 				s.metrics.BackendError("github_remove")
-				s.logger.Warn("failed to remove registration of a runner that did not start", "runner_name", r.name, "error", err)
+				s.logger.Warn("failed to remove registration of a runner that did not start", "runner_name", id.Name, "error", err)
 			}
 		}
 		s.mu.Lock()
-		delete(s.runners, r.name)
+		s.fire(r, EvStartFailed)
 		s.noteFailure(s.clock.Now())
 		s.mu.Unlock()
 		return
@@ -423,39 +472,47 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 	s.mu.Lock()
 	r.resourceID = resourceID
 	r.acceptedAt = s.clock.Now()
-	switch {
-	case r.jobCompleted:
-		r.phase, r.removeReason = PhaseDone, "done"
-	case r.phase == PhaseStarting && r.sawJob:
-		r.phase, r.onlineAt = PhaseBusy, r.acceptedAt
-		s.failures = 0
-	case r.phase == PhaseStarting:
-		r.phase = PhasePending
-	}
+	s.fire(r, EvBackendAccepted)
+	s.settleStart(r)
 	s.mu.Unlock()
-	s.logger.Info("started runner", "runner_name", r.name, "runner_id", runnerID, "backend", s.be.Name(), "took", took.String())
+	s.logger.Info("started runner", "runner_name", id.Name, "runner_id", runnerID, "backend", s.be.Name(), "took", took.String())
 }
 
-// generateJIT asks for a JIT config; a name clash with a stale
-// registration of the same scale set removes it and tries once more.
-func (s *Scaler) generateJIT(ctx context.Context, name string) (*scaleset.RunnerScaleSetJitRunnerConfig, error) {
+// settleStart applies the messages that arrived for r while its start was
+// in flight. Caller holds mu.
+func (s *Scaler) settleStart(r *runner) {
+	switch {
+	case r.jobCompleted:
+		if s.fire(r, EvJobCompleted) {
+			r.removeReason = ReasonDone
+		}
+	case r.sawJob:
+		if s.fire(r, EvJobStarted) {
+			r.onlineAt = r.acceptedAt
+			s.failures = 0
+		}
+	}
+}
+
+// generateJIT asks for a JIT config. A name clash (a registration of that
+// name exists, from another process or an earlier version) is not taken
+// for this runner: the runner gets a fresh name and one more try.
+func (s *Scaler) generateJIT(ctx context.Context, r *runner) (*scaleset.RunnerScaleSetJitRunnerConfig, error) {
+	s.mu.Lock()
+	name := r.name
+	s.mu.Unlock()
 	jit, err := s.requestJIT(ctx, name)
 	if err == nil || !errors.Is(err, scaleset.RunnerExistsError) {
 		return jit, err
 	}
-	ref, lerr := s.gh.GetRunnerByName(ctx, name)
-	if lerr != nil {
-		return nil, fmt.Errorf("runner %q exists and looking it up failed: %w", name, lerr)
-	}
-	if ref != nil {
-		if ref.RunnerScaleSetID != 0 && ref.RunnerScaleSetID != s.cfg.ScaleSetID {
-			return nil, fmt.Errorf("runner name %q is taken by scale set %d", name, ref.RunnerScaleSetID)
-		}
-		if rerr := s.removeRegistration(ctx, ref.ID); rerr != nil {
-			return nil, fmt.Errorf("failed to remove stale runner %q: %w", name, rerr)
-		}
-	}
-	return s.requestJIT(ctx, name)
+	s.mu.Lock()
+	delete(s.runners, r.name)
+	r.name = s.newName()
+	s.runners[r.name] = r
+	renamed := r.name
+	s.mu.Unlock()
+	s.logger.Warn("runner name already registered, using a fresh name", "runner_name", name, "new_name", renamed)
+	return s.requestJIT(ctx, renamed)
 }
 
 // requestJIT asks GitHub for one JIT config; an empty answer is an error.
@@ -476,34 +533,54 @@ func (s *Scaler) removeRegistration(ctx context.Context, runnerID int) error {
 	return nil
 }
 
-// remove deletes a runner: GitHub first (which refuses a busy runner, so
-// scale-down can never kill a job), then the backend resource.
+// remove deletes a runner. A runner that may still be alive (scale-down,
+// never online, shutdown) is removed on GitHub first, which refuses a busy
+// runner, so scale-down can never kill a job. A runner that is gone
+// (finished, failed, vanished) has its backend resource removed even when
+// GitHub cannot be reached; the registration is retried on later passes.
 func (s *Scaler) remove(ctx context.Context, r *runner) {
 	s.mu.Lock()
 	name, resourceID, runnerID, reason, completed := r.name, r.resourceID, r.runnerID, r.removeReason, r.jobCompleted
 	s.mu.Unlock()
 
+	var ghErr error
 	if !completed {
 		err := s.deregister(ctx, name, runnerID)
-		alive := reason == "surplus" || reason == "never_online"
 		switch {
 		case err == nil:
-		case errors.Is(err, scaleset.JobStillRunningError) && alive:
+			s.mu.Lock()
+			r.jobCompleted = true // nothing left on GitHub
+			s.mu.Unlock()
+		case errors.Is(err, scaleset.JobStillRunningError) && reason.alive():
 			// Scale-down raced with a job start: keep the runner.
 			s.logger.Info("runner is running a job, keeping it", "runner_name", name)
 			s.mu.Lock()
-			r.phase = PhaseBusy
+			if s.fire(r, EvRemovalRefused) {
+				r.sawJob = true
+			}
 			s.mu.Unlock()
 			return
 		case errors.Is(err, scaleset.JobStillRunningError):
 			// The process is gone but GitHub still sees its job; GitHub
 			// fails the job and drops the registration itself.
 			s.logger.Info("runner exited while GitHub still sees its job", "runner_name", name)
-		default:
+			s.mu.Lock()
+			r.jobCompleted = true
+			s.mu.Unlock()
+		case reason.alive():
 			s.metrics.BackendError("github_remove")
 			s.logger.Warn("failed to remove runner registration, will retry", "runner_name", name, "error", err)
-			s.restore(r)
+			s.mu.Lock()
+			if reason == ReasonSurplus {
+				s.fire(r, EvRemovalAborted)
+			} else {
+				s.fire(r, EvRemovalFailed)
+			}
+			s.mu.Unlock()
 			return
+		default:
+			s.metrics.BackendError("github_remove")
+			ghErr = err
 		}
 	}
 	if resourceID != "" {
@@ -511,36 +588,32 @@ func (s *Scaler) remove(ctx context.Context, r *runner) {
 			s.metrics.BackendError("remove")
 			s.logger.Warn("failed to remove runner from backend, will retry", "runner_name", name, "error", err)
 			s.mu.Lock()
-			r.jobCompleted = true // GitHub side is done
+			s.fire(r, EvRemovalFailed)
 			s.mu.Unlock()
-			s.restore(r)
 			return
 		}
+		s.mu.Lock()
+		r.resourceID = ""
+		s.mu.Unlock()
 	}
-	s.metrics.RunnerRemoved(reason)
-	s.logger.Info("removed runner", "runner_name", name, "reason", reason)
+	if ghErr != nil {
+		// The backend resource is gone; only the registration is left.
+		s.logger.Warn("removed runner from the backend; its registration removal failed and is retried", "runner_name", name, "error", ghErr)
+		s.mu.Lock()
+		s.fire(r, EvRemovalFailed)
+		s.mu.Unlock()
+		return
+	}
+	s.metrics.RunnerRemoved(string(reason))
+	s.logger.Info("removed runner", "runner_name", name, "runner_id", runnerID, "reason", string(reason))
 	s.mu.Lock()
-	if s.runners[name] == r {
-		delete(s.runners, name)
-	}
+	s.fire(r, EvRemoved)
 	s.mu.Unlock()
 }
 
-// restore puts a runner whose removal failed back in line for the next pass.
-func (s *Scaler) restore(r *runner) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r.removeReason == "surplus" {
-		r.phase = PhaseIdle
-		return
-	}
-	r.phase = PhaseFailed
-	if r.removeReason == "done" {
-		r.phase = PhaseDone
-	}
-}
-
 // deregister removes the GitHub registration; not found counts as success.
+// Without a runner ID, the registration is found by the runner's name,
+// which is unique per runner.
 func (s *Scaler) deregister(ctx context.Context, name string, runnerID int) error {
 	if runnerID == 0 {
 		ref, err := s.gh.GetRunnerByName(ctx, name)
@@ -558,43 +631,18 @@ func (s *Scaler) deregister(ctx context.Context, name string, runnerID int) erro
 	return nil
 }
 
-// removeOrphans removes registrations of this scale set's runner names that
-// no backend resource backs. Lookups that fail are retried on the next
-// start of the service only; a later JIT name clash also clears them.
-func (s *Scaler) removeOrphans(ctx context.Context, names []string) {
-	for _, name := range names {
-		ref, err := s.gh.GetRunnerByName(ctx, name)
-		if err != nil {
-			s.metrics.BackendError("github_lookup")
-			s.logger.Warn("failed to look up runner name", "runner_name", name, "error", err)
-			continue
-		}
-		if ref == nil || (ref.RunnerScaleSetID != 0 && ref.RunnerScaleSetID != s.cfg.ScaleSetID) {
-			continue
-		}
-		s.mu.Lock()
-		tracked := s.runners[name] != nil
-		s.mu.Unlock()
-		if tracked {
-			continue
-		}
-		if err := s.removeRegistration(ctx, ref.ID); err != nil {
-			s.logger.Warn("failed to remove orphan registration", "runner_name", name, "error", err)
-			continue
-		}
-		s.metrics.RunnerRemoved("orphan")
-		s.logger.Info("removed orphan registration", "runner_name", name, "runner_id", ref.ID)
-	}
-}
-
 // Shutdown cleans up before the process exits: finished and failed
 // runners are always removed; with removeIdle, so are the runners not
 // running a job (on GitHub and the backend). Busy runners are left to
-// finish their job; a restarted service adopts them.
+// finish their job; a restarted service adopts them. A process that never
+// held the session removes nothing.
 func (s *Scaler) Shutdown(ctx context.Context, removeIdle bool) {
 	s.waitStarts(ctx)
 	s.passMu.Lock()
 	defer s.passMu.Unlock()
+	if !s.owner.Load() {
+		return // never owned the scale set: nothing of it is ours to remove
+	}
 	// One last look at the backend, so runners that finished since the last
 	// pass are cleaned up too.
 	listedAt := s.clock.Now()
@@ -603,22 +651,18 @@ func (s *Scaler) Shutdown(ctx context.Context, removeIdle bool) {
 	if err == nil {
 		s.merge(list, listedAt)
 	}
-	var p plan
+	var ts []transition
 	for _, r := range s.runners {
 		switch r.phase {
 		case PhaseIdle, PhasePending:
-			if !removeIdle {
-				continue
+			if removeIdle {
+				ts = append(ts, transition{r: r, ev: EvRemovalRequested, reason: ReasonShutdown})
 			}
-			fallthrough
 		case PhaseDone, PhaseFailed:
-			if r.removeReason == "" {
-				r.removeReason = "shutdown"
-			}
-			r.phase = PhaseRemoving
-			p.removes = append(p.removes, r)
+			ts = append(ts, transition{r: r, ev: EvRemovalRequested, reason: r.removeReason})
 		}
 	}
+	removes := s.apply(ts)
 	s.mu.Unlock()
-	s.execute(ctx, p)
+	s.execute(ctx, removes)
 }

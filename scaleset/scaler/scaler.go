@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/actions/scaleset"
@@ -32,7 +32,7 @@ var _ GitHub = (*scaleset.Client)(nil)
 // Backend is what the scaler needs from a runner backend.
 type Backend interface {
 	Name() string
-	StartRunner(ctx context.Context, name string, jitConfig string) (resourceID string, err error)
+	StartIdentified(ctx context.Context, id backend.Identity, jitConfig string) (resourceID string, err error)
 	RemoveRunner(ctx context.Context, resourceID string) error
 	ListRunners(ctx context.Context) ([]backend.Runner, error)
 }
@@ -59,8 +59,12 @@ type Recorder interface {
 	// BackendError counts a failed backend or GitHub operation.
 	BackendError(operation string)
 	// RunnerRemoved counts a removal, with why ("done", "surplus",
-	// "never_online", "failed", "orphan", "shutdown").
+	// "never_online", "failed", "vanished", "shutdown").
 	RunnerRemoved(reason string)
+	// StaleMessage counts a message applied to no runner (kind is
+	// "job_started" or "job_completed"): an earlier runner's, an earlier
+	// process's, a redelivery or a duplicate.
+	StaleMessage(kind string)
 }
 
 type nopRecorder struct{}
@@ -69,14 +73,19 @@ func (nopRecorder) RunnerStarted(time.Duration) {}
 func (nopRecorder) RunnerOnline(time.Duration)  {}
 func (nopRecorder) BackendError(string)         {}
 func (nopRecorder) RunnerRemoved(string)        {}
+func (nopRecorder) StaleMessage(string)         {}
 
 // Config holds one scale set's scaling parameters. Zero durations take the
 // defaults documented on each field.
 type Config struct {
 	ScaleSetID int
-	// NamePrefix starts every runner name (<prefix>-<slot>); it should be
-	// the scale set name so runners are recognisable.
+	// NamePrefix starts every runner name; it should be the scale set name
+	// so runners are recognisable.
 	NamePrefix string
+	// NameTag, when set, goes between the prefix and the runner number
+	// (<prefix>-<tag>-<n>); the service sets a random one per process so
+	// that names never repeat across restarts.
+	NameTag    string
 	MinRunners int
 	MaxRunners int
 	// OnlineTimeout: a runner not running on its backend this long after
@@ -158,25 +167,13 @@ func Target(minRunners, maxRunners, assigned int) int {
 	return max(0, min(maxRunners, minRunners+assigned))
 }
 
-// Phase is where a runner is in its life, as the scaler tracks it.
-type Phase string
-
-// Runner phases.
-const (
-	PhaseStarting Phase = "starting" // JIT config or backend start in flight
-	PhasePending  Phase = "pending"  // accepted by the backend, not running yet
-	PhaseIdle     Phase = "idle"     // running, no job
-	PhaseBusy     Phase = "busy"     // running a job (JobStarted seen)
-	PhaseDone     Phase = "done"     // finished; backend resource to remove
-	PhaseFailed   Phase = "failed"   // to remove on GitHub and the backend
-	PhaseRemoving Phase = "removing" // removal in flight
-)
-
 type runner struct {
-	name       string
-	slot       int
+	name string
+	// runnerID is the GitHub runner ID from the JIT config response (or,
+	// for an adopted runner, what its backend recorded); 0 until known.
+	// Messages are applied to a runner by this ID only.
+	runnerID   int
 	resourceID string
-	runnerID   int // GitHub id; 0 when unknown (adopted)
 	phase      Phase
 	createdAt  time.Time
 	// acceptedAt is when the backend accepted the start; a backend list
@@ -186,9 +183,14 @@ type runner struct {
 	// waitingSince is when this idle runner was first seen idle while jobs
 	// waited; zero when no job waits.
 	waitingSince time.Time
-	jobCompleted bool
-	sawJob       bool // JobStarted arrived while starting
-	removeReason string
+	// waitingCapacity: the backend reports the runner queued for capacity
+	// (not placed yet); the never-online timeout does not run meanwhile.
+	waitingCapacity bool
+	jobCompleted    bool
+	sawJob          bool // JobStarted arrived for it
+	// lookedUp: an adopted runner without a recorded ID was looked up.
+	lookedUp     bool
+	removeReason RemoveReason
 }
 
 // Counts is a snapshot of the runners by phase.
@@ -210,26 +212,48 @@ type Scaler struct {
 	clock   Clock
 	logger  *slog.Logger
 	metrics Recorder
+	// healthHook is told about backend health changes (may be nil).
+	healthHook func(healthy bool, err error)
 
 	kick chan struct{}
+	// owner is true while this process holds the scale set's message
+	// session. Without it the scaler changes nothing, on GitHub or on the
+	// backend: another instance owns the scale set (see SetOwner).
+	owner atomic.Bool
 	// passMu serialises reconcile passes.
 	passMu sync.Mutex
 	// starts tracks background runner starts; startSem bounds them.
 	starts   sync.WaitGroup
 	startSem chan struct{}
 
-	mu       sync.Mutex // guards everything below
+	mu sync.Mutex // guards everything below
+	// runners by name (names are unique per runner: <prefix>-<tag>-<n>);
+	// byID indexes the ones whose GitHub runner ID is known.
 	runners  map[string]*runner
+	byID     map[int]*runner
+	seq      int // last runner number used in a name
 	assigned int
+	// demandKnown: the session's statistics have arrived since this
+	// process became the owner. Until then nothing is started or removed
+	// as surplus: after a restart, adopted runners may be exactly what the
+	// waiting jobs need.
+	demandKnown bool
+	// healthy: the last backend list succeeded; healthErr says why not.
+	healthy   bool
+	healthErr error
 	// waiting is assigned minus running jobs from the latest statistics;
 	// -1 until statistics arrive.
 	waiting int
-	// busyHint records JobStarted for runners not (yet) tracked, so that
-	// adoption after a restart marks them busy.
-	busyHint map[string]int
-	// finishing holds runners that exited before their JobCompleted was
-	// seen, with when; they count as active for FinishGrace.
-	finishing map[string]time.Time
+	// busyHint records JobStarted for runner IDs not (yet) tracked, so
+	// that adoption after a restart marks them busy.
+	busyHint map[int]bool
+	// finishing holds runners (by runner ID) that exited before their
+	// JobCompleted was seen, with when; they count as active for
+	// FinishGrace.
+	finishing map[int]time.Time
+	// lateIDs remembers the IDs of runners removed recently, so a late
+	// message naming one is counted as stale rather than unknown.
+	lateIDs map[int]time.Time
 	// completedAwaitingCount holds when each JobCompleted arrived since the
 	// last desired count. The listener hands a message's JobCompleted
 	// events to the scaler before that message's statistics, so until the
@@ -239,7 +263,6 @@ type Scaler struct {
 	completedAwaitingCount []time.Time
 	failures               int
 	nextStartAfter         time.Time
-	probed                 bool
 }
 
 var _ listener.Scaler = (*Scaler)(nil)
@@ -252,6 +275,13 @@ func WithClock(c Clock) Option { return func(s *Scaler) { s.clock = c } }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(s *Scaler) { s.logger = l } }
+
+// WithHealthHook calls f whenever the backend's health changes (a list
+// failed after succeeding, or the reverse). It runs on the reconcile
+// loop and must not block.
+func WithHealthHook(f func(healthy bool, err error)) Option {
+	return func(s *Scaler) { s.healthHook = f }
+}
 
 // WithRecorder sets the metrics sink (default: none).
 func WithRecorder(r Recorder) Option { return func(s *Scaler) { s.metrics = r } }
@@ -274,15 +304,47 @@ func New(cfg Config, gh GitHub, be Backend, opts ...Option) (*Scaler, error) {
 		kick:      make(chan struct{}, 1),
 		startSem:  make(chan struct{}, cfg.MaxParallelOps),
 		runners:   map[string]*runner{},
-		busyHint:  map[string]int{},
-		finishing: map[string]time.Time{},
+		byID:      map[int]*runner{},
+		busyHint:  map[int]bool{},
+		finishing: map[int]time.Time{},
+		lateIDs:   map[int]time.Time{},
 		waiting:   -1,
+		healthy:   true,
 	}
 	for _, o := range opts {
 		o(s)
 	}
 	return s, nil
 }
+
+// SetOwner says whether this process holds the scale set's message session.
+// Only the owner mutates the scale set (JIT configs, runner removals,
+// orphan cleanup, min_runners starts): a second instance waiting for the
+// session must not touch the runners of the first. A new Scaler is not the
+// owner; the service sets it once the session is open.
+func (s *Scaler) SetOwner(owner bool) {
+	if !owner {
+		// A new session brings new statistics; until then the demand is
+		// unknown again.
+		s.mu.Lock()
+		s.demandKnown = false
+		s.mu.Unlock()
+	}
+	if s.owner.Swap(owner) != owner && owner {
+		s.Kick()
+	}
+}
+
+// Health reports whether the backend answered the last reconcile pass, and
+// why not. The service offers no capacity to GitHub while it is unhealthy.
+func (s *Scaler) Health() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.healthy, s.healthErr
+}
+
+// Owner reports whether the scaler may change the scale set.
+func (s *Scaler) Owner() bool { return s.owner.Load() }
 
 // Kick asks the reconcile loop for a pass soon; it never blocks.
 func (s *Scaler) Kick() {
@@ -292,20 +354,50 @@ func (s *Scaler) Kick() {
 	}
 }
 
-// RunnerName is the name of the runner in a slot.
-func (s *Scaler) RunnerName(slot int) string { return s.cfg.NamePrefix + "-" + strconv.Itoa(slot) }
+// newName returns a name no runner of this process had: <prefix>-<n>, or
+// <prefix>-<tag>-<n> with Config.NameTag (the service sets a random tag
+// per process, so names stay unique across restarts too). Names are for
+// people; identity is the GitHub runner ID. Caller holds mu.
+func (s *Scaler) newName() string {
+	for {
+		s.seq++
+		name := s.cfg.NamePrefix + "-" + strconv.Itoa(s.seq-1)
+		if s.cfg.NameTag != "" {
+			name = s.cfg.NamePrefix + "-" + s.cfg.NameTag + "-" + strconv.Itoa(s.seq)
+		}
+		if s.runners[name] == nil { // an adopted runner may hold it
+			return name
+		}
+	}
+}
 
-// slotOf parses a runner name of this scale set; ok is false for others.
-func (s *Scaler) slotOf(name string) (int, bool) {
-	rest, ok := strings.CutPrefix(name, s.cfg.NamePrefix+"-")
-	if !ok {
-		return 0, false
+// track adds r to the index maps. Caller holds mu.
+func (s *Scaler) track(r *runner) {
+	s.runners[r.name] = r
+	if r.runnerID != 0 {
+		s.byID[r.runnerID] = r
 	}
-	n, err := strconv.Atoi(rest)
-	if err != nil || n < 0 || strconv.Itoa(n) != rest {
-		return 0, false
+}
+
+// setID records r's GitHub runner ID. Caller holds mu.
+func (s *Scaler) setID(r *runner, id int) {
+	if id == 0 || r.runnerID == id {
+		return
 	}
-	return n, true
+	r.runnerID = id
+	s.byID[id] = r
+}
+
+// forget drops a gone runner from the maps, remembering its ID for a
+// while so late messages naming it are recognised. Caller holds mu.
+func (s *Scaler) forget(r *runner) {
+	if s.runners[r.name] == r {
+		delete(s.runners, r.name)
+	}
+	if r.runnerID != 0 && s.byID[r.runnerID] == r {
+		delete(s.byID, r.runnerID)
+		s.lateIDs[r.runnerID] = s.clock.Now()
+	}
 }
 
 // HandleDesiredRunnerCount records the assigned job count and asks for a
@@ -313,6 +405,7 @@ func (s *Scaler) slotOf(name string) (int, bool) {
 func (s *Scaler) HandleDesiredRunnerCount(_ context.Context, count int) (int, error) {
 	s.mu.Lock()
 	s.assigned = count
+	s.demandKnown = true
 	s.completedAwaitingCount = nil
 	t := Target(s.cfg.MinRunners, s.cfg.MaxRunners, count)
 	s.mu.Unlock()
@@ -331,76 +424,93 @@ func (s *Scaler) ObserveStatistics(st *scaleset.RunnerScaleSetStatistic) {
 	s.mu.Unlock()
 }
 
-// HandleJobStarted marks the runner busy so scale-down never removes it.
-// Unknown runner names are tolerated.
+// stale counts and logs a message that applies to no tracked runner.
+// Caller holds mu.
+func (s *Scaler) stale(kind, why string, runnerID int, runnerName, jobID string) {
+	s.metrics.StaleMessage(kind)
+	s.logger.Debug("ignored stale message", "kind", kind, "why", why, "runner_id", runnerID, "runner_name", runnerName, "job_id", jobID)
+}
+
+// HandleJobStarted marks the runner the message names by ID busy, so
+// scale-down never removes it. A message for an unknown ID is kept as a
+// hint for adoption (after a restart the backend list may come later) and
+// counted; one for a runner that already finished is stale.
 func (s *Scaler) HandleJobStarted(_ context.Context, job *scaleset.JobStarted) error {
 	if job == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.runners[job.RunnerName]
-	if r == nil || (r.runnerID != 0 && job.RunnerID != 0 && r.runnerID != job.RunnerID) {
-		if _, ours := s.slotOf(job.RunnerName); ours {
-			s.busyHint[job.RunnerName] = job.RunnerID
-		}
-		s.logger.Debug("job started on an untracked runner", "runner_name", job.RunnerName, "job_id", job.JobID)
+	if job.RunnerID == 0 {
+		s.stale("job_started", "no runner id", 0, job.RunnerName, job.JobID)
 		return nil
 	}
-	switch r.phase {
-	case PhaseStarting:
-		// The runner took a job before StartRunner returned: start
-		// settles it as busy.
-		r.sawJob = true
-	case PhasePending, PhaseIdle:
+	r := s.byID[job.RunnerID]
+	if r == nil {
+		if _, late := s.lateIDs[job.RunnerID]; late {
+			s.stale("job_started", "runner already removed", job.RunnerID, job.RunnerName, job.JobID)
+			return nil
+		}
+		s.busyHint[job.RunnerID] = true
+		s.stale("job_started", "runner not tracked (yet)", job.RunnerID, job.RunnerName, job.JobID)
+		return nil
+	}
+	if r.jobCompleted || r.sawJob && r.phase != PhaseStarting {
+		s.stale("job_started", "duplicate", r.runnerID, r.name, job.JobID)
+		return nil
+	}
+	from := r.phase
+	if !s.fire(r, EvJobStarted) {
+		s.stale("job_started", "not applicable in phase "+string(from), r.runnerID, r.name, job.JobID)
+		return nil
+	}
+	r.sawJob = true
+	if r.phase == PhaseBusy {
 		if r.onlineAt.IsZero() {
 			r.onlineAt = s.clock.Now()
 			s.metrics.RunnerOnline(r.onlineAt.Sub(r.createdAt))
 		}
-		r.phase = PhaseBusy
 		r.waitingSince = time.Time{}
 		s.failures = 0
 	}
-	if r.runnerID == 0 {
-		r.runnerID = job.RunnerID
-	}
-	s.logger.Info("job started", "runner_name", r.name, "job_id", job.JobID)
+	s.logger.Info("job started", "runner_name", r.name, "runner_id", r.runnerID, "job_id", job.JobID)
 	return nil
 }
 
-// HandleJobCompleted marks the runner done; the reconcile loop removes its
-// backend resource. Unknown or empty runner names (a cancelled assignment)
-// are tolerated.
+// HandleJobCompleted marks the runner the message names by ID done; the
+// reconcile loop removes its backend resource. A message without a runner
+// (a cancelled assignment), for an unknown or removed runner, or repeated,
+// is ignored and counted.
 func (s *Scaler) HandleJobCompleted(_ context.Context, job *scaleset.JobCompleted) error {
 	if job == nil {
 		return nil
 	}
 	s.mu.Lock()
-	delete(s.busyHint, job.RunnerName)
-	delete(s.finishing, job.RunnerName)
-	r := s.runners[job.RunnerName]
-	if r != nil && (r.runnerID == 0 || job.RunnerID == 0 || r.runnerID == job.RunnerID) {
-		switch r.phase {
-		case PhaseStarting:
-			// A runner still starting can only have completed a job it
-			// was seen to start; otherwise this is a late event of an
-			// earlier runner with the same name.
-			if !r.sawJob {
-				s.mu.Unlock()
-				s.logger.Debug("job completed for an earlier runner of the same name", "runner_name", job.RunnerName, "job_id", job.JobID)
-				return nil
-			}
-			r.jobCompleted = true
-		case PhaseRemoving, PhaseDone, PhaseFailed:
-			// a removal in flight finishes the record itself
-			r.jobCompleted = true
-		default:
-			r.phase = PhaseDone
-			r.jobCompleted = true
-			r.removeReason = "done"
+	if job.RunnerID == 0 {
+		s.stale("job_completed", "no runner id", 0, job.RunnerName, job.JobID)
+		s.mu.Unlock()
+		return nil
+	}
+	delete(s.busyHint, job.RunnerID)
+	_, finishing := s.finishing[job.RunnerID]
+	delete(s.finishing, job.RunnerID)
+	r := s.byID[job.RunnerID]
+	switch {
+	case r == nil && finishing:
+		// exited before this message and already cleaned up: expected
+		s.completedAwaitingCount = append(s.completedAwaitingCount, s.clock.Now())
+		s.logger.Info("job completed", "runner_name", job.RunnerName, "runner_id", job.RunnerID, "job_id", job.JobID, "result", job.Result)
+	case r == nil:
+		s.stale("job_completed", "runner not tracked", job.RunnerID, job.RunnerName, job.JobID)
+	case r.jobCompleted:
+		s.stale("job_completed", "duplicate", r.runnerID, r.name, job.JobID)
+	default:
+		r.jobCompleted = true
+		if s.fire(r, EvJobCompleted) && r.phase == PhaseDone && r.removeReason == "" {
+			r.removeReason = ReasonDone
 		}
 		s.completedAwaitingCount = append(s.completedAwaitingCount, s.clock.Now())
-		s.logger.Info("job completed", "runner_name", r.name, "job_id", job.JobID, "result", job.Result)
+		s.logger.Info("job completed", "runner_name", r.name, "runner_id", r.runnerID, "job_id", job.JobID, "result", job.Result)
 	}
 	s.mu.Unlock()
 	s.Kick()

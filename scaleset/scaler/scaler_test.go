@@ -48,6 +48,7 @@ func newHarness(t *testing.T, cfg Config, gh *fakeGitHub, be *fakeBackend) *harn
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := New(cfg, gh, be, WithClock(h.clock), WithLogger(logger), WithRecorder(h.rec))
 	must.NoError(t, err)
+	s.SetOwner(true)
 	h.s = s
 	return h
 }
@@ -153,8 +154,8 @@ func TestScaler_Reconcile_scaleUp(t *testing.T) {
 			be := newFakeBackend()
 			for i := range tc.preexisting {
 				name := "linux-" + string(rune('0'+i))
-				gh.register(name)
-				be.add(name, backend.StateRunning)
+				ref := gh.register(name)
+				be.add(name, ref.ID, backend.StateRunning)
 			}
 			h := newHarness(t, Config{MinRunners: tc.minR, MaxRunners: tc.maxR, MaxParallelOps: 20}, gh, be)
 			h.assign(t, tc.assigned)
@@ -251,7 +252,7 @@ func TestScaler_Reconcile_lateJobCompletedSparesNewRunner(t *testing.T) {
 	must.Eq(t, []string{"linux-1", "linux-2"}, h.be.names(), must.Sprint("the new runners are kept"))
 
 	// a starting runner that took no job ignores a JobCompleted
-	r := &runner{name: "linux-0", slot: 0, phase: PhaseStarting}
+	r := &runner{name: "linux-0", phase: PhaseStarting}
 	h.s.mu.Lock()
 	h.s.runners["linux-0"] = r
 	h.s.mu.Unlock()
@@ -366,7 +367,7 @@ func TestScaler_Reconcile_neverOnline(t *testing.T) {
 			must.SliceEmpty(t, be.names())
 			h.clock.Advance(5 * time.Second)
 			h.reconcile(t)
-			must.Eq(t, []string{"linux-0"}, be.names())
+			must.Eq(t, []string{"linux-1"}, be.names(), must.Sprint("a replacement under a fresh name"))
 		})
 	}
 }
@@ -386,8 +387,8 @@ func TestScaler_Reconcile_restartKeepsBusyAdopted(t *testing.T) {
 	gh := newFakeGitHub(7)
 	be := newFakeBackend()
 	for _, n := range []string{"linux-0", "linux-1", "linux-2"} {
-		gh.register(n)
-		be.add(n, backend.StateRunning)
+		ref := gh.register(n)
+		be.add(n, ref.ID, backend.StateRunning)
 	}
 	gh.busy["linux-0"] = true
 	gh.busy["linux-1"] = true
@@ -407,8 +408,8 @@ func TestScaler_Reconcile_restartKeepsBusyAdopted(t *testing.T) {
 func TestScaler_Reconcile_busyHintAfterRestart(t *testing.T) {
 	gh := newFakeGitHub(7)
 	be := newFakeBackend()
-	gh.register("linux-4")
-	be.add("linux-4", backend.StateRunning)
+	ref := gh.register("linux-4")
+	be.add("linux-4", ref.ID, backend.StateRunning)
 	h := newHarness(t, Config{MaxRunners: 5}, gh, be)
 	// JobStarted arrives before the first pass adopted the runner
 	must.NoError(t, h.s.HandleJobStarted(t.Context(), &scaleset.JobStarted{RunnerName: "linux-4", RunnerID: 101}))
@@ -418,28 +419,26 @@ func TestScaler_Reconcile_busyHintAfterRestart(t *testing.T) {
 	must.Eq(t, 0, be.starts)
 }
 
-func TestScaler_Reconcile_orphanRegistrationRemoved(t *testing.T) {
-	gh := newFakeGitHub(7)
-	gh.register("linux-3") // JIT generated, then the service died before the backend start
-	gh.register("other-1") // another scale set's runner: untouched
-	gh.register("linux-x") // not one of our names: untouched
-	h := newHarness(t, Config{MaxRunners: 5}, gh, nil)
-	h.assign(t, 0)
-	h.reconcile(t)
-	must.Eq(t, []string{"linux-x", "other-1"}, gh.names())
-	must.Eq(t, 1, h.rec.removed["orphan"])
-}
-
-func TestScaler_Reconcile_nameClashRecovers(t *testing.T) {
+// A name clash with a registration the scaler does not know (another
+// process's, an earlier version's) is not taken for its runner: the
+// registration is left alone and the runner gets a fresh name.
+func TestScaler_Reconcile_nameClashTakesFreshName(t *testing.T) {
 	gh := newFakeGitHub(7)
 	h := newHarness(t, Config{MaxRunners: 2}, gh, nil)
-	h.assign(t, 0)
-	h.reconcile(t)         // the startup probe runs on an empty registry
-	gh.register("linux-0") // a stale registration appears after the probe
+	gh.register("linux-0") // someone else's registration
 	h.assign(t, 1)
 	h.reconcile(t)
-	must.Eq(t, []string{"linux-0"}, h.be.names())
-	must.Eq(t, []string{"linux-0"}, gh.names())
+	must.Eq(t, []string{"linux-1"}, h.be.names())
+	must.Eq(t, []string{"linux-0", "linux-1"}, gh.names())
+	must.SliceEmpty(t, gh.removed)
+}
+
+// Starting looks nothing up on GitHub: no probe of 2×max_runners names.
+func TestScaler_Reconcile_noNameProbeAtStart(t *testing.T) {
+	h := newHarness(t, Config{MaxRunners: 1000}, nil, nil)
+	h.assign(t, 0)
+	h.reconcile(t)
+	must.Eq(t, 0, h.gh.lookups)
 }
 
 func TestScaler_Reconcile_vanishedRunnerDeregistered(t *testing.T) {
@@ -522,13 +521,14 @@ func TestScaler_Reconcile_exitBeforeJobCompleted(t *testing.T) {
 	h.assign(t, 2)
 	h.reconcile(t)
 	h.jobStarted(t, "linux-0")
+	id0 := h.s.runners["linux-0"].runnerID
 	// the runner finished and exited; the statistics still count its job
 	h.runnerExited("linux-0")
 	h.reconcile(t)
 	must.Eq(t, 2, h.be.starts, must.Sprint("no surplus start for a job that is finishing"))
 	must.Eq(t, []string{"linux-1"}, h.be.names(), must.Sprint("the exited runner is cleaned up"))
 	// JobCompleted arrives with the new statistics
-	must.NoError(t, h.s.HandleJobCompleted(t.Context(), &scaleset.JobCompleted{RunnerName: "linux-0"}))
+	must.NoError(t, h.s.HandleJobCompleted(t.Context(), &scaleset.JobCompleted{RunnerName: "linux-0", RunnerID: id0}))
 	h.assign(t, 1)
 	h.reconcile(t)
 	must.Eq(t, 2, h.be.starts)
@@ -567,7 +567,9 @@ func TestScaler_HandleJobStarted_whileStarting(t *testing.T) {
 	h := newHarness(t, Config{MaxRunners: 2}, nil, be)
 	// the runner takes its job before StartRunner returns
 	be.onStart = func(name string) {
-		must.NoError(t, h.s.HandleJobStarted(t.Context(), &scaleset.JobStarted{RunnerName: name}))
+		ref, _ := h.gh.GetRunnerByName(t.Context(), name)
+		must.NotNil(t, ref)
+		must.NoError(t, h.s.HandleJobStarted(t.Context(), &scaleset.JobStarted{RunnerName: name, RunnerID: ref.ID}))
 	}
 	h.assign(t, 1)
 	h.reconcile(t)

@@ -1,0 +1,189 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package scaler
+
+// This file is the runner state machine: the phases a runner goes through,
+// the events that move it, and the one table that says which event moves
+// which phase where. Every phase change in the package goes through fire;
+// an event the table does not list for the current phase is ignored (a
+// late, duplicated or stale input), never applied.
+
+// Phase is where a runner is in its life, as the scaler tracks it.
+type Phase string
+
+// Runner phases.
+const (
+	PhaseStarting Phase = "starting" // JIT config or backend start in flight
+	PhasePending  Phase = "pending"  // accepted by the backend, not running yet
+	PhaseIdle     Phase = "idle"     // running (online), no job
+	PhaseBusy     Phase = "busy"     // running a job (JobStarted seen)
+	PhaseDone     Phase = "done"     // finished; backend resource to remove
+	PhaseFailed   Phase = "failed"   // to remove on GitHub and the backend
+	PhaseRemoving Phase = "removing" // removal in flight
+	// phaseGone: no longer tracked (removed, or its start failed).
+	phaseGone Phase = "gone"
+)
+
+// Event is something that happened to a runner.
+type Event string
+
+// Runner events.
+const (
+	// EvStartRequested: the scaler decided to start a runner.
+	EvStartRequested Event = "start_requested"
+	// EvStartFailed: JIT generation or the backend start failed.
+	EvStartFailed Event = "start_failed"
+	// EvBackendAccepted: the backend accepted the start (resource exists).
+	EvBackendAccepted Event = "backend_accepted"
+	// EvBackendRunning: the backend reports the runner process running;
+	// the runner is online as far as the scaler can tell.
+	EvBackendRunning Event = "backend_running"
+	// EvJobStarted: a JobStarted message named this runner's ID (busy).
+	EvJobStarted Event = "job_started"
+	// EvJobCompleted: a JobCompleted message named this runner's ID.
+	EvJobCompleted Event = "job_completed"
+	// EvExited: the backend reports the runner process ended cleanly.
+	EvExited Event = "exited"
+	// EvFailed: the backend reports the runner failed.
+	EvFailed Event = "failed"
+	// EvVanished: the backend no longer lists the runner.
+	EvVanished Event = "vanished"
+	// EvRemovalRequested: a decision to remove the runner (with a reason).
+	EvRemovalRequested Event = "removal_requested"
+	// EvRemovalRefused: GitHub refused to remove the runner because it is
+	// running a job; it stays, busy.
+	EvRemovalRefused Event = "removal_refused"
+	// EvRemovalFailed: a removal step failed; the next pass retries it.
+	EvRemovalFailed Event = "removal_failed"
+	// EvRemovalAborted: a scale-down removal failed before anything was
+	// removed; the runner is still a live, idle runner.
+	EvRemovalAborted Event = "removal_aborted"
+	// EvRemoved: the registration and the backend resource are gone.
+	EvRemoved Event = "removed"
+)
+
+// transitions is the state machine. A missing entry means the event does
+// not apply in that phase and is ignored. Notable absences, which are the
+// invariants the model tests check: a busy runner has no
+// EvRemovalRequested (scale-down never removes a busy runner); a runner in
+// flight (starting, removing) is settled only by its own operation.
+var transitions = map[Phase]map[Event]Phase{
+	phaseGone: {
+		EvStartRequested: PhaseStarting,
+	},
+	PhaseStarting: {
+		EvStartFailed:     phaseGone,
+		EvBackendAccepted: PhasePending,
+		// Messages for a runner whose start is still in flight are noted
+		// as flags and applied when the start settles (see settleStart).
+		EvJobStarted:   PhaseStarting,
+		EvJobCompleted: PhaseStarting,
+	},
+	PhasePending: {
+		EvBackendRunning:   PhaseIdle,
+		EvJobStarted:       PhaseBusy,
+		EvJobCompleted:     PhaseDone,
+		EvExited:           PhaseDone,
+		EvFailed:           PhaseFailed,
+		EvVanished:         PhaseFailed,
+		EvRemovalRequested: PhaseRemoving,
+	},
+	PhaseIdle: {
+		EvJobStarted:       PhaseBusy,
+		EvJobCompleted:     PhaseDone,
+		EvExited:           PhaseDone,
+		EvFailed:           PhaseFailed,
+		EvVanished:         PhaseFailed,
+		EvRemovalRequested: PhaseRemoving,
+	},
+	PhaseBusy: {
+		EvJobCompleted: PhaseDone,
+		// A busy runner that ended, cleanly or not, finished (or lost)
+		// its job: GitHub reports the result; what is left is cleanup.
+		EvExited:   PhaseDone,
+		EvFailed:   PhaseDone,
+		EvVanished: PhaseFailed,
+	},
+	PhaseDone: {
+		EvJobCompleted:     PhaseDone,
+		EvRemovalRequested: PhaseRemoving,
+		// finished and already gone from the backend: nothing to remove
+		EvVanished: phaseGone,
+	},
+	PhaseFailed: {
+		EvJobCompleted:     PhaseFailed,
+		EvRemovalRequested: PhaseRemoving,
+		EvVanished:         PhaseFailed,
+	},
+	PhaseRemoving: {
+		EvJobStarted:     PhaseRemoving,
+		EvJobCompleted:   PhaseRemoving,
+		EvRemovalRefused: PhaseBusy,
+		EvRemovalFailed:  PhaseFailed,
+		EvRemovalAborted: PhaseIdle,
+		EvRemoved:        phaseGone,
+	},
+}
+
+// Allowed reports whether ev moves a runner in phase p, and where to.
+func Allowed(p Phase, ev Event) (Phase, bool) {
+	next, ok := transitions[p][ev]
+	return next, ok
+}
+
+// RemoveReason says why a runner is removed; it labels the removal metric.
+type RemoveReason string
+
+// Removal reasons.
+const (
+	ReasonDone        RemoveReason = "done"         // finished its job or exited
+	ReasonSurplus     RemoveReason = "surplus"      // idle above the target
+	ReasonNeverOnline RemoveReason = "never_online" // timed out before taking a job
+	ReasonFailed      RemoveReason = "failed"       // failed on the backend
+	ReasonVanished    RemoveReason = "vanished"     // the backend lost it
+	ReasonShutdown    RemoveReason = "shutdown"     // remove_idle_runners_on_shutdown
+)
+
+// alive reports whether a removal for reason r concerns a runner that may
+// still be running (so GitHub refusing it means the runner took a job).
+func (r RemoveReason) alive() bool {
+	return r == ReasonSurplus || r == ReasonNeverOnline || r == ReasonShutdown
+}
+
+// transition is one decided phase change: the scaler's decisions are
+// returned as transitions and applied in one place (apply).
+type transition struct {
+	r      *runner
+	ev     Event
+	reason RemoveReason // for EvRemovalRequested
+}
+
+// fire applies ev to r if the table allows it and reports whether it did.
+// Caller holds mu.
+func (s *Scaler) fire(r *runner, ev Event) bool {
+	next, ok := Allowed(r.phase, ev)
+	if !ok {
+		s.logger.Debug("ignored runner event", "runner_name", r.name, "runner_id", r.runnerID, "phase", string(r.phase), "event", string(ev))
+		return false
+	}
+	r.phase = next
+	if next == phaseGone {
+		s.forget(r)
+	}
+	return true
+}
+
+// apply carries out decided transitions. Caller holds mu.
+func (s *Scaler) apply(ts []transition) []*runner {
+	var moved []*runner
+	for _, t := range ts {
+		if t.ev == EvRemovalRequested {
+			t.r.removeReason = t.reason
+		}
+		if s.fire(t.r, t.ev) {
+			moved = append(moved, t.r)
+		}
+	}
+	return moved
+}
