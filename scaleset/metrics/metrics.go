@@ -69,6 +69,9 @@ type Metrics struct {
 	backendErrors, removed    *prometheus.CounterVec
 	listenerRestarts          *prometheus.CounterVec
 	sessionConflicts          *prometheus.CounterVec
+	sessionOwner              *prometheus.GaugeVec
+	backendHealthy            *prometheus.GaugeVec
+	staleMessages             *prometheus.CounterVec
 	runners                   *prometheus.GaugeVec
 	ready                     *prometheus.GaugeVec
 	warm                      *warmPools
@@ -113,6 +116,9 @@ func New() *Metrics {
 		removed:          counter("nomad_gha_scaleset_runners_removed_total", "Runners removed, by reason.", []string{LabelName, LabelBackend, LabelReason}),
 		listenerRestarts: counter("nomad_gha_scaleset_listener_restarts_total", "Times the message listener ended with an error and was restarted.", []string{LabelName}),
 		sessionConflicts: counter("nomad_gha_scaleset_session_conflicts_total", "Session creations refused because another listener holds the session (409).", []string{LabelName}),
+		sessionOwner:     gauge("nomad_gha_scaleset_session_owner", "1 while this process holds the scale set's message session and may change its runners; 0 while it waits read-only.", []string{LabelName}),
+		backendHealthy:   gauge("nomad_gha_scaleset_backend_healthy", "1 while the backend answers; 0 while it fails (the listener then offers GitHub no capacity).", []string{LabelName, LabelBackend}),
+		staleMessages:    counter("nomad_gha_scaleset_stale_messages_total", "Job messages applied to no runner: for an earlier runner or process, redelivered or duplicated (kind: job_started, job_completed).", []string{LabelName, LabelBackend, "kind"}),
 		runners:          gauge("nomad_gha_scaleset_runners", "Runners this service tracks, by phase.", []string{LabelName, LabelBackend, LabelPhase}),
 		ready:            gauge("nomad_gha_scaleset_scale_set_ready", "1 while the scale set's listener holds a message session and takes jobs, else 0.", []string{LabelName, LabelBackend}),
 		warm:             newWarmPools(),
@@ -122,7 +128,7 @@ func New() *Metrics {
 		m.availableJobs, m.acquiredJobs, m.desiredRunners, m.minRunners, m.maxRunners,
 		m.startedJobs, m.completedJobs, m.jobStartup, m.jobExecution,
 		m.runnerStart, m.runnerOnline, m.backendErrors, m.removed, m.listenerRestarts,
-		m.sessionConflicts, m.runners, m.ready, m.warm,
+		m.sessionConflicts, m.sessionOwner, m.backendHealthy, m.staleMessages, m.runners, m.ready, m.warm,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -295,6 +301,29 @@ func (s *ScaleSet) ListenerRestarted() { s.m.listenerRestarts.WithLabelValues(s.
 
 // SessionConflict counts a 409 on session creation.
 func (s *ScaleSet) SessionConflict() { s.m.sessionConflicts.WithLabelValues(s.name).Inc() }
+
+// SetSessionOwner sets whether this process holds the message session.
+func (s *ScaleSet) SetSessionOwner(owner bool) {
+	v := 0.0
+	if owner {
+		v = 1
+	}
+	s.m.sessionOwner.WithLabelValues(s.name).Set(v)
+}
+
+// SetBackendHealthy sets whether the backend answers.
+func (s *ScaleSet) SetBackendHealthy(healthy bool) {
+	v := 0.0
+	if healthy {
+		v = 1
+	}
+	s.m.backendHealthy.With(s.own()).Set(v)
+}
+
+// StaleMessage counts a job message applied to no runner.
+func (s *ScaleSet) StaleMessage(kind string) {
+	s.m.staleMessages.WithLabelValues(s.name, s.backend, kind).Inc()
+}
 
 // SetRunnerCounts sets the per-phase runner gauge from the scaler.
 func (s *ScaleSet) SetRunnerCounts(c scaler.Counts) {

@@ -11,7 +11,9 @@ import (
 
 // canceledAsDebug demotes the HTTP client's "request failed ... context
 // canceled" records to debug: they are what a shutdown (or an ended long
-// poll) looks like, not errors.
+// poll) looks like, not errors. A context ended by signal.NotifyContext
+// carries its cause instead ("interrupt signal received", "terminated
+// signal received"), which the client's error then quotes.
 type canceledAsDebug struct{ slog.Handler }
 
 func (h canceledAsDebug) Handle(ctx context.Context, r slog.Record) error {
@@ -20,7 +22,7 @@ func (h canceledAsDebug) Handle(ctx context.Context, r slog.Record) error {
 	}
 	canceled := false
 	r.Attrs(func(a slog.Attr) bool {
-		if strings.Contains(a.Value.String(), "context canceled") {
+		if v := a.Value.String(); strings.Contains(v, "context canceled") || strings.Contains(v, " signal received") {
 			canceled = true
 			return false
 		}

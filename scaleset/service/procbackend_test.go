@@ -33,6 +33,7 @@ type goBackend struct {
 
 type goRunner struct {
 	name   string
+	id     int
 	state  backend.State
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -43,7 +44,12 @@ func newGoBackend() *goBackend { return &goBackend{runners: map[string]*goRunner
 
 func (b *goBackend) Name() string { return "go" }
 
-func (b *goBackend) StartRunner(_ context.Context, name, jit string) (string, error) {
+func (b *goBackend) StartRunner(ctx context.Context, name, jit string) (string, error) {
+	return b.StartIdentified(ctx, backend.Identity{Name: name}, jit)
+}
+
+func (b *goBackend) StartIdentified(_ context.Context, rid backend.Identity, jit string) (string, error) {
+	name := rid.Name
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.starts++
@@ -56,7 +62,7 @@ func (b *goBackend) StartRunner(_ context.Context, name, jit string) (string, er
 		return "", fmt.Errorf("runner %q exists", name)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &goRunner{name: name, state: backend.StateRunning, cancel: cancel, done: make(chan struct{}), at: time.Now()}
+	r := &goRunner{name: name, id: rid.RunnerID, state: backend.StateRunning, cancel: cancel, done: make(chan struct{}), at: time.Now()}
 	b.runners[name] = r
 	b.held++
 	b.maxHeld = max(b.maxHeld, b.held)
@@ -101,7 +107,7 @@ func (b *goBackend) ListRunners(context.Context) ([]backend.Runner, error) {
 	defer b.mu.Unlock()
 	out := make([]backend.Runner, 0, len(b.runners))
 	for _, r := range b.runners {
-		out = append(out, backend.Runner{Name: r.name, ResourceID: r.name, State: r.state, CreatedAt: r.at})
+		out = append(out, backend.Runner{Name: r.name, RunnerID: r.id, ResourceID: r.name, State: r.state, CreatedAt: r.at})
 	}
 	return out, nil
 }

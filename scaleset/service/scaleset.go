@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -51,7 +52,15 @@ type scaleSetRunner struct {
 	retry    Backoff
 	shutdown time.Duration
 
-	ready      atomic.Bool
+	ready atomic.Bool
+	// backendErr holds the backend's health problem (nil: healthy). While
+	// it is set the listener offers GitHub no capacity.
+	backendErr atomic.Pointer[error]
+	// current is the running listener, for capacity changes.
+	current atomic.Pointer[listener.Listener]
+	// standby is true while another listener holds the message session:
+	// this instance waits and changes nothing.
+	standby    atomic.Bool
 	scaler     atomic.Pointer[scaler.Scaler]
 	scaleSetID atomic.Int64
 }
@@ -90,13 +99,15 @@ func (r *scaleSetRunner) run(ctx context.Context) error {
 	sc, err := scaler.New(scaler.Config{
 		ScaleSetID:        rs.ID,
 		NamePrefix:        r.cfg.RunnerNamePrefix,
+		NameTag:           nameTag(),
 		MinRunners:        r.cfg.MinRunners,
 		MaxRunners:        r.cfg.Max(),
 		OnlineTimeout:     r.cfg.Durations.RunnerOnlineTimeout,
 		ReconcileInterval: r.cfg.Durations.ReconcileInterval,
 		StartBackoffMin:   r.cfg.Durations.StartBackoffMin,
 		StartBackoffMax:   r.cfg.Durations.StartBackoffMax,
-	}, r.client, be, scaler.WithLogger(r.logger.With("component", "scaler")), scaler.WithRecorder(r.rec))
+	}, r.client, be, scaler.WithLogger(r.logger.With("component", "scaler")), scaler.WithRecorder(r.rec),
+		scaler.WithHealthHook(func(healthy bool, err error) { r.backendHealth(log, healthy, err) }))
 	if err != nil {
 		be.Shutdown(context.WithoutCancel(ctx))
 		return fmt.Errorf("scale set %q: %w", r.cfg.Name, err)
@@ -244,27 +255,36 @@ func (r *scaleSetRunner) listen(ctx context.Context, scaleSetID int, sc *scaler.
 	failures := 0
 	for {
 		if sess == nil {
+			// Whoever holds the session owns the scale set: until this
+			// process holds it again, the scaler changes nothing.
+			sc.SetOwner(false)
+			r.rec.SetSessionOwner(false)
 			s, err := r.openSession(ctx, scaleSetID, log)
 			if err != nil {
 				return err
 			}
 			sess = s
+			sc.SetOwner(true)
+			r.rec.SetSessionOwner(true)
 		}
 		l, err := listener.New(sess, listener.Config{
 			ScaleSetID: scaleSetID,
-			MaxRunners: r.cfg.Max(),
+			MaxRunners: r.capacity(),
 			Logger:     r.logger.With("component", "listener"),
 		}, listener.WithMetricsRecorder(listenerRecorder{rec: r.rec, s: sc}))
 		if err != nil {
 			return fmt.Errorf("scale set %q: failed to create listener: %w", r.cfg.Name, err)
 		}
 		began := time.Now()
+		r.current.Store(l)
+		l.SetMaxRunners(r.capacity()) // the health may have changed meanwhile
 		r.ready.Store(true)
-		r.rec.SetReady(true)
-		log.Info("listening for jobs", "max_runners", r.cfg.Max())
+		r.rec.SetReady(r.backendErr.Load() == nil)
+		log.Info("listening for jobs", "max_runners", r.cfg.Max(), "capacity", r.capacity())
 		err = l.Run(ctx, sc)
 		r.ready.Store(false)
 		r.rec.SetReady(false)
+		r.current.Store(nil)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -286,6 +306,44 @@ func (r *scaleSetRunner) listen(ctx context.Context, scaleSetID int, sc *scaler.
 			return nil
 		}
 	}
+}
+
+// capacity is what the listener offers GitHub: max_runners while the
+// backend is healthy, none while it is not, so jobs wait for a scale set
+// that can run them instead of being assigned to this one.
+func (r *scaleSetRunner) capacity() int {
+	if r.backendErr.Load() != nil {
+		return 0
+	}
+	return r.cfg.Max()
+}
+
+// backendHealth is the scaler's health hook: it sets the capacity of the
+// running listener and says so once per change.
+func (r *scaleSetRunner) backendHealth(log *slog.Logger, healthy bool, err error) {
+	if healthy {
+		r.backendErr.Store(nil)
+		log.Info("backend healthy again: offering capacity to GitHub", "max_runners", r.cfg.Max())
+	} else {
+		r.backendErr.Store(&err)
+		log.Warn("backend failing: offering no capacity to GitHub until it recovers", "error", err)
+	}
+	r.rec.SetBackendHealthy(healthy)
+	r.rec.SetReady(healthy && r.ready.Load())
+	if l := r.current.Load(); l != nil {
+		l.SetMaxRunners(r.capacity())
+	}
+}
+
+// nameTag is a short random tag per process that goes into runner names
+// (<prefix>-<tag>-<n>), so names never repeat across restarts.
+func nameTag() string {
+	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, 4)
+	for i := range b {
+		b[i] = digits[rand.IntN(len(digits))]
+	}
+	return string(b)
 }
 
 // sessionLost tells a listener error that needs a new session (refresh
@@ -332,6 +390,10 @@ func (r *scaleSetRunner) openSession(ctx context.Context, scaleSetID int, log *s
 			r.rec.SessionConflict()
 			if conflictSince.IsZero() {
 				conflictSince = time.Now()
+				r.standby.Store(true)
+				defer r.standby.Store(false)
+				log.Warn("another listener holds the message session: standing by, read-only (no runners started or removed) until it is released",
+					"timeout", r.cfg.Durations.SessionConflictTimeout.String())
 			}
 			waited := time.Since(conflictSince)
 			if waited >= r.cfg.Durations.SessionConflictTimeout {

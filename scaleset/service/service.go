@@ -216,7 +216,12 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		var notReady []string
 		for _, set := range s.sets {
-			if !set.ready.Load() {
+			switch {
+			case set.backendErr.Load() != nil:
+				notReady = append(notReady, set.cfg.Name+" (backend failing: "+(*set.backendErr.Load()).Error()+")")
+			case set.standby.Load():
+				notReady = append(notReady, set.cfg.Name+" (standby: another listener holds the session; read-only)")
+			case !set.ready.Load():
 				notReady = append(notReady, set.cfg.Name)
 			}
 		}
@@ -235,14 +240,16 @@ type ScaleSetStatus struct {
 	Name       string
 	ScaleSetID int
 	Listening  bool
-	Runners    scaler.Counts
+	// Standby: another listener holds the session; this one is read-only.
+	Standby bool
+	Runners scaler.Counts
 }
 
 // Status returns a snapshot of every scale set.
 func (s *Service) Status() []ScaleSetStatus {
 	out := make([]ScaleSetStatus, 0, len(s.sets))
 	for _, set := range s.sets {
-		st := ScaleSetStatus{Name: set.cfg.Name, ScaleSetID: int(set.scaleSetID.Load()), Listening: set.ready.Load()}
+		st := ScaleSetStatus{Name: set.cfg.Name, ScaleSetID: int(set.scaleSetID.Load()), Listening: set.ready.Load(), Standby: set.standby.Load()}
 		if sc := set.scaler.Load(); sc != nil {
 			st.Runners = sc.Counts()
 		}

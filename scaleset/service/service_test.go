@@ -458,9 +458,12 @@ func TestCanceledAsDebug(t *testing.T) {
 	var buf testutil.SyncBuffer
 	l := slog.New(canceledAsDebug{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})}).With("component", "http")
 	l.Error("request failed", "error", errors.New("Get x: context canceled"))
+	l.Error("request failed", "error", errors.New(`Get "x": interrupt signal received`))
+	l.Error("request failed", "error", errors.New(`Get "x": terminated signal received`))
 	l.Error("request failed", "error", errors.New("502 bad gateway"))
 	out := buf.String()
 	must.StrNotContains(t, out, "context canceled")
+	must.StrNotContains(t, out, "signal received")
 	must.StrContains(t, out, "502 bad gateway")
 }
 
