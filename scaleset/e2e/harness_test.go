@@ -199,6 +199,7 @@ func startSim(t *testing.T) *actionssim.Server {
 type scaleSetHCL struct {
 	name                 string
 	backend              string
+	min                  int
 	max                  int
 	onlineTimeout        string
 	backendBlock         string
@@ -222,6 +223,7 @@ github_http_retry_wait_max = "500ms"
 
 scale_set %q {
   labels                          = [%q]
+  min_runners                     = %d
   max_runners                     = %d
   backend                         = %q
   reconcile_interval              = "500ms"
@@ -232,7 +234,7 @@ scale_set %q {
   remove_idle_runners_on_shutdown = %t
   %s
 }
-`, url, addr, s.name, s.name, s.max, s.backend, s.onlineTimeout, s.removeIdleOnShutdown, s.backendBlock)
+`, url, addr, s.name, s.name, s.min, s.max, s.backend, s.onlineTimeout, s.removeIdleOnShutdown, s.backendBlock)
 	p := filepath.Join(t.TempDir(), "config.hcl")
 	must.NoError(t, os.WriteFile(p, []byte(src), 0o600))
 	return p
@@ -299,6 +301,20 @@ func (p *serviceProc) kill(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("service did not die on SIGKILL")
 	}
+}
+
+// readyz returns the status code and body of /readyz (0 when unreachable).
+func (p *serviceProc) readyz(t *testing.T) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+p.addr+"/readyz", nil)
+	must.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func (p *serviceProc) metrics(t *testing.T) string {
