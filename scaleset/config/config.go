@@ -16,6 +16,9 @@
 package config
 
 import (
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
@@ -50,6 +53,13 @@ const (
 	DefaultShutdownTimeout     = 30 * time.Second
 	DefaultHTTPRetryMax        = 4
 	DefaultHTTPRetryWaitMax    = 30 * time.Second
+
+	// MaxMaxRunners bounds max_runners. Every runner is a backend resource
+	// and a GitHub registration that each reconcile pass accounts for, and
+	// a JIT config request at GitHub's API rate limit; a scale set above a
+	// thousand runners is a configuration mistake (a stray zero) more often
+	// than a plan. Split larger fleets into several scale sets.
+	MaxMaxRunners = 1000
 )
 
 // Backend kinds.
@@ -289,6 +299,8 @@ func (c *Config) Validate() error {
 		}
 		if c.GitHubApp.PrivateKey == "" {
 			add("github_app.private_key_file: no private key (set private_key_file, private_key_env or %sGITHUB_APP_PRIVATE_KEY)", EnvPrefix)
+		} else if err := checkPrivateKey(c.GitHubApp.PrivateKey); err != nil {
+			add("github_app.private_key_file: %w", err)
 		}
 	} else if c.GitHubToken == "" {
 		add("github_token_file: no credentials (set github_app {}, github_token_file, github_token_env or %sGITHUB_TOKEN)", EnvPrefix)
@@ -329,8 +341,8 @@ func (s *ScaleSet) validate(defaultURL string) []error {
 	}
 	if s.GitHubConfigURL == "" {
 		add("github_config_url: must be set here or at the top level")
-	} else if u, err := url.Parse(s.GitHubConfigURL); err != nil || u.Scheme == "" || u.Host == "" || strings.Trim(u.Path, "/") == "" {
-		add("github_config_url: %q must be an enterprise, organization or repository URL", s.GitHubConfigURL)
+	} else if err := checkConfigURL(s.GitHubConfigURL); err != nil {
+		add("github_config_url: %w", err)
 	}
 	if s.RunnerScaleSetName == "" {
 		add("runner_scale_set_name: must not be empty")
@@ -348,6 +360,8 @@ func (s *ScaleSet) validate(defaultURL string) []error {
 	}
 	if *s.MaxRunners < 1 {
 		add("max_runners: must be >= 1, got %d", *s.MaxRunners)
+	} else if *s.MaxRunners > MaxMaxRunners {
+		add("max_runners: %d is above the limit of %d runners per scale set (each is a backend resource and a GitHub registration the service reconciles; split larger fleets into several scale sets)", *s.MaxRunners, MaxMaxRunners)
 	}
 	if s.MinRunners > *s.MaxRunners {
 		add("min_runners: %d is above max_runners %d", s.MinRunners, *s.MaxRunners)
@@ -399,6 +413,61 @@ func (s *ScaleSet) validate(defaultURL string) []error {
 		}
 	}
 	return errs
+}
+
+// checkConfigURL accepts the three shapes GitHub gives a scale set a home
+// in: https://<host>/enterprises/<enterprise>, https://<host>/<org> and
+// https://<host>/<org>/<repo> (http for a test server). Anything else
+// would be misread: /enterprises/ alone as an organization named
+// "enterprises", /o/r/extra as the repository r.
+func checkConfigURL(raw string) error {
+	shape := fmt.Errorf("%q must be https://<host>/enterprises/<enterprise>, https://<host>/<org> or https://<host>/<org>/<repo>", raw)
+	u, err := url.Parse(raw)
+	if err != nil {
+		return shape
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return fmt.Errorf("%q: scheme must be https (or http), got %q", raw, u.Scheme)
+	}
+	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return shape
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	for _, p := range parts {
+		if p == "" {
+			return shape
+		}
+	}
+	switch {
+	case parts[0] == "enterprises" && len(parts) == 2:
+	case parts[0] == "enterprises":
+		return shape
+	case len(parts) == 1 || len(parts) == 2:
+	default:
+		return shape
+	}
+	return nil
+}
+
+// checkPrivateKey parses a GitHub App private key (PEM, PKCS#1 or PKCS#8
+// RSA) so a bad key is a configuration error at start-up, not a token
+// request failing forever. The error never quotes the key.
+func checkPrivateKey(key Secret) error {
+	block, _ := pem.Decode([]byte(key.Reveal()))
+	if block == nil {
+		return errors.New("the private key is not PEM (expected -----BEGIN RSA PRIVATE KEY-----, as GitHub issues it)")
+	}
+	if _, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
+		return nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return fmt.Errorf("the private key (PEM type %q) cannot be parsed as an RSA key", block.Type)
+	}
+	if _, ok := k.(*rsa.PrivateKey); !ok {
+		return fmt.Errorf("the private key is %T, GitHub Apps use RSA keys", k)
+	}
+	return nil
 }
 
 func def(dst *string, v string) {

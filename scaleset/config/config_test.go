@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/shoenig/test/must"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 )
 
 const example = `
@@ -149,7 +151,7 @@ func TestParse_unknownAttribute(t *testing.T) {
 func TestConfig_ResolveSecrets_sources(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "app.pem")
-	must.NoError(t, os.WriteFile(keyFile, []byte("-----BEGIN KEY-----\nabc\n"), 0o600))
+	must.NoError(t, os.WriteFile(keyFile, []byte(testutil.RSAPrivateKeyPEM(t)), 0o600))
 
 	c, err := Parse([]byte(`github_app {
   client_id = "Iv1.x"
@@ -163,7 +165,7 @@ scale_set "x" {
 	must.NoError(t, err)
 	must.NoError(t, c.ResolveSecrets(env(nil)))
 	must.NoError(t, c.Validate())
-	must.StrContains(t, c.GitHubApp.PrivateKey.Reveal(), "BEGIN KEY")
+	must.StrContains(t, c.GitHubApp.PrivateKey.Reveal(), "BEGIN RSA PRIVATE KEY")
 
 	// fallback env var for the PAT
 	c2, _ := Parse([]byte(`scale_set "x" {
@@ -219,4 +221,76 @@ scale_set "x" {
 	must.NoError(t, c.ResolveSecrets(env(map[string]string{"NOMAD_GHA_SCALESET_GITHUB_TOKEN": "p"})))
 	must.ErrorContains(t, c.Validate(), "github_http_retry_max: must be between 0 and 20, got 50")
 	must.Eq(t, 2*time.Second, c.GitHubHTTPRetryWaitMaxDuration)
+}
+
+// Issue 11's validation reproductions: each was accepted before.
+func TestConfig_Validate_issue11(t *testing.T) {
+	cases := []struct {
+		name, hcl, want string
+	}{
+		{"ftp scheme", `github_config_url = "ftp://github.com/o"`, `scheme must be https`},
+		{"enterprise without a name", `github_config_url = "https://github.com/enterprises/"`, `must be https://<host>/enterprises/<enterprise>`},
+		{"enterprise with extra path", `github_config_url = "https://github.com/enterprises/e/x"`, `github_config_url`},
+		{"repository with extra path", `github_config_url = "https://github.com/o/r/extra/path"`, `github_config_url`},
+		{"query string", `github_config_url = "https://github.com/o?x=1"`, `github_config_url`},
+		{"no path", `github_config_url = "https://github.com"`, `github_config_url`},
+		{"max_runners far too high", `github_config_url = "https://github.com/o"
+  max_runners = 100000`, `above the limit of 1000`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(`scale_set "x" {
+  backend = "docker"
+  `+tc.hcl+`
+}`), "t.hcl")
+			must.NoError(t, err)
+			must.NoError(t, c.ResolveSecrets(env(map[string]string{"NOMAD_GHA_SCALESET_GITHUB_TOKEN": "pat"})))
+			must.ErrorContains(t, c.Validate(), tc.want)
+		})
+	}
+	for _, ok := range []string{"https://github.com/enterprises/e", "https://github.com/o", "https://github.com/o/r", "https://ghes.example.com/o/r/", "http://127.0.0.1:8080/o"} {
+		t.Run("accepts "+ok, func(t *testing.T) {
+			c, err := Parse([]byte(`scale_set "x" {
+  backend = "docker"
+  github_config_url = "`+ok+`"
+  max_runners = 1000
+}`), "t.hcl")
+			must.NoError(t, err)
+			must.NoError(t, c.ResolveSecrets(env(map[string]string{"NOMAD_GHA_SCALESET_GITHUB_TOKEN": "pat"})))
+			must.NoError(t, c.Validate())
+		})
+	}
+}
+
+func TestConfig_Validate_privateKeyParsed(t *testing.T) {
+	good := testutil.RSAPrivateKeyPEM(t)
+	cases := []struct {
+		name, key, want string
+	}{
+		{"not PEM", "not a key at all", "not PEM"},
+		{"PEM but garbage", "-----BEGIN RSA PRIVATE KEY-----\nZXhhbXBsZQ==\n-----END RSA PRIVATE KEY-----\n", "cannot be parsed"},
+		{"good", good, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(`github_app {
+  client_id = "Iv1.x"
+  installation_id = 42
+}
+scale_set "x" {
+  github_config_url = "https://github.com/a"
+  backend = "docker"
+}`), "t.hcl")
+			must.NoError(t, err)
+			must.NoError(t, c.ResolveSecrets(env(map[string]string{"NOMAD_GHA_SCALESET_GITHUB_APP_PRIVATE_KEY": tc.key})))
+			err = c.Validate()
+			if tc.want == "" {
+				must.NoError(t, err)
+				return
+			}
+			must.ErrorContains(t, err, "github_app.private_key_file")
+			must.ErrorContains(t, err, tc.want)
+			must.StrNotContains(t, err.Error(), "ZXhhbXBsZQ")
+		})
+	}
 }

@@ -204,12 +204,16 @@ type scaleSetHCL struct {
 	onlineTimeout        string
 	backendBlock         string
 	removeIdleOnShutdown bool
+	conflictTimeout      string // session_conflict_timeout; default 30s
 }
 
 func writeConfig(t *testing.T, url, addr string, s scaleSetHCL) string {
 	t.Helper()
 	if s.onlineTimeout == "" {
 		s.onlineTimeout = "1m"
+	}
+	if s.conflictTimeout == "" {
+		s.conflictTimeout = "30s"
 	}
 	src := fmt.Sprintf(`# Copyright (c) The nomad-driver-tart Authors
 # SPDX-License-Identifier: MPL-2.0
@@ -230,11 +234,11 @@ scale_set %q {
   runner_online_timeout           = %q
   start_backoff_min               = "200ms"
   start_backoff_max               = "2s"
-  session_conflict_timeout        = "30s"
+  session_conflict_timeout        = %q
   remove_idle_runners_on_shutdown = %t
   %s
 }
-`, url, addr, s.name, s.name, s.min, s.max, s.backend, s.onlineTimeout, s.removeIdleOnShutdown, s.backendBlock)
+`, url, addr, s.name, s.name, s.min, s.max, s.backend, s.onlineTimeout, s.conflictTimeout, s.removeIdleOnShutdown, s.backendBlock)
 	p := filepath.Join(t.TempDir(), "config.hcl")
 	must.NoError(t, os.WriteFile(p, []byte(src), 0o600))
 	return p

@@ -396,11 +396,14 @@ func (r *scaleSetRunner) openSession(ctx context.Context, scaleSetID int, log *s
 					"timeout", r.cfg.Durations.SessionConflictTimeout.String())
 			}
 			waited := time.Since(conflictSince)
-			if waited >= r.cfg.Durations.SessionConflictTimeout {
+			left := r.cfg.Durations.SessionConflictTimeout - waited
+			if left <= 0 {
 				return nil, fmt.Errorf("scale set %q (id %d): %w after %s; stop the other listener or wait for its session to expire: %w",
-					r.cfg.RunnerScaleSetName, scaleSetID, ErrSessionConflict, waited.Round(time.Second), err)
+					r.cfg.RunnerScaleSetName, scaleSetID, ErrSessionConflict, waited.Round(100*time.Millisecond), err)
 			}
-			d = max(d, min(5*time.Second, r.cfg.Durations.SessionConflictTimeout/4))
+			// The last try lands on the deadline, not a backoff step past
+			// it: the timeout holds within a request's time.
+			d = min(max(d, min(5*time.Second, r.cfg.Durations.SessionConflictTimeout/4)), left)
 			log.Warn("another listener holds the message session, retrying",
 				"waited", waited.Round(time.Second).String(), "timeout", r.cfg.Durations.SessionConflictTimeout.String(), "retry_in", d.String())
 		} else {

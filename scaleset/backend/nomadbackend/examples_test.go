@@ -219,7 +219,7 @@ func checkServiceConfig(t *testing.T) *config.Config {
 	cfg.GitHubApp.PrivateKeyFile = ""
 	must.NoError(t, cfg.ResolveSecrets(func(k string) string {
 		if k == config.EnvPrefix+"GITHUB_APP_PRIVATE_KEY" {
-			return "-----BEGIN RSA PRIVATE KEY-----\nexample\n-----END RSA PRIVATE KEY-----"
+			return testutil.RSAPrivateKeyPEM(t)
 		}
 		return ""
 	}))

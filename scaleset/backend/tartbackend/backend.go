@@ -49,7 +49,10 @@ type Backend struct {
 
 	mu      sync.Mutex
 	runners map[string]*runner // by resource ID (VM name)
-	closed  bool
+	// leftovers are runner VMs of an earlier process deleted at start,
+	// by VM name, reported as failed until the service removes them.
+	leftovers map[string]backend.Runner
+	closed    bool
 	// retryErr is the latest failed pool start while startLoop retries.
 	retryErr error
 
@@ -124,7 +127,7 @@ func New(cfg Config, scaleSetName string, logger *slog.Logger, opts ...Option) (
 		return nil, fmt.Errorf("tart backend: mac_seed: %w", err)
 	}
 	b := &Backend{cfg: cfg, scaleSet: scaleSetName, poolName: poolName, log: log, client: client,
-		runners: map[string]*runner{}, started: make(chan struct{}), tried: make(chan struct{})}
+		runners: map[string]*runner{}, leftovers: map[string]backend.Runner{}, started: make(chan struct{}), tried: make(chan struct{})}
 	popts := tart.PoolOptions{
 		Logger:           hl,
 		OnEvent:          b.onEvent,
@@ -226,10 +229,36 @@ func (b *Backend) recover(ctx context.Context) {
 			continue
 		}
 		b.log.Info("deleting runner vm left by an earlier run", "vm_name", v.Name, "state", v.State)
+		// Its runner may hold a GitHub registration (a JIT config was
+		// generated for it): ListRunners reports it as failed, with what
+		// is known of its identity, until the service removed it.
+		left := backend.Runner{Name: rec.Runner, RunnerID: rec.RunnerID, ResourceID: v.Name, State: backend.StateFailed,
+			Reason: "vm left by an earlier run of the service, deleted at start", CreatedAt: time.Now()}
+		if left.Name == "" {
+			left.Name = b.runnerNameOf(v.Name)
+		}
 		if err := b.releaseName(ctx, v.Name); err != nil {
 			b.log.Warn("failed to delete leftover runner vm", "vm_name", v.Name, "error", err)
 		}
+		if left.Name != "" {
+			b.mu.Lock()
+			b.leftovers[v.Name] = left
+			b.mu.Unlock()
+		}
 	}
+}
+
+// runnerNameOf is the runner a VM of ours was provisioned for: the
+// claimant of a warm VM, or the name part of a cold-started task VM.
+func (b *Backend) runnerNameOf(vmName string) string {
+	if owner, ok := b.pool.ClaimedBy(vmName); ok {
+		return owner
+	}
+	rest, ok := strings.CutPrefix(vmName, tart.TaskVMName(b.poolName+"-"))
+	if !ok {
+		return ""
+	}
+	return rest
 }
 
 // isMine reports whether a VM name is one of this scale set's runner VMs:
@@ -398,6 +427,11 @@ func (b *Backend) startGuestRunner(ctx context.Context, r *runner, jitConfig str
 func (b *Backend) RemoveRunner(ctx context.Context, resourceID string) error {
 	b.mu.Lock()
 	r := b.runners[resourceID]
+	if _, left := b.leftovers[resourceID]; left && r == nil {
+		delete(b.leftovers, resourceID) // its VM was deleted at start
+		b.mu.Unlock()
+		return nil
+	}
 	b.mu.Unlock()
 	if r == nil {
 		if !tart.IsOurVM(resourceID) {
@@ -447,6 +481,9 @@ func (b *Backend) ListRunners(ctx context.Context) ([]backend.Runner, error) {
 	for id, r := range b.runners {
 		b.observe(r)
 		out = append(out, backend.Runner{Name: r.name, RunnerID: r.runnerID, ResourceID: id, State: r.state, Reason: r.reason, CreatedAt: r.createdAt})
+	}
+	for _, left := range b.leftovers {
+		out = append(out, left)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, nil
