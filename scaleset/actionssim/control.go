@@ -18,6 +18,7 @@ import (
 //	DELETE /_sim/control/faults      → 204 (clear all)
 //	POST /_sim/control/expire-tokens {"admin":bool,"messageQueue":bool} → 204
 //	POST /_sim/control/drop-session  {"scaleSetId":n} → 204, or 404 without a session
+//	POST /_sim/control/restart       → 204 (Restart: sessions and tokens lost)
 //
 // JSON of Job, Runner, ScaleSet and Snapshot uses the Go field names;
 // durations are nanoseconds.
@@ -54,6 +55,10 @@ func (s *Simulator) controlRoutes() {
 	})
 	s.mux.HandleFunc("POST /_sim/control/expire-tokens", s.handleControlExpire)
 	s.mux.HandleFunc("POST /_sim/control/drop-session", s.handleControlDropSession)
+	s.mux.HandleFunc("POST /_sim/control/restart", func(w http.ResponseWriter, _ *http.Request) {
+		s.Restart()
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 func (s *Simulator) handleControlJobs(w http.ResponseWriter, r *http.Request) {

@@ -58,3 +58,32 @@ func TestSimulator_ControlAPI(t *testing.T) {
 	r = post(t, base+"drop-session", "", map[string]int{"scaleSetId": ss.ID})
 	must.Eq(t, http.StatusNotFound, r.status)
 }
+
+// Restart loses sessions and tokens, keeps scale sets and registrations:
+// the old client gets 401 on every call; a new client works at once.
+func TestSimulator_Restart(t *testing.T) {
+	t.Parallel()
+	srv := startSim(t, fastOptions())
+	c := patClient(t, srv)
+	ss := createScaleSet(t, c, "rs", "rs")
+	sc := sessionClient(t, c, ss.ID)
+	_, _, err := srv.GenerateJITConfig(ss.ID, "rs-1")
+	must.NoError(t, err)
+
+	r := post(t, srv.URL+"/_sim/control/restart", "", nil)
+	must.Eq(t, http.StatusNoContent, r.status)
+	snap := srv.Snapshot()
+	must.Eq(t, "", snap.ScaleSets[0].SessionID)
+	must.Len(t, 1, snap.Runners)
+
+	_, err = sc.GetMessage(t.Context(), 0, 5)
+	must.ErrorContains(t, err, "401")
+	_, err = c.GetRunnerByName(t.Context(), "rs-1")
+	must.ErrorContains(t, err, "401")
+
+	fresh := patClient(t, srv)
+	ref, err := fresh.GetRunnerByName(t.Context(), "rs-1")
+	must.NoError(t, err)
+	must.NotNil(t, ref)
+	sessionClient(t, fresh, ss.ID)
+}

@@ -139,6 +139,26 @@ func (s *Simulator) DropSession(scaleSetID int) bool {
 	return true
 }
 
+// Restart plays a restart of the Actions service that loses what it holds
+// in memory: every message session, and every token it issued (admin and
+// message-queue tokens are signed with a key that does not survive). What
+// it keeps in its database survives: scale sets, runner registrations and
+// jobs, and their events not yet delivered. Afterwards a listener's poll
+// gets 401 and its session refresh 401 (its admin token is no longer
+// valid), and so does every admin call until the client fetches a new
+// registration token and admin token.
+func (s *Simulator) Restart() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ss := range s.scaleSets {
+		ss.session = nil
+	}
+	s.adminRevoked = s.nextSerial
+	s.mqRevoked = s.nextSerial
+	s.log.Info("restarted: sessions and tokens lost")
+	s.changedLocked()
+}
+
 // mqAuthLocked checks a message-queue token and returns the scale set whose
 // live session it belongs to. Callers hold s.mu.
 func (s *Simulator) mqAuthLocked(r *http.Request, now time.Time) (*scaleSet, bool) {
