@@ -43,7 +43,7 @@ type session interface {
 // and backend.
 type scaleSetRunner struct {
 	cfg      *config.ScaleSet
-	client   *scaleset.Client
+	gh       *ghClient
 	logger   *slog.Logger
 	metrics  *metrics.Metrics
 	rec      *metrics.ScaleSet
@@ -106,7 +106,7 @@ func (r *scaleSetRunner) run(ctx context.Context) error {
 		ReconcileInterval: r.cfg.Durations.ReconcileInterval,
 		StartBackoffMin:   r.cfg.Durations.StartBackoffMin,
 		StartBackoffMax:   r.cfg.Durations.StartBackoffMax,
-	}, r.client, be, scaler.WithLogger(r.logger.With("component", "scaler")), scaler.WithRecorder(r.rec),
+	}, r.gh, be, scaler.WithLogger(r.logger.With("component", "scaler")), scaler.WithRecorder(r.rec),
 		scaler.WithHealthHook(func(healthy bool, err error) { r.backendHealth(log, healthy, err) }))
 	if err != nil {
 		be.Shutdown(context.WithoutCancel(ctx))
@@ -144,7 +144,7 @@ func (r *scaleSetRunner) ensureScaleSet(ctx context.Context) (*scaleset.RunnerSc
 		rs, err := r.getOrCreate(ctx)
 		if err == nil {
 			r.scaleSetID.Store(int64(rs.ID))
-			r.client.SetSystemInfo(systemInfo(rs.ID))
+			r.gh.SetSystemInfo(systemInfo(rs.ID))
 			return rs, nil
 		}
 		if ctx.Err() != nil {
@@ -162,19 +162,19 @@ func (r *scaleSetRunner) ensureScaleSet(ctx context.Context) (*scaleset.RunnerSc
 func (r *scaleSetRunner) getOrCreate(ctx context.Context) (*scaleset.RunnerScaleSet, error) {
 	groupID := 1
 	if r.cfg.RunnerGroup != scaleset.DefaultRunnerGroup {
-		g, err := r.client.GetRunnerGroupByName(ctx, r.cfg.RunnerGroup)
+		g, err := r.gh.client().GetRunnerGroupByName(ctx, r.cfg.RunnerGroup)
 		if err != nil {
 			return nil, fmt.Errorf("failed to look up runner_group %q: %w", r.cfg.RunnerGroup, err)
 		}
 		groupID = g.ID
 	}
 	labels := r.labels()
-	rs, err := r.client.GetRunnerScaleSet(ctx, groupID, r.cfg.RunnerScaleSetName)
+	rs, err := r.gh.client().GetRunnerScaleSet(ctx, groupID, r.cfg.RunnerScaleSetName)
 	if err != nil {
 		return nil, fmt.Errorf("failed to look up scale set %q: %w", r.cfg.RunnerScaleSetName, err)
 	}
 	if rs == nil {
-		rs, err = r.client.CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{
+		rs, err = r.gh.client().CreateRunnerScaleSet(ctx, &scaleset.RunnerScaleSet{
 			Name:          r.cfg.RunnerScaleSetName,
 			RunnerGroupID: groupID,
 			Labels:        labels,
@@ -187,7 +187,7 @@ func (r *scaleSetRunner) getOrCreate(ctx context.Context) (*scaleset.RunnerScale
 		return rs, nil
 	}
 	if !sameLabels(rs.Labels, labels) {
-		rs, err = r.client.UpdateRunnerScaleSet(ctx, rs.ID, &scaleset.RunnerScaleSet{
+		rs, err = r.gh.client().UpdateRunnerScaleSet(ctx, rs.ID, &scaleset.RunnerScaleSet{
 			RunnerGroupID: groupID, Labels: labels, RunnerSetting: scaleset.RunnerSetting{DisableUpdate: true},
 		})
 		if err != nil {
@@ -356,7 +356,8 @@ func sessionLost(err error) bool {
 	return strings.Contains(msg, "refresh message session") ||
 		strings.Contains(msg, "initial session") ||
 		errors.Is(err, scaleset.MessageQueueTokenExpiredError) ||
-		strings.Contains(msg, `status="404`)
+		strings.Contains(msg, `status="404`) ||
+		unauthorized(err) // the service forgot the session (its restart)
 }
 
 // isSessionConflict reports a 409 RunnerScaleSetSessionConflictException.
@@ -376,7 +377,7 @@ func (r *scaleSetRunner) openSession(ctx context.Context, scaleSetID int, log *s
 	var conflictSince time.Time
 	attempt := 0
 	for {
-		s, err := r.client.MessageSessionClient(ctx, scaleSetID, r.owner)
+		s, err := r.gh.MessageSessionClient(ctx, scaleSetID, r.owner)
 		if err == nil {
 			log.Info("opened message session", "owner", r.owner)
 			return s, nil

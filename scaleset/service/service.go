@@ -87,14 +87,16 @@ func New(opts Options) (*Service, error) {
 		if c := opts.Config; c.GitHubHTTPRetryMax != nil {
 			httpOpts = append(httpOpts, scaleset.WithRetryMax(*c.GitHubHTTPRetryMax), scaleset.WithRetryWaitMax(c.GitHubHTTPRetryWaitMaxDuration))
 		}
-		client, err := newClient(opts.Config, ss, append(httpOpts, opts.HTTPOptions...))
+		logger := opts.Logger.With("scale_set", ss.Name, "backend", ss.Backend)
+		allOpts := append(httpOpts, opts.HTTPOptions...)
+		gh, err := newGHClient(func() (*scaleset.Client, error) { return newClient(opts.Config, ss, allOpts) }, logger)
 		if err != nil {
 			return nil, fmt.Errorf("scale set %q: %w", ss.Name, err)
 		}
 		s.sets = append(s.sets, &scaleSetRunner{
 			cfg:      ss,
-			client:   client,
-			logger:   opts.Logger.With("scale_set", ss.Name, "backend", ss.Backend),
+			gh:       gh,
+			logger:   logger,
 			metrics:  s.metrics,
 			rec:      s.metrics.ScaleSet(ss.RunnerScaleSetName, ss.GitHubConfigURL, ss.Backend, ss.MinRunners, ss.Max()),
 			newBE:    opts.NewBackend,
