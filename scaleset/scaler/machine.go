@@ -73,7 +73,10 @@ var transitions = map[Phase]map[Event]Phase{
 		EvStartRequested: PhaseStarting,
 	},
 	PhaseStarting: {
-		EvStartFailed:     phaseGone,
+		EvStartFailed: phaseGone,
+		// the start failed and so did removing its registration: the
+		// runner stays, failed, until the registration is gone
+		EvFailed:          PhaseFailed,
 		EvBackendAccepted: PhasePending,
 		// Messages for a runner whose start is still in flight are noted
 		// as flags and applied when the start settles (see settleStart).

@@ -73,6 +73,9 @@ func (s *Scaler) pass(ctx context.Context) error {
 	defer cancel()
 	s.resolveIDs(opCtx, p.resolve)
 	s.execute(opCtx, p.removes)
+	s.mu.Lock()
+	p.starts = s.withinMax(p.starts)
+	s.mu.Unlock()
 	for _, r := range p.starts {
 		s.launch(ctx, r)
 	}
@@ -89,6 +92,31 @@ func (s *Scaler) setHealth(err error) {
 	if changed && s.healthHook != nil {
 		s.healthHook(err == nil, err)
 	}
+}
+
+// withinMax drops planned starts that would make the backend hold more
+// than max_runners live runners: a removal of this pass may have failed
+// (a never-online runner GitHub would not let go of is still running).
+// Caller holds mu.
+func (s *Scaler) withinMax(starts []*runner) []*runner {
+	planned := make(map[*runner]bool, len(starts))
+	for _, r := range starts {
+		planned[r] = true
+	}
+	held := 0
+	for _, r := range s.runners {
+		if !planned[r] && (r.phase == PhaseStarting || r.resourceID != "" && !r.ended) {
+			held++
+		}
+	}
+	room := max(0, s.cfg.MaxRunners-held)
+	if len(starts) <= room {
+		return starts
+	}
+	for _, r := range starts[room:] {
+		s.fire(r, EvStartFailed) // not started: a later pass decides again
+	}
+	return starts[:room]
 }
 
 // launch starts one runner in the background, at most MaxParallelOps at
@@ -193,10 +221,10 @@ func (s *Scaler) adopt(br backend.Runner, now time.Time) *runner {
 		r.waitingCapacity = br.WaitingForCapacity
 	case backend.StateExited:
 		s.fire(r, EvExited)
-		r.removeReason = ReasonDone
+		r.removeReason, r.ended = ReasonDone, true
 	default:
 		s.fire(r, EvFailed)
-		r.removeReason = ReasonFailed
+		r.removeReason, r.ended = ReasonFailed, true
 	}
 	if r.runnerID != 0 && s.busyHint[r.runnerID] {
 		delete(s.busyHint, r.runnerID)
@@ -213,6 +241,9 @@ func (s *Scaler) adopt(br backend.Runner, now time.Time) *runner {
 func (s *Scaler) applyState(r *runner, br backend.Runner, now time.Time) {
 	if r.phase == PhasePending {
 		r.waitingCapacity = br.State == backend.StatePending && br.WaitingForCapacity
+	}
+	if br.State == backend.StateExited || br.State == backend.StateFailed {
+		r.ended = true
 	}
 	switch br.State {
 	case backend.StateRunning:
@@ -456,14 +487,17 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 	if err != nil {
 		s.metrics.BackendError("start")
 		s.logger.Error("failed to start runner", "runner_name", id.Name, "runner_id", runnerID, "backend", s.be.Name(), "error", err)
+		ev := EvStartFailed
 		if runnerID != 0 {
 			if err := s.removeRegistration(ctx, runnerID); err != nil {
 				s.metrics.BackendError("github_remove")
-				s.logger.Warn("failed to remove registration of a runner that did not start", "runner_name", id.Name, "error", err)
+				s.logger.Warn("failed to remove registration of a runner that did not start, will retry", "runner_name", id.Name, "error", err)
+				ev = EvFailed // kept (failed) so later passes remove the registration
 			}
 		}
 		s.mu.Lock()
-		s.fire(r, EvStartFailed)
+		r.removeReason, r.acceptedAt = ReasonFailed, s.clock.Now()
+		s.fire(r, ev)
 		s.noteFailure(s.clock.Now())
 		s.mu.Unlock()
 		return

@@ -187,6 +187,9 @@ type runner struct {
 	// (not placed yet); the never-online timeout does not run meanwhile.
 	waitingCapacity bool
 	jobCompleted    bool
+	// ended: the backend reported the runner process ended (exited or
+	// failed); its resource no longer counts against max_runners.
+	ended bool
 	sawJob          bool // JobStarted arrived for it
 	// lookedUp: an adopted runner without a recorded ID was looked up.
 	lookedUp     bool
