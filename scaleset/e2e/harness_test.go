@@ -372,7 +372,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 // peakRegistrations is the most runners that were online at once on the
 // simulated GitHub (from coming online to deletion). A registration whose
 // runner never came online (a crash between JIT generation and backend
-// start) is not a runner; the orphan probe removes it.
+// start) is not a runner.
 func peakRegistrations(s actionssim.Snapshot) int {
 	type ev struct {
 		at    time.Time

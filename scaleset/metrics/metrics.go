@@ -159,6 +159,11 @@ func (m *Metrics) ScaleSet(name, configURL, backendName string, minRunners, maxR
 	for _, r := range RemoveReasons {
 		m.removed.WithLabelValues(name, backendName, r)
 	}
+	for _, k := range StaleMessageKinds {
+		m.staleMessages.WithLabelValues(name, backendName, k)
+	}
+	m.sessionOwner.WithLabelValues(name).Set(0)
+	m.backendHealthy.WithLabelValues(name, backendName).Set(1)
 	m.listenerRestarts.WithLabelValues(name)
 	m.sessionConflicts.WithLabelValues(name)
 	m.ready.WithLabelValues(name, backendName).Set(0)
@@ -170,7 +175,12 @@ func (m *Metrics) ScaleSet(name, configURL, backendName string, minRunners, maxR
 // initialized at 0.
 var (
 	BackendOperations = []string{"list", "generate_jit", "start", "remove", "github_remove", "github_lookup"}
-	RemoveReasons     = []string{"done", "failed", "surplus", "never_online", "vanished", "orphan", "shutdown"}
+	RemoveReasons     = []string{
+		string(scaler.ReasonDone), string(scaler.ReasonFailed), string(scaler.ReasonSurplus),
+		string(scaler.ReasonNeverOnline), string(scaler.ReasonVanished), string(scaler.ReasonShutdown),
+	}
+	// StaleMessageKinds are the kind values of stale messages.
+	StaleMessageKinds = []string{"job_started", "job_completed"}
 )
 
 // SetReady sets nomad_gha_scaleset_scale_set_ready.

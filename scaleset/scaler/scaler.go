@@ -189,8 +189,8 @@ type runner struct {
 	jobCompleted    bool
 	// ended: the backend reported the runner process ended (exited or
 	// failed); its resource no longer counts against max_runners.
-	ended bool
-	sawJob          bool // JobStarted arrived for it
+	ended  bool
+	sawJob bool // JobStarted arrived for it
 	// lookedUp: an adopted runner without a recorded ID was looked up.
 	lookedUp     bool
 	removeReason RemoveReason
