@@ -27,6 +27,9 @@ job "github-runner-macos" {
     # Sent by the service with every dispatch (the nomad backend checks
     # this list at startup).
     meta_required = ["runner_name", "runner_scale_set_name"]
+    # The GitHub runner ID: a restarted service adopts the dispatched job
+    # by it (optional, so jobs written without it still dispatch).
+    meta_optional = ["runner_id"]
   }
 
   group "runner" {

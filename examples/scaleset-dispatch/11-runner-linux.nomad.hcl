@@ -19,6 +19,9 @@ job "github-runner-linux" {
   parameterized {
     payload       = "required"
     meta_required = ["runner_name", "runner_scale_set_name"]
+    # The GitHub runner ID: a restarted service adopts the dispatched job
+    # by it (optional, so jobs written without it still dispatch).
+    meta_optional = ["runner_id"]
   }
 
   group "runner" {

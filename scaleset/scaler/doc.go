@@ -9,10 +9,13 @@
 // a reconcile loop compares the target min(max_runners, min_runners +
 // assigned) with what the backend actually holds and with what GitHub knows.
 // The loop starts what is missing, removes idle surplus, removes runners
-// that never came online, and cleans up finished ones. It persists nothing:
-// after a restart it adopts the runners the backend lists, and it finds
-// registrations GitHub still holds for runners the backend lost by probing
-// the deterministic runner names (<prefix>-<slot>).
+// that never came online, and cleans up finished ones. Runner phases and the
+// events that move them are one table (machine.go) that every phase change
+// goes through. A runner is identified by its GitHub runner ID, which the
+// backend records with the resource; messages apply only to the runner
+// their ID names. It persists nothing: after a restart it adopts the
+// runners the backend lists, by those IDs. Only the process holding the
+// scale set's message session changes anything (SetOwner).
 //
 // The package imports the scaleset client types but no HTTP, metrics or
 // config packages: GitHub, the backend, the clock and the metrics sink are

@@ -513,3 +513,42 @@ func TestBackend_ListRunners_newestDispatchPerName(t *testing.T) {
 	must.NoError(t, f.sim.WaitUntil(ctx, func() bool { return f.sim.Job("default", old.DispatchedJobID) == nil }))
 	must.NotNil(t, f.sim.Job("default", id))
 }
+
+// The GitHub runner ID goes into the dispatch meta when the job declares
+// runner_id (meta_optional), and a restarted backend reports it back for
+// adoption by ID; a job that does not declare it still works (compatible
+// with jobs written before) and dispatches without it.
+func TestBackend_StartIdentified_runnerIDMeta(t *testing.T) {
+	for _, declared := range []bool{true, false} {
+		t.Run(fmt.Sprintf("declared=%t", declared), func(t *testing.T) {
+			tasks := newControlled()
+			f := newFixture(t, nomadsim.WithTaskRunner(tasks))
+			if declared {
+				j := runnerJob()
+				j.ParameterizedJob.MetaOptional = []string{DefaultRunnerIDMetaKey}
+				must.NoError(t, f.sim.RegisterJob(j))
+			}
+			b := f.backend(t, f.config())
+			id, err := b.StartIdentified(t.Context(), backend.Identity{Name: "macos-arm64-7", RunnerID: 4242}, testJIT)
+			must.NoError(t, err)
+			want := map[string]string{"runner_name": "macos-arm64-7", "runner_scale_set_name": testScaleSet}
+			if declared {
+				want["runner_id"] = "4242"
+			}
+			must.Eq(t, want, f.sim.Job("default", id).Meta)
+			waitRunner(t, b, "macos-arm64-7", backend.StateRunning)
+
+			// a new process adopts the dispatched job by what its meta says
+			again := f.backend(t, f.config())
+			r := waitRunner(t, again, "macos-arm64-7", backend.StateRunning)
+			must.Eq(t, id, r.ResourceID)
+			if declared {
+				must.Eq(t, 4242, r.RunnerID)
+			} else {
+				must.Eq(t, 0, r.RunnerID)
+				must.StrContains(t, f.logs.String(), "does not declare the runner ID meta key")
+			}
+			tasks.ch("macos-arm64-7") <- 0
+		})
+	}
+}

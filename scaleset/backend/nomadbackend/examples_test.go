@@ -182,6 +182,7 @@ func runnerJob(t *testing.T, body *hclsyntax.Body) (*api.Job, *api.Task) {
 	}
 	must.Eq(t, "required", pj.Payload)
 	must.SliceContainsAll(t, []string{nomadbackend.DefaultRunnerNameMetaKey, nomadbackend.DefaultScaleSetMetaKey}, pj.MetaRequired)
+	must.SliceContains(t, pj.MetaOptional, nomadbackend.DefaultRunnerIDMetaKey, must.Sprint("the runner ID, for adoption after a restart"))
 
 	groups := blocks(jb.Body, "group")
 	must.Len(t, 1, groups)
