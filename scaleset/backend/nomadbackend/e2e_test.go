@@ -408,3 +408,130 @@ scale_set "crash" {
 	}
 	must.StrNotContains(t, firstLogs.String()+secondLogs.String(), pat)
 }
+
+// TestE2E_noSurplusBeforeDemand is issue 11's real-agent report on the
+// Nomad API double: after a SIGKILL mid-burst, the restarted service
+// adopted the dispatched runner jobs still waiting for placement and, in
+// the same 10 ms, removed every one as surplus, long before its session's
+// first statistics said that jobs were waiting; then it dispatched
+// replacements. Nothing may be removed as surplus before the demand is
+// known: the restarted process keeps the three waiting runners, which take
+// the three jobs once Nomad can place them.
+func TestE2E_noSurplusBeforeDemand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the service and fakerunner and runs processes")
+	}
+	bin := testutil.BuildBinary(t, "./cmd/nomad-gha-scaleset")
+	fakerunner := testutil.BuildBinary(t, "./cmd/fakerunner")
+	gh, err := actionssim.Start("", actionssim.Options{
+		LongPollTimeout: time.Second, SessionIdleTimeout: 3 * time.Second, RunnerPollTimeout: 2 * time.Second,
+		RunnerLostTimeout: 10 * time.Second, AssignTimeout: time.Minute,
+	})
+	must.NoError(t, err)
+	t.Cleanup(gh.Close)
+	runnerLogs := &testutil.SyncBuffer{}
+	nomad := nomadsim.New(nomadsim.WithTaskRunner(&nomadsim.ProcessRunner{
+		Dir: t.TempDir(), Command: fakerunner,
+		Args:   []string{"--jitconfig-file", "${NOMAD_TASK_DIR}/jitconfig", "--connect-timeout", "10s"},
+		Stdout: runnerLogs, Stderr: runnerLogs, KillTimeout: 2 * time.Second,
+	}))
+	nomadAddr := nomad.Start()
+	t.Cleanup(nomad.Close)
+	nomad.SetPlacement(nomadsim.NoNodeWithDriver()) // every runner waits for placement
+	must.NoError(t, nomad.RegisterJob(&api.Job{
+		ID: ptr("github-runner-linux"), Type: ptr("batch"), Namespace: ptr("github-runners"),
+		ParameterizedJob: &api.ParameterizedJobConfig{
+			Payload: "required", MetaRequired: []string{"runner_name", "runner_scale_set_name"},
+			MetaOptional: []string{"runner_id"},
+		},
+		TaskGroups: []*api.TaskGroup{{Name: ptr("runner"), Tasks: []*api.Task{{
+			Name: "runner", Driver: "docker", DispatchPayload: &api.DispatchPayloadConfig{File: "jitconfig"},
+		}}}},
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must.NoError(t, err)
+	listen := ln.Addr().String()
+	must.NoError(t, ln.Close())
+	cfgPath := filepath.Join(t.TempDir(), "scaleset.hcl")
+	must.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`github_config_url = %q
+listen_address    = %q
+
+scale_set "waiting" {
+  labels                   = ["waiting"]
+  max_runners              = 3
+  backend                  = "nomad"
+  reconcile_interval       = "300ms"
+  runner_online_timeout    = "5m"
+  session_conflict_timeout = "30s"
+
+  nomad {
+    address            = %q
+    namespace          = "github-runners"
+    job_id             = "github-runner-linux"
+    purge_grace_period = "3s"
+  }
+}
+`, gh.OrgConfigURL("acme"), listen, nomadAddr)), 0o600))
+
+	start := func() (*exec.Cmd, *testutil.SyncBuffer, chan error) {
+		logs := &testutil.SyncBuffer{}
+		cmd := exec.Command(bin, "run", "--config", cfgPath, "--log-level", "debug")
+		cmd.Env = append(os.Environ(), "NOMAD_GHA_SCALESET_GITHUB_TOKEN=ghp_NOSURPLUS0123456789", "NOMAD_TOKEN=", "NOMAD_ADDR=")
+		cmd.Stdout, cmd.Stderr = logs, logs
+		must.NoError(t, cmd.Start())
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+			if t.Failed() {
+				t.Logf("service logs:\n%s", logs.String())
+			}
+		})
+		return cmd, logs, done
+	}
+	children := func() int { return len(nomad.JobIDs("github-runners")) - 1 } // minus the parent
+	until := func(d time.Duration, what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	first, _, firstDone := start()
+	until(30*time.Second, "first session", func() bool { ss, ok := gh.Snapshot().ScaleSetByName("waiting"); return ok && ss.SessionID != "" })
+	gh.QueueJobs(3, 300*time.Millisecond, "waiting")
+	until(30*time.Second, "three dispatched runners waiting for placement", func() bool { return children() == 3 })
+	must.NoError(t, first.Process.Signal(syscall.SIGKILL))
+	<-firstDone
+	firstDone <- nil
+	dispatched := nomad.JobIDs("github-runners")
+
+	_, secondLogs, _ := start()
+	// The killed process's session blocks the new one (409) until the
+	// service expires it; then the listener hands over the statistics.
+	until(60*time.Second, "second session", func() bool { return strings.Contains(secondLogs.String(), "Handling initial session statistics") })
+	until(10*time.Second, "a few reconcile passes after the statistics", func() bool {
+		return strings.Count(secondLogs.String(), "Getting next message") >= 3
+	})
+	must.Eq(t, dispatched, nomad.JobIDs("github-runners"), must.Sprint("the waiting runners were kept"))
+	must.StrNotContains(t, secondLogs.String(), "reason=surplus")
+
+	nomad.SetPlacement(nil) // capacity arrives
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	must.NoError(t, gh.WaitFor(ctx, actionssim.JobsCompleted(3)))
+	for _, j := range gh.Jobs() {
+		must.Eq(t, actionssim.ResultSucceeded, j.Result)
+	}
+	must.StrNotContains(t, secondLogs.String(), `msg="dispatched runner job"`, must.Sprint("no replacements: the adopted runners took the jobs"))
+}
