@@ -600,3 +600,106 @@ func TestScaler_merge_staleStateIgnored(t *testing.T) {
 	h.s.mu.Unlock()
 	must.Eq(t, PhaseDone, h.s.runners["linux-0"].phase)
 }
+
+// Issue 11: after a SIGKILL and restart the backlog replays a JobCompleted
+// of an earlier runner. It names that runner's ID, not the adopted runner
+// that (under the old naming) had the same name, so it is ignored and
+// counted, and the adopted runner keeps its job.
+func TestScaler_staleJobCompletedAfterRestart(t *testing.T) {
+	gh := newFakeGitHub(7)
+	be := newFakeBackend()
+	earlier := gh.register("linux-0") // finished before the kill
+	gh.mu.Lock()
+	delete(gh.byName, "linux-0")
+	gh.mu.Unlock()
+	now := gh.register("linux-0") // same name, a new runner, now busy
+	gh.busy["linux-0"] = true
+	be.add("linux-0", now.ID, backend.StateRunning)
+
+	h := newHarness(t, Config{MaxRunners: 5}, gh, be)
+	must.NoError(t, h.s.HandleJobStarted(t.Context(), &scaleset.JobStarted{RunnerName: "linux-0", RunnerID: now.ID}))
+	h.assign(t, 1)
+	h.reconcile(t)
+	must.NoError(t, h.s.HandleJobCompleted(t.Context(), &scaleset.JobCompleted{RunnerName: "linux-0", RunnerID: earlier.ID}))
+	h.reconcile(t)
+	must.Eq(t, []string{"linux-0"}, be.names(), must.Sprint("the busy runner is kept"))
+	must.Eq(t, 1, h.s.Counts().Busy)
+	must.Eq(t, 1, h.rec.stale["job_completed"])
+	must.Eq(t, 0, h.rec.removed["done"])
+
+	// a duplicate of its own JobCompleted ends it once, and counts the second
+	must.NoError(t, h.s.HandleJobCompleted(t.Context(), &scaleset.JobCompleted{RunnerName: "linux-0", RunnerID: now.ID}))
+	must.NoError(t, h.s.HandleJobCompleted(t.Context(), &scaleset.JobCompleted{RunnerName: "linux-0", RunnerID: now.ID}))
+	must.Eq(t, 2, h.rec.stale["job_completed"])
+}
+
+// Without the session nothing changes; with it, nothing is started or
+// removed as surplus until the statistics say what the demand is.
+func TestScaler_ownerAndDemandGateChanges(t *testing.T) {
+	gh := newFakeGitHub(7)
+	be := newFakeBackend()
+	for _, n := range []string{"linux-0", "linux-1"} {
+		ref := gh.register(n)
+		be.add(n, ref.ID, backend.StatePending) // adopted, waiting for placement
+	}
+	h := newHarness(t, Config{MinRunners: 1, MaxRunners: 5}, gh, be)
+	h.s.SetOwner(false)
+	h.reconcile(t)
+	must.Eq(t, 0, be.starts)
+	must.Eq(t, 0, h.s.Counts().Pending, must.Sprint("not even adopted: another process owns the scale set"))
+
+	h.s.SetOwner(true) // the session, but no statistics yet
+	h.reconcile(t)
+	must.Eq(t, 2, h.s.Counts().Pending)
+	must.SliceLen(t, 2, be.names())
+	must.Eq(t, 0, h.rec.removed["surplus"])
+
+	h.assign(t, 0) // demand known: target min_runners = 1
+	h.reconcile(t)
+	must.SliceLen(t, 1, be.names())
+	must.Eq(t, 1, h.rec.removed["surplus"])
+	must.Eq(t, 0, be.starts)
+}
+
+// The transition table never lets a busy runner be removed, and every
+// phase but gone can reach gone.
+func TestMachine_table(t *testing.T) {
+	_, ok := Allowed(PhaseBusy, EvRemovalRequested)
+	must.False(t, ok, must.Sprint("a busy runner is never removed"))
+	for p := range transitions {
+		seen := map[Phase]bool{p: true}
+		queue := []Phase{p}
+		for len(queue) > 0 {
+			q := queue[0]
+			queue = queue[1:]
+			for _, next := range transitions[q] {
+				if !seen[next] {
+					seen[next] = true
+					queue = append(queue, next)
+				}
+			}
+		}
+		must.True(t, seen[phaseGone], must.Sprintf("phase %s cannot end", p))
+	}
+}
+
+func TestScaler_healthHook(t *testing.T) {
+	be := newFakeBackend()
+	var got []bool
+	h := newHarness(t, Config{MaxRunners: 2}, nil, be)
+	h.s.healthHook = func(ok bool, _ error) { got = append(got, ok) }
+	h.reconcile(t)
+	be.mu.Lock()
+	be.listErr = errors.New("engine unreachable")
+	be.mu.Unlock()
+	_ = h.s.Reconcile(t.Context())
+	_ = h.s.Reconcile(t.Context())
+	ok, err := h.s.Health()
+	must.False(t, ok)
+	must.ErrorContains(t, err, "engine unreachable")
+	be.mu.Lock()
+	be.listErr = nil
+	be.mu.Unlock()
+	h.reconcile(t)
+	must.Eq(t, []bool{false, true}, got, must.Sprint("told once per change"))
+}
