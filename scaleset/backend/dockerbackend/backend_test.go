@@ -41,6 +41,7 @@ func Test_toBackendRunner(t *testing.T) {
 		{name: "created_leftover", in: dockerexec.Runner{State: container.StateCreated}, want: backend.StateFailed,
 			wantReason: "container created but never started (its start was interrupted)"},
 		{name: "running", in: dockerexec.Runner{State: container.StateRunning}, want: backend.StateRunning},
+		{name: "runner_id_label", in: dockerexec.Runner{State: container.StateRunning, Labels: map[string]string{LabelRunnerID: "42"}}, want: backend.StateRunning},
 		{name: "paused", in: dockerexec.Runner{State: container.StatePaused}, want: backend.StateRunning},
 		{name: "restarting", in: dockerexec.Runner{State: container.StateRestarting}, want: backend.StateRunning, wantReason: "container is restarting"},
 		{name: "removing", in: dockerexec.Runner{State: container.StateRemoving}, want: backend.StateExited},
@@ -61,6 +62,11 @@ func Test_toBackendRunner(t *testing.T) {
 			must.EqOp(t, "r1", got.Name)
 			must.EqOp(t, "abc", got.ResourceID)
 			must.EqOp(t, created, got.CreatedAt)
+			wantID := 0
+			if tc.in.Labels[LabelRunnerID] != "" {
+				wantID = 42
+			}
+			must.EqOp(t, wantID, got.RunnerID)
 		})
 	}
 }
@@ -102,7 +108,9 @@ func TestBackend_engine(t *testing.T) {
 		must.NoError(t, err)
 		return id
 	}
-	runID := start(holding, "busy-"+randHex(3))
+	busyName := "busy-" + randHex(3)
+	runID, err := holding.StartIdentified(t.Context(), backend.Identity{Name: busyName, RunnerID: 777}, fakeJIT(busyName))
+	must.NoError(t, err)
 	okID := start(ok, "done-"+randHex(3))
 	failID := start(failing, "fail-"+randHex(3))
 	for _, id := range []string{okID, failID} {
@@ -122,6 +130,8 @@ func TestBackend_engine(t *testing.T) {
 		byID[r.ResourceID] = r
 	}
 	must.EqOp(t, backend.StateRunning, byID[runID].State)
+	must.EqOp(t, 777, byID[runID].RunnerID, must.Sprint("the runner id label, for adoption after a restart"))
+	must.EqOp(t, 0, byID[okID].RunnerID, must.Sprint("StartRunner records none"))
 	must.EqOp(t, backend.StateExited, byID[okID].State)
 	must.EqOp(t, backend.StateFailed, byID[failID].State)
 	must.EqOp(t, "exit code 3", byID[failID].Reason)
