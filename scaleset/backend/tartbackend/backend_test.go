@@ -216,7 +216,7 @@ func TestBackend_Shutdown_leavesRunningRunnersForTheNextProcess(t *testing.T) {
 	e := newEnv(t)
 	t.Setenv("FAKETART_VM_LIMIT", "3")
 	b := e.newBackend(t, func(c *Config) { c.PoolSize = 1; c.MaxVMs = 3 })
-	busy, err := b.StartRunner(t.Context(), "runner-busy", "jit-hang-r4")
+	busy, err := b.StartIdentified(t.Context(), backend.Identity{Name: "runner-busy", RunnerID: 31}, "jit-hang-r4")
 	must.NoError(t, err)
 	done, err := b.StartRunner(t.Context(), "runner-done", "jit-r5")
 	must.NoError(t, err)
@@ -240,6 +240,7 @@ func TestBackend_Shutdown_leavesRunningRunnersForTheNextProcess(t *testing.T) {
 	must.NoError(t, err)
 	must.Len(t, 1, rs)
 	must.Eq(t, "runner-busy", rs[0].Name)
+	must.Eq(t, 31, rs[0].RunnerID, must.Sprint("the runner ID from the VM's runner record"))
 	must.Eq(t, busy, rs[0].ResourceID)
 	must.Eq(t, backend.StateRunning, rs[0].State)
 	must.NoError(t, b2.RemoveRunner(t.Context(), busy))
@@ -280,7 +281,16 @@ func TestBackend_New_deletesLeftoverRunnerVMs(t *testing.T) {
 		must.NoError(t, faketart.SeedVM(e.home, n, cfg, 1))
 	}
 	b := e.newBackend(t, nil)
-	_ = b
+	// its runner may hold a registration: reported failed until removed
+	rs, err := b.ListRunners(t.Context())
+	must.NoError(t, err)
+	must.Len(t, 1, rs)
+	must.Eq(t, "old-runner", rs[0].Name)
+	must.Eq(t, leftover, rs[0].ResourceID)
+	must.Eq(t, backend.StateFailed, rs[0].State)
+	must.NoError(t, b.RemoveRunner(t.Context(), leftover))
+	rs, _ = b.ListRunners(t.Context())
+	must.SliceEmpty(t, rs)
 	entries, _ := os.ReadDir(filepath.Join(e.home, "vms"))
 	var names []string
 	for _, en := range entries {
