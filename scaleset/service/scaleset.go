@@ -58,6 +58,9 @@ type scaleSetRunner struct {
 	backendErr atomic.Pointer[error]
 	// current is the running listener, for capacity changes.
 	current atomic.Pointer[listener.Listener]
+	// labelGroup is the runner group id when the scale set's labels
+	// differ from the configured ones (0: they match or were updated).
+	labelGroup atomic.Int64
 	// standby is true while another listener holds the message session:
 	// this instance waits and changes nothing.
 	standby    atomic.Bool
@@ -187,17 +190,33 @@ func (r *scaleSetRunner) getOrCreate(ctx context.Context) (*scaleset.RunnerScale
 		return rs, nil
 	}
 	if !sameLabels(rs.Labels, labels) {
-		rs, err = r.gh.client().UpdateRunnerScaleSet(ctx, rs.ID, &scaleset.RunnerScaleSet{
-			RunnerGroupID: groupID, Labels: labels, RunnerSetting: scaleset.RunnerSetting{DisableUpdate: true},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("failed to update labels of scale set %q: %w", r.cfg.RunnerScaleSetName, err)
-		}
-		r.logger.Info("updated scale set labels", "scale_set_id", rs.ID)
+		// Changing the labels changes the scale set: only its owner may,
+		// once it holds the message session (see updateLabels).
+		r.labelGroup.Store(int64(groupID))
+		r.logger.Info("found scale set; its labels differ and are updated once this process holds the session", "scale_set_id", rs.ID)
 		return rs, nil
 	}
 	r.logger.Info("found scale set", "scale_set_id", rs.ID)
 	return rs, nil
+}
+
+// updateLabels sets the configured labels on the scale set when they
+// differed at start-up. Called with the message session held; a failure
+// is logged and tried again at the next session.
+func (r *scaleSetRunner) updateLabels(ctx context.Context, scaleSetID int, log *slog.Logger) {
+	groupID := r.labelGroup.Load()
+	if groupID == 0 {
+		return
+	}
+	_, err := r.gh.client().UpdateRunnerScaleSet(ctx, scaleSetID, &scaleset.RunnerScaleSet{
+		RunnerGroupID: int(groupID), Labels: r.labels(), RunnerSetting: scaleset.RunnerSetting{DisableUpdate: true},
+	})
+	if err != nil {
+		log.Warn("failed to update scale set labels, will retry with the next session", "error", err)
+		return
+	}
+	r.labelGroup.Store(0)
+	log.Info("updated scale set labels")
 }
 
 func (r *scaleSetRunner) labels() []scaleset.Label {
@@ -266,6 +285,7 @@ func (r *scaleSetRunner) listen(ctx context.Context, scaleSetID int, sc *scaler.
 			sess = s
 			sc.SetOwner(true)
 			r.rec.SetSessionOwner(true)
+			r.updateLabels(ctx, scaleSetID, log)
 		}
 		l, err := listener.New(sess, listener.Config{
 			ScaleSetID: scaleSetID,

@@ -287,18 +287,35 @@ func TestService_Run_sessionConflictResolves(t *testing.T) {
 		GitHubConfigURL: sim.OrgConfigURL("acme"), PersonalAccessToken: "x",
 	})
 	must.NoError(t, err)
-	rs, err := other.CreateRunnerScaleSet(t.Context(), &scaleset.RunnerScaleSet{Name: "linux", RunnerGroupID: 1, Labels: []scaleset.Label{{Name: "linux"}}})
+	// the other listener's scale set has other labels than ours
+	rs, err := other.CreateRunnerScaleSet(t.Context(), &scaleset.RunnerScaleSet{Name: "linux", RunnerGroupID: 1, Labels: []scaleset.Label{{Name: "theirs"}}})
 	must.NoError(t, err)
 	sess, err := other.MessageSessionClient(t.Context(), rs.ID, "someone-else")
 	must.NoError(t, err)
 
 	be := newGoBackend()
 	t.Cleanup(be.close)
-	startService(t, testConfig(t, sim.OrgConfigURL("acme"), scaleSetSpec{name: "linux", max: 2, conflictWait: "30s"}), map[string]*goBackend{"linux": be})
-	time.AfterFunc(500*time.Millisecond, func() { _ = sess.Close(context.Background()) })
+	r := startService(t, testConfig(t, sim.OrgConfigURL("acme"), scaleSetSpec{name: "linux", max: 2, conflictWait: "30s"}), map[string]*goBackend{"linux": be})
+	labels := func() []string {
+		ss, _ := sim.Snapshot().ScaleSetByName("linux")
+		return ss.Labels
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(r.logs.String(), "standing by, read-only") {
+		if time.Now().After(deadline) {
+			t.Fatal("never stood by")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	must.Eq(t, []string{"theirs"}, labels(), must.Sprint("a standby instance does not change the scale set"))
+	_ = sess.Close(context.Background())
 	waitFor(t, sim, 20*time.Second, "our session", func(s actionssim.Snapshot) bool {
 		ss, ok := s.ScaleSetByName("linux")
 		return ok && ss.SessionOwner == "test-owner"
+	})
+	waitFor(t, sim, 20*time.Second, "our labels once we own it", func(actionssim.Snapshot) bool {
+		l := labels()
+		return len(l) == 1 && l[0] == "linux"
 	})
 }
 
