@@ -81,6 +81,7 @@ type world struct {
 	nextID, nextRes    int
 	jitErr, removeErr  bool
 	startErr, listErr  bool
+	resRemoveErr       bool // the backend fails to remove resources
 	maxRunners         int
 	violations         []string
 	// abandoned: registrations without a backend resource when the service
@@ -143,6 +144,13 @@ func (w *world) RemoveRunner(_ context.Context, id int64) error {
 		return fmt.Errorf("remove: %w", scaleset.JobStillRunningError)
 	}
 	delete(w.regs, int(id))
+	// a runner whose registration is deleted is told so by GitHub and
+	// exits
+	for _, r := range w.res {
+		if r.runnerID == int(id) && (r.state == backend.StateRunning || r.state == backend.StatePending) {
+			r.state = backend.StateExited
+		}
+	}
 	return nil
 }
 
@@ -202,6 +210,9 @@ func (b modelBackend) RemoveRunner(_ context.Context, id string) error {
 	r := w.res[id]
 	if r == nil {
 		return nil
+	}
+	if w.resRemoveErr {
+		return errors.New("engine busy")
 	}
 	if reg := w.regs[r.runnerID]; reg != nil && reg.busy && (r.state == backend.StateRunning || r.state == backend.StatePending) {
 		w.violate("removed runner %s (id %d) while it runs a job", r.name, r.runnerID)
@@ -340,7 +351,7 @@ func (m *modelRun) step() {
 	case pick < 85:
 		what = "toggle failure"
 		w.mu.Lock()
-		switch m.rng.IntN(4) {
+		switch m.rng.IntN(5) {
 		case 0:
 			w.jitErr = !w.jitErr
 		case 1:
@@ -349,6 +360,8 @@ func (m *modelRun) step() {
 			w.startErr = !w.startErr
 		case 3:
 			w.listErr = !w.listErr
+		case 4:
+			w.resRemoveErr = !w.resRemoveErr
 		}
 		w.mu.Unlock()
 	case pick < 90:
@@ -593,7 +606,7 @@ func (m *modelRun) dump() string {
 func (m *modelRun) converge() {
 	w := m.w
 	w.mu.Lock()
-	w.jitErr, w.removeErr, w.startErr, w.listErr = false, false, false, false
+	w.jitErr, w.removeErr, w.startErr, w.listErr, w.resRemoveErr = false, false, false, false, false
 	w.mu.Unlock()
 	m.s.SetOwner(true)
 	for round := range 60 {
