@@ -22,6 +22,7 @@ import (
 
 	"github.com/shoenig/test/must"
 
+	"github.com/tartnomad/nomad-driver-tart/dockerexec"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/dockerbackend"
@@ -62,7 +63,7 @@ func dockerEnv(t *testing.T) backendEnv {
 	instance := "e2e-" + randomID()
 	cfg := dockerbackend.Config{Image: ref, PullPolicy: "never", InstanceID: instance, NetworkMode: "host",
 		JITConfigDelivery: "env", Command: []string{"/bin/fakerunner"}}
-	t.Cleanup(func() { removeDockerLeftovers(t, cfg) })
+	removeDockerLeftovers(t, cfg)
 	return backendEnv{
 		kind: "docker",
 		block: func(command []string) string {
@@ -85,31 +86,21 @@ func dockerEnv(t *testing.T) backendEnv {
 	}
 }
 
+// dockerRunners lists the containers of the env's instance, whatever
+// scale set they belong to (a backend lists one scale set's only: the
+// name it was built with, "e2e", matched none of the tests' scale sets, so
+// these counts were always 0).
 func dockerRunners(t *testing.T, cfg dockerbackend.Config) []string {
 	t.Helper()
-	be, err := dockerbackend.New(cfg, "e2e", nil)
-	must.NoError(t, err)
-	rs, err := be.ListRunners(context.Background())
-	must.NoError(t, err)
 	var names []string
-	for _, r := range rs {
-		names = append(names, r.Name)
+	for _, c := range testutil.ContainersWithLabels(t, testutil.DockerClient(t), map[string]string{dockerexec.LabelInstance: cfg.InstanceID}) {
+		names = append(names, c.Labels[dockerexec.LabelRunner])
 	}
 	return names
 }
 
 func removeDockerLeftovers(t *testing.T, cfg dockerbackend.Config) {
-	be, err := dockerbackend.New(cfg, "e2e", nil)
-	if err != nil {
-		return
-	}
-	rs, err := be.ListRunners(context.Background())
-	if err != nil {
-		return
-	}
-	for _, r := range rs {
-		_ = be.RemoveRunner(context.Background(), r.ResourceID)
-	}
+	testutil.RemoveContainersOnCleanup(t, testutil.DockerClient(t), map[string]string{dockerexec.LabelInstance: cfg.InstanceID})
 }
 
 func tartEnv(t *testing.T) backendEnv {

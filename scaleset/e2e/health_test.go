@@ -151,6 +151,7 @@ func TestE2E_backendUnreachableOffersNoCapacity(t *testing.T) {
 	waitFor(t, sim, 60*time.Second, "the job done after recovery", actionssim.JobsCompleted(1))
 	eventually(t, 30*time.Second, "ready again", func() bool { c, _ := svc.readyz(t); return c == http.StatusOK })
 	must.StrContains(t, svc.logs.String(), "backend healthy again")
+	eventually(t, 30*time.Second, "backend empty", func() bool { return env.leftovers(t) == 0 })
 	svc.stop(t)
 }
 
