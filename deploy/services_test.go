@@ -240,7 +240,7 @@ func TestSystemd_scalesetOnLinux(t *testing.T) {
 }
 
 // TestConfigs_validate: the example configs the service definitions point
-// at parse and validate (with a stand-in key, since the files name paths
+// at parse and validate (with a generated key, since the files name paths
 // on the target host).
 func TestConfigs_validate(t *testing.T) {
 	for _, tc := range []struct{ file, backend string }{
@@ -251,7 +251,7 @@ func TestConfigs_validate(t *testing.T) {
 			c, err := config.Parse(readDeploy(t, tc.file), tc.file)
 			must.NoError(t, err)
 			must.NotNil(t, c.GitHubApp)
-			c.GitHubApp.PrivateKey = "stand-in"
+			c.GitHubApp.PrivateKey = config.Secret(testutil.RSAPrivateKeyPEM(t))
 			must.NoError(t, c.Validate())
 			must.Len(t, 1, c.ScaleSets)
 			must.Eq(t, tc.backend, c.ScaleSets[0].Backend)
