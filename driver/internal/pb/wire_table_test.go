@@ -5,8 +5,10 @@ package pb_test
 
 // wireTable is the wire contract of Nomad's plugin protocol, transcribed
 // from section 2 of /work/shared/reference/nomad-driver-protocol.md (2.3 for
-// services, 2.5-2.11 for messages and enums). It is the only expectation the
-// wire test checks the generated descriptors against.
+// services, 2.5-2.11 for messages and enums) and, for the device service and
+// the shared statistics, from the message table of
+// /work/shared/reference/nomad-device-protocol.md. It is the only expectation
+// the wire test checks the generated descriptors against.
 //
 // Format: a header line per service/message/enum, then one indented line per
 // member, in any order:
@@ -425,4 +427,65 @@ message hashicorp.nomad.plugins.shared.hclspec.Literal
 message hashicorp.nomad.plugins.shared.hclspec.Default
   1 primary hashicorp.nomad.plugins.shared.hclspec.Spec -
   2 default hashicorp.nomad.plugins.shared.hclspec.Spec -
+service hashicorp.nomad.plugins.device.DevicePlugin
+  rpc /hashicorp.nomad.plugins.device.DevicePlugin/Fingerprint hashicorp.nomad.plugins.device.FingerprintRequest hashicorp.nomad.plugins.device.FingerprintResponse server-streaming
+  rpc /hashicorp.nomad.plugins.device.DevicePlugin/Reserve hashicorp.nomad.plugins.device.ReserveRequest hashicorp.nomad.plugins.device.ReserveResponse unary
+  rpc /hashicorp.nomad.plugins.device.DevicePlugin/Stats hashicorp.nomad.plugins.device.StatsRequest hashicorp.nomad.plugins.device.StatsResponse server-streaming
+message hashicorp.nomad.plugins.device.FingerprintRequest
+message hashicorp.nomad.plugins.device.FingerprintResponse
+  1 device_group hashicorp.nomad.plugins.device.DeviceGroup repeated
+message hashicorp.nomad.plugins.device.DeviceGroup
+  1 vendor string -
+  2 device_type string -
+  3 device_name string -
+  4 devices hashicorp.nomad.plugins.device.DetectedDevice repeated
+  5 attributes map<string,hashicorp.nomad.plugins.shared.structs.Attribute> map
+message hashicorp.nomad.plugins.device.DetectedDevice
+  1 ID string -
+  2 healthy bool -
+  3 health_description string -
+  4 hw_locality hashicorp.nomad.plugins.device.DeviceLocality -
+message hashicorp.nomad.plugins.device.DeviceLocality
+  1 pci_bus_id string -
+message hashicorp.nomad.plugins.device.ReserveRequest
+  1 device_ids string repeated
+message hashicorp.nomad.plugins.device.ReserveResponse
+  1 container_res hashicorp.nomad.plugins.device.ContainerReservation -
+message hashicorp.nomad.plugins.device.ContainerReservation
+  1 envs map<string,string> map
+  2 mounts hashicorp.nomad.plugins.device.Mount repeated
+  3 devices hashicorp.nomad.plugins.device.DeviceSpec repeated
+message hashicorp.nomad.plugins.device.Mount
+  1 task_path string -
+  2 host_path string -
+  3 read_only bool -
+message hashicorp.nomad.plugins.device.DeviceSpec
+  1 task_path string -
+  2 host_path string -
+  3 permissions string -
+message hashicorp.nomad.plugins.device.StatsRequest
+  1 collection_interval google.protobuf.Duration -
+message hashicorp.nomad.plugins.device.StatsResponse
+  1 groups hashicorp.nomad.plugins.device.DeviceGroupStats repeated
+message hashicorp.nomad.plugins.device.DeviceGroupStats
+  1 vendor string -
+  2 type string -
+  3 name string -
+  4 instance_stats map<string,hashicorp.nomad.plugins.device.DeviceStats> map
+message hashicorp.nomad.plugins.device.DeviceStats
+  1 summary hashicorp.nomad.plugins.shared.structs.StatValue -
+  2 stats hashicorp.nomad.plugins.shared.structs.StatObject -
+  3 timestamp google.protobuf.Timestamp -
+message hashicorp.nomad.plugins.shared.structs.StatObject
+  1 nested map<string,hashicorp.nomad.plugins.shared.structs.StatObject> map
+  2 attributes map<string,hashicorp.nomad.plugins.shared.structs.StatValue> map
+message hashicorp.nomad.plugins.shared.structs.StatValue
+  1 float_numerator_val google.protobuf.DoubleValue -
+  2 float_denominator_val google.protobuf.DoubleValue -
+  3 int_numerator_val google.protobuf.Int64Value -
+  4 int_denominator_val google.protobuf.Int64Value -
+  5 string_val google.protobuf.StringValue -
+  6 bool_val google.protobuf.BoolValue -
+  7 unit string -
+  8 desc string -
 `

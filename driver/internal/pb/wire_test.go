@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	_ "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
+	_ "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/device"
 	_ "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
 	_ "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/hclspec"
 	_ "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/structs"
@@ -23,6 +24,7 @@ import (
 // nomadPackages are the proto packages of Nomad's plugin protocol.
 var nomadPackages = []protoreflect.FullName{
 	"hashicorp.nomad.plugins.base.proto",
+	"hashicorp.nomad.plugins.device",
 	"hashicorp.nomad.plugins.drivers.proto",
 	"hashicorp.nomad.plugins.shared.hclspec",
 	"hashicorp.nomad.plugins.shared.structs",
