@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
@@ -167,10 +168,14 @@ func fingerprintToProto(f *Fingerprint) *driverpb.FingerprintResponse {
 	return p
 }
 
-// attributeToProto maps Go values onto Nomad's typed attribute; other
-// types are sent as their text.
+// attributeToProto maps Go values onto Nomad's typed attribute; an Attr
+// adds its unit; other types are sent as their text.
 func attributeToProto(v any) *structspb.Attribute {
 	switch x := v.(type) {
+	case Attr:
+		a := attributeToProto(x.Value)
+		a.Unit = x.Unit
+		return a
 	case string:
 		return &structspb.Attribute{Value: &structspb.Attribute_StringVal{StringVal: x}}
 	case bool:
@@ -198,4 +203,28 @@ func pluginConfigFromProto(p *basepb.SetConfigRequest) *PluginConfig {
 		cfg.Agent = &AgentConfig{ClientMaxPort: d.GetClientMaxPort(), ClientMinPort: d.GetClientMinPort()}
 	}
 	return cfg
+}
+
+// statValueToProto sets the wrapper fields for the kinds that are set.
+func statValueToProto(v StatValue) *structspb.StatValue {
+	p := &structspb.StatValue{Unit: v.Unit, Desc: v.Desc}
+	if v.String != nil {
+		p.StringVal = wrapperspb.String(*v.String)
+	}
+	if v.Bool != nil {
+		p.BoolVal = wrapperspb.Bool(*v.Bool)
+	}
+	if v.Int != nil {
+		p.IntNumeratorVal = wrapperspb.Int64(*v.Int)
+	}
+	if v.IntOf != nil {
+		p.IntDenominatorVal = wrapperspb.Int64(*v.IntOf)
+	}
+	if v.Float != nil {
+		p.FloatNumeratorVal = wrapperspb.Double(*v.Float)
+	}
+	if v.FloatOf != nil {
+		p.FloatDenominatorVal = wrapperspb.Double(*v.FloatOf)
+	}
+	return p
 }

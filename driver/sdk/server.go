@@ -15,16 +15,18 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
+	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 )
 
-// PluginAPIVersion is the only driver API version any Nomad release accepts.
+// PluginAPIVersion is the only driver (and device) API version any Nomad
+// release accepts.
 const PluginAPIVersion = "v0.1.0"
 
 // server serves a Driver as Nomad's BasePlugin and Driver gRPC services.
 // It holds no state of its own beyond the driver, so every handler is as
 // safe for concurrent use as the driver is.
 type server struct {
-	basepb.UnimplementedBasePluginServer
+	baseServer
 	driverpb.UnimplementedDriverServer
 
 	d   Driver
@@ -41,21 +43,37 @@ func newServer(d Driver, log hclog.Logger) *server {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &server{d: d, log: log, now: time.Now}
+	return &server{baseServer: baseServer{p: d, typ: basepb.PluginType_DRIVER}, d: d, log: log, now: time.Now}
+}
+
+// basePlugin is the part of every plugin contract the BasePlugin service
+// serves.
+type basePlugin interface {
+	PluginInfo() PluginInfo
+	ConfigSchema() *hclspec.Spec
+	SetConfig(cfg *PluginConfig) error
+}
+
+// baseServer serves BasePlugin for a plugin of type typ.
+type baseServer struct {
+	basepb.UnimplementedBasePluginServer
+
+	p   basePlugin
+	typ basepb.PluginType
 }
 
 // PluginInfo is called at every agent start; an error or an unparsable
 // version aborts the agent, so both are checked here with a clear message.
-func (s *server) PluginInfo(context.Context, *basepb.PluginInfoRequest) (*basepb.PluginInfoResponse, error) {
-	info := s.d.PluginInfo()
+func (s *baseServer) PluginInfo(context.Context, *basepb.PluginInfoRequest) (*basepb.PluginInfoResponse, error) {
+	info := s.p.PluginInfo()
 	if info.Name == "" {
-		return nil, status.Error(codes.Internal, "driver reports an empty plugin name")
+		return nil, status.Error(codes.Internal, "plugin reports an empty plugin name")
 	}
 	if !semver.IsValid("v" + info.Version) {
-		return nil, status.Errorf(codes.Internal, "driver version %q is not a semantic version", info.Version)
+		return nil, status.Errorf(codes.Internal, "plugin version %q is not a semantic version", info.Version)
 	}
 	return &basepb.PluginInfoResponse{
-		Type:              basepb.PluginType_DRIVER,
+		Type:              s.typ,
 		PluginApiVersions: []string{PluginAPIVersion},
 		PluginVersion:     info.Version,
 		Name:              info.Name,
@@ -63,8 +81,8 @@ func (s *server) PluginInfo(context.Context, *basepb.PluginInfoRequest) (*basepb
 }
 
 // ConfigSchema may answer with no spec: then Nomad accepts no plugin config.
-func (s *server) ConfigSchema(context.Context, *basepb.ConfigSchemaRequest) (*basepb.ConfigSchemaResponse, error) {
-	spec, err := SpecToProto(s.d.ConfigSchema())
+func (s *baseServer) ConfigSchema(context.Context, *basepb.ConfigSchemaRequest) (*basepb.ConfigSchemaResponse, error) {
+	spec, err := SpecToProto(s.p.ConfigSchema())
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "invalid plugin config schema: %v", err)
 	}
@@ -72,9 +90,9 @@ func (s *server) ConfigSchema(context.Context, *basepb.ConfigSchemaRequest) (*ba
 }
 
 // SetConfig arrives up to three times per agent start with the same bytes;
-// the driver must be idempotent.
-func (s *server) SetConfig(ctx context.Context, req *basepb.SetConfigRequest) (*basepb.SetConfigResponse, error) {
-	if err := s.d.SetConfig(pluginConfigFromProto(req)); err != nil {
+// the plugin must be idempotent.
+func (s *baseServer) SetConfig(ctx context.Context, req *basepb.SetConfigRequest) (*basepb.SetConfigResponse, error) {
+	if err := s.p.SetConfig(pluginConfigFromProto(req)); err != nil {
 		return nil, toStatus(ctx, fmt.Errorf("failed to set plugin config: %w", err))
 	}
 	return &basepb.SetConfigResponse{}, nil

@@ -1,0 +1,84 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package sdk
+
+import (
+	"context"
+	"errors"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
+	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/device"
+)
+
+// DevicePluginKey is the plugin-set key a device plugin is served and
+// dispensed under (Nomad's client uses "base" and "device"; in gRPC mode
+// the key never crosses the wire).
+const DevicePluginKey = "device"
+
+// DeviceClient holds the generated gRPC stubs of a device plugin's two
+// services on one connection, as a Nomad client (or our harness) uses them.
+type DeviceClient struct {
+	Base   basepb.BasePluginClient
+	Device devicepb.DevicePluginClient
+}
+
+// GRPCDevicePlugin is the go-plugin plugin for a Nomad device plugin. On
+// the serving side it registers the BasePlugin and DevicePlugin services
+// for Device on one gRPC server; on the client side (Device nil) Dispense
+// returns a *DeviceClient.
+type GRPCDevicePlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+
+	// Device is served; unused on the client side.
+	Device DevicePlugin
+	// Logger receives the adapter's own messages; nil discards them.
+	Logger hclog.Logger
+}
+
+var _ plugin.GRPCPlugin = (*GRPCDevicePlugin)(nil)
+
+// GRPCServer registers both services on s; the plugin set must hold this
+// plugin only once.
+func (p *GRPCDevicePlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	if p.Device == nil {
+		return errors.New("grpc plugin has no device plugin to serve")
+	}
+	srv := newDeviceServer(p.Device, p.Logger)
+	basepb.RegisterBasePluginServer(s, srv)
+	devicepb.RegisterDevicePluginServer(s, srv)
+	return nil
+}
+
+// GRPCClient returns a *DeviceClient on the connection.
+func (p *GRPCDevicePlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	return &DeviceClient{Base: basepb.NewBasePluginClient(conn), Device: devicepb.NewDevicePluginClient(conn)}, nil
+}
+
+// DevicePluginSet returns the plugin set serving d (or, with d nil, the
+// set a client dispenses DevicePluginKey from).
+func DevicePluginSet(d DevicePlugin, logger hclog.Logger) plugin.PluginSet {
+	return plugin.PluginSet{DevicePluginKey: &GRPCDevicePlugin{Device: d, Logger: logger}}
+}
+
+// ServeDevice runs the device plugin process for the binary named binary,
+// as Serve does for a driver: --version prints the version; otherwise the
+// JSON logger on stderr is created first and the plugin is served with
+// Nomad's handshake, gRPC only.
+func ServeDevice(binary string, newDevice func(hclog.Logger) DevicePlugin) {
+	if printVersion(os.Args[1:], os.Stdout, binary) {
+		return
+	}
+	logger := NewLogger(os.Stderr)
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         DevicePluginSet(newDevice(logger), logger),
+		GRPCServer:      plugin.DefaultGRPCServer,
+		Logger:          logger,
+	})
+}
