@@ -34,8 +34,11 @@ type Driver struct {
 	events *eventHub
 	tasks  *taskStore
 
-	mu     sync.Mutex // guards config
+	mu     sync.Mutex // guards config and mismatch
 	config *PluginConfig
+	// mismatch is the last max_vms difference with the device plugin that
+	// was logged, so it is logged once per change.
+	mismatch string
 
 	rtMu    sync.Mutex // guards the fields below
 	rt      *runtime

@@ -98,6 +98,9 @@ func (d *Driver) withRuntimeAttributes(base *sdk.Fingerprint) *sdk.Fingerprint {
 	if rt == nil || base.Health != sdk.HealthStateHealthy {
 		return fp
 	}
+	if m := d.noteMismatch(rt.deviceMismatch()); m != "" {
+		fp.HealthDescription += " (warning: " + m + ")"
+	}
 	fp.Attributes[attrSlotsTotal] = int64(rt.slots.Max())
 	fp.Attributes[attrSlotsAvailable] = int64(rt.slots.Available())
 	for _, ps := range rt.pool.Stats() {
@@ -151,6 +154,22 @@ func (s *startCounts) attributes(attrs map[string]any) {
 	attrs[attrStartsCold] = s.cold
 	attrs[attrStartsWarm+".mean_ms"] = mean(s.warmTime, s.warm)
 	attrs[attrStartsCold+".mean_ms"] = mean(s.coldTime, s.cold)
+}
+
+// noteMismatch logs a max_vms difference with the device plugin when it
+// changes, and returns it.
+func (d *Driver) noteMismatch(m string) string {
+	d.mu.Lock()
+	changed := m != d.mismatch
+	d.mismatch = m
+	d.mu.Unlock()
+	switch {
+	case changed && m != "":
+		d.logger.Warn("vm slot count differs from the device plugin's", "problem", m)
+	case changed:
+		d.logger.Info("vm slot count agrees with the device plugin's")
+	}
+	return m
 }
 
 func sameFingerprint(a, b *sdk.Fingerprint) bool {

@@ -96,7 +96,12 @@ func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*ru
 	if err := pool.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start warm pools: %w", err)
 	}
-	return &runtime{cfg: cfg, client: client, slots: slots, pool: pool, dataDir: dataDir, tartEnv: env, starting: map[string]int{}, starts: starts}, nil
+	rt := &runtime{cfg: cfg, client: client, slots: slots, pool: pool, dataDir: dataDir, tartEnv: env, starting: map[string]int{}, starts: starts}
+	if err := rt.publishSlots(seed); err != nil {
+		// Only the device plugin's checks need it; the driver works on.
+		logger.Warn("failed to publish the driver's slots for nomad-device-tart", "error", err)
+	}
+	return rt, nil
 }
 
 // tartPools are the plugin's pool blocks as tart pools: NAT, no shared

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tartnomad/nomad-driver-tart/device"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
@@ -222,17 +223,32 @@ func (d *Driver) ensureImage(ctx context.Context, rt *runtime, cfg *sdk.TaskConf
 // coldStart boots VM name for the task. If no slot frees up within
 // slot_wait_timeout (the pool's SlotWaitTimeout) the start fails with a
 // recoverable error, as does Apple's VM limit; nothing is left behind on
-// failure (StartVM deletes the VM and frees the slot).
+// failure (StartVM deletes the VM and frees the slot). A task holding a
+// slot reservation from the device plugin never waits for another task:
+// it takes a free slot or preempts a warm VM's, and fails at once, saying
+// why, when neither exists.
 func (d *Driver) coldStart(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, name string, spec tart.VMSpec) (*tart.VM, error) {
-	vm, err := rt.pool.StartVM(ctx, name, spec, func(e tart.Event) {
+	wait := rt.cfg.SlotWaitTimeout
+	reserved := slotReservation(cfg)
+	if reserved != "" {
+		if err := rt.checkReservedSlot(reserved); err != nil {
+			d.logger.Error("task with a vm slot reservation found no slot", "task_id", cfg.ID, "slot_ids", reserved, "error", err)
+			return nil, sdk.NewRecoverableError(err)
+		}
+		wait = reservedSlotWait(rt.cfg)
+	}
+	vm, err := rt.pool.StartVMWithin(ctx, name, spec, func(e tart.Event) {
 		if e.Type == tart.EventFailed {
 			return // reported by StartTask's error
 		}
 		d.events.emit(cfg, e.Message, map[string]string{"vm_name": e.VM, "event": string(e.Type)})
-	})
+	}, wait)
 	switch {
 	case err == nil:
 		return vm, nil
+	case errors.Is(err, tart.ErrNoSlot) && ctx.Err() == nil && reserved != "":
+		return nil, sdk.NewRecoverableError(fmt.Errorf("task holds VM slot reservation %s=%s but no slot freed up within %s (a preempted warm VM should free one sooner): %s: %w",
+			device.EnvSlotIDs, reserved, wait, rt.slotMismatchCause(), err))
 	case errors.Is(err, tart.ErrNoSlot) && ctx.Err() == nil:
 		return nil, sdk.NewRecoverableError(fmt.Errorf("no VM slot free: all %d slots are in use and none freed up within slot_wait_timeout (%s): %w",
 			rt.slots.Max(), rt.cfg.SlotWaitTimeout, err))

@@ -936,6 +936,14 @@ func (p *Pool) Provision(ctx context.Context, name, owner string, spec VMSpec, o
 // the error matches ErrNoSlot. On failure nothing is left behind (VM
 // deleted, slot freed).
 func (p *Pool) StartVM(ctx context.Context, name string, spec VMSpec, onEvent EventFunc) (*VM, error) {
+	return p.StartVMWithin(ctx, name, spec, onEvent, p.opts.SlotWaitTimeout)
+}
+
+// StartVMWithin is StartVM with its own bound of the slot wait instead of
+// SlotWaitTimeout (zero waits as long as ctx allows): a caller that knows a
+// slot is due to it (a scheduler reservation) waits only for a preempted
+// warm VM to give its slot up.
+func (p *Pool) StartVMWithin(ctx context.Context, name string, spec VMSpec, onEvent EventFunc, slotWait time.Duration) (*VM, error) {
 	if err := validName(name); err != nil {
 		return nil, fmt.Errorf("start vm: %w", err)
 	}
@@ -954,7 +962,7 @@ func (p *Pool) StartVM(ctx context.Context, name string, spec VMSpec, onEvent Ev
 	if !ok {
 		emit(Event{Type: EventWaitingSlot, VM: name,
 			Message: fmt.Sprintf("Waiting for a VM slot (%d of %d in use)", p.slots.Max()-p.slots.Available(), p.slots.Max())}, onEvent, p.opts.OnEvent)
-		if slot, err = p.acquireSlot(ctx, name); err != nil {
+		if slot, err = p.acquireSlot(ctx, name, slotWait); err != nil {
 			return nil, fmt.Errorf("start vm %s: %w", name, err)
 		}
 	}
@@ -967,12 +975,12 @@ func (p *Pool) StartVM(ctx context.Context, name string, spec VMSpec, onEvent Ev
 	return vm, nil
 }
 
-// acquireSlot waits for a slot for name, at most SlotWaitTimeout when set.
-// Its error matches ErrNoSlot.
-func (p *Pool) acquireSlot(ctx context.Context, name string) (Slot, error) {
-	if p.opts.SlotWaitTimeout > 0 {
+// acquireSlot waits for a slot for name, at most wait when set. Its error
+// matches ErrNoSlot.
+func (p *Pool) acquireSlot(ctx context.Context, name string, wait time.Duration) (Slot, error) {
+	if wait > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.opts.SlotWaitTimeout)
+		ctx, cancel = context.WithTimeout(ctx, wait)
 		defer cancel()
 	}
 	return p.slots.Acquire(ctx, name)

@@ -39,6 +39,9 @@ type TaskSpec struct {
 
 	Env  map[string]string // the job's env block
 	Meta map[string]string // NOMAD_META_<key>
+	// DeviceEnv is the environment device plugins' Reserve answered
+	// (DeviceHarness.Reserve): the client adds it to env and device_env.
+	DeviceEnv map[string]string
 
 	CPU         int64  // MHz (default 100)
 	MemoryMB    int64  // MiB (default 300)
@@ -262,11 +265,15 @@ func (h *Harness) prepareTask(spec *TaskSpec, caps *driverpb.DriverCapabilities)
 		spec: spec, allocID: spec.AllocID, dirs: dirs, fs: caps.GetFsIsolation(),
 		nodeID: h.nodeID, nodeName: h.nodeName, hostEnv: !h.opts.NoHostEnv,
 	})
+	deviceEnv := map[string]string{}
+	for k, v := range spec.DeviceEnv {
+		env[k], deviceEnv[k] = v, v
+	}
 	cfg := &driverpb.TaskConfig{
 		Id:            task.ID,
 		Name:          spec.Name,
 		Env:           env,
-		DeviceEnv:     map[string]string{},
+		DeviceEnv:     deviceEnv,
 		Resources:     buildResources(spec),
 		User:          spec.User,
 		AllocDir:      dirs.root,
