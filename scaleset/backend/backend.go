@@ -83,8 +83,10 @@ type Runner struct {
 	// with driver tart has capacity").
 	Reason string
 	// WaitingForCapacity: a pending runner is queued for capacity (no node
-	// can take it yet) rather than failing to start; the scaler's
-	// never-online timeout does not run while it is set.
+	// can take it yet; for Nomad a blocked evaluation whose placements
+	// failed on full nodes, e.g. every VM slot device taken) rather than
+	// failing to start; Reason says what is exhausted. The scaler keeps it
+	// up to its queue timeout instead of the never-online timeout.
 	WaitingForCapacity bool
 	CreatedAt          time.Time
 }

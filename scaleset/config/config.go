@@ -46,6 +46,7 @@ const (
 	DefaultMaxRunners          = 10
 	DefaultRunnerGroup         = "default"
 	DefaultRunnerOnlineTimeout = 5 * time.Minute
+	DefaultRunnerQueueTimeout  = time.Hour
 	DefaultReconcileInterval   = 10 * time.Second
 	DefaultStartBackoffMin     = time.Second
 	DefaultStartBackoffMax     = 2 * time.Minute
@@ -146,6 +147,7 @@ type ScaleSet struct {
 	RunnerNamePrefix string `hcl:"runner_name_prefix,optional"`
 
 	RunnerOnlineTimeout         string `hcl:"runner_online_timeout,optional"`
+	RunnerQueueTimeout          string `hcl:"runner_queue_timeout,optional"`
 	ReconcileInterval           string `hcl:"reconcile_interval,optional"`
 	StartBackoffMin             string `hcl:"start_backoff_min,optional"`
 	StartBackoffMax             string `hcl:"start_backoff_max,optional"`
@@ -164,6 +166,7 @@ type ScaleSet struct {
 // Durations are the parsed duration fields of a ScaleSet.
 type Durations struct {
 	RunnerOnlineTimeout, ReconcileInterval time.Duration
+	RunnerQueueTimeout                     time.Duration
 	StartBackoffMin, StartBackoffMax       time.Duration
 	SessionConflictTimeout                 time.Duration
 }
@@ -369,6 +372,7 @@ func (s *ScaleSet) validate(defaultURL string) []error {
 	var derrs []error
 	s.Durations = Durations{
 		RunnerOnlineTimeout:    duration(&derrs, "runner_online_timeout", s.RunnerOnlineTimeout, DefaultRunnerOnlineTimeout),
+		RunnerQueueTimeout:     duration(&derrs, "runner_queue_timeout", s.RunnerQueueTimeout, DefaultRunnerQueueTimeout),
 		ReconcileInterval:      duration(&derrs, "reconcile_interval", s.ReconcileInterval, DefaultReconcileInterval),
 		StartBackoffMin:        duration(&derrs, "start_backoff_min", s.StartBackoffMin, DefaultStartBackoffMin),
 		StartBackoffMax:        duration(&derrs, "start_backoff_max", s.StartBackoffMax, DefaultStartBackoffMax),

@@ -75,6 +75,7 @@ type Metrics struct {
 	runners                   *prometheus.GaugeVec
 	ready                     *prometheus.GaugeVec
 	warm                      *warmPools
+	waitingForCapacity        *prometheus.GaugeVec
 }
 
 func gauge(name, help string, labels []string) *prometheus.GaugeVec {
@@ -122,13 +123,15 @@ func New() *Metrics {
 		runners:          gauge("nomad_gha_scaleset_runners", "Runners this service tracks, by phase.", []string{LabelName, LabelBackend, LabelPhase}),
 		ready:            gauge("nomad_gha_scaleset_scale_set_ready", "1 while the scale set's listener holds a message session and takes jobs, else 0.", []string{LabelName, LabelBackend}),
 		warm:             newWarmPools(),
+		waitingForCapacity: gauge("nomad_gha_scaleset_runners_waiting_for_capacity",
+			"Pending runners the backend has queued until capacity frees (e.g. every Mac's VM slots taken), not failed.", []string{LabelName, LabelBackend}),
 	}
 	m.reg.MustRegister(
 		m.assignedJobs, m.runningJobs, m.registeredRunners, m.busyRunners, m.idleRunners,
 		m.availableJobs, m.acquiredJobs, m.desiredRunners, m.minRunners, m.maxRunners,
 		m.startedJobs, m.completedJobs, m.jobStartup, m.jobExecution,
 		m.runnerStart, m.runnerOnline, m.backendErrors, m.removed, m.listenerRestarts,
-		m.sessionConflicts, m.sessionOwner, m.backendHealthy, m.staleMessages, m.runners, m.ready, m.warm,
+		m.sessionConflicts, m.sessionOwner, m.backendHealthy, m.staleMessages, m.runners, m.ready, m.warm, m.waitingForCapacity,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -343,4 +346,5 @@ func (s *ScaleSet) SetRunnerCounts(c scaler.Counts) {
 	} {
 		s.m.runners.WithLabelValues(s.name, s.backend, string(phase)).Set(float64(n))
 	}
+	s.m.waitingForCapacity.WithLabelValues(s.name, s.backend).Set(float64(c.WaitingForCapacity))
 }

@@ -244,3 +244,15 @@ func (r *countingRecorder) StaleMessage(kind string) {
 	r.stale[kind]++
 	r.mu.Unlock()
 }
+
+// setQueued marks a runner as waiting for capacity (or not) with reason.
+func (b *fakeBackend) setQueued(name string, queued bool, reason string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id, r := range b.runners {
+		if r.Name == name {
+			r.WaitingForCapacity, r.Reason = queued, reason
+			b.runners[id] = r
+		}
+	}
+}

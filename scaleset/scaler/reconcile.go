@@ -219,6 +219,9 @@ func (s *Scaler) adopt(br backend.Runner, now time.Time) *runner {
 		r.onlineAt = now
 	case backend.StatePending:
 		r.waitingCapacity = br.WaitingForCapacity
+		if r.waitingCapacity {
+			r.queueReason = br.Reason
+		}
 	case backend.StateExited:
 		s.fire(r, EvExited)
 		r.removeReason, r.ended = ReasonDone, true
@@ -236,11 +239,28 @@ func (s *Scaler) adopt(br backend.Runner, now time.Time) *runner {
 	return r
 }
 
+// noteQueued records whether a pending runner waits for capacity, logs
+// each change, and when it left the queue. Caller holds mu.
+func (s *Scaler) noteQueued(r *runner, br backend.Runner, now time.Time) {
+	queued := br.State == backend.StatePending && br.WaitingForCapacity
+	switch {
+	case queued && !r.waitingCapacity:
+		s.logger.Info("runner waits for capacity", "runner_name", r.name, "runner_id", r.runnerID, "reason", br.Reason, "queue_timeout", s.cfg.QueueTimeout.String())
+	case !queued && r.waitingCapacity:
+		r.leftQueueAt = now
+		s.logger.Info("runner left the capacity queue", "runner_name", r.name, "runner_id", r.runnerID, "state", string(br.State), "waited", now.Sub(r.createdAt).Round(time.Second).String())
+	}
+	r.waitingCapacity = queued
+	if queued {
+		r.queueReason = br.Reason
+	}
+}
+
 // applyState moves a tracked runner by what the backend reports. Caller
 // holds mu.
 func (s *Scaler) applyState(r *runner, br backend.Runner, now time.Time) {
 	if r.phase == PhasePending {
-		r.waitingCapacity = br.State == backend.StatePending && br.WaitingForCapacity
+		s.noteQueued(r, br, now)
 	}
 	if br.State == backend.StateExited || br.State == backend.StateFailed {
 		r.ended = true
@@ -336,8 +356,8 @@ func (s *Scaler) classify(now time.Time, ts *[]transition, p *plan) (idle, pendi
 			*ts = append(*ts, transition{r: r, ev: EvRemovalRequested, reason: r.removeReason})
 			continue
 		case PhasePending:
-			if !r.waitingCapacity && now.Sub(r.createdAt) > s.cfg.OnlineTimeout {
-				s.neverOnline(r, now, "not running on the backend")
+			if why := s.pendingTooLong(r, now); why != "" {
+				s.neverOnline(r, now, why)
 				*ts = append(*ts, transition{r: r, ev: EvRemovalRequested, reason: ReasonNeverOnline})
 				continue
 			}
@@ -410,6 +430,27 @@ func surplus(pending, idle []*runner, n int) []transition {
 		out = append(out, transition{r: r, ev: EvRemovalRequested, reason: ReasonSurplus})
 	}
 	return out
+}
+
+// pendingTooLong says why a pending runner is removed as never online, or
+// "" to keep it: queued for capacity, it may wait QueueTimeout from its
+// start; otherwise OnlineTimeout from its start or from when it left the
+// queue. Caller holds mu.
+func (s *Scaler) pendingTooLong(r *runner, now time.Time) string {
+	if r.waitingCapacity {
+		if now.Sub(r.createdAt) > s.cfg.QueueTimeout {
+			return fmt.Sprintf("queued for capacity longer than queue_timeout %s (%s)", s.cfg.QueueTimeout, r.queueReason)
+		}
+		return ""
+	}
+	since := r.createdAt
+	if r.leftQueueAt.After(since) {
+		since = r.leftQueueAt
+	}
+	if now.Sub(since) > s.cfg.OnlineTimeout {
+		return "not running on the backend"
+	}
+	return ""
 }
 
 func (s *Scaler) neverOnline(r *runner, now time.Time, why string) {

@@ -89,8 +89,13 @@ type Config struct {
 	MinRunners int
 	MaxRunners int
 	// OnlineTimeout: a runner not running on its backend this long after
-	// its start, or idle this long while jobs wait, is removed. Default 5m.
+	// its start (or after it left the capacity queue), or idle this long
+	// while jobs wait, is removed. Default 5m.
 	OnlineTimeout time.Duration
+	// QueueTimeout: a runner the backend reports waiting for capacity
+	// (queued by the platform's scheduler, not failed) is kept this long
+	// after its start instead of OnlineTimeout. Default 1h.
+	QueueTimeout time.Duration
 	// ReconcileInterval is the period of the reconcile loop. Default 10s.
 	ReconcileInterval time.Duration
 	// StartBackoffMin/Max bound the delay after failed starts. Defaults 1s
@@ -112,6 +117,9 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.OnlineTimeout == 0 {
 		c.OnlineTimeout = 5 * time.Minute
+	}
+	if c.QueueTimeout == 0 {
+		c.QueueTimeout = time.Hour
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = 10 * time.Second
@@ -184,8 +192,12 @@ type runner struct {
 	// waited; zero when no job waits.
 	waitingSince time.Time
 	// waitingCapacity: the backend reports the runner queued for capacity
-	// (not placed yet); the never-online timeout does not run meanwhile.
+	// (not placed yet); QueueTimeout bounds it instead of OnlineTimeout.
+	// queueReason says what is exhausted; leftQueueAt is when it was last
+	// seen leaving the queue, from which OnlineTimeout then counts.
 	waitingCapacity bool
+	queueReason     string
+	leftQueueAt     time.Time
 	jobCompleted    bool
 	// ended: the backend reported the runner process ended (exited or
 	// failed); its resource no longer counts against max_runners.
@@ -199,8 +211,11 @@ type runner struct {
 // Counts is a snapshot of the runners by phase.
 type Counts struct {
 	Starting, Pending, Idle, Busy, Finishing int
-	Target, Assigned                         int
-	ConsecutiveFailures                      int
+	// WaitingForCapacity are the Pending runners the backend has queued
+	// for capacity.
+	WaitingForCapacity  int
+	Target, Assigned    int
+	ConsecutiveFailures int
 }
 
 // Active is the number of runners that count towards the target.
@@ -535,6 +550,9 @@ func (s *Scaler) Counts() Counts {
 			c.Starting++
 		case PhasePending:
 			c.Pending++
+			if r.waitingCapacity {
+				c.WaitingForCapacity++
+			}
 		case PhaseIdle:
 			c.Idle++
 		case PhaseBusy:

@@ -372,6 +372,41 @@ func TestScaler_Reconcile_neverOnline(t *testing.T) {
 	}
 }
 
+// A runner the backend reports queued for capacity is not removed as never
+// online within queue_timeout; once it leaves the queue, the online timeout
+// counts from then; a runner queued longer than queue_timeout is removed.
+func TestScaler_Reconcile_waitingForCapacity(t *testing.T) {
+	be := newFakeBackend()
+	be.startState = backend.StatePending
+	h := newHarness(t, Config{MaxRunners: 3, OnlineTimeout: time.Minute, QueueTimeout: 10 * time.Minute}, nil, be)
+	h.assign(t, 2)
+	h.reconcile(t)
+	be.setQueued("linux-0", true, "queued for capacity: devices exhausted")
+	be.setQueued("linux-1", true, "queued for capacity: devices exhausted")
+	h.reconcile(t)
+	must.Eq(t, 2, h.s.Counts().WaitingForCapacity)
+
+	h.clock.Advance(5 * time.Minute) // far past online_timeout
+	h.reconcile(t)
+	must.Eq(t, []string{"linux-0", "linux-1"}, be.names())
+	must.Zero(t, h.rec.removed["never_online"])
+
+	// linux-0 is placed (booting): one online timeout from now.
+	be.setQueued("linux-0", false, "")
+	h.reconcile(t)
+	must.Eq(t, 1, h.s.Counts().WaitingForCapacity)
+	h.clock.Advance(30 * time.Second)
+	h.reconcile(t)
+	must.Eq(t, []string{"linux-0", "linux-1"}, be.names())
+
+	// linux-1 waits past queue_timeout; linux-0 past its online timeout.
+	h.clock.Advance(5 * time.Minute)
+	h.reconcile(t)
+	must.Eq(t, 2, h.rec.removed["never_online"])
+	must.SliceEmpty(t, be.names())
+	must.Zero(t, h.s.Counts().WaitingForCapacity)
+}
+
 func TestScaler_Reconcile_idleWithoutDemandIsKept(t *testing.T) {
 	h := newHarness(t, Config{MinRunners: 1, MaxRunners: 3, OnlineTimeout: time.Minute}, nil, nil)
 	h.s.ObserveStatistics(&scaleset.RunnerScaleSetStatistic{})

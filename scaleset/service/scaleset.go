@@ -106,6 +106,7 @@ func (r *scaleSetRunner) run(ctx context.Context) error {
 		MinRunners:        r.cfg.MinRunners,
 		MaxRunners:        r.cfg.Max(),
 		OnlineTimeout:     r.cfg.Durations.RunnerOnlineTimeout,
+		QueueTimeout:      r.cfg.Durations.RunnerQueueTimeout,
 		ReconcileInterval: r.cfg.Durations.ReconcileInterval,
 		StartBackoffMin:   r.cfg.Durations.StartBackoffMin,
 		StartBackoffMax:   r.cfg.Durations.StartBackoffMax,

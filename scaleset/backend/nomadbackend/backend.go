@@ -95,6 +95,9 @@ type child struct {
 	created     time.Time
 	state       backend.State
 	reason      string
+	// capacity: pending because Nomad queued it for capacity (see
+	// backend.Runner.WaitingForCapacity).
+	capacity bool
 	// detailIndex is the summary index the reason was read at.
 	detailIndex uint64
 	deadSince   time.Time
@@ -439,7 +442,8 @@ func (b *Backend) ListRunners(_ context.Context) ([]backend.Runner, error) {
 	}
 	out := make([]backend.Runner, 0, len(newest))
 	for _, c := range newest {
-		out = append(out, backend.Runner{Name: c.runner, RunnerID: c.runnerID, ResourceID: c.id, State: c.state, Reason: c.reason, CreatedAt: c.created})
+		out = append(out, backend.Runner{Name: c.runner, RunnerID: c.runnerID, ResourceID: c.id, State: c.state, Reason: c.reason,
+			WaitingForCapacity: c.capacity && c.state == backend.StatePending, CreatedAt: c.created})
 	}
 	return out, nil
 }

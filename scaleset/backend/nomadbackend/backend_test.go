@@ -248,6 +248,37 @@ func TestBackend_ListRunners_placementFailure(t *testing.T) {
 	})
 }
 
+// A runner Nomad queues because every node's VM slot devices are taken is
+// reported as waiting for capacity (logged as such, not as a failure), and
+// leaves the queue when a slot frees.
+func TestBackend_ListRunners_waitingForCapacity(t *testing.T) {
+	f := newFixture(t, nomadsim.WithPlacement(nomadsim.NoCapacity("devices: no devices match request")))
+	b := f.backend(t, f.config())
+	_, err := b.StartRunner(t.Context(), "r-1", testJIT)
+	must.NoError(t, err)
+	var r backend.Runner
+	waitFor(t, "runner queued for capacity", func() bool {
+		list, err := b.ListRunners(t.Context())
+		if err != nil || len(list) != 1 {
+			return false
+		}
+		r = list[0]
+		return r.WaitingForCapacity
+	})
+	must.Eq(t, backend.StatePending, r.State)
+	must.StrContains(t, r.Reason, "queued for capacity")
+	must.StrContains(t, r.Reason, `dimension "devices: no devices match request" exhausted on 1 nodes`)
+	must.StrContains(t, f.logs.String(), "runner queued for capacity")
+	must.StrNotContains(t, f.logs.String(), "nomad cannot place runner")
+
+	f.sim.SetPlacement(nil)
+	waitFor(t, "runner placed", func() bool {
+		list, err := b.ListRunners(t.Context())
+		return err == nil && len(list) == 1 && !list[0].WaitingForCapacity && list[0].Reason == ""
+	})
+	waitFor(t, "leaving the queue logged", func() bool { return strings.Contains(f.logs.String(), "runner left the capacity queue") })
+}
+
 func TestBackend_New_adoptsAliveAndPurgesDead(t *testing.T) {
 	tasks := newControlled()
 	f := newFixture(t, nomadsim.WithTaskRunner(tasks))

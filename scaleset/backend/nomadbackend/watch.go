@@ -101,6 +101,8 @@ type observed struct {
 	runnerID int
 	state    backend.State
 	reason   string
+	// capacity: queued for capacity (placement failed on exhausted nodes).
+	capacity bool
 	fetch    string // "allocs", "evals" or ""
 	summary  uint64
 }
@@ -209,7 +211,7 @@ func (b *Backend) details(ctx context.Context, o *observed) {
 	b.mu.Lock()
 	c := b.children[o.stub.ID]
 	if c != nil && c.detailIndex == o.summary && c.reason != "" {
-		o.reason = c.reason
+		o.reason, o.capacity = c.reason, c.capacity
 		b.mu.Unlock()
 		return
 	}
@@ -228,7 +230,7 @@ func (b *Backend) details(ctx context.Context, o *observed) {
 			b.log.Debug("failed to read evaluations", "dispatched_job_id", o.stub.ID, "error", err)
 			return
 		}
-		o.reason = placementFailure(evals, b.drivers)
+		o.reason, o.capacity = placementFailure(evals, b.drivers)
 	}
 }
 
@@ -273,8 +275,14 @@ func short(id string) string {
 }
 
 // placementFailure describes the newest evaluation's failed placements as
-// `nomad job status` does.
-func placementFailure(evals []*api.Evaluation, drivers []string) string {
+// `nomad job status` does, and reports whether they are a wait for
+// capacity: every failed task group was refused only by nodes that fit it
+// but are full (NodesExhausted, e.g. "devices: no devices match request"
+// once every VM slot is taken), so Nomad keeps the evaluation blocked and
+// places the runner when capacity frees. A group no node can ever run
+// (filtered by constraints, a missing driver, unhealthy devices) is a
+// failure to report, not a queue.
+func placementFailure(evals []*api.Evaluation, drivers []string) (reason string, capacity bool) {
 	var ev *api.Evaluation
 	for _, e := range evals {
 		if len(e.FailedTGAllocs) > 0 && (ev == nil || e.ModifyIndex > ev.ModifyIndex) {
@@ -282,7 +290,7 @@ func placementFailure(evals []*api.Evaluation, drivers []string) string {
 		}
 	}
 	if ev == nil {
-		return "waiting for Nomad to place the runner"
+		return "waiting for Nomad to place the runner", false
 	}
 	groups := make([]string, 0, len(ev.FailedTGAllocs))
 	for g := range ev.FailedTGAllocs {
@@ -290,15 +298,22 @@ func placementFailure(evals []*api.Evaluation, drivers []string) string {
 	}
 	sort.Strings(groups)
 	var parts []string
+	capacity = true
 	for _, g := range groups {
 		m := ev.FailedTGAllocs[g]
+		if m.NodesExhausted == 0 {
+			capacity = false
+		}
 		text := describeMetric(m)
 		if m.ConstraintFiltered["missing drivers"] > 0 && len(drivers) > 0 {
 			text += fmt.Sprintf(" (no eligible node with driver %s)", strings.Join(drivers, ", "))
 		}
 		parts = append(parts, fmt.Sprintf("task group %q: %s", g, text))
 	}
-	return "Nomad cannot place the runner: " + strings.Join(parts, "; ")
+	if capacity {
+		return "queued for capacity (Nomad places the runner when a node frees up): " + strings.Join(parts, "; "), true
+	}
+	return "Nomad cannot place the runner: " + strings.Join(parts, "; "), false
 }
 
 func describeMetric(m *api.AllocationMetric) string {
@@ -364,8 +379,9 @@ func (b *Backend) merge(seen []*observed, index uint64) {
 		c.state = o.state
 		if o.reason != "" || o.fetch == "" {
 			c.reason, c.detailIndex = o.reason, o.summary
+			b.noteCapacity(c, o.capacity && o.state == backend.StatePending)
 		}
-		if o.state == backend.StatePending && o.fetch == "evals" && c.reason != "" && !c.warned {
+		if o.state == backend.StatePending && o.fetch == "evals" && c.reason != "" && !c.capacity && !c.warned {
 			c.warned = true
 			b.log.Warn("nomad cannot place runner", "runner_name", c.runner, "dispatched_job_id", id, "reason", c.reason)
 		}
@@ -398,6 +414,21 @@ func (b *Backend) merge(seen []*observed, index uint64) {
 	b.index = max(index, 1)
 	b.lastErr = nil
 	b.synced = true
+}
+
+// noteCapacity records whether a child waits for capacity and logs each
+// change once: a queued runner is expected, not a warning. Caller holds
+// mu.
+func (b *Backend) noteCapacity(c *child, waiting bool) {
+	if waiting == c.capacity {
+		return
+	}
+	c.capacity = waiting
+	if waiting {
+		b.log.Info("runner queued for capacity", "runner_name", c.runner, "dispatched_job_id", c.id, "reason", c.reason)
+	} else {
+		b.log.Info("runner left the capacity queue", "runner_name", c.runner, "dispatched_job_id", c.id, "state", string(c.state))
+	}
 }
 
 // purgeDue purges dead children after the grace period, and at once those

@@ -29,11 +29,26 @@ func Test_placementFailure(t *testing.T) {
 		}}},
 		{ID: "blocked", ModifyIndex: 10, Status: "blocked"},
 	}
-	must.Eq(t, `Nomad cannot place the runner: task group "runner": no nodes are available in datacenter "dc2", resources exhausted on 2 nodes, dimension "memory" exhausted on 2 nodes`,
-		placementFailure(evals, []string{"tart"}))
-	must.Eq(t, `Nomad cannot place the runner: task group "runner": constraint "missing drivers" filtered 3 nodes (no eligible node with driver tart)`,
-		placementFailure(evals[:1], []string{"tart"}))
-	must.Eq(t, "waiting for Nomad to place the runner", placementFailure(evals[2:], nil))
+	// Full nodes: Nomad queues the placement (a blocked evaluation).
+	reason, capacity := placementFailure(evals, []string{"tart"})
+	must.Eq(t, `queued for capacity (Nomad places the runner when a node frees up): task group "runner": no nodes are available in datacenter "dc2", resources exhausted on 2 nodes, dimension "memory" exhausted on 2 nodes`, reason)
+	must.True(t, capacity)
+	// No node can ever run it: a failure, not a queue.
+	reason, capacity = placementFailure(evals[:1], []string{"tart"})
+	must.Eq(t, `Nomad cannot place the runner: task group "runner": constraint "missing drivers" filtered 3 nodes (no eligible node with driver tart)`, reason)
+	must.False(t, capacity)
+	reason, capacity = placementFailure(evals[2:], nil)
+	must.Eq(t, "waiting for Nomad to place the runner", reason)
+	must.False(t, capacity)
+	// Every VM slot device taken, one node with tart broken (its slots
+	// unhealthy, so filtered): still a queue, as one node only lacks a
+	// free slot.
+	reason, capacity = placementFailure([]*api.Evaluation{{ID: "dev", ModifyIndex: 3, FailedTGAllocs: map[string]*api.AllocationMetric{"runner": {
+		NodesEvaluated: 2, NodesFiltered: 1, ConstraintFiltered: map[string]int{"missing devices": 1},
+		NodesExhausted: 1, DimensionExhausted: map[string]int{"devices: no devices match request": 1},
+	}}}}, []string{"tart"})
+	must.True(t, capacity)
+	must.StrContains(t, reason, `dimension "devices: no devices match request" exhausted on 1 nodes`)
 	must.Eq(t, "no nodes were eligible for evaluation", describeMetric(&api.AllocationMetric{}))
 }
 
