@@ -73,6 +73,13 @@ job "github-runner-macos" {
       resources {
         cpu    = 4000
         memory = 8192
+
+        # One VM slot of a Mac (nomad-device-tart): the scheduler never
+        # places more runners on a Mac than it has slots; the others stay
+        # pending, queued, until a slot frees.
+        device "tart/vm" {
+          count = 1
+        }
       }
     }
   }

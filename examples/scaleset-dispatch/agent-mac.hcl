@@ -8,7 +8,8 @@
 #   sudo -u <gui-user> nomad agent -config=agent-mac.hcl
 #
 # Run the agent as the GUI user that owns TART_HOME (Tart needs the user's
-# session). Copy the nomad-driver-tart binary into plugin_dir first.
+# session). Copy the nomad-driver-tart and nomad-device-tart binaries into
+# plugin_dir first.
 
 datacenter = "dc1"
 data_dir   = "/opt/nomad/data"
@@ -32,8 +33,10 @@ plugin "nomad-driver-tart" {
     # macOS allows two guests per host: one warm VM plus one runner VM.
     max_vms = 2
 
-    # A runner waits this long for a free VM slot, then fails with a
-    # recoverable error; the scale set starts a new one later.
+    # A task without a device "tart/vm" reservation waits this long for a
+    # free VM slot, then fails with a recoverable error. Runner jobs hold a
+    # reservation and never wait: the scheduler only places them here when
+    # a slot is free.
     slot_wait_timeout = "2m"
 
     # Delete VMs of ours that no task or pool owns.
@@ -49,5 +52,18 @@ plugin "nomad-driver-tart" {
       cpu    = 4
       memory = 8192
     }
+  }
+}
+
+# The VM slots as a device (tart/vm/slot), so Nomad's scheduler places at
+# most max_vms VM tasks on this Mac and queues the rest (blocked
+# evaluations) until a slot frees. Jobs ask with device "tart/vm" {}.
+plugin "nomad-device-tart" {
+  config {
+    tart_path = "/opt/homebrew/bin/tart"
+
+    # Must equal the driver's max_vms; a difference shows in both plugins'
+    # health and logs.
+    max_vms = 2
   }
 }

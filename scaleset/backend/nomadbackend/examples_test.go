@@ -18,7 +18,9 @@ import (
 	"github.com/shoenig/test/must"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/tartnomad/nomad-driver-tart/device"
 	"github.com/tartnomad/nomad-driver-tart/driver"
+	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/nomadbackend"
@@ -130,8 +132,9 @@ func TestExamples_scalesetDispatch(t *testing.T) {
 func checkMacAgent(t *testing.T, d *driver.Driver) {
 	src, body := parseExample(t, "agent-mac.hcl")
 	plugins := blocks(body, "plugin")
-	must.Len(t, 1, plugins)
+	must.Len(t, 2, plugins)
 	must.Eq(t, []string{driver.BinaryName}, plugins[0].Labels)
+	must.Eq(t, []string{device.BinaryName}, plugins[1].Labels)
 	cfgs := blocks(plugins[0].Body, "config")
 	must.Len(t, 1, cfgs)
 	raw, err := hclspec.EncodePluginConfig(d.ConfigSchema(), inner(src, cfgs[0]))
@@ -142,11 +145,31 @@ func checkMacAgent(t *testing.T, d *driver.Driver) {
 	must.Len(t, 1, pc.Pools)
 	must.Positive(t, pc.Pools[0].Size)
 
-	// the macOS runner job claims from this pool with a matching image
+	// the slot device plugin counts the driver's slots
+	dcfgs := blocks(plugins[1].Body, "config")
+	must.Len(t, 1, dcfgs)
+	dev := device.New(nil)
+	raw, err = hclspec.EncodePluginConfig(dev.ConfigSchema(), inner(src, dcfgs[0]))
+	must.NoError(t, err)
+	must.NoError(t, dev.SetConfig(&sdk.PluginConfig{RawConfig: raw}))
+	var dc device.Config
+	must.NoError(t, hclspec.Decode(dev.ConfigSchema(), raw, &dc))
+	must.NoError(t, dc.Validate())
+	must.Eq(t, pc.MaxVMs, dc.MaxVMs, must.Sprint("max_vms must be the same in both plugin blocks"))
+
+	// the macOS runner job claims from this pool with a matching image,
+	// and holds one VM slot device
 	jsrc, jbody := parseExample(t, "10-runner-macos.nomad.hcl")
 	tc := tartTask(t, d, jsrc, jbody)
 	must.Eq(t, pc.Pools[0].Name, tc.Pool)
 	must.Eq(t, pc.Pools[0].Image, tc.Image)
+	task := taskBlocks(blocks(jbody, "job")[0].Body)[0]
+	res := blocks(task.Body, "resources")
+	must.Len(t, 1, res)
+	devs := blocks(res[0].Body, "device")
+	must.Len(t, 1, devs)
+	must.Eq(t, []string{device.Vendor + "/" + device.Type}, devs[0].Labels)
+	must.Eq(t, int64(1), attrInt(t, devs[0].Body, "count"))
 }
 
 func tartTask(t *testing.T, d *driver.Driver, src []byte, body *hclsyntax.Body) driver.TaskConfig {
