@@ -18,6 +18,12 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.CleanupBuilds()
+	os.Exit(code)
+}
+
 // host is one test's simulated Mac for the device plugin: a TART_HOME and
 // a tart path (a symlink to faketart) the test can break and heal.
 type host struct {
