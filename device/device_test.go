@@ -178,3 +178,19 @@ func TestDevice_KillAndRelaunch(t *testing.T) {
 	fp := dh.LastFingerprint(t)
 	must.Eq(t, 2, len(group(t, &fp).Healthy()))
 }
+
+// The plugin served in-process (harness.InProcessDevice) answers as the
+// built binary does.
+func TestDevice_InProcess(t *testing.T) {
+	t.Parallel()
+	h := newHost(t)
+	dh := harness.InProcessDevice(t, device.NewPlugin, harness.Options{PluginConfig: h.config("max_vms = 3"), Timeout: 60 * time.Second})
+	must.Eq(t, 0, dh.PID(t))
+	fp := dh.WaitFingerprint(t, func(fp *harness.DeviceFingerprint) bool { return len(fp.Groups) == 1 })
+	must.Eq(t, []string{"slot-0", "slot-1", "slot-2"}, group(t, &fp).Healthy())
+	must.Eq(t, "slot-2", dh.Reserve(t, "slot-2")[device.EnvSlotIDs])
+	dh.KillPlugin(t)
+	dh.Relaunch(t)
+	fp = dh.LastFingerprint(t)
+	must.Eq(t, 3, len(group(t, &fp).Devices))
+}
