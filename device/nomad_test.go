@@ -466,7 +466,7 @@ func TestNomadDevice_cluster(t *testing.T) {
 			must.True(t, time.Since(start) < waitTimeout, must.Sprint("device plugin not relaunched"))
 			time.Sleep(100 * time.Millisecond)
 		}
-		must.Eq(t, maxVMs, len(healthySlots(m.Node(t))))
+		c.waitNode(t, m, "slots healthy after the relaunch", func(n *api.Node) bool { return len(healthySlots(n)) == maxVMs })
 		again := c.srv.Alloc(t, alloc.ID)
 		must.Eq(t, reserved[0].DeviceIDs, again.AllocatedResources.Tasks["runner"].Devices[0].DeviceIDs)
 		done := c.waitDone(t, jobs)
