@@ -21,13 +21,11 @@ const preemptMargin = 30 * time.Second
 
 // slotReservation returns the VM slot IDs the scheduler reserved for the
 // task through the nomad-device-tart device plugin ("" when the job has no
-// device "tart/vm" block). The client adds the device's environment to
-// both env and device_env; device_env is read first.
+// device "tart/vm" block). Only device_env is read: the client puts there
+// exactly what device plugins' Reserve answered, while env also carries
+// the job's own variables, which must not pass for a reservation.
 func slotReservation(cfg *sdk.TaskConfig) string {
-	if ids := cfg.DeviceEnv[device.EnvSlotIDs]; ids != "" {
-		return ids
-	}
-	return cfg.Env[device.EnvSlotIDs]
+	return cfg.DeviceEnv[device.EnvSlotIDs]
 }
 
 // reservedSlotWait bounds the slot wait of a task holding a reservation:
