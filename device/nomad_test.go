@@ -360,6 +360,8 @@ func TestNomadDevice_cluster(t *testing.T) {
 		}
 		for j, a := range done {
 			must.Eq(t, api.AllocClientStatusComplete, a.ClientStatus, must.Sprintf("job %s on %s", j, a.NodeName))
+			// The driver saw the reservation in device_env.
+			must.StrContains(t, nomadagent.TaskEvents(c.srv.Alloc(t, a.ID)), "VM slot reserved by the scheduler (slot-")
 		}
 		n, example := c.devicesExhausted(t, jobs)
 		t.Logf("%d of %d runners were queued for a slot, e.g. %s", n, burst, example)

@@ -73,6 +73,7 @@ pool {
 	// cpu = 4 does not fit the pool: the task cold-starts in the warm VM's slot.
 	task := h.StartTask(t, harness.TaskSpec{Config: sh(`echo ready; while :; do sleep 0.05; done`, "cpu = 4"), DeviceEnv: env})
 	h.WaitStdout(t, task.ID, "ready")
+	h.WaitEvent(t, task.ID, "VM slot reserved by the scheduler (slot-0)")
 	t.Logf("reserved task started in %s with slot_wait_timeout 10m", time.Since(start))
 	must.StrHasPrefix(t, tart.TaskVMName(""), taskVM(t, task))
 	waitSlotUse(t, dh, "busy")

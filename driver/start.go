@@ -124,6 +124,9 @@ func vmSpec(pc PluginConfig, tc *TaskConfig, shares []tart.DirShare) tart.VMSpec
 // returned func ends the VM's protection from the reconcile; call it once
 // the task is stored (or the VM released).
 func (d *Driver) provisionVM(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, tc *TaskConfig, spec tart.VMSpec) (*tart.VM, func(), error) {
+	if ids := slotReservation(cfg); ids != "" {
+		d.events.emit(cfg, "VM slot reserved by the scheduler ("+ids+"): no wait for another task", map[string]string{"slot_ids": ids})
+	}
 	if vm, done, err := d.claimWarmVM(ctx, rt, cfg, spec); vm != nil || err != nil {
 		return vm, done, err
 	}
