@@ -305,7 +305,9 @@ func placementFailure(evals []*api.Evaluation, drivers []string) (reason string,
 			capacity = false
 		}
 		text := describeMetric(m)
-		if m.ConstraintFiltered["missing drivers"] > 0 && len(drivers) > 0 {
+		// The hint only helps when no node could take it at all: with full
+		// nodes the driver is there, on the nodes that are full.
+		if m.ConstraintFiltered["missing drivers"] > 0 && m.NodesExhausted == 0 && len(drivers) > 0 {
 			text += fmt.Sprintf(" (no eligible node with driver %s)", strings.Join(drivers, ", "))
 		}
 		parts = append(parts, fmt.Sprintf("task group %q: %s", g, text))
