@@ -4,11 +4,14 @@
 package device_test
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +24,8 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/device"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil/nomadagent"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/nomadbackend"
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
@@ -97,6 +102,46 @@ func healthySlots(n *api.Node) []string {
 	}
 	return ids
 }
+
+// backendRunnerJob is a runner job as the nomad backend requires it (a
+// required payload, the meta it sends), holding a slot for 4 s.
+var backendRunnerJob = fmt.Sprintf(`
+job "runner-backend" {
+  type = "batch"
+  parameterized {
+    payload       = "required"
+    meta_required = ["runner_name", "runner_scale_set_name"]
+  }
+  group "runner" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+    task "runner" {
+      driver = "tart"
+      dispatch_payload {
+        file = "jitconfig"
+      }
+      config {
+        image      = %q
+        stdin_file = "local/jitconfig"
+        command    = "sleep"
+        args       = ["4"]
+      }
+      resources {
+        cpu    = 100
+        memory = 64
+        device "tart/vm" {
+          count = 1
+        }
+      }
+    }
+  }
+}`, nomadImage)
 
 // runnerJob is a parameterized one-shot "runner" that holds a VM for hold;
 // withDevice adds the slot request.
@@ -433,6 +478,53 @@ func TestNomadDevice_cluster(t *testing.T) {
 		}
 		t.Logf("after healing, runners per client: %v", on)
 		must.Positive(t, on[broken.NodeName], must.Sprint("the healed Mac got no runner"))
+		c.waitNoTaskVMs(t)
+	})
+
+	// The scale-set service's nomad backend on this cluster: runners
+	// queued for a slot are reported as waiting for capacity (logged at
+	// info), not as placement failures, and leave the queue as slots free.
+	t.Run("nomad backend reports runners queued for a slot", func(t *testing.T) {
+		c.srv.RunJobHCL(t, backendRunnerJob)
+		logs := &testutil.SyncBuffer{}
+		logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		b, err := nomadbackend.New(t.Context(), nomadbackend.Config{Address: c.srv.HTTPAddr, Namespace: "default",
+			JobID: "runner-backend", PurgeGracePeriod: "1h", StartupTimeout: "30s"}, "macos", logger,
+			nomadbackend.WithGetenv(func(string) string { return "" }))
+		must.NoError(t, err)
+		t.Cleanup(func() { b.Shutdown(context.Background()) })
+		for i := range 6 {
+			_, err := b.StartRunner(t.Context(), fmt.Sprintf("macos-%d", i), "jit-"+strconv.Itoa(i))
+			must.NoError(t, err)
+		}
+		var queued []backend.Runner
+		deadline := time.Now().Add(waitTimeout)
+		for len(queued) < 2 {
+			must.True(t, time.Now().Before(deadline), must.Sprint("no runner reported waiting for capacity"))
+			time.Sleep(200 * time.Millisecond)
+			list, err := b.ListRunners(t.Context())
+			if err != nil {
+				continue
+			}
+			queued = slices.DeleteFunc(list, func(r backend.Runner) bool { return !r.WaitingForCapacity })
+		}
+		t.Logf("%d runners waiting for capacity, e.g. %s: %s", len(queued), queued[0].Name, queued[0].Reason)
+		must.Eq(t, backend.StatePending, queued[0].State)
+		must.StrContains(t, queued[0].Reason, "queued for capacity")
+		must.StrContains(t, queued[0].Reason, "devices: no devices match request")
+		must.StrNotContains(t, queued[0].Reason, "no eligible node")
+		for {
+			list, err := b.ListRunners(t.Context())
+			if err == nil && len(list) == 6 && !slices.ContainsFunc(list, func(r backend.Runner) bool { return r.State != backend.StateExited }) {
+				break
+			}
+			must.True(t, time.Now().Before(deadline), must.Sprintf("runners did not all exit: %+v", list))
+			time.Sleep(200 * time.Millisecond)
+		}
+		must.StrContains(t, logs.String(), "runner queued for capacity")
+		must.StrContains(t, logs.String(), "runner left the capacity queue")
+		must.StrNotContains(t, logs.String(), "nomad cannot place runner")
+		must.StrNotContains(t, logs.String(), "runner job failed")
 		c.waitNoTaskVMs(t)
 	})
 
