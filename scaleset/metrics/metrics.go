@@ -170,6 +170,13 @@ func (m *Metrics) ScaleSet(name, configURL, backendName string, minRunners, maxR
 	m.listenerRestarts.WithLabelValues(name)
 	m.sessionConflicts.WithLabelValues(name)
 	m.ready.WithLabelValues(name, backendName).Set(0)
+	// The runner gauges too: a scrape before the scaler's first count
+	// (or a backend that never queues, like docker and tart) still shows
+	// 0, so the capacity panel and alert see the series, not no data.
+	for _, p := range RunnerPhases {
+		m.runners.WithLabelValues(name, backendName, p).Set(0)
+	}
+	m.waitingForCapacity.WithLabelValues(name, backendName).Set(0)
 	return s
 }
 
@@ -184,7 +191,15 @@ var (
 	}
 	// StaleMessageKinds are the kind values of stale messages.
 	StaleMessageKinds = []string{"job_started", "job_completed"}
+	// RunnerPhases are the phase values of nomad_gha_scaleset_runners.
+	RunnerPhases = []string{
+		string(scaler.PhaseStarting), string(scaler.PhasePending),
+		string(scaler.PhaseIdle), string(scaler.PhaseBusy), phaseFinishing,
+	}
 )
+
+// phaseFinishing groups the scaler's done, failed and removing runners.
+const phaseFinishing = "finishing"
 
 // SetReady sets nomad_gha_scaleset_scale_set_ready.
 func (s *ScaleSet) SetReady(ready bool) {
@@ -342,7 +357,7 @@ func (s *ScaleSet) StaleMessage(kind string) {
 func (s *ScaleSet) SetRunnerCounts(c scaler.Counts) {
 	for phase, n := range map[scaler.Phase]int{
 		scaler.PhaseStarting: c.Starting, scaler.PhasePending: c.Pending,
-		scaler.PhaseIdle: c.Idle, scaler.PhaseBusy: c.Busy, "finishing": c.Finishing,
+		scaler.PhaseIdle: c.Idle, scaler.PhaseBusy: c.Busy, phaseFinishing: c.Finishing,
 	} {
 		s.m.runners.WithLabelValues(s.name, s.backend, string(phase)).Set(float64(n))
 	}

@@ -72,3 +72,33 @@ func TestMetrics_Handler_exposesARCNames(t *testing.T) {
 		must.True(t, strings.Contains(out, want), must.Sprintf("missing %q", want))
 	}
 }
+
+// TestMetrics_ScaleSet_zeroInitialised: a scale set's runner gauges exist
+// at 0 before the scaler reports any count, so the dashboard's capacity
+// panel and the waiting-for-capacity alert see 0 rather than no data; the
+// first count then sets them.
+func TestMetrics_ScaleSet_zeroInitialised(t *testing.T) {
+	scrape := func(m *Metrics) string {
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return rec.Body.String()
+	}
+	m := New()
+	s := m.ScaleSet("macos", "https://github.com/acme", "nomad", 0, 8)
+	m.ScaleSet("linux", "https://github.com/acme", "docker", 0, 4)
+	out := scrape(m)
+	for _, set := range [][2]string{{"nomad", "macos"}, {"docker", "linux"}} {
+		l := `backend="` + set[0] + `",name="` + set[1] + `"`
+		must.StrContains(t, out, "\nnomad_gha_scaleset_runners_waiting_for_capacity{"+l+"} 0\n")
+		for _, p := range []string{"starting", "pending", "idle", "busy", "finishing"} {
+			must.StrContains(t, out, "\nnomad_gha_scaleset_runners{"+l+`,phase="`+p+`"} 0`+"\n")
+		}
+	}
+
+	s.SetRunnerCounts(scaler.Counts{Pending: 3, WaitingForCapacity: 2, Finishing: 1})
+	out = scrape(m)
+	must.StrContains(t, out, "\nnomad_gha_scaleset_runners_waiting_for_capacity{backend=\"nomad\",name=\"macos\"} 2\n")
+	must.StrContains(t, out, "\nnomad_gha_scaleset_runners{backend=\"nomad\",name=\"macos\",phase=\"pending\"} 3\n")
+	must.StrContains(t, out, "\nnomad_gha_scaleset_runners{backend=\"nomad\",name=\"macos\",phase=\"finishing\"} 1\n")
+	must.StrContains(t, out, "\nnomad_gha_scaleset_runners_waiting_for_capacity{backend=\"docker\",name=\"linux\"} 0\n")
+}
