@@ -114,7 +114,7 @@ func TestRules_shape(t *testing.T) {
 		names = append(names, r.Alert)
 	}
 	// What the issue asks for.
-	for _, want := range []string{"NomadGHAScaleSetRunnersFailingToStart", "NomadGHAScaleSetNotReady", "NomadGHAScaleSetJobsWaiting", "NomadGHAScaleSetWarmPoolEmpty"} {
+	for _, want := range []string{"NomadGHAScaleSetRunnersFailingToStart", "NomadGHAScaleSetNotReady", "NomadGHAScaleSetJobsWaiting", "NomadGHAScaleSetWarmPoolEmpty", "NomadGHAScaleSetRunnersWaitingForCapacity"} {
 		must.SliceContains(t, names, want)
 	}
 }
@@ -229,6 +229,13 @@ func TestObservability_seriesExist(t *testing.T) {
 	}
 	// The issue's series, named: warm pool hits against cold starts.
 	must.StrContains(t, body, `nomad_gha_scaleset_runner_starts_total{backend="tart",name="macos",source="cold"} 6`)
+	// Runners waiting for capacity: the dashboard and the rules query the
+	// gauge (so checkQuery above proved it exported with their labels);
+	// the tart backend never queues, so it is the zero-initialised 0.
+	const waiting = "nomad_gha_scaleset_runners_waiting_for_capacity"
+	must.True(t, slices.ContainsFunc(exprs, func(e string) bool { return strings.Contains(e, waiting) }), must.Sprint("no dashboard panel for runners waiting for capacity"))
+	must.True(t, slices.ContainsFunc(alertRules(t), func(r rule) bool { return strings.Contains(r.Expr, waiting) }), must.Sprint("no alert on runners waiting for capacity"))
+	must.StrContains(t, body, "\n"+waiting+`{backend="tart",name="macos"} 0`+"\n")
 	if os.Getenv("NOMAD_TART_PRINT_SCRAPE") != "" {
 		t.Log(body)
 	}
