@@ -59,6 +59,7 @@ func TestTargets_repository(t *testing.T) {
 		}
 	}
 	must.SliceContains(t, bins, "nomad-driver-tart")
+	must.SliceContains(t, bins, "nomad-device-tart")
 	must.SliceContains(t, bins, "nomad-gha-scaleset")
 	for _, fake := range []string{"faketart", "fakerunner", "actionssim"} {
 		must.SliceNotContains(t, bins, fake)
