@@ -6,21 +6,16 @@ package driver
 import (
 	"context"
 	"errors"
-	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
+	"github.com/tartnomad/nomad-driver-tart/internal/supervisor"
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
-
-// exitPollInterval is how often a recovered task (whose supervisor is not
-// our child) is checked for an exit status.
-const exitPollInterval = 100 * time.Millisecond
 
 // taskHandle is one task this process manages. mu guards every field below
 // it; id, state and cfg never change after creation.
@@ -44,48 +39,40 @@ func newTaskHandle(state *TaskState, cfg *sdk.TaskConfig, vm *tart.VM, logger hc
 	return &taskHandle{id: state.TaskID, state: state, cfg: cfg, vm: vm, logger: logger, exited: make(chan struct{})}
 }
 
-// watchChild waits for a supervisor this process started (its parent), then
-// reads the exit status. The goroutine is owned by the child process.
-func (h *taskHandle) watchChild(proc *os.Process) {
-	_, _ = proc.Wait()
-	h.finishFromDir()
-}
-
-// watchRecovered polls the state dir of a supervisor started by an earlier
-// plugin process until it records an exit or dies. The goroutine ends when
-// the task exits (however it is finished) or stop is closed (driver
+// watch waits for the task's supervisor (started by this process or by an
+// earlier one) to end, then records its exit status. The goroutine ends
+// when the task exits (however it is finished) or stop is closed (driver
 // shutdown).
-func (h *taskHandle) watchRecovered(stop <-chan struct{}) {
-	t := time.NewTicker(exitPollInterval)
-	defer t.Stop()
-	for {
-		if _, ok, _ := readExitStatus(h.state.StateDir); ok || !supervisorAlive(h.state.StateDir) {
-			h.finishFromDir()
-			return
-		}
+func (h *taskHandle) watch(sup *supervisor.Handle, stop <-chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // ends with watch
 		select {
 		case <-stop:
-			return
 		case <-h.exited:
-			return
-		case <-t.C:
+		case <-ctx.Done():
 		}
+		cancel()
+	}()
+	st, err := sup.Wait(ctx)
+	if ctx.Err() != nil {
+		return
 	}
+	h.finishFrom(st, err)
 }
 
-// finishFromDir records the exit status the supervisor wrote, or an error
-// if it died without writing one.
-func (h *taskHandle) finishFromDir() {
-	st, ok, err := readExitStatus(h.state.StateDir)
+// finishFrom records the exit status the supervisor wrote, or an error if
+// it died without writing one.
+func (h *taskHandle) finishFrom(st supervisor.Status, err error) {
 	switch {
 	case err != nil:
 		h.finish(&sdk.ExitResult{ExitCode: -1, Err: err})
-	case !ok:
+	case st.Exit == nil:
 		h.finish(&sdk.ExitResult{ExitCode: -1, Err: errors.New("task supervisor died without recording an exit status")})
 	default:
-		r := &sdk.ExitResult{ExitCode: st.ExitCode, Signal: st.Signal}
-		if st.Err != "" {
-			r.Err = errors.New(st.Err)
+		r := &sdk.ExitResult{ExitCode: st.Exit.ExitCode, Signal: st.Exit.Signal}
+		if st.Exit.Err != "" {
+			r.Err = errors.New(st.Exit.Err)
 		}
 		h.finish(r)
 	}
@@ -134,14 +121,11 @@ func (h *taskHandle) wait(ctx context.Context) error {
 }
 
 // killSupervisor makes the supervisor kill tart exec (which cancels the
-// guest command); it is only sent while the supervisor holds its lock, so
-// a reused PID is never signalled.
+// guest command). The request goes through the supervisor's control FIFO,
+// so it reaches that supervisor or nothing, never a reused PID.
 func (h *taskHandle) killSupervisor() {
-	if h.state.SupervisorPID <= 0 || !supervisorAlive(h.state.StateDir) {
-		return
-	}
-	if err := syscall.Kill(h.state.SupervisorPID, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		h.logger.Warn("failed to signal task supervisor", "pid", h.state.SupervisorPID, "error", err)
+	if err := supervisor.Kill(h.state.StateDir); err != nil && !errors.Is(err, supervisor.ErrNotRunning) {
+		h.logger.Warn("failed to tell the task supervisor to kill", "error", err)
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -178,14 +177,3 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func buildPlugin(t testing.TB) string { return testutil.BuildBinary(t, "./cmd/nomad-driver-tart") }
 
-// lockFree reports whether nobody holds an flock on path.
-func lockFree(t testing.TB, path string) bool {
-	f, err := os.Open(path)
-	must.NoError(t, err)
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return false
-	}
-	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return true
-}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
+	"github.com/tartnomad/nomad-driver-tart/internal/supervisor"
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
@@ -41,10 +42,9 @@ func (d *Driver) recover(rt *runtime, cfg *sdk.TaskConfig, state *TaskState) err
 		d.logger.Debug("task was destroyed earlier; nothing to recover", "task_id", cfg.ID, "vm_name", state.VMName)
 		return fmt.Errorf("recover task %s: %w: it was destroyed earlier", cfg.ID, sdk.ErrTaskNotFound)
 	}
-	_, exited, err := readExitStatus(state.StateDir)
-	alive := supervisorAlive(state.StateDir)
+	st, err := supervisor.Check(state.StateDir)
 	vm, _ := rt.pool.Lookup(state.VMName) // its slot, restored from the MAC at pool start
-	if err != nil || (!alive && !exited) {
+	if err != nil || st.Lost() {
 		if err == nil {
 			err = errors.New("its supervisor is gone without an exit status")
 		}
@@ -57,8 +57,8 @@ func (d *Driver) recover(rt *runtime, cfg *sdk.TaskConfig, state *TaskState) err
 	if !d.tasks.add(h) {
 		return nil // recovered concurrently
 	}
-	go h.watchRecovered(d.ctx.Done())
-	h.logger.Info("task recovered", "supervisor_alive", alive, "exited", exited)
+	go h.watch(supervisor.Adopt(state.StateDir), d.ctx.Done())
+	h.logger.Info("task recovered", "supervisor_alive", st.Running, "exited", st.Exit != nil)
 	return nil
 }
 

@@ -5,12 +5,12 @@ package driver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/supervisor"
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
@@ -86,13 +86,12 @@ func (d *Driver) referencedByStateDirs(rt *runtime) map[string]bool {
 	dirs, _ := os.ReadDir(filepath.Join(rt.dataDir, "tasks"))
 	for _, e := range dirs {
 		dir := filepath.Join(rt.dataDir, "tasks", e.Name())
-		b, err := os.ReadFile(filepath.Join(dir, specFile))
-		var spec supervisorSpec
-		if err != nil || json.Unmarshal(b, &spec) != nil {
+		spec, err := supervisor.ReadSpec(dir)
+		if err != nil {
 			// Being written by a StartTask, or broken: never collect on it.
 			continue
 		}
-		if supervisorAlive(dir) {
+		if supervisor.Alive(dir) {
 			out[spec.VM] = true
 			continue
 		}

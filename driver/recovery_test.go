@@ -15,6 +15,7 @@ import (
 	"github.com/shoenig/test/must"
 
 	"github.com/tartnomad/nomad-driver-tart/driver/harness"
+	"github.com/tartnomad/nomad-driver-tart/internal/supervisor"
 )
 
 // TestDriver_RecoverTask_afterPluginKill kills the plugin (SIGKILL) while
@@ -97,7 +98,7 @@ func TestDriver_RecoverTask_goneTask(t *testing.T) {
 	must.NoError(t, err)
 	must.NoError(t, p.Kill())
 	// SIGKILL is asynchronous: wait until the kernel dropped its lock.
-	waitFor(t, "the supervisor to die", 10*time.Second, func() bool { return lockFree(t, filepath.Join(st.StateDir, "supervisor.lock")) })
+	waitFor(t, "the supervisor to die", 10*time.Second, func() bool { return !supervisor.Alive(st.StateDir) })
 	h.Relaunch(t)
 	err = h.TryRecoverTask(task)
 	must.ErrorContains(t, err, "no longer exists")

@@ -5,18 +5,16 @@ package driver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/tartnomad/nomad-driver-tart/device"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
+	"github.com/tartnomad/nomad-driver-tart/internal/supervisor"
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
@@ -262,95 +260,30 @@ func (d *Driver) coldStart(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig
 	}
 }
 
-// startSupervisor writes the supervisor spec, starts the supervisor in its
-// own session, hands it the task environment on stdin and waits for its
-// start report.
+// startSupervisor starts the task's command under a detached supervisor
+// (internal/supervisor) that gets the task environment on stdin, and waits
+// for its start report.
 func (d *Driver) startSupervisor(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, tc *TaskConfig, paths taskPaths, vm *tart.VM) (*taskHandle, error) {
 	self, err := d.selfPath()
 	if err != nil {
 		return nil, fmt.Errorf("failed to find the plugin binary for the supervisor: %w", err)
 	}
 	dir := filepath.Join(rt.dataDir, "tasks", stateDirName(cfg.ID))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("failed to create task state dir: %w", err)
-	}
-	spec := supervisorSpec{TartPath: rt.client.Binary(), TartEnv: rt.tartEnv, VM: vm.Name,
+	spec := supervisor.Spec{TartPath: rt.client.Binary(), TartEnv: rt.tartEnv, VM: vm.Name,
 		Argv: guestArgv(tc.Command, tc.Args), StdinFile: paths.stdin, StdoutPath: cfg.StdoutPath, StderrPath: cfg.StderrPath,
 		TaskDir: cfg.TaskDir()}
-	b, err := json.Marshal(spec)
-	if err == nil {
-		err = writeFileAtomic(filepath.Join(dir, specFile), b)
-	}
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("failed to write supervisor spec: %w", err)
-	}
-	proc, execPID, err := spawnSupervisor(ctx, self, dir, envBlock(cfg.Env))
+	sup, err := supervisor.Start(ctx, supervisor.StartOptions{Self: self, Dir: dir, Spec: spec,
+		Stdin: envBlock(cfg.Env), Timeout: supervisorStartTimeout})
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("failed to start the command in the VM: %w", err)
 	}
 	state := &TaskState{TaskID: cfg.ID, AllocID: cfg.AllocID, TaskName: cfg.Name, VMName: vm.Name, Slot: vm.Slot.Index,
-		MAC: vm.Slot.MAC, Pool: vm.Pool, Warm: vm.Warm, StateDir: dir, SupervisorPID: proc.Pid, ExecPID: execPID,
+		MAC: vm.Slot.MAC, Pool: vm.Pool, Warm: vm.Warm, StateDir: dir, SupervisorPID: sup.PID, ExecPID: sup.ExecPID,
 		StartedAt: time.Now(), TaskDir: cfg.TaskDir(), Config: *tc}
 	h := newTaskHandle(state, cfg, vm, d.logger.With("task_id", cfg.ID, "alloc_id", cfg.AllocID, "vm_name", vm.Name))
-	go h.watchChild(proc)
+	go h.watch(sup, d.ctx.Done())
 	return h, nil
-}
-
-// spawnSupervisor starts `<self> supervise <dir>` detached (setsid, so it
-// outlives this process and its process group) and reads its report.
-func spawnSupervisor(ctx context.Context, self, dir string, env []byte) (*os.Process, int, error) {
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		return nil, 0, err
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		_ = inR.Close()
-		_ = inW.Close()
-		return nil, 0, err
-	}
-	defer outR.Close()
-	cmd := exec.Command(self, SupervisorCommand, dir)
-	cmd.Stdin, cmd.Stdout = inR, outW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	_ = inR.Close()
-	_ = outW.Close()
-	if err != nil {
-		_ = inW.Close()
-		return nil, 0, err
-	}
-	go func() { // owned by the supervisor, which reads stdin to EOF first
-		defer inW.Close()
-		_, _ = inW.Write(env)
-	}()
-	type report struct {
-		pid int
-		err error
-	}
-	ch := make(chan report, 1)
-	go func() { // ends when the supervisor reports or exits (pipe closed)
-		pid, err := readReport(outR)
-		ch <- report{pid, err}
-	}()
-	timer := time.NewTimer(supervisorStartTimeout)
-	defer timer.Stop()
-	var r report
-	select {
-	case r = <-ch:
-	case <-timer.C:
-		r.err = fmt.Errorf("supervisor did not start within %s", supervisorStartTimeout)
-	case <-ctx.Done():
-		r.err = ctx.Err()
-	}
-	if r.err != nil {
-		_ = cmd.Process.Kill()
-		_, _ = cmd.Process.Wait()
-		return nil, 0, r.err
-	}
-	return cmd.Process, r.pid, nil
 }
 
 // stateDirName makes a task ID (<alloc>/<task>/<rand>) a directory name.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
+	"github.com/tartnomad/nomad-driver-tart/internal/supervisor"
 )
 
 // procSample is one reading of a process: CPU seconds used so far (user,
@@ -86,7 +87,7 @@ func (h *taskHandle) pids(rt *runtime) []int {
 			out = append(out, pid)
 		}
 	}
-	if supervisorAlive(h.state.StateDir) {
+	if supervisor.Alive(h.state.StateDir) {
 		out = append(out, h.state.SupervisorPID, h.state.ExecPID)
 	}
 	return out

@@ -5,9 +5,11 @@ package driver
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/shoenig/test/must"
@@ -67,4 +69,38 @@ func Test_confined(t *testing.T) {
 	must.ErrorContains(t, err, "leaves the task directory")
 	_, err = confined(base, "local/missing")
 	must.ErrorContains(t, err, "does not exist")
+}
+
+// Test_signalArgv_exitedCommandIsQuiet runs the signal script with the
+// host's /bin/sh against the PID file of a command that has already exited:
+// stopping a task whose command just ended is normal, so the script
+// succeeds without a word (it used to fail with "kill: No such process",
+// which the driver logged as a WARN). A live command still gets the signal.
+func Test_signalArgv_exitedCommandIsQuiet(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	gone := exec.Command("/bin/sh", "-c", "exit 0")
+	must.NoError(t, gone.Run())
+	must.NoError(t, os.WriteFile(filepath.Join(home, guestPIDFile), []byte(strconv.Itoa(gone.Process.Pid)+"\n"), 0o600))
+	run := func() (string, error) {
+		argv := signalArgv("TERM")
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = []string{"HOME=" + home, "PATH=/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run()
+	must.NoError(t, err, must.Sprint(out))
+	must.Eq(t, "", out)
+
+	live := exec.Command("/bin/sh", "-c", "trap 'exit 5' TERM; while :; do sleep 0.05; done")
+	must.NoError(t, live.Start())
+	t.Cleanup(func() { _ = live.Process.Kill(); _ = live.Wait() })
+	must.NoError(t, os.WriteFile(filepath.Join(home, guestPIDFile), []byte(strconv.Itoa(live.Process.Pid)+"\n"), 0o600))
+	out, err = run()
+	must.NoError(t, err, must.Sprint(out))
+	err = live.Wait()
+	var ee *exec.ExitError
+	must.True(t, errors.As(err, &ee))
+	must.Eq(t, 5, ee.ExitCode())
 }
