@@ -176,4 +176,3 @@ func sortedCopy(s []string) []string {
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func buildPlugin(t testing.TB) string { return testutil.BuildBinary(t, "./cmd/nomad-driver-tart") }
-

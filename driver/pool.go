@@ -49,6 +49,11 @@ func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*ru
 		env = append(env, "TART_HOME="+cfg.TartHome)
 	}
 	client := tart.NewClient(opts...)
+	if err := client.CheckHome(); err != nil {
+		// No relative fallback: task state would land under whatever
+		// directory the plugin was started in.
+		return nil, fmt.Errorf("tart_home: %w", err)
+	}
 	seed := cfg.MACSeed
 	if seed == "" {
 		seed, _ = os.Hostname()

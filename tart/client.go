@@ -70,20 +70,44 @@ func (c *Client) Binary() string { return c.path }
 // Logger returns the client's logger.
 func (c *Client) Logger() hclog.Logger { return c.logger }
 
+// ErrNoHome is returned by every command of a Client that has no TART_HOME
+// to work in: no WithHome, no $TART_HOME and no $HOME. There is no
+// fallback: a relative ".tart" would put VMs and state under whatever
+// directory the process was started in.
+var ErrNoHome = errors.New("no tart home: set TART_HOME (or the tart_home option) or HOME")
+
 // Home returns the TART_HOME directory the commands use: the WithHome value,
-// else $TART_HOME, else ~/.tart.
+// else $TART_HOME, else ~/.tart; "" when there is none (see CheckHome).
 func (c *Client) Home() string {
+	h, _ := c.resolveHome()
+	return h
+}
+
+// CheckHome returns ErrNoHome when the client has no TART_HOME to work in.
+// Every command checks it; callers that build paths from Home (state
+// directories) check it first.
+func (c *Client) CheckHome() error {
+	_, err := c.resolveHome()
+	return err
+}
+
+func (c *Client) resolveHome() (string, error) {
 	if c.home != "" {
-		return c.home
+		return c.home, nil
 	}
 	if h := os.Getenv("TART_HOME"); h != "" {
-		return h
+		return h, nil
 	}
-	if u, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(u, ".tart")
+	if u, err := os.UserHomeDir(); err == nil && u != "" {
+		return filepath.Join(u, ".tart"), nil
 	}
-	return ".tart"
+	return "", ErrNoHome
 }
+
+// Environ returns the environment entries every tart command of this client
+// gets on top of the process environment (for a tart process started
+// elsewhere, such as a supervisor's tart exec).
+func (c *Client) Environ() []string { return c.environ() }
 
 // VMDir returns the directory of the local VM name inside Home.
 func (c *Client) VMDir(name string) string { return filepath.Join(c.Home(), "vms", name) }
@@ -113,6 +137,9 @@ func (c *Client) exec(ctx context.Context, op, vm string, args ...string) (strin
 }
 
 func (c *Client) finish(ctx context.Context, op, vm string, cmd Command, stderr fmt.Stringer) error {
+	if err := c.CheckHome(); err != nil {
+		return newError(op, vm, -1, "", err)
+	}
 	c.logger.Trace("running tart", "op", op, "vm_name", vm, "args", cmd.Args)
 	code, err := c.runner.Run(ctx, cmd)
 	if err != nil {

@@ -276,6 +276,9 @@ func (c *Client) Exec(ctx context.Context, name string, argv []string, o ExecOpt
 	if len(argv) == 0 {
 		return -1, fmt.Errorf("tart exec %s: empty command", name)
 	}
+	if err := c.CheckHome(); err != nil {
+		return -1, newError("exec", name, -1, "", err)
+	}
 	args := execArgs(name, argv, o.Stdin != nil, o.TTY)
 	tail := &tailBuffer{max: 4096}
 	cmd := c.command(args)

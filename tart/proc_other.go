@@ -23,8 +23,3 @@ func killGroup(pid int, sig syscall.Signal) error {
 	}
 	return p.Signal(sig)
 }
-
-func processAlive(pid int) bool {
-	_, err := os.FindProcess(pid)
-	return err == nil
-}

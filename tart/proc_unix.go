@@ -6,7 +6,6 @@
 package tart
 
 import (
-	"errors"
 	"syscall"
 )
 
@@ -19,8 +18,3 @@ func sessionAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setsid: tr
 
 // killGroup signals the process group led by pid.
 func killGroup(pid int, sig syscall.Signal) error { return syscall.Kill(-pid, sig) }
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}

@@ -258,6 +258,9 @@ func (c *Client) Run(ctx context.Context, name string, o RunOptions) (*RunHandle
 	if err != nil {
 		return nil, fmt.Errorf("tart run %s: %w", name, err)
 	}
+	if err := c.CheckHome(); err != nil {
+		return nil, newError("run", name, -1, "", err)
+	}
 	logPath := o.LogPath
 	if logPath == "" {
 		logPath = filepath.Join(c.VMDir(name), RunLogName)

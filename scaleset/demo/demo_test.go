@@ -13,10 +13,14 @@ import (
 
 	"github.com/shoenig/test/must"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/supervisor"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
+	// The tart backend re-executes this test binary as the runner
+	// command's supervisor.
+	supervisor.MainIfInvoked()
 	code := m.Run()
 	testutil.CleanupBuilds()
 	os.Exit(code)

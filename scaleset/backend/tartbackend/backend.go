@@ -7,17 +7,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/supervisor"
 	"github.com/tartnomad/nomad-driver-tart/internal/waitgroup"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/tart"
@@ -25,11 +23,13 @@ import (
 
 // Backend runs each runner in its own Tart VM. Lifecycle per runner:
 // claim a warm VM from the pool (or cold-start one: clone, set, slot MAC,
-// run, wait for the guest agent), then a detached
-// `tart exec -i <vm> <runner_command>` fed the JIT config through a pipe.
-// The runner survives a restart of the service: its record, output and
-// exit code live in the VM's directory, and New recovers it. RemoveRunner
-// kills the runner command, stops and deletes the VM and frees its slot.
+// run, wait for the guest agent), then `tart exec -i <vm> <runner_command>`
+// under a detached supervisor (internal/supervisor, the same one the Nomad
+// driver uses) fed the JIT config through a pipe. The runner survives a
+// restart of the service: its record and the supervisor's state live in
+// the VM's directory, and New adopts it. RemoveRunner has the supervisor
+// kill the runner command, then stops and deletes the VM and frees its
+// slot.
 type Backend struct {
 	cfg      Config
 	scaleSet string
@@ -37,6 +37,7 @@ type Backend struct {
 	log      *slog.Logger
 	client   *tart.Client
 	pool     *tart.Pool
+	self     string // the supervisor binary; "" = own executable
 
 	// ctx owns the start-up loop; Shutdown cancels it.
 	ctx    context.Context
@@ -66,10 +67,9 @@ type runner struct {
 	runnerID  int // GitHub runner ID; 0 if not recorded
 	vm        *tart.VM
 	createdAt time.Time
-	// exec is the detached tart exec this process started; nil for a
-	// runner recovered after a restart (then pid is all we know).
-	exec *tart.ExecHandle
-	pid  int
+	// sup is the runner command's supervisor, started by this process or
+	// adopted after a restart; its state dir is in the VM's directory.
+	sup *supervisor.Handle
 	// state is the last observed state; exited and failed are final.
 	state  backend.State
 	reason string
@@ -84,8 +84,17 @@ type TartBackend = Backend
 type Option func(*options)
 
 type options struct {
-	client []tart.Option
-	pool   func(*tart.PoolOptions)
+	client     []tart.Option
+	pool       func(*tart.PoolOptions)
+	supervisor string
+}
+
+// WithSupervisorBinary sets the binary re-executed as the runner command's
+// supervisor (`<binary> supervise <dir>`; default: this process's own
+// executable, which must call supervisor.MainIfInvoked first in main, as
+// nomad-gha-scaleset does).
+func WithSupervisorBinary(path string) Option {
+	return func(x *options) { x.supervisor = path }
 }
 
 // WithClientOptions adds tart.Client options (e.g. a fake CommandRunner).
@@ -126,7 +135,10 @@ func New(cfg Config, scaleSetName string, logger *slog.Logger, opts ...Option) (
 	if err != nil {
 		return nil, fmt.Errorf("tart backend: mac_seed: %w", err)
 	}
-	b := &Backend{cfg: cfg, scaleSet: scaleSetName, poolName: poolName, log: log, client: client,
+	if err := client.CheckHome(); err != nil {
+		return nil, fmt.Errorf("tart backend: %w", err)
+	}
+	b := &Backend{cfg: cfg, scaleSet: scaleSetName, poolName: poolName, log: log, client: client, self: o.supervisor,
 		runners: map[string]*runner{}, leftovers: map[string]backend.Runner{}, started: make(chan struct{}), tried: make(chan struct{})}
 	popts := tart.PoolOptions{
 		Logger:           hl,
@@ -217,16 +229,23 @@ func (b *Backend) recover(ctx context.Context) {
 			continue
 		}
 		rec, err := readRecord(b.client.VMDir(v.Name))
-		if err == nil && rec.ScaleSet == b.scaleSet && v.IsRunning() {
-			vm, held := b.pool.Lookup(v.Name)
-			if !held {
-				vm = &tart.VM{Name: v.Name, Slot: tart.Slot{Index: -1}}
+		if err == nil && rec.ScaleSet == b.scaleSet {
+			sdir := supervisorDir(b.client.VMDir(v.Name))
+			st, cerr := supervisor.Check(sdir)
+			// A live supervisor is adopted: its runner keeps its job. One
+			// that recorded an exit is adopted too, so the scaler sees how
+			// the runner ended and removes it.
+			if cerr == nil && (st.Running || st.Exit != nil) {
+				vm, held := b.pool.Lookup(v.Name)
+				if !held {
+					vm = &tart.VM{Name: v.Name, Slot: tart.Slot{Index: -1}}
+				}
+				b.mu.Lock()
+				b.runners[v.Name] = &runner{name: rec.Runner, runnerID: rec.RunnerID, vm: vm, createdAt: rec.CreatedAt, sup: supervisor.Adopt(sdir)}
+				b.mu.Unlock()
+				b.log.Info("adopted runner", "runner_name", rec.Runner, "vm_name", v.Name, "running", st.Running)
+				continue
 			}
-			b.mu.Lock()
-			b.runners[v.Name] = &runner{name: rec.Runner, runnerID: rec.RunnerID, vm: vm, createdAt: rec.CreatedAt, pid: rec.PID}
-			b.mu.Unlock()
-			b.log.Info("recovered runner", "runner_name", rec.Runner, "vm_name", v.Name)
-			continue
 		}
 		b.log.Info("deleting runner vm left by an earlier run", "vm_name", v.Name, "state", v.State)
 		// Its runner may hold a GitHub registration (a JIT config was
@@ -351,15 +370,20 @@ func (b *Backend) StartIdentified(ctx context.Context, id backend.Identity, jitC
 	if closed {
 		return "", errors.New("tart backend is shut down")
 	}
+	// Provisioning (pull, clone, boot, agent wait) ends with the caller's
+	// ctx, start_timeout or Shutdown, whichever comes first: a shutdown
+	// must not wait for a boot that may never finish.
 	pctx, cancel := context.WithTimeout(ctx, b.cfg.StartTimeoutDuration)
 	defer cancel()
+	stopOnShutdown := context.AfterFunc(b.ctx, cancel)
+	defer stopOnShutdown()
 	vmName := tart.TaskVMName(b.poolName + "-" + name)
 	vm, err := b.pool.Provision(pctx, vmName, name, b.cfg.spec(b.poolName), nil)
 	if err != nil {
 		return "", fmt.Errorf("provision vm for runner %s: %w", name, err)
 	}
 	r := &runner{name: name, runnerID: id.RunnerID, vm: vm, createdAt: time.Now()}
-	if err := b.startGuestRunner(ctx, r, jitConfig); err != nil {
+	if err := b.startGuestRunner(pctx, r, jitConfig); err != nil {
 		relErr := b.pool.Release(context.WithoutCancel(ctx), vm)
 		return "", errors.Join(fmt.Errorf("start runner %s in vm %s: %w", name, vm.Name, err), relErr)
 	}
@@ -380,44 +404,28 @@ func (b *Backend) StartIdentified(ctx context.Context, id backend.Identity, jitC
 	return vm.Name, nil
 }
 
-// startGuestRunner writes the runner record and starts the detached
-// `tart exec -i`. The JIT config goes through a pipe: it is written into
-// the pipe buffer and the write end closed, so it never touches disk, argv
-// or an environment on the host, and tart exec can read it even if this
-// process dies right after.
+// startGuestRunner writes the runner record and starts the runner command
+// under its supervisor. The JIT config goes through the supervisor's stdin
+// pipe, so it never touches disk, argv or an environment on the host.
 func (b *Backend) startGuestRunner(ctx context.Context, r *runner, jitConfig string) error {
 	dir := b.client.VMDir(r.vm.Name)
-	rec := record{Runner: r.name, RunnerID: r.runnerID, ScaleSet: b.scaleSet, CreatedAt: r.createdAt}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("create stdin pipe: %w", err)
-	}
-	h, err := b.client.StartExec(ctx, r.vm.Name, b.cfg.RunnerCommand, tart.ExecStartOptions{
-		Stdin:        pr,
-		StdoutPath:   filepath.Join(dir, runnerLogFile),
-		StderrPath:   filepath.Join(dir, runnerLogFile),
-		Detached:     true,
-		ExitCodePath: filepath.Join(dir, runnerExitFile),
-	})
-	_ = pr.Close() // the child holds its own copy
-	if err != nil {
-		_ = pw.Close()
+	if err := writeRecord(dir, record{Runner: r.name, RunnerID: r.runnerID, ScaleSet: b.scaleSet, CreatedAt: r.createdAt}); err != nil {
 		return err
 	}
-	_, werr := io.WriteString(pw, jitConfig)
-	cerr := pw.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = h.Process.Signal(syscall.SIGKILL)
-		<-h.Done()
-		// Not %w: the error could in theory quote what was written.
-		return errors.New("failed to write the jit config to the runner's stdin")
+	log := filepath.Join(dir, runnerLogFile)
+	h, err := supervisor.Start(ctx, supervisor.StartOptions{
+		Self: b.self,
+		Dir:  supervisorDir(dir),
+		Spec: supervisor.Spec{TartPath: b.client.Binary(), TartEnv: b.client.Environ(), VM: r.vm.Name,
+			Argv: b.cfg.RunnerCommand, StdoutPath: log, StderrPath: log, CreateOutput: true},
+		Stdin: []byte(jitConfig),
+	})
+	if err != nil {
+		// The supervisor never echoes its stdin, so this error cannot
+		// quote the JIT config.
+		return fmt.Errorf("start runner supervisor: %w", err)
 	}
-	r.exec, r.pid = h, h.Process.Pid()
-	rec.PID = r.pid
-	if err := writeRecord(dir, rec); err != nil {
-		// The runner works; only recovery after a restart is lost.
-		b.log.Warn("failed to write runner record", "vm_name", r.vm.Name, "error", err)
-	}
+	r.sup = h
 	return nil
 }
 
@@ -448,23 +456,16 @@ func (b *Backend) RemoveRunner(ctx context.Context, resourceID string) error {
 	return nil
 }
 
-// remove ends a runner's guest command and deletes its VM. The detached
-// tart exec (and its wrapper, which writes into the VM directory) is
-// killed first, so nothing writes into the directory while tart deletes
-// it.
+// remove ends a runner's guest command and deletes its VM. The supervisor
+// kills tart exec first and is waited for, so nothing writes into the VM
+// directory while tart deletes it.
 func (b *Backend) remove(ctx context.Context, r *runner) error {
-	if r.exec != nil {
-		_ = r.exec.Process.Signal(syscall.SIGKILL)
-		select {
-		case <-r.exec.Done():
-		case <-ctx.Done():
-			return fmt.Errorf("wait for runner %s to stop: %w", r.name, ctx.Err())
+	if r.sup != nil {
+		if err := supervisor.Kill(r.sup.Dir); err != nil && !errors.Is(err, supervisor.ErrNotRunning) {
+			b.log.Warn("failed to tell the runner supervisor to kill", "vm_name", r.vm.Name, "error", err)
 		}
-	} else if r.pid > 0 {
-		// Recovered after a restart: kill its process group (the wrapper
-		// leads its own session) unless it already recorded its end.
-		if _, ended, _ := tart.ReadExitCode(filepath.Join(b.client.VMDir(r.vm.Name), runnerExitFile)); !ended {
-			_ = tart.KillProcessGroup(r.pid)
+		if _, err := r.sup.Wait(ctx); err != nil {
+			return fmt.Errorf("wait for runner %s to stop: %w", r.name, err)
 		}
 	}
 	if r.vm.Slot.Index >= 0 {
@@ -489,39 +490,34 @@ func (b *Backend) ListRunners(ctx context.Context) ([]backend.Runner, error) {
 	return out, nil
 }
 
-// observe updates r's state from its tart exec (this process started it)
-// or, for a runner recovered after a restart, from the exit-code file the
-// exec wrapper writes and whether its process is alive. Caller holds mu.
+// observe updates r's state from its supervisor's lock and exit record.
+// Caller holds mu.
 func (b *Backend) observe(r *runner) {
 	if r.state == backend.StateExited || r.state == backend.StateFailed {
 		return
 	}
 	r.state = backend.StateRunning
-	if r.exec != nil {
-		select {
-		case <-r.exec.Done():
-			code, err := r.exec.Wait()
-			r.finish(code, err)
-		default:
-		}
+	if r.sup == nil {
 		return
 	}
-	dir := b.client.VMDir(r.vm.Name)
-	code, ok, err := tart.ReadExitCode(filepath.Join(dir, runnerExitFile))
+	st, err := supervisor.Check(r.sup.Dir)
 	switch {
 	case err != nil:
 		r.state, r.reason = backend.StateFailed, err.Error()
-	case ok:
-		r.finish(code, tart.ExecFailureInFile(r.vm.Name, code, filepath.Join(dir, runnerLogFile)))
-	case !tart.ProcessAlive(r.pid):
-		r.state, r.reason = backend.StateFailed, "runner command ended without recording its exit code"
+	case st.Running:
+	case st.Exit == nil:
+		r.state, r.reason = backend.StateFailed, "runner supervisor died without recording an exit status"
+	case st.Exit.Killed:
+		r.state, r.reason = backend.StateFailed, "runner command was killed"
+	case st.Exit.Err != "":
+		r.state, r.reason = backend.StateFailed, "tart exec failed: "+st.Exit.Err
+	default:
+		r.finish(st.Exit.ExitCode)
 	}
 }
 
-func (r *runner) finish(code int, err error) {
+func (r *runner) finish(code int) {
 	switch {
-	case err != nil:
-		r.state, r.reason = backend.StateFailed, "tart exec failed: "+err.Error()
 	case code != 0:
 		r.state, r.reason = backend.StateFailed, fmt.Sprintf("runner command exited with code %d", code)
 	default:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoenig/test/must"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/supervisor"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/tart"
@@ -22,6 +23,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The tart backend re-executes this test binary as the runner
+	// command's supervisor.
+	supervisor.MainIfInvoked()
 	code := m.Run()
 	testutil.CleanupBuilds()
 	os.Exit(code)

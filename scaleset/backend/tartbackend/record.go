@@ -9,13 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/supervisor"
 )
 
 // Files a runner keeps in its VM's directory (deleted with the VM), so a
 // restarted service can recover it.
 const (
 	runnerRecordFile = "ntart-runner.json"
-	runnerExitFile   = "ntart-runner.exit"
 	runnerLogFile    = "ntart-runner.log"
 )
 
@@ -25,7 +26,6 @@ type record struct {
 	RunnerID  int       `json:"runner_id,omitempty"` // GitHub runner ID; 0 if unknown
 	ScaleSet  string    `json:"scale_set"`
 	CreatedAt time.Time `json:"created_at"`
-	PID       int       `json:"pid"` // the detached tart exec wrapper
 }
 
 func writeRecord(dir string, rec record) error {
@@ -33,11 +33,7 @@ func writeRecord(dir string, rec record) error {
 	if err != nil {
 		return fmt.Errorf("encode runner record: %w", err)
 	}
-	tmp := filepath.Join(dir, runnerRecordFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write runner record: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, runnerRecordFile)); err != nil {
+	if err := supervisor.WriteFileAtomic(filepath.Join(dir, runnerRecordFile), b); err != nil {
 		return fmt.Errorf("write runner record: %w", err)
 	}
 	return nil
@@ -54,3 +50,7 @@ func readRecord(dir string) (record, error) {
 	}
 	return rec, nil
 }
+
+// supervisorDir is the runner command's supervisor state dir inside the VM
+// directory (deleted with the VM, after the supervisor has ended).
+func supervisorDir(vmDir string) string { return filepath.Join(vmDir, "ntart-supervisor") }
