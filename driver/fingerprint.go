@@ -199,6 +199,13 @@ func (d *Driver) fingerprint(ctx context.Context) *sdk.Fingerprint {
 			Attributes: map[string]any{attrVersion: ""},
 		}
 	}
+	if err := tart.NewClient(tart.WithHome(cfg.TartHome)).CheckHome(); err != nil {
+		return &sdk.Fingerprint{
+			Health:            sdk.HealthStateUnhealthy,
+			HealthDescription: "tart_home: " + err.Error(),
+			Attributes:        map[string]any{attrVersion: ""},
+		}
+	}
 	ver, err := tartVersion(ctx, resolved)
 	if err != nil {
 		d.logger.Warn("failed to run tart --version", "tart_path", resolved, "error", err)

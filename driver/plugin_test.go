@@ -62,7 +62,14 @@ func launchWithStderr(t testing.TB, bin, path string, stderr io.Writer) *sdk.Cli
 func newPluginClient(t testing.TB, bin, path string, stderr io.Writer) *plugin.Client {
 	t.Helper()
 	cmd := exec.Command(bin)
-	cmd.Env = []string{"PATH=" + path}
+	// A HOME of its own: the plugin keeps task state under ~/.tart.
+	cmd.Env = []string{"PATH=" + path, "HOME=" + t.TempDir()}
+	return newPluginClientCmd(t, cmd, stderr)
+}
+
+// newPluginClientCmd is newPluginClient for a prepared command.
+func newPluginClientCmd(t testing.TB, cmd *exec.Cmd, stderr io.Writer) *plugin.Client {
+	t.Helper()
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          sdk.PluginSet(nil, nil),
@@ -232,4 +239,36 @@ func TestPlugin_Binary_logsJSONOnStderr(t *testing.T) {
 	must.NotNil(t, record, must.Sprintf("no JSON warning on stderr:\n%s", stderr.String()))
 	must.Eq(t, "warn", record["@level"])
 	must.StrContains(t, record["error"].(string), "broken")
+}
+
+// TestPlugin_Binary_refusesWithoutHome starts the plugin with neither HOME
+// nor TART_HOME, as Nomad may: it used to fall back to a relative .tart and
+// wrote task state under its working directory (driver/.tart in the source
+// tree when a test did this). Now the fingerprint says which variable to
+// set and nothing is created.
+func TestPlugin_Binary_refusesWithoutHome(t *testing.T) {
+	t.Parallel()
+	bin := testutil.BuildBinary(t, "./cmd/nomad-driver-tart")
+	cwd := t.TempDir()
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"PATH=" + fakeTartDir(t)}
+	cmd.Dir = cwd
+	c := dispense(t, newPluginClientCmd(t, cmd, io.Discard))
+	ctx := t.Context()
+	_, err := c.Base.SetConfig(ctx, &basepb.SetConfigRequest{PluginApiVersion: "v0.1.0"})
+	must.NoError(t, err)
+	fpCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.Driver.Fingerprint(fpCtx, &driverpb.FingerprintRequest{})
+	must.NoError(t, err)
+	fp, err := stream.Recv()
+	must.NoError(t, err)
+	must.Eq(t, driverpb.FingerprintResponse_UNHEALTHY, fp.GetHealth())
+	must.StrContains(t, fp.GetHealthDescription(), "set TART_HOME")
+	_, err = c.Driver.StartTask(ctx, &driverpb.StartTaskRequest{Task: &driverpb.TaskConfig{Id: "a/t/1",
+		MsgpackDriverConfig: nil}})
+	must.Error(t, err)
+	entries, err := os.ReadDir(cwd)
+	must.NoError(t, err)
+	must.SliceEmpty(t, entries, must.Sprint("nothing written under the working directory"))
 }
