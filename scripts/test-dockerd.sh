@@ -6,16 +6,30 @@
 # exec root, pid file and socket under $TEST_DOCKERD_DIR (default
 # /tmp/nomad-tart-dockerd), with no bridge network and no iptables rules, so
 # it never touches the host's networking. `start` prints the export line for
-# DOCKER_HOST; use it as: eval "$(scripts/test-dockerd.sh start)".
+# DOCKER_HOST; use it as: eval "$(scripts/test-dockerd.sh start)". `running`
+# succeeds when that engine is up; `stop` stops it (only if its pid file
+# still names a dockerd).
 set -euo pipefail
 dir=${TEST_DOCKERD_DIR:-/tmp/nomad-tart-dockerd}
 sock="$dir/docker.sock"
 pidfile="$dir/dockerd.pid"
 
+# running succeeds when the engine of $dir is up: its socket exists and
+# its pid file names a live dockerd.
+running() {
+  [ -S "$sock" ] && [ -f "$pidfile" ] && is_dockerd "$(cat "$pidfile")"
+}
+
+# is_dockerd checks that pid is a dockerd, not a process that reused the
+# pid of one that died.
+is_dockerd() {
+  kill -0 "$1" 2>/dev/null && [ "$(ps -o comm= -p "$1" 2>/dev/null)" = dockerd ]
+}
+
 start() {
   command -v dockerd >/dev/null || { echo "dockerd not found: apt-get install docker.io" >&2; exit 1; }
   mkdir -p "$dir/data" "$dir/exec"
-  if [ -S "$sock" ] && [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  if running; then
     echo "export DOCKER_HOST=unix://$sock"
     return
   fi
@@ -52,6 +66,7 @@ try_start() {
 stop() {
   if [ -f "$pidfile" ]; then
     local pid; pid=$(cat "$pidfile")
+    is_dockerd "$pid" || return 0
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   fi
@@ -60,5 +75,6 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  running) running ;;
+  *) echo "usage: $0 start|stop|running" >&2; exit 2 ;;
 esac
