@@ -243,12 +243,13 @@ type serviceProc struct {
 	done chan error
 }
 
-func startService(t *testing.T, cfgPath, addr string) *serviceProc {
+// startService starts nomad-gha-scaleset run; env adds "K=V" entries.
+func startService(t *testing.T, cfgPath, addr string, env ...string) *serviceProc {
 	t.Helper()
 	bin := testutil.BuildBinary(t, "./cmd/nomad-gha-scaleset")
 	logs := &testutil.SyncBuffer{}
 	cmd := exec.Command(bin, "run", "--config", cfgPath, "--log-level", "debug")
-	cmd.Env = append(os.Environ(), "NOMAD_GHA_SCALESET_GITHUB_TOKEN="+testPAT)
+	cmd.Env = append(append(os.Environ(), "NOMAD_GHA_SCALESET_GITHUB_TOKEN="+testPAT), env...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	must.NoError(t, cmd.Start())
 	p := &serviceProc{cmd: cmd, logs: logs, addr: addr, done: make(chan error, 1)}

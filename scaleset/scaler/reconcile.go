@@ -125,7 +125,7 @@ func (s *Scaler) launch(ctx context.Context, r *runner) {
 	s.starts.Go(func() {
 		s.startSem <- struct{}{}
 		defer func() { <-s.startSem }()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.OpTimeout)
+		sctx, cancel := context.WithTimeout(s.startsCtx, s.cfg.OpTimeout)
 		defer cancel()
 		s.start(sctx, r)
 		s.Kick()
@@ -530,7 +530,11 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 		s.logger.Error("failed to start runner", "runner_name", id.Name, "runner_id", runnerID, "backend", s.be.Name(), "error", err)
 		ev := EvStartFailed
 		if runnerID != 0 {
-			if err := s.removeRegistration(ctx, runnerID); err != nil {
+			// Its own bound: ctx may have ended (Shutdown cancels starts).
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			err := s.removeRegistration(rctx, runnerID)
+			cancel()
+			if err != nil {
 				s.metrics.BackendError("github_remove")
 				s.logger.Warn("failed to remove registration of a runner that did not start, will retry", "runner_name", id.Name, "error", err)
 				ev = EvFailed // kept (failed) so later passes remove the registration
@@ -706,12 +710,15 @@ func (s *Scaler) deregister(ctx context.Context, name string, runnerID int) erro
 	return nil
 }
 
-// Shutdown cleans up before the process exits: finished and failed
+// Shutdown cleans up before the process exits. It cancels starts in
+// progress (the backend deletes what they had created) and waits for them;
+// finished and failed
 // runners are always removed; with removeIdle, so are the runners not
 // running a job (on GitHub and the backend). Busy runners are left to
 // finish their job; a restarted service adopts them. A process that never
 // held the session removes nothing.
 func (s *Scaler) Shutdown(ctx context.Context, removeIdle bool) {
+	s.stopStarts()
 	s.waitStarts(ctx)
 	s.passMu.Lock()
 	defer s.passMu.Unlock()

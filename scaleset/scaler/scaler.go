@@ -240,6 +240,12 @@ type Scaler struct {
 	owner atomic.Bool
 	// passMu serialises reconcile passes.
 	passMu sync.Mutex
+	// startsCtx is the context of background starts (JIT generation and
+	// the backend's StartRunner: pull, clone, boot, agent wait); Shutdown
+	// cancels it, so a shutdown never waits for a boot that may take
+	// minutes or never finish.
+	startsCtx  context.Context
+	stopStarts context.CancelFunc
 	// starts tracks background runner starts; startSem bounds them.
 	starts   sync.WaitGroup
 	startSem chan struct{}
@@ -332,6 +338,7 @@ func New(cfg Config, gh GitHub, be Backend, opts ...Option) (*Scaler, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	s.startsCtx, s.stopStarts = context.WithCancel(context.Background())
 	return s, nil
 }
 

@@ -1,0 +1,147 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoenig/test/must"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
+)
+
+// tartSetup is a private TART_HOME with a base image, for tests that count
+// what the service leaves in it.
+type tartSetup struct {
+	faketart, fakerunner, home string
+}
+
+func newTartSetup(t *testing.T) tartSetup {
+	t.Helper()
+	s := tartSetup{
+		faketart:   testutil.BuildBinary(t, "./cmd/faketart"),
+		fakerunner: testutil.BuildBinary(t, "./cmd/fakerunner"),
+		home:       filepath.Join(t.TempDir(), "tart-home"),
+	}
+	must.NoError(t, os.MkdirAll(s.home, 0o755))
+	cmd := exec.Command(s.faketart, "create", "--linux", "e2e-base")
+	cmd.Env = append(os.Environ(), "TART_HOME="+s.home)
+	out, err := cmd.CombinedOutput()
+	must.NoError(t, err, must.Sprint(string(out)))
+	t.Cleanup(func() {
+		if t.Failed() {
+			testutil.KillScopedProcesses(s.scope())
+		}
+		stopTartVMs(s.faketart, s.home)
+	})
+	return s
+}
+
+// block renders a tart block; extra adds or overrides attributes.
+func (s tartSetup) block(extra string) string {
+	return fmt.Sprintf(`tart {
+    tart_path      = %q
+    tart_home      = %q
+    image          = "e2e-base"
+    runner_command = %s
+    stop_timeout   = "2s"
+    mac_seed       = "e2e"
+    %s
+  }`, s.faketart, s.home, hclList([]string{s.fakerunner, "--jitconfig", "-", "--connect-timeout", "30s"}), extra)
+}
+
+func (s tartSetup) scope(parents ...int) testutil.CensusScope {
+	return testutil.CensusScope{TartHome: s.home, KeepVMs: []string{"e2e-base"}, Parents: parents}
+}
+
+func (s tartSetup) vmCount() int {
+	entries, _ := os.ReadDir(filepath.Join(s.home, "vms"))
+	return len(entries) - 1
+}
+
+// waitExit waits for the service to exit and returns how long it took.
+func (p *serviceProc) waitExit(t *testing.T, within time.Duration) (time.Duration, error) {
+	t.Helper()
+	start := time.Now()
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return time.Since(start), err
+	case <-time.After(within):
+		t.Fatalf("service did not exit within %s:\n%s", within, tail(p.logs.String(), 60))
+		return 0, nil
+	}
+}
+
+// TestHygiene_tartShutdownWhileAgentNeverAnswers: the guest agent never
+// answers (FAKETART_NO_AGENT) and start_timeout is 5m, so every VM the
+// service starts (warm and cold) waits for its agent when SIGTERM arrives.
+// Leak guarded: the shutdown used to run 30 s into "tart backend shutdown
+// timed out", exit 0 and leave 3 VMs and 3 `faketart run` processes. Now
+// the boots are cancelled and the VMs deleted within shutdown_timeout.
+func TestHygiene_tartShutdownWhileAgentNeverAnswers(t *testing.T) {
+	ts := newTartSetup(t)
+	sim := startSim(t)
+	addr := freeAddr(t)
+	cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{name: "noagent", backend: "tart", max: 3,
+		backendBlock: ts.block(`pool_size = 1
+    max_vms = 4
+    start_timeout = "5m"`)})
+	svc := startService(t, cfg, addr, "FAKETART_NO_AGENT=1")
+	waitFor(t, sim, 30*time.Second, "session", actionssim.HasSession("noagent"))
+	queueBurst(sim, "noagent", 2)
+	eventually(t, 30*time.Second, "three vms booting (one warm, two runners)", func() bool { return ts.vmCount() >= 3 })
+
+	svc.signal(15)
+	took, err := svc.waitExit(t, 40*time.Second)
+	must.NoError(t, err, must.Sprint(tail(svc.logs.String(), 40)))
+	t.Logf("service exited %s after SIGTERM", took)
+	must.Less(t, 25*time.Second, took, must.Sprint("shutdown_timeout is 20s"))
+	must.StrNotContains(t, svc.logs.String(), "timed out")
+	testutil.AssertCensusEmpty(t, ts.scope(svc.cmd.Process.Pid), 10*time.Second)
+}
+
+// TestHygiene_tartRestartKeepsBusyRunner (issue 11 item 5): the service is
+// SIGKILLed while a runner VM runs an 8 s job; the next process adopts the
+// runner through its supervisor instead of deleting the VM, the job
+// succeeds on the same runner, no second runner is started for it, and
+// after a SIGTERM nothing is left.
+func TestHygiene_tartRestartKeepsBusyRunner(t *testing.T) {
+	ts := newTartSetup(t)
+	sim := startSim(t)
+	addr := freeAddr(t)
+	cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{name: "adopt", backend: "tart", max: 2,
+		backendBlock: ts.block(`max_vms = 4
+    start_timeout = "1m"`)})
+	first := startService(t, cfg, addr)
+	waitFor(t, sim, 30*time.Second, "session", actionssim.HasSession("adopt"))
+	sim.QueueJob(actionssim.JobSpec{Labels: []string{"adopt"}, Duration: 8 * time.Second})
+	waitFor(t, sim, time.Minute, "the job running", func(s actionssim.Snapshot) bool { return len(s.JobsIn(actionssim.JobRunning)) == 1 })
+	runnerName := sim.Snapshot().JobsIn(actionssim.JobRunning)[0].RunnerName
+	first.kill(t)
+
+	second := startService(t, cfg, addr)
+	waitFor(t, sim, 2*time.Minute, "the job completed", actionssim.JobsCompleted(1))
+	snap := sim.Snapshot()
+	job := snap.JobsIn(actionssim.JobCompleted)[0]
+	must.Eq(t, "succeeded", job.Result, must.Sprint(tail(second.logs.String(), 40)))
+	must.Eq(t, runnerName, job.RunnerName, must.Sprint("the job finished on the runner it started on"))
+	must.Eq(t, 1, job.Attempts)
+	must.StrContains(t, second.logs.String(), "adopted runner")
+	names := map[string]bool{}
+	for _, r := range snap.Runners {
+		names[r.Name] = true
+	}
+	must.MapLen(t, 1, names, must.Sprintf("one runner for one job, got %v", names))
+	second.stop(t)
+	testutil.AssertCensusEmpty(t, ts.scope(second.cmd.Process.Pid), 10*time.Second)
+	must.StrNotContains(t, strings.Join([]string{first.logs.String(), second.logs.String()}, ""), testPAT)
+}
