@@ -115,12 +115,19 @@ func TestHygiene_tartShutdownWhileAgentNeverAnswers(t *testing.T) {
 // succeeds on the same runner, no second runner is started for it, and
 // after a SIGTERM nothing is left.
 func TestHygiene_tartRestartKeepsBusyRunner(t *testing.T) {
+	for _, tc := range []struct{ name, pool string }{{"cold", "0"}, {"warm", "1"}} {
+		t.Run(tc.name, func(t *testing.T) { testRestartKeepsBusyRunner(t, tc.pool) })
+	}
+}
+
+func testRestartKeepsBusyRunner(t *testing.T, poolSize string) {
 	ts := newTartSetup(t)
 	sim := startSim(t)
 	addr := freeAddr(t)
 	cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{name: "adopt", backend: "tart", max: 2,
 		backendBlock: ts.block(`max_vms = 4
-    start_timeout = "1m"`)})
+    start_timeout = "1m"
+    pool_size = ` + poolSize)})
 	first := startService(t, cfg, addr)
 	waitFor(t, sim, 30*time.Second, "session", actionssim.HasSession("adopt"))
 	sim.QueueJob(actionssim.JobSpec{Labels: []string{"adopt"}, Duration: 8 * time.Second})
