@@ -23,8 +23,9 @@ import (
 // CensusScope says what one test created, so a census counts only that:
 // other engineers' tests run beside it on the same machine and engine.
 type CensusScope struct {
-	// TartHome: processes whose environment has TART_HOME=<it> or whose
-	// command line names a path inside it, and the VMs in <it>/vms.
+	// TartHome: processes whose environment has TART_HOME=<it> (or a
+	// directory inside it) or whose command line names a path inside it,
+	// and the VMs in <it>/vms.
 	TartHome string
 	// KeepVMs are VM names in TartHome that are expected (base images,
 	// warm VMs a process deliberately keeps for the next one).
@@ -173,7 +174,9 @@ func scopedProcesses(s CensusScope) []string {
 		match := slices.Contains(s.Parents, ppid)
 		if !match && s.TartHome != "" {
 			env, _ := os.ReadFile(filepath.Join(dir, "environ"))
-			match = bytes.Contains(append([]byte{0}, env...), []byte("\x00TART_HOME="+s.TartHome+"\x00")) ||
+			env = append(append([]byte{0}, env...), 0)
+			match = bytes.Contains(env, []byte("\x00TART_HOME="+s.TartHome+"\x00")) ||
+				bytes.Contains(env, []byte("\x00TART_HOME="+s.TartHome+"/")) ||
 				strings.Contains(cmd, s.TartHome+string(filepath.Separator))
 		}
 		if match {

@@ -152,6 +152,10 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o.Out, o.Logger = stdout, logger
 	fmt.Fprintf(stdout, "==> %s demo: simulated GitHub, the scale-set service and %d jobs, no credentials\n", version.Full(Binary), o.Jobs)
 	sum, err := demo.Run(ctx, o)
+	if errors.Is(err, demo.ErrInterrupted) {
+		fmt.Fprintf(stderr, "demo: %v\n", err)
+		return 130 // as a shell reports an interrupted command
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "demo: %v\n", err)
 		return 1

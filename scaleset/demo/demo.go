@@ -120,12 +120,30 @@ type Summary struct {
 	QueuedToDone   Latency
 	AllDone        time.Duration // from the burst to the last job done
 	Wall           time.Duration
+	// Interrupted is set when the caller's context ended (Ctrl-C, SIGTERM)
+	// before every job finished; the demo still cleaned up.
+	Interrupted bool
+	// Purged counts runners the demo removed itself after the service
+	// stopped (busy ones the service leaves for a next process; the demo
+	// has none).
+	Purged int
 }
 
 // OK reports whether every job finished and nothing was left behind.
 func (s Summary) OK() bool {
-	return s.Done == s.Jobs && s.LeftBehind == 0 && s.PeakRunners <= s.MaxRunners
+	return !s.Interrupted && s.Done == s.Jobs && s.LeftBehind == 0 && s.PeakRunners <= s.MaxRunners
 }
+
+// ErrInterrupted is returned by Run when its context ended before every job
+// finished.
+var ErrInterrupted = errors.New("interrupted")
+
+// serviceStopTimeout bounds the wait for the in-process service to stop
+// (its shutdown_timeout is serviceShutdownTimeout; the rest is margin).
+const (
+	serviceShutdownTimeout = 20 * time.Second
+	serviceStopTimeout     = serviceShutdownTimeout + 10*time.Second
+)
 
 // countingBackend remembers the backend the service built and its peak.
 type countingBackend struct {
@@ -232,8 +250,11 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 
 	stopProgress := progress(wctx, o, sim, svc, burstAt)
 	waitErr := sim.WaitFor(wctx, actionssim.JobsCompleted(o.Jobs))
-	// let the service clean up the finished runners on its own
-	settle(wctx, sim, svc)
+	sum.Interrupted = ctx.Err() != nil
+	if waitErr == nil {
+		// let the service clean up the finished runners on its own
+		settle(wctx, sim, svc)
+	}
 	stopProgress()
 	if o.AfterBurst != nil {
 		o.AfterBurst("http://" + addr + "/metrics")
@@ -241,19 +262,29 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 
 	snap := sim.Snapshot()
 	fillLatencies(&sum, snap, burstAt)
-	if cb != nil {
-		if rs, err := cb.ListRunners(context.WithoutCancel(ctx)); err == nil {
-			sum.LeftBehind += len(rs)
+	if waitErr == nil {
+		// A finished burst leaves nothing: count what the service kept.
+		if cb != nil {
+			if rs, err := cb.ListRunners(context.WithoutCancel(ctx)); err == nil {
+				sum.LeftBehind += len(rs)
+			}
 		}
+		sum.LeftBehind += len(snap.RunnersIn(actionssim.RunnerOffline, actionssim.RunnerIdle, actionssim.RunnerBusy))
+	}
+	if cb != nil {
 		cb.mu.Lock()
 		sum.PeakRunners = cb.peak
 		cb.mu.Unlock()
 	}
-	sum.LeftBehind += len(snap.RunnersIn(actionssim.RunnerOffline, actionssim.RunnerIdle, actionssim.RunnerBusy))
 
 	stopSvc()
 	if err := drain(svcDone); err != nil {
 		fmt.Fprintf(o.Out, "service stopped with an error: %v\n", err)
+	}
+	// The service keeps busy runners for its next process; the demo has
+	// none, so it removes them (an interrupted or timed-out burst).
+	if cb != nil {
+		sum.Purged = purge(context.WithoutCancel(ctx), o.Out, cb.Backend)
 	}
 	if env.leftovers != nil {
 		n, err := env.leftovers(context.WithoutCancel(ctx))
@@ -263,18 +294,42 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	sum.Wall = time.Since(began)
 	printSummary(o.Out, sum)
-	if waitErr != nil {
+	switch {
+	case sum.Interrupted:
+		return sum, fmt.Errorf("%w after %d of %d jobs; cleaned up", ErrInterrupted, sum.Done, sum.Jobs)
+	case waitErr != nil:
 		return sum, fmt.Errorf("not every job finished within %s: %w", o.Timeout, waitErr)
 	}
 	return sum, nil
+}
+
+// purge removes every runner the backend still holds, within 30 s, and
+// returns how many it removed.
+func purge(ctx context.Context, out io.Writer, be backend.Backend) int {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rs, err := be.ListRunners(ctx)
+	if err != nil {
+		fmt.Fprintf(out, "failed to list runners to clean up: %v\n", err)
+		return 0
+	}
+	n := 0
+	for _, r := range rs {
+		if err := be.RemoveRunner(ctx, r.ResourceID); err != nil {
+			fmt.Fprintf(out, "failed to remove runner %s (%s): %v\n", r.Name, r.ResourceID, err)
+			continue
+		}
+		n++
+	}
+	return n
 }
 
 func drain(ch chan error) error {
 	select {
 	case err := <-ch:
 		return err
-	case <-time.After(time.Minute):
-		return errors.New("service did not stop within a minute")
+	case <-time.After(serviceStopTimeout):
+		return fmt.Errorf("service did not stop within %s", serviceStopTimeout)
 	}
 }
 
@@ -287,7 +342,7 @@ func serviceConfig(url, name string, env *backendEnv, o Options) (*config.Config
 		Docker: env.docker, Tart: env.tart,
 	}
 	cfg := &config.Config{
-		GitHubConfigURL: url, ListenAddress: "127.0.0.1:0", ShutdownTimeout: "1m",
+		GitHubConfigURL: url, ListenAddress: "127.0.0.1:0", ShutdownTimeout: serviceShutdownTimeout.String(),
 		GitHubToken: "demo-token", ScaleSets: []*config.ScaleSet{ss},
 	}
 	if err := cfg.Validate(); err != nil {
@@ -400,9 +455,15 @@ func printSummary(w io.Writer, s Summary) {
 	fmt.Fprintf(w, "  queued -> job done:      %s\n", s.QueuedToDone)
 	fmt.Fprintf(w, "  burst -> all jobs done:  %s\n", s.AllDone.Round(time.Millisecond))
 	fmt.Fprintf(w, "  wall time:               %s\n", s.Wall.Round(time.Millisecond))
-	if s.OK() {
+	if s.Purged > 0 {
+		fmt.Fprintf(w, "  runners removed at exit: %d (busy when the burst ended)\n", s.Purged)
+	}
+	switch {
+	case s.Interrupted:
+		fmt.Fprintf(w, "  result:                  INTERRUPTED after %d of %d jobs (cleaned up)\n", s.Done, s.Jobs)
+	case s.OK():
 		fmt.Fprintln(w, "  result:                  OK")
-	} else {
+	default:
 		fmt.Fprintln(w, "  result:                  FAILED")
 	}
 }
