@@ -94,6 +94,10 @@ type Config struct {
 
 	Image      string     // image
 	PullPolicy PullPolicy // pull_policy
+	// RemovePulledImage removes Image at Cleanup when this executor pulled
+	// it and no runner of ours still runs (remove_pulled_image). Images it
+	// found present are never removed.
+	RemovePulledImage bool
 	// Command is the runner start command (command). Default:
 	// DefaultRunnerCommand.
 	Command []string

@@ -38,6 +38,9 @@ type Executor struct {
 	// missing image pulls it once.
 	imageMu sync.Mutex
 	pulled  bool // PullAlways: already pulled by this executor
+	// ownImage: this executor pulled the image while the engine lacked
+	// it, so it is ours to remove (RemovePulledImage).
+	ownImage bool
 
 	// ownerMu guards owner, the resolved container user (file delivery).
 	ownerMu sync.Mutex

@@ -33,10 +33,12 @@ func (e *Executor) EnsureImage(ctx context.Context) error {
 		if e.pulled {
 			return nil
 		}
+		_, ierr := e.api.ImageInspect(ctx, ref)
 		if err := e.pull(ctx); err != nil {
 			return err
 		}
 		e.pulled = true
+		e.ownImage = e.ownImage || cerrdefs.IsNotFound(ierr)
 		return nil
 	}
 	_, err := e.api.ImageInspect(ctx, ref)
@@ -49,7 +51,11 @@ func (e *Executor) EnsureImage(ctx context.Context) error {
 		return fmt.Errorf("dockerexec: runner image %q: %w: not present on the engine and pull_policy is %q (load or pull it first)",
 			ref, ErrImageUnavailable, PullNever)
 	}
-	return e.pull(ctx)
+	if err := e.pull(ctx); err != nil {
+		return err
+	}
+	e.ownImage = true
+	return nil
 }
 
 // pullMessage is one line of the engine's JSON progress stream.

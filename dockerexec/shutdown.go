@@ -7,14 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
-
-	"github.com/tartnomad/nomad-driver-tart/internal/bytesize"
 )
 
 // CleanupReport says what Cleanup removed.
@@ -26,16 +21,17 @@ type CleanupReport struct {
 	// VolumeRemoved says whether the shared volume was removed; it is kept
 	// while runners still use it.
 	VolumeRemoved bool
-	// ImagesDeleted are the IDs of dangling images the prune deleted.
+	// ImagesDeleted are the images Cleanup removed: the runner image, only
+	// when this executor pulled it and RemovePulledImage is set.
 	ImagesDeleted []string
-	// SpaceReclaimed is the bytes freed by the image and build-cache
-	// prunes, as the engine reports them.
-	SpaceReclaimed uint64
 }
 
 // Cleanup stops new starts, removes the ended runner containers of this
 // instance and scale set (a Reconcile), removes the shared volume unless
-// runners still use it, and prunes dangling images and the build cache.
+// runners still use it, and, with RemovePulledImage, the runner image if
+// this executor pulled it. It never prunes: dangling images and the build
+// cache of a shared engine belong to others (and a prune of a busy engine
+// can outlast any shutdown timeout).
 // Running runners are left to finish their job: an ephemeral runner exits
 // after it, and the next Reconcile of this instance removes it. Cleanup
 // goes on past failures and returns them joined with what it managed.
@@ -64,25 +60,16 @@ func (e *Executor) Cleanup(ctx context.Context) (CleanupReport, error) {
 			errs = append(errs, e.wrap(err, "remove shared volume %q", e.cfg.SharedVolume))
 		}
 	}
-	dangling := filters.NewArgs(filters.Arg("dangling", "true"))
-	var ir image.PruneReport
-	err = retryConflict(ctx, func() (err error) { ir, err = e.api.ImagesPrune(ctx, dangling); return err })
-	if err != nil {
-		errs = append(errs, e.wrap(err, "prune dangling images"))
-	} else {
-		rep.SpaceReclaimed += ir.SpaceReclaimed
-		for _, d := range ir.ImagesDeleted {
-			if d.Deleted != "" {
-				rep.ImagesDeleted = append(rep.ImagesDeleted, d.Deleted)
-			}
+	if ref, ok := e.removablePulledImage(rep.RunnersLeft); ok {
+		switch _, err := e.api.ImageRemove(ctx, ref, image.RemoveOptions{}); {
+		case err == nil:
+			rep.ImagesDeleted = append(rep.ImagesDeleted, ref)
+		case cerrdefs.IsNotFound(err):
+		case cerrdefs.IsConflict(err):
+			e.log.Info("kept pulled runner image still in use", "image", ref)
+		default:
+			errs = append(errs, e.wrap(err, "remove pulled image %q", ref))
 		}
-	}
-	var br *build.CachePruneReport
-	err = retryConflict(ctx, func() (err error) { br, err = e.api.BuildCachePrune(ctx, build.CachePruneOptions{}); return err })
-	if err != nil {
-		errs = append(errs, e.wrap(err, "prune build cache"))
-	} else if br != nil {
-		rep.SpaceReclaimed += br.SpaceReclaimed
 	}
 	if err := errors.Join(errs...); err != nil {
 		return rep, fmt.Errorf("dockerexec: cleanup: %w", err)
@@ -98,27 +85,14 @@ func (e *Executor) Shutdown(ctx context.Context) {
 		e.log.Error("failed to clean up completely", "error", err)
 	}
 	e.log.Info("shut down docker runner executor", "containers_removed", rep.ContainersRemoved,
-		"runners_left", rep.RunnersLeft, "volume_removed", rep.VolumeRemoved, "images_deleted", len(rep.ImagesDeleted),
-		"space_reclaimed", bytesize.FormatBytes(rep.SpaceReclaimed))
+		"runners_left", rep.RunnersLeft, "volume_removed", rep.VolumeRemoved, "images_deleted", rep.ImagesDeleted)
 }
 
-// pruneRetries bounds retries of a prune refused because another prune runs
-// on the engine (the engine allows one at a time, and other services on the
-// host may prune too).
-const pruneRetries = 10
-
-func retryConflict(ctx context.Context, op func() error) error {
-	delay := 200 * time.Millisecond
-	for i := 0; ; i++ {
-		err := op()
-		if err == nil || !cerrdefs.IsConflict(err) || i == pruneRetries {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 2*time.Second)
-	}
+// removablePulledImage returns the runner image when Cleanup may remove it:
+// RemovePulledImage is set, this executor pulled it, and no runner of ours
+// still runs on it.
+func (e *Executor) removablePulledImage(runnersLeft int) (string, bool) {
+	e.imageMu.Lock()
+	defer e.imageMu.Unlock()
+	return e.cfg.Image, e.cfg.RemovePulledImage && e.ownImage && runnersLeft == 0
 }

@@ -113,8 +113,9 @@ func (b *Backend) ListRunners(ctx context.Context) ([]backend.Runner, error) {
 }
 
 // Shutdown removes ended runner containers and, when no runner uses it, the
-// shared volume, prunes dangling images and build cache, and logs what was
-// reclaimed. Running runners are left to finish their job.
+// shared volume (and, if configured, the runner image it pulled), and logs
+// what it removed. It reclaims nothing it did not create. Running runners
+// are left to finish their job.
 func (b *Backend) Shutdown(ctx context.Context) {
 	b.ex.Shutdown(ctx)
 	if b.closer != nil {

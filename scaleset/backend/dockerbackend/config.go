@@ -22,17 +22,19 @@ import (
 // Every option is documented in dockerexec/README.md; defaults are
 // dockerexec's.
 type Config struct {
-	Image            string            `hcl:"image,optional"`
-	PullPolicy       string            `hcl:"pull_policy,optional"`
-	Command          []string          `hcl:"command,optional"`
-	User             string            `hcl:"user,optional"`
-	NetworkMode      string            `hcl:"network_mode,optional"`
-	CPUs             float64           `hcl:"cpus,optional"`
-	Memory           string            `hcl:"memory,optional"`
-	SharedVolume     string            `hcl:"shared_volume,optional"`
-	SharedVolumePath string            `hcl:"shared_volume_path,optional"`
-	Env              map[string]string `hcl:"env,optional"`
-	ContainerLabels  map[string]string `hcl:"container_labels,optional"`
+	Image      string `hcl:"image,optional"`
+	PullPolicy string `hcl:"pull_policy,optional"`
+	// RemovePulledImage: see dockerexec.Config.RemovePulledImage.
+	RemovePulledImage bool              `hcl:"remove_pulled_image,optional"`
+	Command           []string          `hcl:"command,optional"`
+	User              string            `hcl:"user,optional"`
+	NetworkMode       string            `hcl:"network_mode,optional"`
+	CPUs              float64           `hcl:"cpus,optional"`
+	Memory            string            `hcl:"memory,optional"`
+	SharedVolume      string            `hcl:"shared_volume,optional"`
+	SharedVolumePath  string            `hcl:"shared_volume_path,optional"`
+	Env               map[string]string `hcl:"env,optional"`
+	ContainerLabels   map[string]string `hcl:"container_labels,optional"`
 	// JITConfigDelivery is "file" (default) or "env"; see the README for
 	// why file is the default.
 	JITConfigDelivery string `hcl:"jit_config_delivery,optional"`
@@ -82,6 +84,7 @@ func (c *Config) executorConfig(scaleSet string) dockerexec.Config {
 		InstanceID:        c.InstanceID,
 		Image:             c.Image,
 		PullPolicy:        dockerexec.PullPolicy(c.PullPolicy),
+		RemovePulledImage: c.RemovePulledImage,
 		Command:           c.Command,
 		User:              c.User,
 		NetworkMode:       c.NetworkMode,
