@@ -525,10 +525,12 @@ func (r *runner) finish(code int) {
 	}
 }
 
-// Shutdown implements backend.RunnerBackend: it stops the warm pool
-// (deleting warm VMs) and removes runners that have ended. Running runners
-// are left to finish their job; the next service process recovers them.
-// ctx bounds the work.
+// Shutdown implements backend.RunnerBackend: it cancels starts in progress
+// (their VMs are deleted), stops the warm pool (deleting warm VMs) and
+// removes runners that have ended. Running runners are deliberately kept to
+// finish their job, each logged with its VM; the next service process
+// adopts them. ctx bounds the work; whatever of ours is still in TART_HOME
+// when it ends, other than the kept runners, is logged by name.
 func (b *Backend) Shutdown(ctx context.Context) {
 	b.mu.Lock()
 	if b.closed {
@@ -537,11 +539,16 @@ func (b *Backend) Shutdown(ctx context.Context) {
 	}
 	b.closed = true
 	var ended []string
+	kept := map[string]bool{}
 	for id, r := range b.runners {
 		b.observe(r)
 		if r.state != backend.StateRunning {
 			ended = append(ended, id)
+			continue
 		}
+		kept[id] = true
+		b.log.Info("kept running runner for the next process", "runner_name", r.name, "vm_name", id,
+			"tart_home", b.client.Home())
 	}
 	b.mu.Unlock()
 	b.cancel()
@@ -555,5 +562,29 @@ func (b *Backend) Shutdown(ctx context.Context) {
 	}
 	if err := waitgroup.Wait(ctx, &b.wg); err != nil {
 		b.log.Warn("tart backend shutdown timed out", "error", err)
+	}
+	b.reportLeft(kept)
+}
+
+// reportLeft logs every VM of this scale set still in TART_HOME that was
+// not deliberately kept: what a shutdown could not finish, and where.
+func (b *Backend) reportLeft(kept map[string]bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	vms, err := b.client.List(ctx)
+	if err != nil {
+		b.log.Warn("failed to list vms left at shutdown", "tart_home", b.client.Home(), "error", err)
+		return
+	}
+	for _, v := range vms {
+		n, ok := tart.ParseVMName(v.Name)
+		if !v.IsLocal() || !ok || kept[v.Name] {
+			continue
+		}
+		mine := strings.HasPrefix(v.Name, tart.TaskVMName(b.poolName+"-")) || (n.Kind == tart.KindPool && n.Pool == b.poolName)
+		if mine {
+			b.log.Warn("left vm behind at shutdown", "vm_name", v.Name, "state", v.State,
+				"vm_dir", b.client.VMDir(v.Name))
+		}
 	}
 }
