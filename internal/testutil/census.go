@@ -37,6 +37,9 @@ type CensusScope struct {
 	DockerLabels map[string]string
 	// TempDirs: entries found inside these directories.
 	TempDirs []string
+	// Exclude are PIDs never counted (a process the test keeps on purpose,
+	// such as a live plugin whose environment names TartHome).
+	Exclude []int
 }
 
 // Census is what a CensusScope found.
@@ -151,7 +154,7 @@ func scopedProcesses(s CensusScope) []string {
 	var out []string
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
+		if err != nil || pid == self || slices.Contains(s.Exclude, pid) {
 			continue
 		}
 		dir := filepath.Join("/proc", e.Name())
