@@ -172,11 +172,17 @@ func (c *countingBackend) ListRunners(ctx context.Context) ([]backend.Runner, er
 func Run(ctx context.Context, o Options) (Summary, error) {
 	o.defaults()
 	began := time.Now()
-	scratch, err := os.MkdirTemp("", "nomad-gha-scaleset-demo-")
+	scratch, err := os.MkdirTemp("", scratchPrefix)
 	if err != nil {
 		return Summary{}, fmt.Errorf("failed to create a scratch directory: %w", err)
 	}
 	defer os.RemoveAll(scratch)
+	lk, err := lockScratch(scratch)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer lk.Close()
+	sweepStale(ctx, o.Out, scratch)
 
 	fakerunner, err := findBinary(ctx, "fakerunner", o.BinDir, scratch)
 	if err != nil {

@@ -166,10 +166,16 @@ type demoProc struct {
 
 func startDemo(t *testing.T, env []string, args ...string) *demoProc {
 	t.Helper()
+	return startDemoIn(t, t.TempDir(), env, args...)
+}
+
+// startDemoIn is startDemo with tmp as the demo's temp dir.
+func startDemoIn(t *testing.T, tmp string, env []string, args ...string) *demoProc {
+	t.Helper()
 	bin := testutil.BuildBinary(t, "./cmd/nomad-gha-scaleset")
 	binDir := filepath.Dir(testutil.BuildBinary(t, "./cmd/faketart"))
 	testutil.BuildBinary(t, "./cmd/fakerunner")
-	d := &demoProc{out: &testutil.SyncBuffer{}, tmp: t.TempDir(), done: make(chan error, 1)}
+	d := &demoProc{out: &testutil.SyncBuffer{}, tmp: tmp, done: make(chan error, 1)}
 	d.cmd = exec.Command(bin, append([]string{"demo", "--backend", "tart", "--bin-dir", binDir}, args...)...)
 	d.cmd.Env = append(append(os.Environ(), "TMPDIR="+d.tmp), env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
@@ -287,4 +293,39 @@ func TestHygiene_serviceSIGKILLsDuringBurst(t *testing.T) {
 	eventually(t, time.Minute, "no runner vm", func() bool { return ts.vmCount() <= 1 }) // the warm VM
 	svc.stop(t)
 	testutil.AssertCensusEmpty(t, ts.scope(append(pids, svc.cmd.Process.Pid)...), 15*time.Second)
+}
+
+// TestHygiene_demoSIGKILLThenRestart SIGKILLs the demo at a random point of
+// its burst (fixed seed), then runs it again in the same temp dir. Leak
+// guarded: a killed demo left its runner VMs, their `faketart run` and
+// supervisor processes and its scratch TART_HOME; the next demo now finds
+// that directory unlocked, ends and deletes what is in it, and after its own
+// run the census is empty.
+func TestHygiene_demoSIGKILLThenRestart(t *testing.T) {
+	r := rand.New(rand.NewPCG(hygieneSeed, 3))
+	t.Logf("seed %d", hygieneSeed)
+	first := startDemo(t, nil, "--jobs", "12", "--max-runners", "3", "--job-duration", "2s")
+	eventually(t, time.Minute, "the burst queued", func() bool { return strings.Contains(first.out.String(), "==> queued") })
+	d := time.Duration(r.IntN(3000)) * time.Millisecond
+	t.Logf("kill after %s", d)
+	time.Sleep(d) // the random point of the burst; nothing waits on it
+	must.NoError(t, first.cmd.Process.Kill())
+	first.wait(t, 10*time.Second)
+	left := testutil.TakeCensus(t, testutil.CensusScope{TartHome: first.tmp})
+	t.Logf("the killed demo left %d processes and %d vms", len(left.Processes), len(left.VMs))
+
+	// The stale check ignores directories younger than 10 s (a demo that
+	// has not locked its directory yet): age the lock instead of waiting.
+	locks, _ := filepath.Glob(filepath.Join(first.tmp, "nomad-gha-scaleset-demo-*", "demo.lock"))
+	must.SliceNotEmpty(t, locks)
+	old := time.Now().Add(-time.Minute)
+	for _, l := range locks {
+		must.NoError(t, os.Chtimes(l, old, old))
+	}
+	second := startDemoIn(t, first.tmp, nil, "--jobs", "2", "--max-runners", "2")
+	_, code := second.wait(t, 2*time.Minute)
+	must.Eq(t, 0, code, must.Sprint(tail(second.out.String(), 30)))
+	must.StrContains(t, second.out.String(), "removed what an earlier demo left")
+	testutil.AssertCensusEmpty(t, testutil.CensusScope{TartHome: first.tmp, TempDirs: []string{first.tmp},
+		Parents: []int{first.cmd.Process.Pid, second.cmd.Process.Pid}}, 15*time.Second)
 }
