@@ -118,10 +118,15 @@ func TestAlive_probeNeverDisturbsAStart(t *testing.T) {
 	specs := make([]Spec, n)
 	for i := range n {
 		dirs[i], specs[i] = newSpec(t, "true")
+		// The lock file exists already, as in a directory reused after a
+		// failed start, so every probe reaches the lock.
+		must.NoError(t, os.MkdirAll(dirs[i], 0o700))
+		must.NoError(t, os.WriteFile(filepath.Join(dirs[i], lockFile), nil, 0o600))
 	}
 	stop := make(chan struct{})
 	var probes sync.WaitGroup
-	for i := range n {
+	for i := range 4 * n {
+		i := i % n
 		probes.Go(func() {
 			for {
 				select {
