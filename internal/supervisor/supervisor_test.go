@@ -15,11 +15,18 @@ import (
 	"time"
 
 	"github.com/shoenig/test/must"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
 	MainIfInvoked()
-	os.Exit(m.Run())
+	if os.Getenv("SUPERVISOR_TEST_HELPER") == "start-and-hang" {
+		helperStartAndHang()
+	}
+	code := m.Run()
+	testutil.CleanupBuilds()
+	os.Exit(code)
 }
 
 // fakeTart is a `tart` that runs `exec -i <vm> argv...` on the host.
