@@ -305,7 +305,7 @@ func (c *Client) Exec(ctx context.Context, name string, argv []string, o ExecOpt
 }
 
 // execArgs is the argument list of `tart exec [-i] [-t] <name> argv...`,
-// used by Exec (and, through the supervisor's argv, by detached commands).
+// used by Exec.
 func execArgs(name string, argv []string, interactive, tty bool) []string {
 	args := []string{"exec"}
 	if interactive {

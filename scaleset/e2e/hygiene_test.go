@@ -150,6 +150,13 @@ func testRestartKeepsBusyRunner(t *testing.T, poolSize string) {
 		names[r.Name] = true
 	}
 	must.MapLen(t, 1, names, must.Sprintf("one runner for one job, got %v", names))
+	// The runner exits after its job; until then a stop keeps it (on
+	// purpose) for a next process. Wait for the service to remove it.
+	keep := 0
+	if poolSize != "0" {
+		keep = 1 // the warm VM, deleted by the stop
+	}
+	eventually(t, 30*time.Second, "the finished runner removed", func() bool { return ts.vmCount() <= keep })
 	second.stop(t)
 	testutil.AssertCensusEmpty(t, ts.scope(second.cmd.Process.Pid), 10*time.Second)
 	must.StrNotContains(t, strings.Join([]string{first.logs.String(), second.logs.String()}, ""), testPAT)
