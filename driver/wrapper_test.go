@@ -4,6 +4,7 @@
 package driver
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"os"
@@ -93,9 +94,15 @@ func Test_signalArgv_exitedCommandIsQuiet(t *testing.T) {
 	must.NoError(t, err, must.Sprint(out))
 	must.Eq(t, "", out)
 
-	live := exec.Command("/bin/sh", "-c", "trap 'exit 5' TERM; while :; do sleep 0.05; done")
+	live := exec.Command("/bin/sh", "-c", "trap 'exit 5' TERM; echo ready; while :; do sleep 0.05; done")
+	stdout, err := live.StdoutPipe()
+	must.NoError(t, err)
 	must.NoError(t, live.Start())
 	t.Cleanup(func() { _ = live.Process.Kill(); _ = live.Wait() })
+	// Signal only once the trap is set.
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	must.NoError(t, err)
+	must.Eq(t, "ready\n", line)
 	must.NoError(t, os.WriteFile(filepath.Join(home, guestPIDFile), []byte(strconv.Itoa(live.Process.Pid)+"\n"), 0o600))
 	out, err = run()
 	must.NoError(t, err, must.Sprint(out))
