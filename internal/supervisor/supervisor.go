@@ -32,10 +32,29 @@ const pollInterval = 100 * time.Millisecond
 // DefaultStartTimeout bounds how long Start waits for the start report.
 const DefaultStartTimeout = 30 * time.Second
 
+// childEnv marks a process that spawn started as a supervisor. Only spawn
+// sets it, so the init below never fires in a process started any other
+// way.
+const childEnv = "NTART_SUPERVISOR_CHILD"
+
+// init makes every binary that can start a supervisor (it links this
+// package) serve as one, even if its main or TestMain forgot
+// MainIfInvoked: a test binary re-executed without the hook would
+// otherwise run its whole test suite again in the child, recursively.
+func init() {
+	if os.Getenv(childEnv) != "1" {
+		return
+	}
+	// Not inherited by the guest command or anything it starts.
+	_ = os.Unsetenv(childEnv)
+	MainIfInvoked()
+}
+
 // MainIfInvoked runs the supervisor and exits when the process was started
 // as `<binary> supervise <dir>`; otherwise it returns at once. Call it first
 // in main, and in TestMain of tests whose code starts supervisors with the
-// test binary as Self.
+// test binary as Self (the package's init does it too for a process that
+// Start spawned; the explicit call documents the sub-command).
 func MainIfInvoked() {
 	if len(os.Args) > 1 && os.Args[1] == Command {
 		os.Exit(Main(os.Args[2:]))
@@ -111,6 +130,7 @@ func spawn(ctx context.Context, o StartOptions) (*Handle, error) {
 	defer outR.Close()
 	cmd := exec.Command(o.Self, Command, o.Dir)
 	cmd.Stdin, cmd.Stdout = inR, outW
+	cmd.Env = append(os.Environ(), childEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
 	_ = inR.Close()
