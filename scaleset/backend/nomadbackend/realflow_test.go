@@ -33,6 +33,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 	"github.com/shoenig/test/must"
 
+	"github.com/tartnomad/nomad-driver-tart/device"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil/nomadagent"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
@@ -77,6 +78,25 @@ pool {
 `, poolName, macImage)
 }
 
+// healthyVMSlots counts the node's healthy tart/vm slot instances.
+func healthyVMSlots(n *api.Node) int {
+	if n.NodeResources == nil {
+		return 0
+	}
+	healthy := 0
+	for _, g := range n.NodeResources.Devices {
+		if g.Vendor != device.Vendor || g.Type != device.Type || g.Name != device.Name {
+			continue
+		}
+		for _, d := range g.Instances {
+			if d.Healthy {
+				healthy++
+			}
+		}
+	}
+	return healthy
+}
+
 // startFlowAgent starts the agent (with env for faketart, e.g. its boot
 // delay) and registers the macOS runner job, and with linux the docker
 // driver and the Linux runner job.
@@ -90,9 +110,15 @@ func startFlowAgent(t testing.TB, env map[string]string, linux bool) *flowAgent 
 	}
 	fa.agent = nomadagent.Start(t, nomadagent.Options{
 		ACL: true, Docker: linux, Images: []string{macImage}, Env: env,
-		PluginConfig: map[string]string{"nomad-driver-tart": tartPluginConfig()},
+		// As agent-mac.hcl: the slot device beside the driver, same
+		// max_vms (the macOS runner job asks for one tart/vm slot).
+		Plugins: []string{nomadagent.TartPlugin, "./cmd/" + device.BinaryName},
+		PluginConfig: map[string]string{
+			"nomad-driver-tart": tartPluginConfig(),
+			device.BinaryName:   "max_vms = 2",
+		},
 		Ready: func(n *api.Node) bool {
-			return n.Attributes["driver.tart.pool."+poolName+".ready"] == "1"
+			return n.Attributes["driver.tart.pool."+poolName+".ready"] == "1" && healthyVMSlots(n) == 2
 		},
 	})
 	c := fa.agent.API()
