@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -175,34 +174,14 @@ func (h *DeviceHarness) launchInstance(t testing.TB) error {
 func (i *deviceInstance) clientStart(opts Options) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
 	defer cancel()
-	resp, err := i.base.PluginInfo(ctx, &basepb.PluginInfoRequest{})
+	info, err := checkPluginInfo(ctx, i.base, basepb.PluginType_DEVICE)
 	if err != nil {
-		return fmt.Errorf("PluginInfo: %w", err)
+		return err
 	}
-	var problems []error
-	if resp.GetType() != basepb.PluginType_DEVICE {
-		problems = append(problems, fmt.Errorf("type is %v, want DEVICE", resp.GetType()))
-	}
-	if !slices.Contains(resp.GetPluginApiVersions(), apiVersion) {
-		problems = append(problems, fmt.Errorf("plugin_api_versions %q lack %q", resp.GetPluginApiVersions(), apiVersion))
-	}
-	if !semver.MatchString(resp.GetPluginVersion()) {
-		problems = append(problems, fmt.Errorf("plugin_version %q is not a semantic version", resp.GetPluginVersion()))
-	}
-	if resp.GetName() == "" {
-		problems = append(problems, errors.New("name is empty"))
-	}
-	if err := errors.Join(problems...); err != nil {
-		return fmt.Errorf("PluginInfo answer would stop the Nomad agent: %w", err)
-	}
-	i.info = PluginInfo{Name: resp.GetName(), Version: resp.GetPluginVersion(), APIVersions: resp.GetPluginApiVersions()}
-	schema, err := i.base.ConfigSchema(ctx, &basepb.ConfigSchemaRequest{})
+	i.info = info
+	raw, err := pluginConfig(ctx, i.base, opts.PluginConfig)
 	if err != nil {
-		return fmt.Errorf("ConfigSchema: %w", err)
-	}
-	raw, err := encodePluginConfig(schema.GetSpec(), opts.PluginConfig)
-	if err != nil {
-		return fmt.Errorf("plugin config does not decode against ConfigSchema (the agent would refuse to start): %w", err)
+		return err
 	}
 	if _, err := i.base.SetConfig(ctx, &basepb.SetConfigRequest{MsgpackConfig: raw, PluginApiVersion: apiVersion}); err != nil {
 		return fmt.Errorf("SetConfig: %w", err)
@@ -514,17 +493,7 @@ func renderStat(v *structspb.StatValue) string {
 // travel asynchronously through its stderr).
 func (h *DeviceHarness) WaitPluginLog(t testing.TB, substr string) {
 	t.Helper()
-	timer := time.NewTimer(h.opts.Timeout)
-	defer timer.Stop()
-	for {
-		text, changed := h.logw.snapshot()
-		if strings.Contains(text, substr) {
-			return
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			t.Fatalf("harness: no log line containing %q within %s", substr, h.opts.Timeout)
-		}
-	}
+	waitLog(t, h.logw, h.opts.Timeout, fmt.Sprintf("%q", substr), func(text string) (string, bool) {
+		return "", strings.Contains(text, substr)
+	})
 }

@@ -240,17 +240,24 @@ func (h *Harness) WaitPluginLogLine(t testing.TB, parts ...string) string {
 // the harness timeout fails t; want describes the match for the failure.
 func (h *Harness) waitPluginLog(t testing.TB, want string, find func(text string) (string, bool)) string {
 	t.Helper()
-	timer := time.NewTimer(h.opts.Timeout)
+	return waitLog(t, h.logw, h.opts.Timeout, want, find)
+}
+
+// waitLog is waitPluginLog for any harness's log writer (the driver's and
+// the device's).
+func waitLog(t testing.TB, logw *testLogWriter, timeout time.Duration, want string, find func(text string) (string, bool)) string {
+	t.Helper()
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
-		text, changed := h.logw.snapshot()
+		text, changed := logw.snapshot()
 		if match, ok := find(text); ok {
 			return match
 		}
 		select {
 		case <-changed:
 		case <-timer.C:
-			t.Fatalf("harness: no log line containing %s within %s", want, h.opts.Timeout)
+			t.Fatalf("harness: no log line containing %s within %s", want, timeout)
 			return ""
 		}
 	}

@@ -66,16 +66,17 @@ func (i *instance) dead() bool {
 // semver is the shape Nomad's version parser accepts for plugin_version.
 var semver = regexp.MustCompile(`^v?\d+(\.\d+){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
 
-// pluginInfo calls PluginInfo and applies the checks that make Nomad's
-// plugin loader refuse to start the agent.
-func (i *instance) pluginInfo(ctx context.Context) error {
-	resp, err := i.base.PluginInfo(ctx, &basepb.PluginInfoRequest{})
+// checkPluginInfo calls PluginInfo and applies the checks that make
+// Nomad's plugin loader refuse to start the agent; want is the plugin type
+// the loader expects (DRIVER from a driver block, DEVICE from a device).
+func checkPluginInfo(ctx context.Context, base basepb.BasePluginClient, want basepb.PluginType) (PluginInfo, error) {
+	resp, err := base.PluginInfo(ctx, &basepb.PluginInfoRequest{})
 	if err != nil {
-		return fmt.Errorf("PluginInfo: %w", err)
+		return PluginInfo{}, fmt.Errorf("PluginInfo: %w", err)
 	}
 	var problems []error
-	if resp.GetType() != basepb.PluginType_DRIVER {
-		problems = append(problems, fmt.Errorf("type is %v, want DRIVER", resp.GetType()))
+	if resp.GetType() != want {
+		problems = append(problems, fmt.Errorf("type is %v, want %v", resp.GetType(), want))
 	}
 	if !slices.Contains(resp.GetPluginApiVersions(), apiVersion) {
 		problems = append(problems, fmt.Errorf("plugin_api_versions %q lack %q", resp.GetPluginApiVersions(), apiVersion))
@@ -87,16 +88,15 @@ func (i *instance) pluginInfo(ctx context.Context) error {
 		problems = append(problems, errors.New("name is empty"))
 	}
 	if err := errors.Join(problems...); err != nil {
-		return fmt.Errorf("PluginInfo answer would stop the Nomad agent: %w", err)
+		return PluginInfo{}, fmt.Errorf("PluginInfo answer would stop the Nomad agent: %w", err)
 	}
-	i.info = PluginInfo{Name: resp.GetName(), Version: resp.GetPluginVersion(), APIVersions: resp.GetPluginApiVersions()}
-	return nil
+	return PluginInfo{Name: resp.GetName(), Version: resp.GetPluginVersion(), APIVersions: resp.GetPluginApiVersions()}, nil
 }
 
 // pluginConfig fetches ConfigSchema and encodes the agent's config block
 // with it, as the plugin loader does.
-func (i *instance) pluginConfig(ctx context.Context, body string) ([]byte, error) {
-	resp, err := i.base.ConfigSchema(ctx, &basepb.ConfigSchemaRequest{})
+func pluginConfig(ctx context.Context, base basepb.BasePluginClient, body string) ([]byte, error) {
+	resp, err := base.ConfigSchema(ctx, &basepb.ConfigSchemaRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("ConfigSchema: %w", err)
 	}
@@ -105,6 +105,16 @@ func (i *instance) pluginConfig(ctx context.Context, body string) ([]byte, error
 		return nil, fmt.Errorf("plugin config does not decode against ConfigSchema (the agent would refuse to start): %w", err)
 	}
 	return raw, nil
+}
+
+// pluginInfo checks the driver's PluginInfo answer and keeps it.
+func (i *instance) pluginInfo(ctx context.Context) error {
+	info, err := checkPluginInfo(ctx, i.base, basepb.PluginType_DRIVER)
+	if err != nil {
+		return err
+	}
+	i.info = info
+	return nil
 }
 
 // clientStart runs the long-lived process's start sequence (reference 3.1.A):
@@ -116,7 +126,7 @@ func (i *instance) clientStart(opts Options) error {
 	if err := i.pluginInfo(ctx); err != nil {
 		return err
 	}
-	raw, err := i.pluginConfig(ctx, opts.PluginConfig)
+	raw, err := pluginConfig(ctx, i.base, opts.PluginConfig)
 	if err != nil {
 		return err
 	}
@@ -151,7 +161,7 @@ func (h *Harness) agentStartProcesses() error {
 		_ = inst.shutdown(false)
 		return fmt.Errorf("discovery process: %w", err)
 	}
-	raw, err := inst.pluginConfig(ctx, h.opts.PluginConfig)
+	raw, err := pluginConfig(ctx, inst.base, h.opts.PluginConfig)
 	_ = inst.shutdown(false)
 	if err != nil {
 		return fmt.Errorf("discovery process: %w", err)
