@@ -6,8 +6,6 @@ package driver
 import (
 	"fmt"
 	"os"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/tartnomad/nomad-driver-tart/device"
@@ -48,7 +46,7 @@ func (r *runtime) checkReservedSlot(ids string) error {
 		return nil
 	}
 	return fmt.Errorf("task holds VM slot reservation %s=%s but all %d of the driver's slots hold task VMs (%s): %s",
-		device.EnvSlotIDs, ids, r.slots.Max(), describeOwners(r.slots.Owners()), r.slotMismatchCause())
+		device.EnvSlotIDs, ids, r.slots.Max(), r.slots.Describe(), r.slotMismatchCause())
 }
 
 // slotMismatchCause explains why the scheduler placed a task with a slot
@@ -64,20 +62,6 @@ func (r *runtime) slotMismatchCause() string {
 		return "nomad-device-tart has not published its slots in TART_HOME " + r.client.Home() + " (is its tart_home the driver's?)"
 	}
 	return "a task without a device \"tart/vm\" block (not counted by the scheduler) or a VM started outside Nomad holds a slot"
-}
-
-// describeOwners renders slot owners as "0=name, 1=name".
-func describeOwners(owners map[int]string) string {
-	idx := make([]int, 0, len(owners))
-	for i := range owners {
-		idx = append(idx, i)
-	}
-	slices.Sort(idx)
-	parts := make([]string, 0, len(idx))
-	for _, i := range idx {
-		parts = append(parts, fmt.Sprintf("%d=%s", i, owners[i]))
-	}
-	return strings.Join(parts, ", ")
 }
 
 // publishSlots writes the driver's slot record to TART_HOME, where the

@@ -171,7 +171,7 @@ func (s *Slots) Acquire(ctx context.Context, owner string) (Slot, error) {
 		s.Release(i)
 	default:
 	}
-	return Slot{}, fmt.Errorf("wait for a vm slot (%d in use: %s): %w (%w)", s.Max(), s.describe(), ErrNoSlot, ctx.Err())
+	return Slot{}, fmt.Errorf("wait for a vm slot (%d in use: %s): %w (%w)", s.Max(), s.Describe(), ErrNoSlot, ctx.Err())
 }
 
 // Claim marks slot index as held by owner, for rebuilding state from VMs
@@ -292,7 +292,9 @@ func (s *Slots) Changed() <-chan struct{} {
 	return s.changed
 }
 
-func (s *Slots) describe() string {
+// Describe renders the held slots and their owners as "0=name, 1=name",
+// in slot order, for error messages.
+func (s *Slots) Describe() string {
 	owners := s.Owners()
 	keys := make([]int, 0, len(owners))
 	for k := range owners {
