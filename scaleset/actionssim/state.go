@@ -181,6 +181,39 @@ func (s Snapshot) RunnersIn(states ...RunnerState) []Runner {
 	return out
 }
 
+// PeakOnline is the most runners that were online at once, each from
+// coming online to its deletion (a registration whose runner never came
+// online does not count). At equal times a deletion counts before a
+// runner coming online.
+func (s Snapshot) PeakOnline() int {
+	type change struct {
+		at    time.Time
+		delta int
+	}
+	var changes []change
+	for _, r := range s.Runners {
+		if r.OnlineAt.IsZero() {
+			continue
+		}
+		changes = append(changes, change{r.OnlineAt, +1})
+		if !r.DeletedAt.IsZero() {
+			changes = append(changes, change{r.DeletedAt, -1})
+		}
+	}
+	slices.SortFunc(changes, func(a, b change) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return a.delta - b.delta
+	})
+	cur, peak := 0, 0
+	for _, c := range changes {
+		cur += c.delta
+		peak = max(peak, cur)
+	}
+	return peak
+}
+
 // internal records
 
 type tenant struct {

@@ -598,7 +598,7 @@ func runFlowBurst(t *testing.T, fa *flowAgent, br burstRun) {
 		}
 		ranBy[j.RunnerID] = j.ID
 	}
-	must.LessEq(t, 5, flowPeakOnline(snap), must.Sprint("more runners online at once than max_runners allow"))
+	must.LessEq(t, 5, snap.PeakOnline(), must.Sprint("more runners online at once than max_runners allow"))
 
 	// nothing left in Nomad: every dispatched child purged
 	c := fa.agent.API()
@@ -694,37 +694,6 @@ func allocEvents(t *testing.T, fa *flowAgent) (string, []string) {
 		}
 	}
 	return b.String(), claimed
-}
-
-// flowPeakOnline is the most runners online at once on the simulated
-// GitHub.
-func flowPeakOnline(s actionssim.Snapshot) int {
-	type ev struct {
-		at    time.Time
-		delta int
-	}
-	var evs []ev
-	for _, r := range s.Runners {
-		if r.OnlineAt.IsZero() {
-			continue
-		}
-		evs = append(evs, ev{r.OnlineAt, +1})
-		if !r.DeletedAt.IsZero() {
-			evs = append(evs, ev{r.DeletedAt, -1})
-		}
-	}
-	slices.SortFunc(evs, func(a, b ev) int {
-		if c := a.at.Compare(b.at); c != 0 {
-			return c
-		}
-		return a.delta - b.delta // deletions first
-	})
-	cur, peak := 0, 0
-	for _, e := range evs {
-		cur += e.delta
-		peak = max(peak, cur)
-	}
-	return peak
 }
 
 func eventuallyT(t *testing.T, d time.Duration, what string, cond func() bool) {
