@@ -5,10 +5,6 @@ package deploy_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -52,8 +48,7 @@ func TestNomad_serviceJobExample(t *testing.T) {
 
 	// The simulator knows the example's App by its client ID and
 	// installation ID, with a key made here.
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	must.NoError(t, err)
+	key, keyPEM := testutil.RSAPrivateKey(t)
 	cfgText := read("scaleset.hcl")
 	clientID := regexp.MustCompile(`client_id\s*=\s*"([^"]+)"`).FindStringSubmatch(cfgText)[1]
 	instID, err := strconv.ParseInt(regexp.MustCompile(`installation_id\s*=\s*(\d+)`).FindStringSubmatch(cfgText)[1], 10, 64)
@@ -74,10 +69,9 @@ func TestNomad_serviceJobExample(t *testing.T) {
 		_, err := c.Namespaces().Register(&api.Namespace{Name: ns}, nil)
 		must.NoError(t, err)
 	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 	_, _, err = c.Variables().Create(&api.Variable{
 		Namespace: "gha-scaleset", Path: "nomad/jobs/nomad-gha-scaleset",
-		Items: api.VariableItems{"github_app_private_key": string(keyPEM)},
+		Items: api.VariableItems{"github_app_private_key": keyPEM},
 	}, &api.WriteOptions{Namespace: "gha-scaleset"})
 	must.NoError(t, err)
 	a.RunJobHCL(t, read("10-runner-macos.nomad.hcl"))

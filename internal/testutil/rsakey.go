@@ -14,6 +14,7 @@ import (
 
 var (
 	rsaKeyOnce sync.Once
+	rsaKey     *rsa.PrivateKey
 	rsaKeyPEM  string
 	rsaKeyErr  error
 )
@@ -22,16 +23,22 @@ var (
 // keys, generated once per test binary (generation is slow under -race).
 func RSAPrivateKeyPEM(t testing.TB) string {
 	t.Helper()
+	_, keyPEM := RSAPrivateKey(t)
+	return keyPEM
+}
+
+// RSAPrivateKey returns the key RSAPrivateKeyPEM renders and its PEM, for
+// tests that also need the public half (a simulated GitHub App's).
+func RSAPrivateKey(t testing.TB) (*rsa.PrivateKey, string) {
+	t.Helper()
 	rsaKeyOnce.Do(func() {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			rsaKeyErr = err
-			return
+		rsaKey, rsaKeyErr = rsa.GenerateKey(rand.Reader, 2048)
+		if rsaKeyErr == nil {
+			rsaKeyPEM = string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}))
 		}
-		rsaKeyPEM = string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}))
 	})
 	if rsaKeyErr != nil {
 		t.Fatalf("testutil: generate RSA key: %v", rsaKeyErr)
 	}
-	return rsaKeyPEM
+	return rsaKey, rsaKeyPEM
 }

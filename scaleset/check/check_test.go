@@ -36,20 +36,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// appKey is the private key of the simulator's GitHub App.
-var appKey = func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-}()
-
 // startSim serves the Actions simulator with one PAT, one GitHub App
 // (client ID Iv-check, installation 42) and one extra runner group; it
 // holds an existing scale set "existing".
 func startSim(t *testing.T) *actionssim.Server {
 	t.Helper()
+	appKey, _ := testutil.RSAPrivateKey(t)
 	srv, err := actionssim.Start("", actionssim.Options{
 		PersonalAccessTokens: []string{goodToken},
 		Apps:                 []actionssim.App{{ClientID: "Iv-check", InstallationID: 42, PublicKey: &appKey.PublicKey}},
@@ -158,7 +150,8 @@ func TestCheck_githubApp(t *testing.T) {
 	srv := startSim(t)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "app.pem")
-	must.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(appKey)}), 0o600))
+	_, appKeyPEM := testutil.RSAPrivateKey(t) // the simulator's App key (startSim)
+	must.NoError(t, os.WriteFile(keyFile, []byte(appKeyPEM), 0o600))
 	other, err := rsa.GenerateKey(rand.Reader, 2048)
 	must.NoError(t, err)
 	wrongKey := filepath.Join(dir, "wrong.pem")
