@@ -486,23 +486,18 @@ func (o *observer) scanProcs() {
 }
 
 // taskVMs are the VMs of tasks (not of the warm pool) in home.
-func taskVMs(home string) []string {
-	entries, _ := os.ReadDir(filepath.Join(home, "vms"))
-	var out []string
-	for _, e := range entries {
-		if n, ok := tart.ParseVMName(e.Name()); ok && n.Kind == tart.KindTask {
-			out = append(out, e.Name())
-		}
-	}
-	return out
-}
+func taskVMs(home string) []string { return vmsOfKind(home, tart.KindTask) }
 
 // poolVMs are the warm pool's VMs in home.
-func poolVMs(home string) []string {
+func poolVMs(home string) []string { return vmsOfKind(home, tart.KindPool) }
+
+// vmsOfKind lists home's VMs of one kind. It returns what it can read
+// rather than fail: the observer samples it from its own goroutine.
+func vmsOfKind(home string, kind tart.VMKind) []string {
 	entries, _ := os.ReadDir(filepath.Join(home, "vms"))
 	var out []string
 	for _, e := range entries {
-		if n, ok := tart.ParseVMName(e.Name()); ok && n.Kind == tart.KindPool {
+		if n, ok := tart.ParseVMName(e.Name()); ok && n.Kind == kind {
 			out = append(out, e.Name())
 		}
 	}
