@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -282,7 +281,6 @@ func TestE2E_binarySigkillRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the service and fakerunner and runs processes")
 	}
-	bin := testutil.BuildBinary(t, "./cmd/nomad-gha-scaleset")
 	fakerunner := testutil.BuildBinary(t, "./cmd/fakerunner")
 	gh, err := actionssim.Start("", actionssim.Options{
 		LongPollTimeout: time.Second, SessionIdleTimeout: 3 * time.Second, RunnerPollTimeout: 2 * time.Second,
@@ -308,10 +306,7 @@ func TestE2E_binarySigkillRestart(t *testing.T) {
 		}}}},
 	}))
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must.NoError(t, err)
-	listen := ln.Addr().String()
-	must.NoError(t, ln.Close())
+	listen := freeLoopbackAddr(t)
 	cfgPath := filepath.Join(t.TempDir(), "scaleset.hcl")
 	must.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`github_config_url = %q
 listen_address    = %q
@@ -337,25 +332,6 @@ scale_set "crash" {
 `, gh.OrgConfigURL("acme"), listen, nomadAddr)), 0o600))
 
 	const pat = "ghp_BINARYE2ESECRETPAT0123456789"
-	start := func() (*exec.Cmd, *testutil.SyncBuffer, chan error) {
-		logs := &testutil.SyncBuffer{}
-		cmd := exec.Command(bin, "run", "--config", cfgPath, "--log-level", "debug")
-		cmd.Env = append(os.Environ(), "NOMAD_GHA_SCALESET_GITHUB_TOKEN="+pat, "NOMAD_TOKEN=", "NOMAD_ADDR=")
-		cmd.Stdout, cmd.Stderr = logs, logs
-		must.NoError(t, cmd.Start())
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-		})
-		return cmd, logs, done
-	}
 	wait := func(logs *testutil.SyncBuffer, d time.Duration, what string, cond func(actionssim.Snapshot) bool) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), d)
@@ -365,29 +341,29 @@ scale_set "crash" {
 		}
 	}
 
-	first, firstLogs, firstDone := start()
-	wait(firstLogs, 30*time.Second, "session", func(s actionssim.Snapshot) bool {
+	first := startService(t, cfgPath, pat)
+	wait(first.logs, 30*time.Second, "session", func(s actionssim.Snapshot) bool {
 		ss, ok := s.ScaleSetByName("crash")
 		return ok && ss.SessionID != ""
 	})
 	const jobs = 9
 	gh.QueueJobs(jobs, 1500*time.Millisecond, "crash")
-	wait(firstLogs, time.Minute, "runners busy", func(s actionssim.Snapshot) bool { return len(s.JobsIn(actionssim.JobRunning)) >= 2 })
-	must.NoError(t, first.Process.Signal(syscall.SIGKILL))
-	<-firstDone
-	firstDone <- nil
+	wait(first.logs, time.Minute, "runners busy", func(s actionssim.Snapshot) bool { return len(s.JobsIn(actionssim.JobRunning)) >= 2 })
+	must.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
+	<-first.done
+	first.done <- nil
 
-	second, secondLogs, secondDone := start()
-	wait(secondLogs, 3*time.Minute, "all jobs done after the restart", func(s actionssim.Snapshot) bool {
+	second := startService(t, cfgPath, pat)
+	wait(second.logs, 3*time.Minute, "all jobs done after the restart", func(s actionssim.Snapshot) bool {
 		return len(s.JobsIn(actionssim.JobCompleted)) == jobs
 	})
-	wait(secondLogs, 30*time.Second, "no runners left in GitHub", func(s actionssim.Snapshot) bool {
+	wait(second.logs, 30*time.Second, "no runners left in GitHub", func(s actionssim.Snapshot) bool {
 		return len(s.RunnersIn(actionssim.RunnerOffline, actionssim.RunnerIdle, actionssim.RunnerBusy)) == 0
 	})
 	for _, j := range gh.Jobs() {
 		must.Eq(t, actionssim.ResultSucceeded, j.Result, must.Sprintf("job %s", j.ID))
 	}
-	must.StrContains(t, secondLogs.String(), "adopted dispatched runner job")
+	must.StrContains(t, second.logs.String(), "adopted dispatched runner job")
 
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -395,18 +371,18 @@ scale_set "crash" {
 		ids := nomad.JobIDs("github-runners")
 		return len(ids) == 1 && nomad.RunningTasks() == 0
 	})
-	must.NoError(t, err, must.Sprintf("left in Nomad: %v\n%s", nomad.JobIDs("github-runners"), secondLogs.String()))
+	must.NoError(t, err, must.Sprintf("left in Nomad: %v\n%s", nomad.JobIDs("github-runners"), second.logs.String()))
 
 	// a clean stop on SIGTERM
-	must.NoError(t, second.Process.Signal(syscall.SIGTERM))
+	must.NoError(t, second.cmd.Process.Signal(syscall.SIGTERM))
 	select {
-	case err := <-secondDone:
-		secondDone <- err
-		must.NoError(t, err, must.Sprint(secondLogs.String()))
+	case err := <-second.done:
+		second.done <- err
+		must.NoError(t, err, must.Sprint(second.logs.String()))
 	case <-time.After(40 * time.Second):
 		t.Fatal("service did not stop on SIGTERM")
 	}
-	must.StrNotContains(t, firstLogs.String()+secondLogs.String(), pat)
+	must.StrNotContains(t, first.logs.String()+second.logs.String(), pat)
 }
 
 // TestE2E_noSurplusBeforeDemand is issue 11's real-agent report on the
@@ -421,7 +397,6 @@ func TestE2E_noSurplusBeforeDemand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the service and fakerunner and runs processes")
 	}
-	bin := testutil.BuildBinary(t, "./cmd/nomad-gha-scaleset")
 	fakerunner := testutil.BuildBinary(t, "./cmd/fakerunner")
 	gh, err := actionssim.Start("", actionssim.Options{
 		LongPollTimeout: time.Second, SessionIdleTimeout: 3 * time.Second, RunnerPollTimeout: 2 * time.Second,
@@ -448,10 +423,7 @@ func TestE2E_noSurplusBeforeDemand(t *testing.T) {
 			Name: "runner", Driver: "docker", DispatchPayload: &api.DispatchPayloadConfig{File: "jitconfig"},
 		}}}},
 	}))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must.NoError(t, err)
-	listen := ln.Addr().String()
-	must.NoError(t, ln.Close())
+	listen := freeLoopbackAddr(t)
 	cfgPath := filepath.Join(t.TempDir(), "scaleset.hcl")
 	must.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`github_config_url = %q
 listen_address    = %q
@@ -473,28 +445,7 @@ scale_set "waiting" {
 }
 `, gh.OrgConfigURL("acme"), listen, nomadAddr)), 0o600))
 
-	start := func() (*exec.Cmd, *testutil.SyncBuffer, chan error) {
-		logs := &testutil.SyncBuffer{}
-		cmd := exec.Command(bin, "run", "--config", cfgPath, "--log-level", "debug")
-		cmd.Env = append(os.Environ(), "NOMAD_GHA_SCALESET_GITHUB_TOKEN=ghp_NOSURPLUS0123456789", "NOMAD_TOKEN=", "NOMAD_ADDR=")
-		cmd.Stdout, cmd.Stderr = logs, logs
-		must.NoError(t, cmd.Start())
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-			if t.Failed() {
-				t.Logf("service logs:\n%s", logs.String())
-			}
-		})
-		return cmd, logs, done
-	}
+	const pat = "ghp_NOSURPLUS0123456789"
 	children := func() int { return len(nomad.JobIDs("github-runners")) - 1 } // minus the parent
 	until := func(d time.Duration, what string, cond func() bool) {
 		t.Helper()
@@ -507,16 +458,16 @@ scale_set "waiting" {
 		}
 	}
 
-	first, _, firstDone := start()
+	first := startService(t, cfgPath, pat)
 	until(30*time.Second, "first session", func() bool { ss, ok := gh.Snapshot().ScaleSetByName("waiting"); return ok && ss.SessionID != "" })
 	gh.QueueJobs(3, 300*time.Millisecond, "waiting")
 	until(30*time.Second, "three dispatched runners waiting for placement", func() bool { return children() == 3 })
-	must.NoError(t, first.Process.Signal(syscall.SIGKILL))
-	<-firstDone
-	firstDone <- nil
+	must.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
+	<-first.done
+	first.done <- nil
 	dispatched := nomad.JobIDs("github-runners")
 
-	_, secondLogs, _ := start()
+	secondLogs := startService(t, cfgPath, pat).logs
 	// The killed process's session blocks the new one (409) until the
 	// service expires it; then the listener hands over the statistics.
 	until(60*time.Second, "second session", func() bool { return strings.Contains(secondLogs.String(), "Handling initial session statistics") })

@@ -266,7 +266,7 @@ func benchServiceRound(b *testing.B, fa *flowAgent, jobID string) (float64, []ti
 	must.NoError(b, err)
 	defer gh.Close()
 	cfg, _ := fa.writeServiceConfig(b, gh, []scaleSetSpec{{name: "bench", label: "bench", jobID: jobID, max: benchDispatches}})
-	svc := startService(b, cfg)
+	svc := startService(b, cfg, flowPAT)
 	waitCtx, cancel := context.WithTimeout(b.Context(), time.Minute)
 	defer cancel()
 	must.NoError(b, gh.WaitFor(waitCtx, func(s actionssim.Snapshot) bool {

@@ -16,7 +16,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +23,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -227,80 +225,7 @@ scale_set %q {
 	return path, listen
 }
 
-func freeLoopbackAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must.NoError(t, err)
-	addr := ln.Addr().String()
-	must.NoError(t, ln.Close())
-	return addr
-}
-
-// serviceProc is one nomad-gha-scaleset process.
-type serviceProc struct {
-	cmd  *exec.Cmd
-	logs *testutil.SyncBuffer
-	done chan error
-}
-
 const flowPAT = "ghp_REALAGENTE2ESECRETPAT0123456789"
-
-func startService(t testing.TB, cfgPath string) *serviceProc {
-	t.Helper()
-	bin := testutil.BuildBinary(t, "./cmd/nomad-gha-scaleset")
-	s := &serviceProc{logs: &testutil.SyncBuffer{}, done: make(chan error, 1)}
-	s.cmd = exec.Command(bin, "run", "--config", cfgPath, "--log-level", "debug")
-	s.cmd.Env = append(os.Environ(), "NOMAD_GHA_SCALESET_GITHUB_TOKEN="+flowPAT, "NOMAD_TOKEN=", "NOMAD_ADDR=")
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	must.NoError(t, s.cmd.Start())
-	go func() { s.done <- s.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-s.done:
-			s.done <- err
-		case <-time.After(30 * time.Second):
-			_ = s.cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("service logs:\n%s", tailLines(s.logs.String(), 80))
-		}
-	})
-	return s
-}
-
-// stop sends SIGTERM and expects a clean exit.
-func (s *serviceProc) stop(t testing.TB) {
-	t.Helper()
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-s.done:
-		s.done <- err
-		must.NoError(t, err, must.Sprint(tailLines(s.logs.String(), 40)))
-	case <-time.After(60 * time.Second):
-		t.Fatal("service did not stop on SIGTERM")
-	}
-}
-
-// kill SIGKILLs the service.
-func (s *serviceProc) kill(t testing.TB) {
-	t.Helper()
-	_ = s.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case err := <-s.done:
-		s.done <- err
-	case <-time.After(10 * time.Second):
-		t.Fatal("service did not die on SIGKILL")
-	}
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
 
 // observer follows the flow from the outside while it runs: every
 // dispatched child (its payload is the runner's JIT config), the processes
@@ -546,7 +471,7 @@ func runFlowBurst(t *testing.T, fa *flowAgent, br burstRun) {
 	t.Cleanup(gh.Close)
 	obs := newObserver(t, fa)
 	cfg, _ := fa.writeServiceConfig(t, gh, flowScaleSets)
-	svc := startService(t, cfg)
+	svc := startService(t, cfg, flowPAT)
 	services := []*serviceProc{svc}
 
 	wait := func(d time.Duration, what string, cond func(actionssim.Snapshot) bool) {
@@ -575,7 +500,7 @@ func runFlowBurst(t *testing.T, fa *flowAgent, br burstRun) {
 	if br.killMidway {
 		wait(2*time.Minute, "runners busy", func(s actionssim.Snapshot) bool { return len(s.JobsIn(actionssim.JobRunning)) >= 2 })
 		svc.kill(t)
-		svc = startService(t, cfg)
+		svc = startService(t, cfg, flowPAT)
 		services = append(services, svc)
 	}
 	wait(3*time.Minute, "all jobs done", func(s actionssim.Snapshot) bool { return len(s.JobsIn(actionssim.JobCompleted)) == total })
