@@ -4,6 +4,7 @@
 package faketart
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -276,10 +277,9 @@ func (a *app) runVM(p *parsedArgs, opts runOpts, name, dir string, cfg VMConfig,
 	if err := os.MkdirAll(filepath.Join(dir, dirGuest), 0o755); err != nil {
 		return fmt.Errorf("create guest dir: %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, fileSnapshot)); err == nil {
-		a.out("restoring VM state from a snapshot...")
-		a.out("resuming VM...")
-		_ = os.Remove(filepath.Join(dir, fileSnapshot))
+	resumed, err := a.restoreSnapshot(dir, cfg)
+	if err != nil {
+		return err
 	}
 	if p.has("vnc") || p.has("vnc-experimental") {
 		if _, ci := os.LookupEnv("CI"); ci || p.has("no-graphics") {
@@ -293,7 +293,37 @@ func (a *app) runVM(p *parsedArgs, opts runOpts, name, dir string, cfg VMConfig,
 	a.writeShares(dir, opts.shares)
 	unshare := a.mountShares(dir, cfg, opts.shares)
 	defer a.powerOff(dir, ln, unshare)
-	return a.waitVM(opts, name, dir, cfg, sigs)
+	return a.waitVM(opts, name, dir, cfg, resumed, sigs)
+}
+
+// restoreSnapshot resumes from state.vzvmsave when there is one (reference
+// §3.6 step 6, §3.10) and reports whether it did. The snapshot records the
+// MAC it was taken with: a VM whose MAC changed since (config.json edited)
+// cannot be restored, as Virtualization.framework refuses ("invalid
+// argument", tart PR #527); FAKETART_FAIL_RESUME injects that failure.
+func (a *app) restoreSnapshot(dir string, cfg VMConfig) (bool, error) {
+	path := filepath.Join(dir, fileSnapshot)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false, nil
+	}
+	a.out("restoring VM state from a snapshot...")
+	var snap snapshotFile
+	_ = json.Unmarshal(data, &snap)
+	if (snap.MAC != "" && normalizeMAC(snap.MAC) != normalizeMAC(cfg.MACAddress)) || a.shouldFail("resume") {
+		return false, bareErr(exitFailure, "%s", a.failMessage("resume",
+			`Error Domain=VZErrorDomain Code=2 "failed to restore with error invalid argument" UserInfo={NSLocalizedFailure=Invalid virtual machine configuration.}`))
+	}
+	a.out("resuming VM...")
+	_ = os.Remove(path)
+	return true, nil
+}
+
+// snapshotFile is what faketart writes as state.vzvmsave (tart writes the
+// guest's memory): the MAC the VM had when it was suspended.
+type snapshotFile struct {
+	Note string `json:"note"`
+	MAC  string `json:"mac"`
 }
 
 // powerOff tidies up while still holding the lock (a new run of this VM
@@ -320,9 +350,15 @@ func (a *app) powerOff(dir string, ln net.Listener, unshare func()) {
 
 // waitVM is the running VM's event loop: boot timers, fault knobs, guest
 // power-off requests and signals. It returns when the VM stops.
-func (a *app) waitVM(opts runOpts, name, dir string, cfg VMConfig, sigs <-chan os.Signal) error {
+func (a *app) waitVM(opts runOpts, name, dir string, cfg VMConfig, resumed bool, sigs <-chan os.Signal) error {
 	fake := filepath.Join(dir, dirFake)
-	boot := time.NewTimer(a.knobs.bootDelay)
+	// A resumed guest is up once its memory is read back: its agent was
+	// already running when the snapshot was taken.
+	first := a.knobs.bootDelay
+	if resumed {
+		first = a.knobs.resumeDelay
+	}
+	boot := time.NewTimer(first)
 	defer boot.Stop()
 	var agent, shutdown <-chan time.Time
 	crash := timerChan(a.knobs.runCrashAfter)
@@ -339,6 +375,9 @@ func (a *app) waitVM(opts runOpts, name, dir string, cfg VMConfig, sigs <-chan o
 			}
 			if !a.knobs.noAgent {
 				agent = time.After(a.knobs.agentDelay)
+				if resumed {
+					agent = time.After(0)
+				}
 			}
 		case <-agent:
 			agent = nil
@@ -362,7 +401,7 @@ func (a *app) waitVM(opts runOpts, name, dir string, cfg VMConfig, sigs <-chan o
 				agent = nil
 			}
 		case s := <-sigs:
-			done, err := a.onSignal(s, opts, dir)
+			done, err := a.onSignal(s, opts, dir, cfg)
 			if done {
 				return err
 			}
@@ -388,7 +427,7 @@ func (a *app) rebootGuest(dir string) {
 
 // onSignal handles a signal to `tart run` (reference §4.6) and reports
 // whether the VM stopped.
-func (a *app) onSignal(s os.Signal, opts runOpts, dir string) (bool, error) {
+func (a *app) onSignal(s os.Signal, opts runOpts, dir string, cfg VMConfig) (bool, error) {
 	switch s {
 	case syscall.SIGINT:
 		if a.knobs.runIgnoreSIGINT {
@@ -403,7 +442,8 @@ func (a *app) onSignal(s os.Signal, opts runOpts, dir string) (bool, error) {
 		}
 		a.out("pausing VM to take a snapshot...")
 		a.out("creating a snapshot...")
-		if err := os.WriteFile(filepath.Join(dir, fileSnapshot), []byte("faketart snapshot\n"), 0o644); err != nil {
+		snap, _ := json.Marshal(snapshotFile{Note: "faketart snapshot", MAC: cfg.MACAddress})
+		if err := os.WriteFile(filepath.Join(dir, fileSnapshot), append(snap, '\n'), 0o644); err != nil {
 			return true, fmt.Errorf("write snapshot: %w", err)
 		}
 		a.out("snapshot created successfully! shutting down the VM...")

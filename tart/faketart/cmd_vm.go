@@ -191,6 +191,11 @@ func (a *app) cmdSet(spec *commandSpec, p *parsedArgs) error {
 	if err := writeConfigInPlace(cfgPath, cfg); err != nil {
 		return err
 	}
+	if req.randomMAC {
+		// A snapshot cannot be restored with another MAC: tart discards
+		// it (reference §3.10, §4.3).
+		_ = os.Remove(filepath.Join(dir, fileSnapshot))
+	}
 	if req.disk != "" {
 		if err := copySparseFile(expandHome(req.disk), filepath.Join(dir, fileDisk), 0o644); err != nil {
 			return prefixedErr("%v", err)

@@ -19,6 +19,7 @@ import (
 type knobs struct {
 	version         string
 	bootDelay       time.Duration
+	resumeDelay     time.Duration
 	agentDelay      time.Duration
 	noAgent         bool
 	noDHCP          bool
@@ -49,7 +50,7 @@ type knobs struct {
 }
 
 // failCommands are the commands that accept FAKETART_FAIL_<CMD>.
-var failCommands = []string{"clone", "pull", "run", "exec", "stop", "set", "delete", "ip"}
+var failCommands = []string{"clone", "pull", "run", "resume", "exec", "stop", "set", "delete", "ip"}
 
 func loadKnobs() (knobs, error) {
 	k := knobs{
@@ -89,6 +90,7 @@ func loadKnobs() (knobs, error) {
 		return n
 	}
 	k.bootDelay = dur("FAKETART_BOOT_DELAY", 200*time.Millisecond)
+	k.resumeDelay = dur("FAKETART_RESUME_DELAY", time.Second)
 	k.agentDelay = dur("FAKETART_AGENT_DELAY", 0)
 	k.noAgent = truthy("FAKETART_NO_AGENT")
 	k.noDHCP = truthy("FAKETART_NO_DHCP")
