@@ -37,6 +37,9 @@ type builtFor struct {
 	// one canonical form that is compared verbatim, as PoolConfig.Fits
 	// does.
 	RunArgs []string `json:"run_args"`
+	// TartVersion is set for templates: a snapshot is tied to the
+	// Virtualization.framework and tart that took it.
+	TartVersion string `json:"tart_version,omitempty"`
 }
 
 // runArgsPrefix is what RunOptions.Args always starts with.
@@ -71,6 +74,7 @@ func (b builtFor) mismatch(want builtFor) error {
 	add(b.MemoryMiB != want.MemoryMiB, resource("memory", b.MemoryMiB, " MiB"), resource("memory", want.MemoryMiB, " MiB"))
 	add(b.DiskSizeGB != want.DiskSizeGB, resource("disk size", b.DiskSizeGB, " GB"), resource("disk size", want.DiskSizeGB, " GB"))
 	add(!slices.Equal(b.RunArgs, want.RunArgs), runArgs(b.RunArgs), runArgs(want.RunArgs))
+	add(b.TartVersion != want.TartVersion, "tart "+b.TartVersion, "tart "+want.TartVersion)
 	if len(had) == 0 {
 		return nil
 	}

@@ -22,6 +22,12 @@ const (
 	EventPreempted   EventType = "preempted"        // a warm VM gave up its slot
 	EventDeleted     EventType = "deleted"          // a VM of ours was stopped and deleted
 	EventFailed      EventType = "failed"           // pull/boot/readiness failed (Event.Err)
+	EventWaitingWarm EventType = "waiting_for_warm" // a start waits for a booting warm VM
+	EventColdStart   EventType = "cold_start"       // a start boots from the image (and why)
+	EventResuming    EventType = "resuming"         // cloned from a template, tart run started
+	EventResumed     EventType = "resumed"          // a resumed VM's agent answered
+	EventResumeFail  EventType = "resume_failed"    // a resume failed; a cold start follows
+	EventTemplate    EventType = "template"         // a template was built, adopted or deleted
 )
 
 // Event tells a caller what the pool or a provisioning call is doing, e.g.
@@ -44,6 +50,9 @@ type Event struct {
 	Err error
 	// RetryIn is the backoff before the pool retries after EventFailed.
 	RetryIn time.Duration
+	// Path is set on the event that completes a start (EventClaimed,
+	// EventColdStart, EventResumed).
+	Path StartPath
 }
 
 // EventFunc receives events. It is called synchronously from pool

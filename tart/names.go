@@ -14,7 +14,8 @@ import (
 // Naming convention. Every VM this package creates is named
 //
 //	ntart-pool-<pool>-<slot>-<rand>   a warm-pool VM (also after a claim)
-//	ntart-task-<id>                   a VM cold-started for a task
+//	ntart-task-<id>                   a VM cold-started (or resumed) for a task
+//	ntart-tmpl-<pool>-<slot>-<rand>   a suspended template of a resume pool
 //
 // Pool adoption and cleanup only ever touch names that parse with
 // ParseVMName; every other VM on the host is left alone.
@@ -22,6 +23,7 @@ const (
 	NamePrefix     = "ntart-"
 	poolNamePrefix = NamePrefix + "pool-"
 	taskNamePrefix = NamePrefix + "task-"
+	tmplNamePrefix = NamePrefix + "tmpl-"
 )
 
 // VMKind is what a VM of ours is for.
@@ -31,15 +33,18 @@ type VMKind string
 const (
 	KindPool VMKind = "pool"
 	KindTask VMKind = "task"
+	// KindTemplate is a suspended template VM of a resume-mode pool: it is
+	// never run for a task, only cloned.
+	KindTemplate VMKind = "template"
 )
 
 // VMName is a parsed VM name of our convention.
 type VMName struct {
 	Kind VMKind
-	// Pool and Slot are set for KindPool.
+	// Pool and Slot are set for KindPool and KindTemplate.
 	Pool string
 	Slot int
-	// ID is the task id for KindTask, the random suffix for KindPool.
+	// ID is the task id for KindTask, the random suffix otherwise.
 	ID string
 }
 
@@ -48,6 +53,11 @@ func PoolVMName(pool string, slot int) string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s%s-%d-%s", poolNamePrefix, pool, slot, hex.EncodeToString(b[:]))
+}
+
+// TemplateVMName returns a fresh name for the template of pool in slot.
+func TemplateVMName(pool string, slot int) string {
+	return tmplNamePrefix + strings.TrimPrefix(PoolVMName(pool, slot), poolNamePrefix)
 }
 
 // TaskVMName returns the VM name for a task id, with characters tart or a
@@ -93,6 +103,13 @@ func ParseVMName(name string) (n VMName, ok bool) {
 			return VMName{}, false
 		}
 		return VMName{Kind: KindTask, ID: id}, true
+	case strings.HasPrefix(name, tmplNamePrefix):
+		n, ok := ParseVMName(poolNamePrefix + strings.TrimPrefix(name, tmplNamePrefix))
+		if !ok {
+			return VMName{}, false
+		}
+		n.Kind = KindTemplate
+		return n, true
 	case strings.HasPrefix(name, poolNamePrefix):
 		rest := strings.TrimPrefix(name, poolNamePrefix)
 		i := strings.LastIndexByte(rest, '-')

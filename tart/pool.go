@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,11 +50,18 @@ func (s VMSpec) set() SetOptions {
 	return SetOptions{CPU: s.CPU, MemoryMiB: s.MemoryMiB, DiskSizeGB: s.DiskSizeGB}
 }
 
-// PoolConfig is one warm pool: Size VMs of one spec kept booted and ready.
+// PoolConfig is one warm pool: Size VMs of one spec kept booted and ready
+// and, in ModeResume, a suspended template per slot (see template.go).
 type PoolConfig struct {
 	Name string
 	Size int
 	VMSpec
+	// Mode is ModeBoot (default) or ModeResume.
+	Mode PoolMode
+	// ResumeCommand is the guest command run in a VM resumed from a
+	// template before it is handed out (the clock sync; nil runs none).
+	// Its failure is reported, not fatal.
+	ResumeCommand []string
 }
 
 // PoolOptions tune a Pool. Zero values take the defaults shown.
@@ -92,6 +98,10 @@ type PoolOptions struct {
 	// keeps its slot, and is re-examined every ReadyInterval (adopted once
 	// ready). Default BootTimeout, the longest a boot can take.
 	AdoptGracePeriod time.Duration
+	// ExpectedBoot and ExpectedResume are the first estimates of a boot
+	// and of a resume from a template (defaults 30s and 5s), replaced by
+	// measured ones; Provision compares them to pick the soonest-ready VM.
+	ExpectedBoot, ExpectedResume time.Duration
 	// KeepUnknownPools leaves unclaimed warm VMs of pools this Pool does
 	// not configure alone at Start (instead of deleting them), for several
 	// pool managers sharing one TART_HOME, each with its own pool names.
@@ -117,6 +127,12 @@ func (o *PoolOptions) defaults(c *Client) {
 	if o.AdoptGracePeriod <= 0 {
 		o.AdoptGracePeriod = o.BootTimeout
 	}
+	if o.ExpectedBoot <= 0 {
+		o.ExpectedBoot = 30 * time.Second
+	}
+	if o.ExpectedResume <= 0 {
+		o.ExpectedResume = 5 * time.Second
+	}
 	if o.BackoffMin <= 0 {
 		o.BackoffMin = 2 * time.Second
 	}
@@ -135,6 +151,10 @@ type VM struct {
 	Pool string
 	// Warm is true when it was claimed already booted.
 	Warm bool
+	// Path is how it was started: PathWarm, PathResumed or PathCold.
+	Path StartPath
+	// Waited is how long its Provision took (slot wait included).
+	Waited time.Duration
 	// Run is its tart run process when this process started it (nil for
 	// VMs adopted after a restart: use Client.Stop for those).
 	Run *RunHandle
@@ -149,6 +169,11 @@ type warmVM struct {
 	cancel context.CancelFunc // cancels the boot; nil once ready
 	// unwatch stops the crash watcher when the VM leaves the pool.
 	unwatch chan struct{}
+	// startedAt is when its boot began (zero for a VM left alone).
+	startedAt time.Time
+	// waiter, when set, is the Provision that reserved this booting VM:
+	// it gets true and the VM when the boot succeeds, false otherwise.
+	waiter chan bool
 }
 
 type poolState struct {
@@ -159,6 +184,9 @@ type poolState struct {
 	retryAt  time.Time
 	lastErr  error
 	kick     chan struct{}
+	est      estimates
+	// tmpl is the pool's templates (nil unless ModeResume).
+	tmpl *templateSet
 }
 
 func (ps *poolState) deficit() int { return ps.cfg.Size - ps.ready.Len() - len(ps.booting) }
@@ -173,6 +201,10 @@ type PoolStats struct {
 	// success); LastError the latest failure.
 	Failures  int
 	LastError error
+	// Mode is the pool's mode; TemplatesReady and TemplatesBuilding count
+	// its suspended templates (ModeResume).
+	Mode                              PoolMode
+	TemplatesReady, TemplatesBuilding int
 }
 
 // Pool keeps warm VMs booted for each configured pool and provisions VMs
@@ -231,8 +263,16 @@ func NewPool(client *Client, slots *Slots, pools []PoolConfig, opts PoolOptions)
 		if _, err := pc.Run.Args("x"); err != nil {
 			errs = append(errs, fmt.Errorf("pools[%d].%w", i, err))
 		}
+		if err := pc.Mode.valid(); err != nil {
+			errs = append(errs, fmt.Errorf("pools[%d].mode: %w", i, err))
+		}
 		total += pc.Size
-		p.pools[pc.Name] = &poolState{cfg: pc, ready: list.New(), booting: map[string]*warmVM{}, kick: make(chan struct{}, 1)}
+		ps := &poolState{cfg: pc, ready: list.New(), booting: map[string]*warmVM{}, kick: make(chan struct{}, 1),
+			est: estimates{boot: opts.ExpectedBoot, resume: opts.ExpectedResume}}
+		if pc.Mode == ModeResume {
+			ps.tmpl = newTemplateSet(slots.Max())
+		}
+		p.pools[pc.Name] = ps
 		p.order = append(p.order, pc.Name)
 	}
 	if total > slots.Max() {
@@ -278,6 +318,9 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.mu.Unlock()
 
 	pending, err := p.adopt(ctx)
+	if err == nil {
+		err = p.adoptTemplates(ctx)
+	}
 	if err != nil {
 		p.mu.Lock()
 		p.started = false // Start may be retried
@@ -298,6 +341,10 @@ func (p *Pool) Start(ctx context.Context) error {
 		ps := p.pools[name]
 		p.wg.Add(1)
 		go p.worker(wctx, ps)
+		if ps.tmpl != nil {
+			p.wg.Add(1)
+			go p.templateWorker(wctx, ps)
+		}
 	}
 	if len(pending) > 0 {
 		p.wg.Add(1)
@@ -337,8 +384,8 @@ func (p *Pool) adopt(ctx context.Context) ([]*foreignVM, error) {
 		if !ok {
 			continue
 		}
-		if _, known := p.pools[n.Pool]; n.Kind == KindPool && !known && p.opts.KeepUnknownPools {
-			continue
+		if _, known := p.pools[n.Pool]; (n.Kind == KindPool && !known && p.opts.KeepUnknownPools) || n.Kind == KindTemplate {
+			continue // templates: adoptTemplates
 		}
 		if n.Kind == KindTask || p.isClaimed(v.Name) {
 			if v.IsRunning() {
@@ -625,7 +672,9 @@ func (p *Pool) worker(ctx context.Context, ps *poolState) {
 		p.mu.Lock()
 		if d := time.Until(ps.retryAt); d > 0 {
 			wait = d
-		} else if ps.deficit() > 0 && ctx.Err() == nil {
+		} else if ps.deficit() > 0 && ctx.Err() == nil && ps.tmpl.warmMayBoot() {
+			// In ModeResume templates come first (warm VMs are resumed
+			// from them) unless building them fails.
 			if slot, ok := p.slots.TryAcquire("pool:" + ps.cfg.Name); ok {
 				p.startWarmBoot(ctx, ps, slot)
 				p.mu.Unlock()
@@ -660,7 +709,7 @@ func (p *Pool) startWarmBoot(ctx context.Context, ps *poolState, slot Slot) {
 	p.slots.SetOwner(slot.Index, name)
 	bctx, cancel := context.WithCancel(ctx)
 	vm := &VM{Name: name, Slot: slot, Image: ps.cfg.Image, Pool: ps.cfg.Name}
-	w := &warmVM{vm: vm, cancel: cancel, unwatch: make(chan struct{})}
+	w := &warmVM{vm: vm, cancel: cancel, unwatch: make(chan struct{}), startedAt: time.Now()}
 	ps.booting[name] = w
 	p.wg.Add(1)
 	go p.bootWarm(bctx, cancel, ps, w)
@@ -672,11 +721,14 @@ func (p *Pool) bootWarm(ctx context.Context, cancel context.CancelFunc, ps *pool
 	defer p.wg.Done()
 	defer cancel()
 	vm := w.vm
-	err := p.boot(ctx, vm, ps.cfg.VMSpec, p.opts.OnEvent)
+	err := p.bootOrResume(ctx, ps, vm)
 	p.mu.Lock()
 	delete(ps.booting, vm.Name)
 	if err == nil && !p.closed && ctx.Err() == nil {
 		w.cancel = nil
+		if p.handOver(ps, w) {
+			return // p.mu released
+		}
 		w.elem = ps.ready.PushBack(w)
 		ps.failures, ps.lastErr, ps.retryAt = 0, nil, time.Time{}
 		p.mu.Unlock()
@@ -686,6 +738,10 @@ func (p *Pool) bootWarm(ctx context.Context, cancel context.CancelFunc, ps *pool
 		}
 		p.log.Info("warm vm ready", "pool", ps.cfg.Name, "vm_name", vm.Name, "slot", vm.Slot.Index)
 		return
+	}
+	if w.waiter != nil {
+		w.waiter <- false // buffered; its Provision starts a VM itself
+		w.waiter = nil
 	}
 	cancelled := ctx.Err() != nil
 	var retry time.Duration
@@ -801,7 +857,7 @@ func (p *Pool) preempt() bool {
 	for _, name := range p.order {
 		ps := p.pools[name]
 		for _, w := range ps.booting {
-			if w.cancel != nil {
+			if w.cancel != nil && w.waiter == nil {
 				w.cancel()
 				w.cancel = nil
 				p.mu.Unlock()
@@ -811,189 +867,26 @@ func (p *Pool) preempt() bool {
 			}
 		}
 	}
+	if p.preemptTemplateBuildLocked() {
+		p.mu.Unlock()
+		return true
+	}
 	p.mu.Unlock()
 	return false
-}
-
-// findPool returns the pool for spec, or an error saying why none fits;
-// p.mu held.
-func (p *Pool) findPool(spec VMSpec) (*poolState, error) {
-	if spec.Pool != "" {
-		ps := p.pools[spec.Pool]
-		if ps == nil {
-			return nil, fmt.Errorf("pool %q is not configured", spec.Pool)
-		}
-		if err := ps.cfg.Fits(spec); err != nil {
-			return nil, fmt.Errorf("pool %s does not fit: %w", spec.Pool, err)
-		}
-		return ps, nil
-	}
-	for _, name := range p.order {
-		if p.pools[name].cfg.Fits(spec) == nil {
-			return p.pools[name], nil
-		}
-	}
-	return nil, fmt.Errorf("no pool matches image %q", spec.Image)
-}
-
-// Fits returns nil when a warm VM of this pool can serve spec, else an
-// error naming the first difference. The image must be the same reference
-// (when spec names one), each non-zero resource of spec must equal the
-// pool's, and the boot-time run options (shared dirs, network) must be
-// identical, because tart fixes them when the VM boots. spec.Pool is not
-// looked at.
-func (c PoolConfig) Fits(spec VMSpec) error {
-	switch {
-	case spec.Image != "" && spec.Image != c.Image:
-		return fmt.Errorf("image %q is not the pool's %q", spec.Image, c.Image)
-	case spec.CPU != 0 && spec.CPU != c.CPU:
-		return fmt.Errorf("cpu %d is not the pool's %d", spec.CPU, c.CPU)
-	case spec.MemoryMiB != 0 && spec.MemoryMiB != c.MemoryMiB:
-		return fmt.Errorf("memory %d MiB is not the pool's %d", spec.MemoryMiB, c.MemoryMiB)
-	case spec.DiskSizeGB != 0 && spec.DiskSizeGB != c.DiskSizeGB:
-		return fmt.Errorf("disk size %d GB is not the pool's %d", spec.DiskSizeGB, c.DiskSizeGB)
-	}
-	want, err := spec.Run.Args("x")
-	if err != nil {
-		return fmt.Errorf("run options: %w", err)
-	}
-	if have, _ := c.Run.Args("x"); !slices.Equal(have, want) {
-		if !slices.Equal(spec.Run.Dirs, c.Run.Dirs) {
-			return errors.New("shared directories are fixed at boot and differ from the pool's")
-		}
-		return errors.New("network and other run options are fixed at boot and differ from the pool's")
-	}
-	return nil
-}
-
-// Claim hands out a ready warm VM matching spec in O(1), or ErrPoolEmpty.
-// The VM's directory gets the ClaimedMarker holding owner (a task or runner
-// name, for humans and ClaimedBy); the slot stays registered under the VM
-// name, as for every VM. The pool starts booting a replacement when a slot
-// is free. The caller owns the VM and must Release it.
-func (p *Pool) Claim(ctx context.Context, owner string, spec VMSpec) (*VM, error) {
-	start := time.Now()
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil, ErrPoolClosed
-	}
-	ps, err := p.findPool(spec)
-	if err != nil {
-		p.mu.Unlock()
-		return nil, fmt.Errorf("claim warm vm: %w: %w", err, ErrPoolEmpty)
-	}
-	e := ps.ready.Front()
-	if e == nil {
-		p.mu.Unlock()
-		p.kickPool(ps)
-		return nil, fmt.Errorf("claim warm vm from pool %s: %w", ps.cfg.Name, ErrPoolEmpty)
-	}
-	w := e.Value.(*warmVM)
-	ps.ready.Remove(e)
-	w.elem = nil
-	close(w.unwatch)
-	p.mu.Unlock()
-	p.kickPool(ps)
-
-	vm := w.vm
-	vm.Warm = true
-	if err := os.WriteFile(filepath.Join(p.client.VMDir(vm.Name), ClaimedMarker), []byte(owner+"\n"), 0o600); err != nil {
-		// Without the marker a restarted pool could delete the task's VM.
-		p.log.Error("failed to mark warm vm as claimed", "vm_name", vm.Name, "error", err)
-		p.discard(vm, "claim marker could not be written")
-		return nil, fmt.Errorf("claim warm vm %s: write marker: %w", vm.Name, err)
-	}
-	d := time.Since(start)
-	p.log.Info("claimed warm vm", "pool", ps.cfg.Name, "vm_name", vm.Name, "owner", owner, "duration", d)
-	emit(Event{Type: EventClaimed, Pool: ps.cfg.Name, VM: vm.Name, Duration: d,
-		Message: fmt.Sprintf("Claimed warm VM %s in %.1fs", vm.Name, d.Seconds())}, p.opts.OnEvent)
-	return vm, nil
-}
-
-// Provision returns a running, ready VM for owner: a claimed warm VM when
-// one matches, else a cold start named name (see StartVM). Events go to
-// onEvent and to the pool's OnEvent.
-func (p *Pool) Provision(ctx context.Context, name, owner string, spec VMSpec, onEvent EventFunc) (*VM, error) {
-	start := time.Now()
-	vm, err := p.Claim(ctx, owner, spec)
-	if err == nil {
-		d := time.Since(start)
-		emit(Event{Type: EventClaimed, Pool: vm.Pool, VM: vm.Name, Duration: d,
-			Message: fmt.Sprintf("Claimed warm VM %s in %.1fs", vm.Name, d.Seconds())}, onEvent)
-		return vm, nil
-	}
-	if !errors.Is(err, ErrPoolEmpty) {
-		return nil, err
-	}
-	return p.StartVM(ctx, name, spec, onEvent)
-}
-
-// StartVM cold-starts VM name from spec: it waits for a slot (preempting an
-// idle warm VM if all slots are taken), pulls the image if needed, clones,
-// sets resources and the slot's MAC, boots detached and waits for the guest
-// agent. If no slot frees up within SlotWaitTimeout (or before ctx ends)
-// the error matches ErrNoSlot. On failure nothing is left behind (VM
-// deleted, slot freed).
-func (p *Pool) StartVM(ctx context.Context, name string, spec VMSpec, onEvent EventFunc) (*VM, error) {
-	return p.StartVMWithin(ctx, name, spec, onEvent, p.opts.SlotWaitTimeout)
-}
-
-// StartVMWithin is StartVM with its own bound of the slot wait instead of
-// SlotWaitTimeout (zero waits as long as ctx allows): a caller that knows a
-// slot is due to it (a scheduler reservation) waits only for a preempted
-// warm VM to give its slot up.
-func (p *Pool) StartVMWithin(ctx context.Context, name string, spec VMSpec, onEvent EventFunc, slotWait time.Duration) (*VM, error) {
-	if err := validName(name); err != nil {
-		return nil, fmt.Errorf("start vm: %w", err)
-	}
-	// tart clone would silently replace an existing VM, even a running one.
-	if _, err := os.Stat(p.client.VMDir(name)); err == nil {
-		return nil, fmt.Errorf("start vm %s: a vm of that name already exists", name)
-	}
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
-		return nil, ErrPoolClosed
-	}
-	slot, ok := p.slots.TryAcquire(name)
-	var err error
-	if !ok {
-		emit(Event{Type: EventWaitingSlot, VM: name,
-			Message: fmt.Sprintf("Waiting for a VM slot (%d of %d in use)", p.slots.Max()-p.slots.Available(), p.slots.Max())}, onEvent, p.opts.OnEvent)
-		if slot, err = p.acquireSlot(ctx, name, slotWait); err != nil {
-			return nil, fmt.Errorf("start vm %s: %w", name, err)
-		}
-	}
-	vm := &VM{Name: name, Slot: slot, Image: spec.Image}
-	if err = p.boot(ctx, vm, spec, func(e Event) { emit(e, onEvent, p.opts.OnEvent) }); err != nil {
-		p.discard(vm, "cold start failed")
-		emit(Event{Type: EventFailed, VM: name, Err: err, Message: "Failed to start VM: " + err.Error()}, onEvent, p.opts.OnEvent)
-		return nil, fmt.Errorf("start vm %s: %w", name, err)
-	}
-	return vm, nil
-}
-
-// acquireSlot waits for a slot for name, at most wait when set. Its error
-// matches ErrNoSlot.
-func (p *Pool) acquireSlot(ctx context.Context, name string, wait time.Duration) (Slot, error) {
-	if wait > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait)
-		defer cancel()
-	}
-	return p.slots.Acquire(ctx, name)
 }
 
 // boot pulls (if needed), clones, configures, runs and waits for vm, and
 // keeps Health up to date.
 func (p *Pool) boot(ctx context.Context, vm *VM, spec VMSpec, onEvent EventFunc) error {
+	start := time.Now()
 	err := p.bootSteps(ctx, vm, spec, onEvent)
 	switch {
 	case err == nil:
 		p.mu.Lock()
 		p.health = nil
+		if ps := p.pools[vm.Pool]; ps != nil {
+			observe(&ps.est.boot, time.Since(start))
+		}
 		p.mu.Unlock()
 	case errors.Is(err, ErrVMLimit):
 		p.checkQuotaLeak(vm.Name)
@@ -1142,8 +1035,10 @@ func (p *Pool) Stats() []PoolStats {
 	out := make([]PoolStats, 0, len(p.order))
 	for _, name := range p.order {
 		ps := p.pools[name]
-		out = append(out, PoolStats{Name: name, Size: ps.cfg.Size, Ready: ps.ready.Len(), Booting: len(ps.booting),
-			Failures: ps.failures, LastError: ps.lastErr})
+		st := PoolStats{Name: name, Size: ps.cfg.Size, Ready: ps.ready.Len(), Booting: len(ps.booting),
+			Failures: ps.failures, LastError: ps.lastErr, Mode: ps.cfg.Mode.orDefault()}
+		st.TemplatesReady, st.TemplatesBuilding = ps.tmpl.counts()
+		out = append(out, st)
 	}
 	return out
 }
@@ -1199,6 +1094,9 @@ func (p *Pool) close(ctx context.Context, keepReady bool) error {
 			}
 		}
 	}
+	// Suspended templates outlive a Detach (the next pool adopts them);
+	// Shutdown deletes them like warm VMs.
+	templates := p.closeTemplatesLocked(keepReady)
 	p.mu.Unlock()
 	p.slots.SetPreempter(nil)
 	if keepReady {
@@ -1218,6 +1116,15 @@ func (p *Pool) close(ctx context.Context, keepReady bool) error {
 				mu.Unlock()
 			}
 		}()
+	}
+	for _, name := range templates {
+		dwg.Go(func() {
+			if err := p.client.Destroy(ctx, name, p.opts.StopTimeout); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("delete template %s: %w", name, err))
+				mu.Unlock()
+			}
+		})
 	}
 	dwg.Wait()
 	if err := waitgroup.Wait(ctx, &p.wg); err != nil {

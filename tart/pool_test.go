@@ -430,7 +430,7 @@ func TestPool_Start_leavesYoungUnreadyWarmVMAlone(t *testing.T) {
 
 	must.Eq(t, []string{booting}, m.names())
 	must.Eq(t, map[int]string{0: booting}, slots.Owners(), must.Sprint("it keeps its slot"))
-	must.Eq(t, PoolStats{Name: "mac", Size: 1, Booting: 1}, p.Stats()[0])
+	must.Eq(t, PoolStats{Name: "mac", Size: 1, Booting: 1, Mode: ModeBoot}, p.Stats()[0])
 	// Rechecked while it boots, and counted: no replacement is booted.
 	execs := m.count("exec")
 	waitFor(t, func() bool { return m.count("exec") > execs+5 })

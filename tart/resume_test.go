@@ -1,0 +1,189 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+package tart
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoenig/test/must"
+)
+
+// resumePool starts a pool of one ModeResume pool ("mac", size warm VMs)
+// in max slots on faketart with the given knobs.
+func resumePool(t *testing.T, max, size int, knobs ...string) (*ftEnv, *Pool, *eventLog) {
+	t.Helper()
+	e := newFT(t, knobs...)
+	c := e.client()
+	slots, err := NewSlots(max, "resume-host")
+	must.NoError(t, err)
+	ev := &eventLog{}
+	p, err := NewPool(c, slots, []PoolConfig{{Name: "mac", Size: size, Mode: ModeResume,
+		ResumeCommand: []string{"sh", "-c", "echo synced > clock-synced"}, VMSpec: VMSpec{Image: ftImage}}},
+		PoolOptions{OnEvent: ev.add, ReadyInterval: 20 * time.Millisecond, StopTimeout: 5 * time.Second,
+			BackoffMin: 50 * time.Millisecond, BootTimeout: 30 * time.Second})
+	must.NoError(t, err)
+	must.NoError(t, p.Start(t.Context()))
+	t.Cleanup(func() { must.NoError(t, p.Shutdown(context.Background())) })
+	return e, p, ev
+}
+
+func vmState(t *testing.T, c *Client, name string) string {
+	t.Helper()
+	d, err := c.Get(t.Context(), name)
+	must.NoError(t, err)
+	return d.State
+}
+
+// TestIntegration_Pool_resumeFromTemplates: a resume pool builds one
+// suspended template per slot with that slot's MAC; a start clones the
+// slot's template and resumes it (not a boot: the boot delay is far longer
+// than the wait), runs the resume command, and the template stays
+// suspended for the next start. Templates hold no slot.
+func TestIntegration_Pool_resumeFromTemplates(t *testing.T) {
+	e, p, ev := resumePool(t, 2, 0, "FAKETART_BOOT_DELAY=300ms", "FAKETART_RESUME_DELAY=20ms")
+	c := e.client()
+	waitFor(t, func() bool { return p.Stats()[0].TemplatesReady == 2 })
+	must.Eq(t, 2, p.Slots().Available())
+	must.Eq(t, ModeResume, p.Stats()[0].Mode)
+
+	vm, err := p.Provision(t.Context(), TaskVMName("r1"), "task-r1", VMSpec{Image: ftImage}, nil)
+	must.NoError(t, err)
+	must.Eq(t, PathResumed, vm.Path)
+	must.Eq(t, "mac", vm.Pool)
+	must.Eq(t, StateRunning, vmState(t, c, vm.Name))
+	mac, err := c.MACAddress(vm.Name)
+	must.NoError(t, err)
+	must.Eq(t, p.Slots().MAC(vm.Slot.Index), mac)
+	code, err := c.Exec(t.Context(), vm.Name, []string{"cat", "clock-synced"}, ExecOptions{})
+	must.NoError(t, err)
+	must.Eq(t, 0, code, must.Sprint("the resume command ran in the guest before the hand-over"))
+	must.Len(t, 1, ev.of(EventResumed))
+	must.StrContains(t, ev.of(EventResumed)[0].Message, "path resumed")
+
+	// Both templates are still suspended; a second start resumes in the
+	// other slot.
+	vm2, err := p.Provision(t.Context(), TaskVMName("r2"), "task-r2", VMSpec{Image: ftImage}, nil)
+	must.NoError(t, err)
+	must.Eq(t, PathResumed, vm2.Path)
+	must.NotEq(t, vm.Slot.Index, vm2.Slot.Index)
+	must.Eq(t, 2, p.Stats()[0].TemplatesReady)
+	must.NoError(t, p.Release(t.Context(), vm))
+	must.NoError(t, p.Release(t.Context(), vm2))
+	vms, err := c.List(t.Context())
+	must.NoError(t, err)
+	templates := 0
+	for _, v := range vms {
+		if n, _ := ParseVMName(v.Name); n.Kind == KindTemplate {
+			templates++
+			must.Eq(t, StateSuspended, v.State)
+		}
+	}
+	must.Eq(t, 2, templates)
+}
+
+// TestIntegration_Pool_resumeFailureColdBootsAndRebuilds: a refused
+// restore makes that start cold-boot (its events say why) and the
+// template is rebuilt in the background.
+func TestIntegration_Pool_resumeFailureColdBootsAndRebuilds(t *testing.T) {
+	_, p, ev := resumePool(t, 1, 0, "FAKETART_FAIL_RESUME=first:1")
+	waitFor(t, func() bool { return p.Stats()[0].TemplatesReady == 1 })
+	vm, err := p.Provision(t.Context(), TaskVMName("f1"), "task-f1", VMSpec{Image: ftImage}, nil)
+	must.NoError(t, err)
+	must.Eq(t, PathCold, vm.Path)
+	must.Len(t, 1, ev.of(EventResumeFail))
+	cold := ev.of(EventColdStart)
+	must.Len(t, 1, cold)
+	must.StrContains(t, cold[0].Message, "failed")
+	must.StrContains(t, cold[0].Message, "rebuilt in the background")
+	must.NoError(t, p.Release(t.Context(), vm))
+	// Rebuilt once the slot is free; the next start resumes.
+	waitFor(t, func() bool { return p.Stats()[0].TemplatesReady == 1 })
+	vm, err = p.Provision(t.Context(), TaskVMName("f2"), "task-f2", VMSpec{Image: ftImage}, nil)
+	must.NoError(t, err)
+	must.Eq(t, PathResumed, vm.Path)
+	must.NoError(t, p.Release(t.Context(), vm))
+}
+
+// TestIntegration_Pool_templatesRebuiltAfterConfigOrTartChange: a
+// restarted pool adopts templates built for its config and tart version
+// and deletes (then rebuilds) the others.
+func TestIntegration_Pool_templatesRebuiltAfterConfigOrTartChange(t *testing.T) {
+	e := newFT(t)
+	slots, err := NewSlots(1, "restart-host")
+	must.NoError(t, err)
+	start := func(cpu int, version string) (*Pool, *eventLog) {
+		ev := &eventLog{}
+		c := NewClient(WithBinary(e.bin), WithHome(e.home), WithEnv(append(e.env, "FAKETART_VERSION="+version)...))
+		s, err := NewSlots(1, "restart-host")
+		must.NoError(t, err)
+		p, err := NewPool(c, s, []PoolConfig{{Name: "mac", Mode: ModeResume, VMSpec: VMSpec{Image: ftImage, CPU: cpu}}},
+			PoolOptions{OnEvent: ev.add, ReadyInterval: 20 * time.Millisecond, StopTimeout: 5 * time.Second, BackoffMin: 50 * time.Millisecond})
+		must.NoError(t, err)
+		must.NoError(t, p.Start(t.Context()))
+		waitFor(t, func() bool { return p.Stats()[0].TemplatesReady == 1 })
+		return p, ev
+	}
+	_ = slots
+	p, _ := start(4, "2.32.1")
+	must.NoError(t, p.Detach(t.Context()))
+	// Same config and version: adopted, nothing built.
+	p, ev := start(4, "2.32.1")
+	must.Len(t, 0, ev.of(EventBooting))
+	must.NoError(t, p.Detach(t.Context()))
+	for _, tc := range []struct {
+		name    string
+		cpu     int
+		version string
+		reason  string
+	}{
+		{"shape", 2, "2.32.1", "cpu"},
+		{"tart_version", 2, "2.33.0", "tart 2.32.1"},
+	} {
+		p, ev = start(tc.cpu, tc.version)
+		var deleted []string
+		for _, x := range ev.of(EventTemplate) {
+			if strings.HasPrefix(x.Message, "Deleted template") {
+				deleted = append(deleted, x.Message)
+			}
+		}
+		must.Len(t, 1, deleted, must.Sprint(tc.name))
+		must.StrContains(t, deleted[0], tc.reason)
+		must.NoError(t, p.Detach(t.Context()))
+	}
+	// Shutdown deletes the templates (newFT's cleanup checks nothing is
+	// left).
+	p, _ = start(2, "2.33.0")
+	must.NoError(t, p.Shutdown(t.Context()))
+}
+
+// TestIntegration_Pool_provisionWaitsForSoonerBootingWarmVM: with the
+// pool's refill VM booting and a free slot, a start takes the refill VM
+// (expected ready sooner than a cold boot started now) instead of booting
+// another VM; its events say so.
+func TestIntegration_Pool_provisionWaitsForSoonerBootingWarmVM(t *testing.T) {
+	e := newFT(t, "FAKETART_BOOT_DELAY=1s")
+	slots, err := NewSlots(2, "soon-host")
+	must.NoError(t, err)
+	ev := &eventLog{}
+	p, err := NewPool(e.client(), slots, []PoolConfig{{Name: "mac", Size: 1, VMSpec: VMSpec{Image: ftImage}}},
+		PoolOptions{OnEvent: ev.add, ReadyInterval: 20 * time.Millisecond, StopTimeout: 5 * time.Second, ExpectedBoot: time.Second})
+	must.NoError(t, err)
+	must.NoError(t, p.Start(t.Context()))
+	t.Cleanup(func() { must.NoError(t, p.Shutdown(context.Background())) })
+	waitFor(t, func() bool { return p.Stats()[0].Booting == 1 })
+	vm, err := p.Provision(t.Context(), TaskVMName("s1"), "task-s1", VMSpec{Image: ftImage}, nil)
+	must.NoError(t, err)
+	must.Eq(t, PathWarm, vm.Path)
+	must.StrHasPrefix(t, "ntart-pool-mac-", vm.Name)
+	must.Len(t, 1, ev.of(EventWaitingWarm))
+	must.StrContains(t, ev.of(EventWaitingWarm)[0].Message, "expected ready in")
+	must.Len(t, 0, ev.of(EventColdStart))
+	claimed := ev.of(EventClaimed)
+	must.Len(t, 1, claimed)
+	must.StrContains(t, claimed[0].Message, "waited for its boot")
+	must.NoError(t, p.Release(t.Context(), vm))
+}
