@@ -420,4 +420,3 @@ func (p *Pool) acquireSlot(ctx context.Context, name string, wait time.Duration)
 	}
 	return p.slots.Acquire(ctx, name)
 }
-
