@@ -90,6 +90,12 @@ type PoolConfig struct {
 	CPU      int    `codec:"cpu"`
 	Memory   int    `codec:"memory"`
 	DiskSize int    `codec:"disk_size"`
+	// Mode is "boot" (Size booted VMs) or "resume" (also a suspended
+	// template per slot, cloned and resumed per task; tart.ModeResume).
+	Mode string `codec:"mode"`
+	// ResumeCommand runs in a resumed guest before the task (the clock
+	// sync); nil takes tart.DefaultResumeCommand, [] runs none.
+	ResumeCommand []string `codec:"resume_command"`
 }
 
 // Validate applies defaults, then checks every field and returns all
@@ -148,6 +154,15 @@ func (c *PluginConfig) Validate() error {
 		errs = appendNegative(errs, field+".cpu", p.CPU)
 		errs = appendNegative(errs, field+".memory", p.Memory)
 		errs = appendNegative(errs, field+".disk_size", p.DiskSize)
+		if p.Mode == "" {
+			p.Mode = string(tart.ModeBoot)
+		}
+		if p.Mode != string(tart.ModeBoot) && p.Mode != string(tart.ModeResume) {
+			errs = append(errs, fmt.Errorf("%s.mode = %q must be %q or %q", field, p.Mode, tart.ModeBoot, tart.ModeResume))
+		}
+		if p.ResumeCommand == nil {
+			p.ResumeCommand = append([]string(nil), tart.DefaultResumeCommand...)
+		}
 	}
 	return joinFieldErrors(errs)
 }
@@ -375,12 +390,14 @@ var pluginConfigSpec = hclspec.Object(map[string]*hclspec.Spec{
 	"agent_poll_interval": withDefault(attr("agent_poll_interval", "string", false), quoted(defaultAgentPollInterval.String())),
 	"allow_host_dirs":     withDefault(attr("allow_host_dirs", "bool", false), "false"),
 	"pool": hclspec.BlockList("pool", hclspec.Object(map[string]*hclspec.Spec{
-		"name":      attr("name", "string", true),
-		"image":     attr("image", "string", true),
-		"size":      withDefault(attr("size", "number", false), "1"),
-		"cpu":       attr("cpu", "number", false),
-		"memory":    attr("memory", "number", false),
-		"disk_size": attr("disk_size", "number", false),
+		"name":           attr("name", "string", true),
+		"image":          attr("image", "string", true),
+		"size":           withDefault(attr("size", "number", false), "1"),
+		"cpu":            attr("cpu", "number", false),
+		"memory":         attr("memory", "number", false),
+		"disk_size":      attr("disk_size", "number", false),
+		"mode":           withDefault(attr("mode", "string", false), quoted(string(tart.ModeBoot))),
+		"resume_command": attr("resume_command", "list(string)", false),
 	})),
 })
 

@@ -34,6 +34,7 @@ const (
 	attrSlotsAvailable = attrPrefix + "slots.available"
 	attrStartsWarm     = attrPrefix + "starts.warm"
 	attrStartsCold     = attrPrefix + "starts.cold"
+	attrStartsResumed  = attrPrefix + "starts.resumed"
 )
 
 // minTartVersion is the first tart with `tart exec`, which runs every task.
@@ -108,6 +109,10 @@ func (d *Driver) withRuntimeAttributes(base *sdk.Fingerprint) *sdk.Fingerprint {
 		fp.Attributes[p+"ready"] = int64(ps.Ready)
 		fp.Attributes[p+"size"] = int64(ps.Size)
 		fp.Attributes[p+"booting"] = int64(ps.Booting)
+		fp.Attributes[p+"mode"] = string(ps.Mode)
+		if ps.Mode == tart.ModeResume {
+			fp.Attributes[p+"templates_ready"] = int64(ps.TemplatesReady)
+		}
 	}
 	if rt.starts != nil {
 		rt.starts.attributes(fp.Attributes)
@@ -115,45 +120,46 @@ func (d *Driver) withRuntimeAttributes(base *sdk.Fingerprint) *sdk.Fingerprint {
 	return fp
 }
 
-// startCounts counts, from the warm pool's events, the task VMs claimed
-// warm and those cold-started, and their durations (claim, or boot until
-// the guest agent answered), for the driver.tart.starts.* attributes.
+// startCounts counts, from the pool's events, the task VMs started per
+// path (warm claim, resume from a template, cold start) and their
+// durations (the claim with any wait for a booting warm VM, the resume,
+// or the boot until the guest agent answered), for the driver.tart.starts.*
+// attributes.
 type startCounts struct {
-	mu                 sync.Mutex
-	warm, cold         int64
-	warmTime, coldTime time.Duration
+	mu    sync.Mutex
+	n     map[tart.StartPath]int64
+	total map[tart.StartPath]time.Duration
 }
 
-// observe counts a claim, and the readiness of a VM outside any pool (a
-// cold start: warm pool boots carry their pool's name).
+// observe counts the event that completes a start: the pool sets
+// Event.Path on exactly that one (claimed, resumed, a cold start's ready).
 func (s *startCounts) observe(e tart.Event) {
+	if e.Path == "" {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case e.Type == tart.EventClaimed:
-		s.warm++
-		s.warmTime += e.Duration
-	case e.Type == tart.EventReady && e.Pool == "":
-		s.cold++
-		s.coldTime += e.Duration
+	if s.n == nil {
+		s.n, s.total = map[tart.StartPath]int64{}, map[tart.StartPath]time.Duration{}
 	}
+	s.n[e.Path]++
+	s.total[e.Path] += e.Duration
 }
 
-// attributes sets driver.tart.starts.{warm,cold} (counts since the plugin
-// started) and their .mean_ms (0 before the first).
+// attributes sets driver.tart.starts.{warm,resumed,cold} (counts since the
+// plugin started) and their .mean_ms (0 before the first).
 func (s *startCounts) attributes(attrs map[string]any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	mean := func(total time.Duration, n int64) int64 {
-		if n == 0 {
-			return 0
+	for attr, path := range map[string]tart.StartPath{attrStartsWarm: tart.PathWarm, attrStartsResumed: tart.PathResumed, attrStartsCold: tart.PathCold} {
+		n := s.n[path]
+		attrs[attr] = n
+		mean := int64(0)
+		if n > 0 {
+			mean = (s.total[path] / time.Duration(n)).Milliseconds()
 		}
-		return (total / time.Duration(n)).Milliseconds()
+		attrs[attr+".mean_ms"] = mean
 	}
-	attrs[attrStartsWarm] = s.warm
-	attrs[attrStartsCold] = s.cold
-	attrs[attrStartsWarm+".mean_ms"] = mean(s.warmTime, s.warm)
-	attrs[attrStartsCold+".mean_ms"] = mean(s.coldTime, s.cold)
 }
 
 // noteMismatch logs a max_vms difference with the device plugin when it

@@ -134,7 +134,7 @@ func (h *taskHandle) status() *sdk.TaskStatus {
 	defer h.mu.Unlock()
 	st := &sdk.TaskStatus{
 		ID: h.id, Name: h.state.TaskName, State: sdk.TaskStateRunning, StartedAt: h.state.StartedAt,
-		DriverAttributes: map[string]string{"vm_name": h.state.VMName, "slot": strconv.Itoa(h.state.Slot), "warm": strconv.FormatBool(h.state.Warm)},
+		DriverAttributes: map[string]string{"vm_name": h.state.VMName, "slot": strconv.Itoa(h.state.Slot), "warm": strconv.FormatBool(h.state.Warm), "start_path": h.state.StartPath},
 	}
 	if h.result != nil {
 		r := *h.result

@@ -118,13 +118,14 @@ func (e *tartEnv) vmNames(t testing.TB) []string {
 // guestDir is where faketart runs a VM's guest commands.
 func (e *tartEnv) guestDir(vm string) string { return filepath.Join(e.home, "vms", vm, "guest") }
 
-// checkNoLeaks fails the test if anything but unclaimed warm VMs is left,
-// then deletes those.
+// checkNoLeaks fails the test if anything but unclaimed warm VMs and
+// templates is left, then deletes those.
 func (e *tartEnv) checkNoLeaks(t testing.TB) {
 	for _, v := range e.vms(t) {
 		n, ours := tart.ParseVMName(v.Name)
 		_, claimedErr := os.Stat(filepath.Join(e.home, "vms", v.Name, tart.ClaimedMarker))
-		if !ours || n.Kind != tart.KindPool || claimedErr == nil {
+		keptOnPurpose := (n.Kind == tart.KindPool && claimedErr != nil) || n.Kind == tart.KindTemplate
+		if !ours || !keptOnPurpose {
 			t.Errorf("leaked vm %s (%s)", v.Name, v.State)
 		}
 		cmd := exec.Command(e.tart, "stop", v.Name, "--timeout", "1")

@@ -114,7 +114,7 @@ func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*ru
 func tartPools(cfg PluginConfig) []tart.PoolConfig {
 	pools := make([]tart.PoolConfig, 0, len(cfg.Pools))
 	for _, p := range cfg.Pools {
-		pools = append(pools, tart.PoolConfig{Name: p.Name, Size: p.Size,
+		pools = append(pools, tart.PoolConfig{Name: p.Name, Size: p.Size, Mode: tart.PoolMode(p.Mode), ResumeCommand: p.ResumeCommand,
 			VMSpec: tart.VMSpec{Image: p.Image, CPU: p.CPU, MemoryMiB: p.Memory, DiskSizeGB: p.DiskSize}})
 	}
 	return pools

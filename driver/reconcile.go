@@ -65,8 +65,8 @@ func (d *Driver) reconcile(ctx context.Context, rt *runtime, now time.Time) (int
 		if !ours || inUse[v.Name] || referenced[v.Name] || rt.isStarting(v.Name) {
 			continue
 		}
-		if _, claimed := rt.pool.ClaimedBy(v.Name); n.Kind == tart.KindPool && !claimed {
-			continue
+		if _, claimed := rt.pool.ClaimedBy(v.Name); (n.Kind == tart.KindPool && !claimed) || n.Kind == tart.KindTemplate {
+			continue // the pool's own: unclaimed warm VMs and templates
 		}
 		if age := vmAge(rt, v.Name, now); age < rt.cfg.GCGracePeriod {
 			continue

@@ -118,59 +118,102 @@ func vmSpec(pc PluginConfig, tc *TaskConfig, shares []tart.DirShare) tart.VMSpec
 	return spec
 }
 
-// provisionVM claims a warm VM that fits the task or cold-starts one. The
-// returned func ends the VM's protection from the reconcile; call it once
-// the task is stored (or the VM released).
+// provisionVM gets the task the VM that will be ready first
+// (tart.Pool.ProvisionWith): a ready warm VM of a pool that fits the task,
+// else a warm VM still booting when it beats a start now, else a VM of
+// its own in a slot, resumed from the slot's template in a resume pool or
+// cold-booted (the pull policy applies only then). Its task events say
+// which path the start took and why. A task naming a pool whose VMs lack
+// its shape (another image or resources, shared dirs, a network other
+// than NAT: all fixed at boot), or a pool this client does not have, is
+// never given a pool's VM; it cold-starts, with a task event and a
+// warning saying why. A pool is a speed-up, not a requirement (jobs that
+// must land on a client with the pool constrain on its
+// driver.tart.pool.<name>.ready attribute). The returned func ends the
+// VM's protection from the reconcile; call it once the task is stored (or
+// the VM released).
 func (d *Driver) provisionVM(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, tc *TaskConfig, spec tart.VMSpec) (*tart.VM, func(), error) {
-	if ids := slotReservation(cfg); ids != "" {
-		d.events.emit(cfg, "VM slot reserved by the scheduler ("+ids+"): no wait for another task", map[string]string{"slot_ids": ids})
+	reserved := slotReservation(cfg)
+	if reserved != "" {
+		d.events.emit(cfg, "VM slot reserved by the scheduler ("+reserved+"): no wait for another task", map[string]string{"slot_ids": reserved})
 	}
-	if vm, done, err := d.claimWarmVM(ctx, rt, cfg, spec); vm != nil || err != nil {
-		return vm, done, err
-	}
-	if err := d.ensureImage(ctx, rt, cfg, tc); err != nil {
-		return nil, nil, err
-	}
-	name := tart.TaskVMName(cfg.ID)
-	done := rt.markStarting(name)
-	d.removeInterruptedStart(rt, name)
-	vm, err := d.coldStart(ctx, rt, cfg, name, spec)
-	if err != nil {
-		done()
-		return nil, nil, err
-	}
-	return vm, done, nil
-}
-
-// claimWarmVM claims a ready warm VM for the task, or returns no VM and no
-// error when the task must cold-start: no pool fits it, or the pool is
-// empty. A task naming a pool whose VMs lack its shape (another image or
-// resources, shared dirs, a network other than NAT: all fixed at boot), or
-// a pool this client does not have, is never given a warm VM; it
-// cold-starts, with a task event and a warning saying why. A pool is a
-// speed-up, not a requirement: the cold-started VM is the one the task
-// asked for (jobs that must land on a client with the pool constrain on
-// its driver.tart.pool.<name>.ready attribute).
-func (d *Driver) claimWarmVM(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, spec tart.VMSpec) (*tart.VM, func(), error) {
 	if spec.Pool != "" {
 		if err := namedPoolFits(rt.cfg, spec); err != nil {
 			d.logger.Warn("task cannot use the warm pool it names; cold starting", "task_id", cfg.ID, "pool", spec.Pool, "reason", err.Error())
 			d.events.emit(cfg, fmt.Sprintf("Not using warm pool %s (%v): cold start", spec.Pool, err), map[string]string{"pool": spec.Pool})
-			return nil, nil, nil
 		}
 	}
-	start := time.Now()
-	vm, err := rt.pool.Claim(ctx, cfg.ID, spec)
-	switch {
-	case errors.Is(err, tart.ErrPoolEmpty):
-		return nil, nil, nil
-	case err != nil:
-		return nil, nil, fmt.Errorf("failed to claim a warm VM: %w", err)
+	// A task holding a slot reservation from the device plugin never
+	// waits for another task: it gets a warm VM, a free slot or a
+	// preempted warm VM's, and fails at once, saying why, when none exists.
+	var slotWait time.Duration
+	if reserved != "" {
+		if err := rt.checkReservedSlot(reserved); err != nil {
+			d.logger.Error("task with a vm slot reservation found no slot", "task_id", cfg.ID, "slot_ids", reserved, "error", err)
+			return nil, nil, sdk.NewRecoverableError(err)
+		}
+		slotWait = reservedSlotWait(rt.cfg)
 	}
-	done := rt.markStarting(vm.Name)
-	d.events.emit(cfg, fmt.Sprintf("Claimed warm VM %s in %.1fs", vm.Name, time.Since(start).Seconds()),
-		map[string]string{"vm_name": vm.Name, "pool": vm.Pool})
+	name := tart.TaskVMName(cfg.ID)
+	done := rt.markStarting(name)
+	d.removeInterruptedStart(rt, name)
+	var coldErr error
+	vm, err := rt.pool.ProvisionWith(ctx, name, cfg.ID, spec, tart.ProvisionOptions{
+		SlotWait: slotWait,
+		OnEvent: func(e tart.Event) {
+			if e.Type == tart.EventFailed {
+				return // reported by StartTask's error
+			}
+			attrs := map[string]string{"vm_name": e.VM, "event": string(e.Type)}
+			if e.Pool != "" {
+				attrs["pool"] = e.Pool
+			}
+			if e.Path != "" {
+				attrs["path"] = string(e.Path)
+			}
+			d.events.emit(cfg, e.Message, attrs)
+		},
+		BeforeColdStart: func(ctx context.Context) error {
+			coldErr = d.ensureImage(ctx, rt, cfg, tc)
+			return coldErr
+		},
+	})
+	switch {
+	case err == nil:
+	case coldErr != nil:
+		done()
+		return nil, nil, coldErr
+	default:
+		done()
+		return nil, nil, startError(ctx, rt, name, reserved, slotWait, err)
+	}
+	if vm.Name != name {
+		// A claimed warm VM keeps its own name.
+		warmDone := rt.markStarting(vm.Name)
+		done()
+		done = warmDone
+	}
+	d.logger.Info("vm provisioned", "task_id", cfg.ID, "vm_name", vm.Name, "path", string(vm.Path), "waited", vm.Waited)
 	return vm, done, nil
+}
+
+// startError maps a failed start to the error StartTask returns: no free
+// slot within slot_wait_timeout (or, with a slot reservation, within the
+// short wait for a preempted warm VM) and Apple's VM limit are recoverable
+// (Nomad retries elsewhere or later).
+func startError(ctx context.Context, rt *runtime, name, reserved string, wait time.Duration, err error) error {
+	switch {
+	case errors.Is(err, tart.ErrNoSlot) && ctx.Err() == nil && reserved != "":
+		return sdk.NewRecoverableError(fmt.Errorf("task holds VM slot reservation %s=%s but no slot freed up within %s (a preempted warm VM should free one sooner): %s: %w",
+			device.EnvSlotIDs, reserved, wait, rt.slotMismatchCause(), err))
+	case errors.Is(err, tart.ErrNoSlot) && ctx.Err() == nil:
+		return sdk.NewRecoverableError(fmt.Errorf("no VM slot free: all %d slots are in use and none freed up within slot_wait_timeout (%s): %w",
+			rt.slots.Max(), rt.cfg.SlotWaitTimeout, err))
+	case errors.Is(err, tart.ErrVMLimit):
+		return sdk.NewRecoverableError(fmt.Errorf("the host refused another VM (Apple's limit of 2 macOS VMs; other tools' VMs count too): %w", err))
+	default:
+		return fmt.Errorf("failed to start VM %s: %w", name, err)
+	}
 }
 
 // removeInterruptedStart deletes a VM already named after this task. Task
@@ -221,45 +264,6 @@ func (d *Driver) ensureImage(ctx context.Context, rt *runtime, cfg *sdk.TaskConf
 	return nil
 }
 
-// coldStart boots VM name for the task. If no slot frees up within
-// slot_wait_timeout (the pool's SlotWaitTimeout) the start fails with a
-// recoverable error, as does Apple's VM limit; nothing is left behind on
-// failure (StartVM deletes the VM and frees the slot). A task holding a
-// slot reservation from the device plugin never waits for another task:
-// it takes a free slot or preempts a warm VM's, and fails at once, saying
-// why, when neither exists.
-func (d *Driver) coldStart(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, name string, spec tart.VMSpec) (*tart.VM, error) {
-	wait := rt.cfg.SlotWaitTimeout
-	reserved := slotReservation(cfg)
-	if reserved != "" {
-		if err := rt.checkReservedSlot(reserved); err != nil {
-			d.logger.Error("task with a vm slot reservation found no slot", "task_id", cfg.ID, "slot_ids", reserved, "error", err)
-			return nil, sdk.NewRecoverableError(err)
-		}
-		wait = reservedSlotWait(rt.cfg)
-	}
-	vm, err := rt.pool.StartVMWithin(ctx, name, spec, func(e tart.Event) {
-		if e.Type == tart.EventFailed {
-			return // reported by StartTask's error
-		}
-		d.events.emit(cfg, e.Message, map[string]string{"vm_name": e.VM, "event": string(e.Type)})
-	}, wait)
-	switch {
-	case err == nil:
-		return vm, nil
-	case errors.Is(err, tart.ErrNoSlot) && ctx.Err() == nil && reserved != "":
-		return nil, sdk.NewRecoverableError(fmt.Errorf("task holds VM slot reservation %s=%s but no slot freed up within %s (a preempted warm VM should free one sooner): %s: %w",
-			device.EnvSlotIDs, reserved, wait, rt.slotMismatchCause(), err))
-	case errors.Is(err, tart.ErrNoSlot) && ctx.Err() == nil:
-		return nil, sdk.NewRecoverableError(fmt.Errorf("no VM slot free: all %d slots are in use and none freed up within slot_wait_timeout (%s): %w",
-			rt.slots.Max(), rt.cfg.SlotWaitTimeout, err))
-	case errors.Is(err, tart.ErrVMLimit):
-		return nil, sdk.NewRecoverableError(fmt.Errorf("the host refused another VM (Apple's limit of 2 macOS VMs; other tools' VMs count too): %w", err))
-	default:
-		return nil, fmt.Errorf("failed to start VM %s: %w", name, err)
-	}
-}
-
 // startSupervisor starts the task's command under a detached supervisor
 // (internal/supervisor) that gets the task environment on stdin, and waits
 // for its start report.
@@ -279,7 +283,7 @@ func (d *Driver) startSupervisor(ctx context.Context, rt *runtime, cfg *sdk.Task
 		return nil, fmt.Errorf("failed to start the command in the VM: %w", err)
 	}
 	state := &TaskState{TaskID: cfg.ID, AllocID: cfg.AllocID, TaskName: cfg.Name, VMName: vm.Name, Slot: vm.Slot.Index,
-		MAC: vm.Slot.MAC, Pool: vm.Pool, Warm: vm.Warm, StateDir: dir, SupervisorPID: sup.PID, ExecPID: sup.ExecPID,
+		MAC: vm.Slot.MAC, Pool: vm.Pool, Warm: vm.Warm, StartPath: string(vm.Path), StateDir: dir, SupervisorPID: sup.PID, ExecPID: sup.ExecPID,
 		StartedAt: time.Now(), TaskDir: cfg.TaskDir(), Config: *tc}
 	h := newTaskHandle(state, cfg, vm, d.logger.With("task_id", cfg.ID, "alloc_id", cfg.AllocID, "vm_name", vm.Name))
 	go h.watch(sup, d.ctx.Done())

@@ -23,12 +23,15 @@ type TaskState struct {
 	AllocID  string `json:"alloc_id"`
 	TaskName string `json:"task_name"`
 	// VMName is the tart VM running the task; Slot and MAC the VM slot it
-	// holds; Pool is the warm pool it was claimed from ("" = cold start).
+	// holds; Pool is the pool it was claimed or resumed from ("" = a
+	// cold start no pool fitted).
 	VMName string `json:"vm_name"`
 	Slot   int    `json:"slot"`
 	MAC    string `json:"mac"`
 	Pool   string `json:"pool,omitempty"`
 	Warm   bool   `json:"warm"`
+	// StartPath is how its VM was started: warm, resumed or cold.
+	StartPath string `json:"start_path,omitempty"`
 	// StateDir is the supervisor's directory (spec, lock, exit status).
 	StateDir string `json:"state_dir"`
 	// SupervisorPID is the detached supervisor; ExecPID its tart exec.

@@ -156,6 +156,7 @@ func (p *Pool) finishClaim(ps *poolState, vm *VM, owner string, start time.Time,
 		return nil, fmt.Errorf("claim warm vm %s: write marker: %w", vm.Name, err)
 	}
 	vm.Waited = time.Since(start)
+	p.noteStart(ps, PathWarm)
 	msg := fmt.Sprintf("Claimed warm VM %s in %.1fs (ready; path warm)", vm.Name, vm.Waited.Seconds())
 	if booted > 0 {
 		msg = fmt.Sprintf("Claimed warm VM %s in %.1fs (waited for its boot; path warm)", vm.Name, vm.Waited.Seconds())
@@ -391,6 +392,7 @@ func (p *Pool) startFresh(ctx context.Context, name string, spec VMSpec, ps *poo
 				return nil, fmt.Errorf("start vm %s: %w", name, err)
 			}
 			vm.Path, vm.Waited = PathResumed, time.Since(start)
+			p.noteStart(ps, PathResumed)
 			return vm, nil
 		}
 		if resumable && o.BeforeColdStart != nil {
@@ -407,7 +409,18 @@ func (p *Pool) startFresh(ctx context.Context, name string, spec VMSpec, ps *poo
 		return nil, fmt.Errorf("start vm %s: %w", name, err)
 	}
 	vm.Path, vm.Waited = PathCold, time.Since(start)
+	p.noteStart(ps, PathCold)
 	return vm, nil
+}
+
+// noteStart records the path of a start that fitted ps (nil: none).
+func (p *Pool) noteStart(ps *poolState, path StartPath) {
+	if ps == nil {
+		return
+	}
+	p.mu.Lock()
+	ps.lastPath = path
+	p.mu.Unlock()
 }
 
 // acquireSlot waits for a slot for name, at most wait when set. Its error

@@ -185,6 +185,7 @@ type poolState struct {
 	lastErr  error
 	kick     chan struct{}
 	est      estimates
+	lastPath StartPath // of the latest start that fitted this pool
 	// tmpl is the pool's templates (nil unless ModeResume).
 	tmpl *templateSet
 }
@@ -205,6 +206,9 @@ type PoolStats struct {
 	// its suspended templates (ModeResume).
 	Mode                              PoolMode
 	TemplatesReady, TemplatesBuilding int
+	// LastStart is the path of the latest start that fitted the pool
+	// ("" before the first).
+	LastStart StartPath
 }
 
 // Pool keeps warm VMs booted for each configured pool and provisions VMs
@@ -1036,7 +1040,7 @@ func (p *Pool) Stats() []PoolStats {
 	for _, name := range p.order {
 		ps := p.pools[name]
 		st := PoolStats{Name: name, Size: ps.cfg.Size, Ready: ps.ready.Len(), Booting: len(ps.booting),
-			Failures: ps.failures, LastError: ps.lastErr, Mode: ps.cfg.Mode.orDefault()}
+			Failures: ps.failures, LastError: ps.lastErr, Mode: ps.cfg.Mode.orDefault(), LastStart: ps.lastPath}
 		st.TemplatesReady, st.TemplatesBuilding = ps.tmpl.counts()
 		out = append(out, st)
 	}
