@@ -144,7 +144,7 @@ func TestPluginConfigSchema_poolBlockIsUnlabeled(t *testing.T) {
 	must.NoError(t, err)
 	var pc driver.PluginConfig
 	must.NoError(t, hclspec.Decode(d.ConfigSchema(), raw, &pc))
-	must.Eq(t, []driver.PoolConfig{{Name: "macos", Image: "ghcr.io/cirruslabs/macos-sequoia-base:latest", Size: 1}}, pc.Pools)
+	must.Eq(t, []driver.PoolConfig{{Name: "macos", Image: "ghcr.io/cirruslabs/macos-sequoia-base:latest", Size: 1, Mode: "boot"}}, pc.Pools)
 
 	_, err = hclspec.EncodePluginConfig(d.ConfigSchema(), `pool "macos" {
   image = "ghcr.io/cirruslabs/macos-sequoia-base:latest"

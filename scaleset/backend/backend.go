@@ -54,6 +54,15 @@ type Backend interface {
 	ListRunners(ctx context.Context) ([]Runner, error)
 }
 
+// StartPathReporter is implemented by backends whose runner starts take
+// different paths (the tart backend: "warm", "resumed", "cold"); the
+// scaler labels its start-latency metric with it.
+type StartPathReporter interface {
+	// StartPath returns how the runner with this resource ID was started
+	// ("" if unknown).
+	StartPath(resourceID string) string
+}
+
 // State is the backend-side state of a runner.
 type State string
 

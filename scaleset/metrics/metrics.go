@@ -44,6 +44,7 @@ const (
 	LabelOperation    = "operation"
 	LabelReason       = "reason"
 	LabelPhase        = "phase"
+	LabelPath         = "path"
 )
 
 var (
@@ -111,7 +112,7 @@ func New() *Metrics {
 		jobStartup:        histogram("gha_job_startup_duration_seconds", "Seconds from the scale set assigning a job to a runner taking it.", jobLabels),
 		jobExecution:      histogram("gha_job_execution_duration_seconds", "Seconds a job ran, from runner assignment to finish.", completedJobLabels),
 
-		runnerStart:      histogram("nomad_gha_scaleset_runner_start_duration_seconds", "Seconds the backend took to accept a runner start.", ownLabels),
+		runnerStart:      histogram("nomad_gha_scaleset_runner_start_duration_seconds", "Seconds the backend took to accept a runner start, by start path (warm, resumed, cold; unknown when the backend does not say).", []string{LabelName, LabelBackend, LabelPath}),
 		runnerOnline:     histogram("nomad_gha_scaleset_runner_online_duration_seconds", "Seconds from requesting a runner to seeing it running.", ownLabels),
 		backendErrors:    counter("nomad_gha_scaleset_backend_errors_total", "Failed backend or GitHub operations, by operation.", []string{LabelName, LabelBackend, LabelOperation}),
 		removed:          counter("nomad_gha_scaleset_runners_removed_total", "Runners removed, by reason.", []string{LabelName, LabelBackend, LabelReason}),
@@ -304,9 +305,13 @@ func (s *ScaleSet) own() prometheus.Labels {
 	return prometheus.Labels{LabelName: s.name, LabelBackend: s.backend}
 }
 
-// RunnerStarted observes the backend's start latency.
-func (s *ScaleSet) RunnerStarted(took time.Duration) {
-	s.m.runnerStart.With(s.own()).Observe(took.Seconds())
+// RunnerStarted observes the backend's start latency under the start
+// path the backend reported ("" is "unknown").
+func (s *ScaleSet) RunnerStarted(took time.Duration, path string) {
+	if path == "" {
+		path = "unknown"
+	}
+	s.m.runnerStart.WithLabelValues(s.name, s.backend, path).Observe(took.Seconds())
 }
 
 // RunnerOnline observes request-to-running latency.

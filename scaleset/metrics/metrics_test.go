@@ -40,7 +40,9 @@ func TestMetrics_Handler_exposesARCNames(t *testing.T) {
 	base := scaleset.JobMessageBase{OwnerName: "acme", RepositoryName: "app", JobDisplayName: "build", EventName: "push", ScaleSetAssignTime: now, RunnerAssignTime: now.Add(2 * time.Second), FinishTime: now.Add(5 * time.Second)}
 	s.RecordJobStarted(&scaleset.JobStarted{JobMessageBase: base})
 	s.RecordJobCompleted(&scaleset.JobCompleted{JobMessageBase: base, Result: "succeeded"})
-	s.RunnerStarted(time.Second)
+	s.RunnerStarted(time.Second, "")
+	s.RunnerStarted(time.Second, "resumed")
+	s.RunnerStarted(2*time.Second, "resumed")
 	s.RunnerOnline(2 * time.Second)
 	s.BackendError("start")
 	s.RunnerRemoved("surplus")
@@ -60,7 +62,8 @@ func TestMetrics_Handler_exposesARCNames(t *testing.T) {
 		`gha_started_jobs_total{enterprise="",event_name="push",job_name="build",job_workflow_ref="",name="linux",organization="acme",repository="app"} 1`,
 		`gha_completed_jobs_total{enterprise="",event_name="push",job_name="build",job_result="succeeded"`,
 		`gha_job_startup_duration_seconds_sum{`, `gha_job_execution_duration_seconds_count{`,
-		`nomad_gha_scaleset_runner_start_duration_seconds_count{backend="docker",name="linux"} 1`,
+		`nomad_gha_scaleset_runner_start_duration_seconds_count{backend="docker",name="linux",path="unknown"} 1`,
+		`nomad_gha_scaleset_runner_start_duration_seconds_count{backend="docker",name="linux",path="resumed"} 2`,
 		`nomad_gha_scaleset_runner_online_duration_seconds_count{backend="docker",name="linux"} 1`,
 		`nomad_gha_scaleset_backend_errors_total{backend="docker",name="linux",operation="start"} 1`,
 		`nomad_gha_scaleset_runners_removed_total{backend="docker",name="linux",reason="surplus"} 1`,

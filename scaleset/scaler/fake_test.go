@@ -222,7 +222,7 @@ func newCountingRecorder() *countingRecorder {
 	return &countingRecorder{errors: map[string]int{}, removed: map[string]int{}, stale: map[string]int{}}
 }
 
-func (r *countingRecorder) RunnerStarted(time.Duration) {}
+func (r *countingRecorder) RunnerStarted(time.Duration, string) {}
 func (r *countingRecorder) RunnerOnline(time.Duration) {
 	r.mu.Lock()
 	r.online++

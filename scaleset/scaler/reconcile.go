@@ -547,7 +547,11 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 		s.mu.Unlock()
 		return
 	}
-	s.metrics.RunnerStarted(took)
+	path := ""
+	if pr, ok := s.be.(backend.StartPathReporter); ok {
+		path = pr.StartPath(resourceID)
+	}
+	s.metrics.RunnerStarted(took, path)
 	s.mu.Lock()
 	r.resourceID = resourceID
 	r.acceptedAt = s.clock.Now()

@@ -51,8 +51,9 @@ func (realClock) Now() time.Time { return time.Now() }
 // must be cheap and safe for concurrent use.
 type Recorder interface {
 	// RunnerStarted is called when the backend accepted a runner, with the
-	// time the backend call took.
-	RunnerStarted(took time.Duration)
+	// time the backend call took and how the runner's machine was started
+	// (backend.StartPathReporter; "" when the backend does not say).
+	RunnerStarted(took time.Duration, path string)
 	// RunnerOnline is called when a runner is first seen running, with the
 	// time since its start was requested.
 	RunnerOnline(took time.Duration)
@@ -69,11 +70,11 @@ type Recorder interface {
 
 type nopRecorder struct{}
 
-func (nopRecorder) RunnerStarted(time.Duration) {}
-func (nopRecorder) RunnerOnline(time.Duration)  {}
-func (nopRecorder) BackendError(string)         {}
-func (nopRecorder) RunnerRemoved(string)        {}
-func (nopRecorder) StaleMessage(string)         {}
+func (nopRecorder) RunnerStarted(time.Duration, string) {}
+func (nopRecorder) RunnerOnline(time.Duration)          {}
+func (nopRecorder) BackendError(string)                 {}
+func (nopRecorder) RunnerRemoved(string)                {}
+func (nopRecorder) StaleMessage(string)                 {}
 
 // Config holds one scale set's scaling parameters. Zero durations take the
 // defaults documented on each field.

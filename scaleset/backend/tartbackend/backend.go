@@ -75,7 +75,10 @@ type runner struct {
 	reason string
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend           = (*Backend)(nil)
+	_ backend.StartPathReporter = (*Backend)(nil)
+)
 
 // TartBackend is the seed's name for Backend.
 type TartBackend = Backend
@@ -150,11 +153,7 @@ func New(cfg Config, scaleSetName string, logger *slog.Logger, opts ...Option) (
 	if o.pool != nil {
 		o.pool(&popts)
 	}
-	var pools []tart.PoolConfig
-	if cfg.PoolSize > 0 {
-		pools = append(pools, tart.PoolConfig{Name: poolName, Size: cfg.PoolSize, VMSpec: cfg.spec(poolName)})
-	}
-	if b.pool, err = tart.NewPool(client, slots, pools, popts); err != nil {
+	if b.pool, err = tart.NewPool(client, slots, cfg.pools(poolName), popts); err != nil {
 		return nil, fmt.Errorf("tart backend: %w", err)
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
@@ -400,8 +399,20 @@ func (b *Backend) StartIdentified(ctx context.Context, id backend.Identity, jitC
 	} else {
 		b.coldStarts.Add(1)
 	}
-	b.log.Info("started runner", "runner_name", name, "vm_name", vm.Name, "warm", vm.Warm)
+	b.log.Info("started runner", "runner_name", name, "vm_name", vm.Name, "path", string(vm.Path), "waited", vm.Waited)
 	return vm.Name, nil
+}
+
+// StartPath implements backend.StartPathReporter: how the runner's VM was
+// started (warm, resumed or cold), "" for a runner not started by this
+// process (recovered after a restart).
+func (b *Backend) StartPath(resourceID string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r := b.runners[resourceID]; r != nil && r.vm != nil {
+		return string(r.vm.Path)
+	}
+	return ""
 }
 
 // startGuestRunner writes the runner record and starts the runner command

@@ -317,3 +317,23 @@ func TestBackend_StartRunner_tartMissingFailsFast(t *testing.T) {
 	must.ErrorContains(t, err, "no-tart")
 	must.StrNotContains(t, err.Error(), "jit-x")
 }
+
+// TestBackend_StartRunner_resumeMode: mode = "resume" keeps a suspended
+// template per slot; a runner starts in a resumed clone and StartPath (the
+// metrics label) says so. Shutdown deletes the templates.
+func TestBackend_StartRunner_resumeMode(t *testing.T) {
+	checkGoroutines(t)
+	e := newEnv(t)
+	b := e.newBackend(t, func(c *Config) { c.Mode = "resume"; c.MaxVMs = 1; c.ResumeCommand = []string{"true"} })
+	waitFor(t, "template", func() bool { return b.pool.Stats()[0].TemplatesReady == 1 })
+
+	id, err := b.StartRunner(t.Context(), "runner-3", "jit-ok-r3")
+	must.NoError(t, err)
+	must.Eq(t, "resumed", b.StartPath(id))
+	waitFor(t, "runner to finish", func() bool { return runnerState(t, b, id).State == backend.StateExited })
+	b2, err := os.ReadFile(filepath.Join(e.out, "jit-ok-r3"))
+	must.NoError(t, err)
+	must.Eq(t, "jit-ok-r3", string(b2))
+	must.NoError(t, b.RemoveRunner(t.Context(), id))
+	must.Eq(t, "", b.StartPath(id))
+}

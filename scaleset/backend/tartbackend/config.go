@@ -39,6 +39,13 @@ type Config struct {
 	Image string `hcl:"image,optional"`
 	// PoolSize is the number of warm VMs kept booted.
 	PoolSize int `hcl:"pool_size,optional"`
+	// Mode is "boot" (default: pool_size booted VMs) or "resume" (also a
+	// suspended template per slot, cloned and resumed per runner; see
+	// tart.ModeResume).
+	Mode string `hcl:"mode,optional"`
+	// ResumeCommand runs in a resumed guest before the runner (the clock
+	// sync); unset takes tart.DefaultResumeCommand, [] runs none.
+	ResumeCommand []string `hcl:"resume_command,optional"`
 	// MaxVMs is the host's VM slot count.
 	MaxVMs int `hcl:"max_vms,optional"`
 	// CPU, Memory (MiB) and DiskSize (GB) are applied with tart set; 0
@@ -90,6 +97,15 @@ func (c *Config) Validate() error {
 		}
 		c.MACSeed = h
 	}
+	if c.Mode == "" {
+		c.Mode = string(tart.ModeBoot)
+	}
+	if c.Mode != string(tart.ModeBoot) && c.Mode != string(tart.ModeResume) {
+		bad("mode: must be %q or %q, got %q", tart.ModeBoot, tart.ModeResume, c.Mode)
+	}
+	if c.ResumeCommand == nil {
+		c.ResumeCommand = append([]string(nil), tart.DefaultResumeCommand...)
+	}
 	if c.Image == "" {
 		bad("image: must be set (an OCI reference such as ghcr.io/cirruslabs/macos-sequoia-base:latest, or a local VM)")
 	}
@@ -123,6 +139,15 @@ func (c *Config) Validate() error {
 
 func (c *Config) network() tart.Network {
 	return tart.Network{Mode: tart.NetworkMode(c.Network), BridgedInterfaces: c.BridgedInterfaces, SoftnetAllow: c.SoftnetAllow}
+}
+
+// pools is the backend's pool: pool_size warm VMs and, in resume mode,
+// the templates (none when neither is asked for).
+func (c *Config) pools(name string) []tart.PoolConfig {
+	if c.PoolSize == 0 && c.Mode != string(tart.ModeResume) {
+		return nil
+	}
+	return []tart.PoolConfig{{Name: name, Size: c.PoolSize, Mode: tart.PoolMode(c.Mode), ResumeCommand: c.ResumeCommand, VMSpec: c.spec(name)}}
 }
 
 func (c *Config) spec(pool string) tart.VMSpec {
