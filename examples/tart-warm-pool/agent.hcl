@@ -40,6 +40,11 @@ plugin "nomad-driver-tart" {
       size   = 1
       cpu    = 4
       memory = 8192
+
+      # For sustained load (CI runners): also keep a suspended template
+      # per slot and resume clones of it instead of booting (macOS 14+
+      # host). See driver/README.md, "Resume mode".
+      # mode = "resume"
     }
   }
 }
