@@ -272,3 +272,29 @@ func reportBurst(b *testing.B, results []burstResult, scale float64) {
 	}
 	b.Log(sb.String())
 }
+
+// Test_burstLimit pins the physical limits the benchmark prints.
+func Test_burstLimit(t *testing.T) {
+	t.Parallel()
+	s := time.Second
+	for _, tc := range []struct {
+		name                 string
+		slots, warm          int
+		first, cost          time.Duration
+		wantDone, wantP95Lat time.Duration
+	}{
+		{"cold_2", 2, 0, 30 * s, 30 * s, 400 * s, 390 * s},
+		{"warm_2", 2, 2, 30 * s, 30 * s, 370 * s, 360 * s},
+		{"resume_2", 2, 0, 3 * s, 3 * s, 130 * s, 120 * s},
+		{"cold_6", 6, 0, 30 * s, 30 * s, 160 * s, 150 * s},
+		{"warm_6", 6, 2, 30 * s, 30 * s, 130 * s, 120 * s},
+		{"resume_6", 6, 0, 3 * s, 3 * s, 52 * s, 42 * s},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			done, lat := burstLimit(20, tc.slots, tc.warm, tc.first, tc.cost, 10*s)
+			if done != tc.wantDone || percentile(lat, 0.95) != tc.wantP95Lat {
+				t.Fatalf("limit %s, p95 %s; want %s, %s", done, percentile(lat, 0.95), tc.wantDone, tc.wantP95Lat)
+			}
+		})
+	}
+}

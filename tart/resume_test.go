@@ -165,12 +165,12 @@ func TestIntegration_Pool_templatesRebuiltAfterConfigOrTartChange(t *testing.T) 
 // (expected ready sooner than a cold boot started now) instead of booting
 // another VM; its events say so.
 func TestIntegration_Pool_provisionWaitsForSoonerBootingWarmVM(t *testing.T) {
-	e := newFT(t, "FAKETART_BOOT_DELAY=1s")
+	e := newFT(t, "FAKETART_BOOT_DELAY=2s")
 	slots, err := NewSlots(2, "soon-host")
 	must.NoError(t, err)
 	ev := &eventLog{}
 	p, err := NewPool(e.client(), slots, []PoolConfig{{Name: "mac", Size: 1, VMSpec: VMSpec{Image: ftImage}}},
-		PoolOptions{OnEvent: ev.add, ReadyInterval: 20 * time.Millisecond, StopTimeout: 5 * time.Second, ExpectedBoot: time.Second})
+		PoolOptions{OnEvent: ev.add, ReadyInterval: 20 * time.Millisecond, StopTimeout: 5 * time.Second, ExpectedBoot: 2 * time.Second})
 	must.NoError(t, err)
 	must.NoError(t, p.Start(t.Context()))
 	t.Cleanup(func() { must.NoError(t, p.Shutdown(context.Background())) })
@@ -186,4 +186,94 @@ func TestIntegration_Pool_provisionWaitsForSoonerBootingWarmVM(t *testing.T) {
 	must.Len(t, 1, claimed)
 	must.StrContains(t, claimed[0].Message, "waited for its boot")
 	must.NoError(t, p.Release(t.Context(), vm))
+}
+
+// soonPool is a boot-mode pool of one warm VM in max slots, started.
+func soonPool(t *testing.T, max int, opts PoolOptions, knobs ...string) (*Pool, *eventLog) {
+	t.Helper()
+	e := newFT(t, knobs...)
+	slots, err := NewSlots(max, "soon-host")
+	must.NoError(t, err)
+	ev := &eventLog{}
+	opts.OnEvent, opts.ReadyInterval, opts.StopTimeout = ev.add, 20*time.Millisecond, 5*time.Second
+	if opts.BackoffMin == 0 {
+		opts.BackoffMin = time.Minute // a failed refill is not retried during the test
+	}
+	p, err := NewPool(e.client(), slots, []PoolConfig{{Name: "mac", Size: 1, VMSpec: VMSpec{Image: ftImage}}}, opts)
+	must.NoError(t, err)
+	must.NoError(t, p.Start(t.Context()))
+	t.Cleanup(func() { must.NoError(t, p.Shutdown(context.Background())) })
+	return p, ev
+}
+
+// TestIntegration_Pool_provisionWaitingForBootEnds covers the ways a wait
+// for a booting warm VM ends without it: the caller gives up (the VM then
+// joins the pool when ready) and the boot fails (the caller cold-starts).
+func TestIntegration_Pool_provisionWaitingForBootEnds(t *testing.T) {
+	t.Run("caller_gives_up", func(t *testing.T) {
+		p, _ := soonPool(t, 2, PoolOptions{ExpectedBoot: 2 * time.Second}, "FAKETART_BOOT_DELAY=2s")
+		waitFor(t, func() bool { return p.Stats()[0].Booting == 1 })
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		_, err := p.Provision(ctx, TaskVMName("g1"), "task-g1", VMSpec{Image: ftImage}, nil)
+		must.ErrorIs(t, err, context.DeadlineExceeded)
+		waitFor(t, func() bool { return p.Stats()[0].Ready == 1 })
+		must.Eq(t, 1, p.Slots().Available(), must.Sprint("no VM but the warm one holds a slot"))
+	})
+	t.Run("boot_fails", func(t *testing.T) {
+		// The warm boot's tart run fails a second after its spawn, so the
+		// Provision below has reserved it by then.
+		p, ev := soonPool(t, 2, PoolOptions{ExpectedBoot: 2 * time.Second}, "FAKETART_BOOT_DELAY=100ms",
+			"FAKETART_RUN_START_DELAY=1s", "FAKETART_FAIL_RUN=first:1")
+		waitFor(t, func() bool { return p.Stats()[0].Booting == 1 })
+		vm, err := p.Provision(t.Context(), TaskVMName("b1"), "task-b1", VMSpec{Image: ftImage}, nil)
+		must.NoError(t, err)
+		must.Eq(t, PathCold, vm.Path)
+		must.Len(t, 2, ev.of(EventWaitingWarm))
+		must.StrContains(t, ev.of(EventWaitingWarm)[1].Message, "did not finish booting")
+		must.NoError(t, p.Release(t.Context(), vm))
+	})
+}
+
+// TestIntegration_Pool_reservedBootIsNotPreempted: a cold start waiting for
+// the only slot does not cancel a warm boot that a Provision is waiting
+// for; that Provision gets the VM.
+func TestIntegration_Pool_reservedBootIsNotPreempted(t *testing.T) {
+	p, ev := soonPool(t, 1, PoolOptions{ExpectedBoot: 3 * time.Second}, "FAKETART_BOOT_DELAY=3s")
+	waitFor(t, func() bool { return p.Stats()[0].Booting == 1 })
+	got := make(chan *VM, 1)
+	go func() {
+		vm, err := p.Provision(t.Context(), TaskVMName("w1"), "task-w1", VMSpec{Image: ftImage}, nil)
+		if err != nil {
+			t.Errorf("provision: %v", err)
+		}
+		got <- vm
+	}()
+	waitFor(t, func() bool { return len(ev.of(EventWaitingWarm)) == 1 })
+	// A cold start of another shape needs the only slot.
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	_, err := p.StartVM(ctx, TaskVMName("c1"), VMSpec{Image: ftImage, CPU: 2}, nil)
+	must.ErrorIs(t, err, ErrNoSlot)
+	vm := <-got
+	must.NotNil(t, vm)
+	must.Eq(t, PathWarm, vm.Path)
+	must.Len(t, 0, ev.of(EventPreempted))
+	must.NoError(t, p.Release(t.Context(), vm))
+}
+
+// TestIntegration_Pool_waitingTaskCancelsTemplateBuild: a start that finds
+// every slot taken by template builds cancels one, takes its slot and
+// cold-boots (no template for it yet); the template is built afterwards.
+func TestIntegration_Pool_waitingTaskCancelsTemplateBuild(t *testing.T) {
+	_, p, ev := resumePool(t, 1, 0, "FAKETART_BOOT_DELAY=2s")
+	waitFor(t, func() bool { return p.Stats()[0].TemplatesBuilding == 1 })
+	vm, err := p.Provision(t.Context(), TaskVMName("p1"), "task-p1", VMSpec{Image: ftImage}, nil)
+	must.NoError(t, err)
+	must.Eq(t, PathCold, vm.Path)
+	cold := ev.of(EventColdStart)
+	must.Len(t, 1, cold)
+	must.StrContains(t, cold[0].Message, "no template ready for slot 0")
+	must.NoError(t, p.Release(t.Context(), vm))
+	waitFor(t, func() bool { return p.Stats()[0].TemplatesReady == 1 })
 }
