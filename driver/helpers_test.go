@@ -44,6 +44,8 @@ type envOptions struct {
 	// FullAgentStart replays Nomad's short-lived discovery and validation
 	// processes first.
 	FullAgentStart bool
+	// Timeout bounds each harness RPC and wait (default 60s).
+	Timeout time.Duration
 }
 
 // newTartEnv builds a simulated Mac and launches the built plugin against
@@ -60,10 +62,13 @@ func newTartEnv(t testing.TB, o envOptions) (*tartEnv, *harness.Harness) {
 	if o.NoLaunch {
 		return e, nil
 	}
+	if o.Timeout == 0 {
+		o.Timeout = 60 * time.Second
+	}
 	h := harness.Launch(t, testutil.BuildBinary(t, "./cmd/nomad-driver-tart"), harness.Options{
 		PluginConfig:   e.pluginConfig(t, o.PluginConfig),
 		Env:            e.env,
-		Timeout:        60 * time.Second,
+		Timeout:        o.Timeout,
 		FullAgentStart: o.FullAgentStart,
 	})
 	return e, h

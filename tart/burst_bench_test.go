@@ -270,7 +270,8 @@ func reportBurst(b *testing.B, results []burstResult, scale float64) {
 			b.ReportMetric(w.Seconds()/r.Seconds(), fmt.Sprintf("max%d_warm/resume", m))
 		}
 	}
-	b.Log(sb.String())
+	// Printed, not logged: a benchmark's log is truncated.
+	fmt.Print(sb.String())
 }
 
 // Test_burstLimit pins the physical limits the benchmark prints.
