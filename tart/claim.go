@@ -384,6 +384,8 @@ func (p *Pool) startFresh(ctx context.Context, name string, spec VMSpec, ps *poo
 	if ps != nil {
 		why = "no warm VM of pool " + ps.cfg.Name + " is ready or booting sooner"
 		vm.Pool = ps.cfg.Name
+	}
+	if ps != nil && ps.tmpl != nil {
 		var resumed bool
 		var err error
 		if resumed, why, err = p.tryResume(ctx, ps, vm, events); resumed || err != nil {
