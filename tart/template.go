@@ -232,7 +232,10 @@ func (p *Pool) templateWorker(ctx context.Context, ps *poolState) {
 			}
 		}
 		p.mu.Unlock()
-		timer := time.NewTimer(max(wait, time.Hour))
+		if wait <= 0 {
+			wait = time.Hour // woken by kick or a freed slot
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 		case <-ts.kick:
