@@ -277,3 +277,13 @@ func TestIntegration_Pool_waitingTaskCancelsTemplateBuild(t *testing.T) {
 	must.NoError(t, p.Release(t.Context(), vm))
 	waitFor(t, func() bool { return p.Stats()[0].TemplatesReady == 1 })
 }
+
+// TestIntegration_Pool_templateBuildFailureBacksOff: a failed template
+// build is reported and retried after the backoff.
+func TestIntegration_Pool_templateBuildFailureBacksOff(t *testing.T) {
+	_, p, ev := resumePool(t, 1, 0, "FAKETART_FAIL_RUN=first:1")
+	waitFor(t, func() bool { return p.Stats()[0].TemplatesReady == 1 })
+	failed := ev.of(EventFailed)
+	must.Len(t, 1, failed)
+	must.StrContains(t, failed[0].Message, "Failed to build template (retrying in")
+}
