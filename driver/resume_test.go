@@ -14,7 +14,7 @@ import (
 
 // TestDriver_StartTask_resumeMode: a pool with mode = "resume" fingerprints
 // its templates, a task starts in a clone of a slot's template resumed
-// (its events, InspectTask and the pool's last_start attribute say so),
+// (its events, InspectTask and the starts.resumed attribute say so),
 // and the resume command ran in the guest before the task.
 func TestDriver_StartTask_resumeMode(t *testing.T) {
 	t.Parallel()
@@ -35,7 +35,7 @@ pool {
 	h.WaitEvent(t, task.ID, "(path resumed)")
 	must.Eq(t, "resumed", h.InspectTask(t, task.ID).GetDriver().GetAttributes()["start_path"])
 	h.WaitFingerprint(t, func(fp *harness.Fingerprint) bool {
-		return fp.Attributes["driver.tart.pool.macos.last_start"] == "resumed"
+		return fp.Attributes["driver.tart.starts.resumed"] == "1" && fp.Attributes["driver.tart.starts.cold"] == "0"
 	})
 	h.StopTask(t, task.ID, time.Second, "")
 	h.WaitTask(t, task.ID)

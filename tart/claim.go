@@ -156,7 +156,6 @@ func (p *Pool) finishClaim(ps *poolState, vm *VM, owner string, start time.Time,
 		return nil, fmt.Errorf("claim warm vm %s: write marker: %w", vm.Name, err)
 	}
 	vm.Waited = time.Since(start)
-	p.noteStart(ps, PathWarm)
 	msg := fmt.Sprintf("Claimed warm VM %s in %.1fs (ready; path warm)", vm.Name, vm.Waited.Seconds())
 	if booted > 0 {
 		msg = fmt.Sprintf("Claimed warm VM %s in %.1fs (waited for its boot; path warm)", vm.Name, vm.Waited.Seconds())
@@ -394,7 +393,6 @@ func (p *Pool) startFresh(ctx context.Context, name string, spec VMSpec, ps *poo
 				return nil, fmt.Errorf("start vm %s: %w", name, err)
 			}
 			vm.Path, vm.Waited = PathResumed, time.Since(start)
-			p.noteStart(ps, PathResumed)
 			return vm, nil
 		}
 		if resumable && o.BeforeColdStart != nil {
@@ -404,25 +402,21 @@ func (p *Pool) startFresh(ctx context.Context, name string, spec VMSpec, ps *poo
 			}
 		}
 	}
-	events(Event{Type: EventColdStart, Pool: vm.Pool, VM: name, Path: PathCold, Message: "Cold start: " + why})
-	if err := p.boot(ctx, vm, spec, events); err != nil {
+	events(Event{Type: EventColdStart, Pool: vm.Pool, VM: name, Message: "Cold start: " + why})
+	coldEvents := func(e Event) {
+		if e.Type == EventReady {
+			e.Path = PathCold
+			e.Message += " (path cold)"
+		}
+		events(e)
+	}
+	if err := p.boot(ctx, vm, spec, coldEvents); err != nil {
 		p.discard(vm, "cold start failed")
 		emit(Event{Type: EventFailed, VM: name, Err: err, Message: "Failed to start VM: " + err.Error()}, o.OnEvent, p.opts.OnEvent)
 		return nil, fmt.Errorf("start vm %s: %w", name, err)
 	}
 	vm.Path, vm.Waited = PathCold, time.Since(start)
-	p.noteStart(ps, PathCold)
 	return vm, nil
-}
-
-// noteStart records the path of a start that fitted ps (nil: none).
-func (p *Pool) noteStart(ps *poolState, path StartPath) {
-	if ps == nil {
-		return
-	}
-	p.mu.Lock()
-	ps.lastPath = path
-	p.mu.Unlock()
 }
 
 // acquireSlot waits for a slot for name, at most wait when set. Its error

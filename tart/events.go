@@ -50,8 +50,9 @@ type Event struct {
 	Err error
 	// RetryIn is the backoff before the pool retries after EventFailed.
 	RetryIn time.Duration
-	// Path is set on the event that completes a start (EventClaimed,
-	// EventColdStart, EventResumed).
+	// Path is set on exactly the event that completes a start: EventClaimed
+	// (PathWarm), EventResumed (PathResumed) and a cold start's EventReady
+	// (PathCold), so counting events by Path counts starts.
 	Path StartPath
 }
 

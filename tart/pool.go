@@ -185,7 +185,6 @@ type poolState struct {
 	lastErr  error
 	kick     chan struct{}
 	est      estimates
-	lastPath StartPath // of the latest start that fitted this pool
 	// tmpl is the pool's templates (nil unless ModeResume).
 	tmpl *templateSet
 }
@@ -206,9 +205,6 @@ type PoolStats struct {
 	// its suspended templates (ModeResume).
 	Mode                              PoolMode
 	TemplatesReady, TemplatesBuilding int
-	// LastStart is the path of the latest start that fitted the pool
-	// ("" before the first).
-	LastStart StartPath
 }
 
 // Pool keeps warm VMs booted for each configured pool and provisions VMs
@@ -1040,7 +1036,7 @@ func (p *Pool) Stats() []PoolStats {
 	for _, name := range p.order {
 		ps := p.pools[name]
 		st := PoolStats{Name: name, Size: ps.cfg.Size, Ready: ps.ready.Len(), Booting: len(ps.booting),
-			Failures: ps.failures, LastError: ps.lastErr, Mode: ps.cfg.Mode.orDefault(), LastStart: ps.lastPath}
+			Failures: ps.failures, LastError: ps.lastErr, Mode: ps.cfg.Mode.orDefault()}
 		st.TemplatesReady, st.TemplatesBuilding = ps.tmpl.counts()
 		out = append(out, st)
 	}

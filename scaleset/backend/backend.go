@@ -113,7 +113,10 @@ type WarmPoolStats struct {
 	// Size is the configured number of warm machines; Ready how many are
 	// booted and unclaimed now.
 	Size, Ready int
-	// WarmStarts and ColdStarts count runner starts since the backend was
-	// created, by whether a warm machine was claimed.
-	WarmStarts, ColdStarts uint64
+	// WarmStarts, ResumedStarts and ColdStarts count runner starts since
+	// the backend was created, by path: a warm machine claimed, a
+	// suspended template's clone resumed, or a machine booted.
+	WarmStarts, ResumedStarts, ColdStarts uint64
+	// TemplatesReady is the suspended templates ready (tart resume mode).
+	TemplatesReady int
 }

@@ -38,7 +38,7 @@ func TestScaleSet_warmPoolReadinessAndZeroCounters(t *testing.T) {
 	must.StrNotContains(t, out, "nomad_gha_scaleset_warm_pool_ready{")
 
 	s.SetReady(true)
-	pool := &fakePool{st: backend.WarmPoolStats{Size: 2, Ready: 1, WarmStarts: 5, ColdStarts: 2}}
+	pool := &fakePool{st: backend.WarmPoolStats{Size: 2, Ready: 1, WarmStarts: 5, ResumedStarts: 7, ColdStarts: 2, TemplatesReady: 2}}
 	stop := s.ObserveWarmPool(pool)
 	out = scrapeText(t, m)
 	must.StrContains(t, out, `nomad_gha_scaleset_scale_set_ready{backend="tart",name="macos"} 1`)
@@ -46,6 +46,8 @@ func TestScaleSet_warmPoolReadinessAndZeroCounters(t *testing.T) {
 	must.StrContains(t, out, `nomad_gha_scaleset_warm_pool_size{backend="tart",name="macos"} 2`)
 	must.StrContains(t, out, `nomad_gha_scaleset_runner_starts_total{backend="tart",name="macos",source="warm"} 5`)
 	must.StrContains(t, out, `nomad_gha_scaleset_runner_starts_total{backend="tart",name="macos",source="cold"} 2`)
+	must.StrContains(t, out, `nomad_gha_scaleset_runner_starts_total{backend="tart",name="macos",source="resumed"} 7`)
+	must.StrContains(t, out, `nomad_gha_scaleset_warm_pool_templates_ready{backend="tart",name="macos"} 2`)
 
 	// read at scrape time
 	pool.st.Ready = 0

@@ -57,9 +57,10 @@ type Backend struct {
 	// retryErr is the latest failed pool start while startLoop retries.
 	retryErr error
 
-	// warmStarts and coldStarts count runner VMs claimed from the pool
-	// and booted on demand (WarmPoolStats).
-	warmStarts, coldStarts atomic.Uint64
+	// warmStarts, resumedStarts and coldStarts count runner VMs by start
+	// path: claimed from the pool, resumed from a template, booted on
+	// demand (WarmPoolStats).
+	warmStarts, resumedStarts, coldStarts atomic.Uint64
 }
 
 type runner struct {
@@ -394,9 +395,12 @@ func (b *Backend) StartIdentified(ctx context.Context, id backend.Identity, jitC
 	}
 	b.runners[vm.Name] = r
 	b.mu.Unlock()
-	if vm.Warm {
+	switch vm.Path {
+	case tart.PathWarm:
 		b.warmStarts.Add(1)
-	} else {
+	case tart.PathResumed:
+		b.resumedStarts.Add(1)
+	default:
 		b.coldStarts.Add(1)
 	}
 	b.log.Info("started runner", "runner_name", name, "vm_name", vm.Name, "path", string(vm.Path), "waited", vm.Waited)
