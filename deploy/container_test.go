@@ -195,7 +195,7 @@ scale_set "linux" {
 	m := httpGet(t, "http://"+listen+"/metrics")
 	must.Eq(t, http.StatusOK, m.code)
 	must.StrContains(t, m.body, `gha_completed_jobs_total{`)
-	must.StrContains(t, m.body, `nomad_gha_scaleset_runner_start_duration_seconds_count{backend="nomad",name="linux"}`)
+	must.StrContains(t, m.body, `nomad_gha_scaleset_runner_start_duration_seconds_count{backend="nomad",name="linux",path="unknown"}`)
 
 	// A graceful stop: exit 0 and the message session deleted.
 	timeout := 30

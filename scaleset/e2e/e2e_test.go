@@ -53,7 +53,8 @@ func TestE2E_burst50Max10(t *testing.T) {
 
 			body := svc.metrics(t)
 			must.StrContains(t, body, `gha_completed_jobs_total{`)
-			must.StrContains(t, body, `nomad_gha_scaleset_runner_start_duration_seconds_count{backend="`+env.kind+`",name="burst"}`)
+			// Split by start path (warm, resumed, cold; unknown for backends that do not say).
+			must.StrContains(t, body, `nomad_gha_scaleset_runner_start_duration_seconds_count{backend="`+env.kind+`",name="burst",path="`)
 			svc.stop(t)
 			ss, _ := sim.Snapshot().ScaleSetByName("burst")
 			must.Eq(t, "", ss.SessionID, must.Sprint("session deleted on SIGTERM"))
