@@ -369,7 +369,10 @@ func (p *Pool) startFresh(ctx context.Context, name string, spec VMSpec, ps *poo
 			return nil, err
 		}
 	}
-	slot, ok := p.slots.TryAcquire(name)
+	slot, ok := p.tryAcquireResumable(ps, name)
+	if !ok {
+		slot, ok = p.slots.TryAcquire(name)
+	}
 	if !ok {
 		events(Event{Type: EventWaitingSlot, VM: name,
 			Message: fmt.Sprintf("Waiting for a VM slot (%d of %d in use)", p.slots.Max()-p.slots.Available(), p.slots.Max())})

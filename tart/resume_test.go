@@ -287,3 +287,28 @@ func TestIntegration_Pool_templateBuildFailureBacksOff(t *testing.T) {
 	must.Len(t, 1, failed)
 	must.StrContains(t, failed[0].Message, "Failed to build template (retrying in")
 }
+
+// TestIntegration_Pool_startPrefersSlotWithTemplate: with slot 0 free
+// but without a template (its rebuild backing off after a failure) and
+// slot 1 free with one, a start takes slot 1 and resumes instead of
+// booting in the first free slot.
+func TestIntegration_Pool_startPrefersSlotWithTemplate(t *testing.T) {
+	e, p, _ := resumePool(t, 2, 0)
+	waitFor(t, func() bool { return p.Stats()[0].TemplatesReady == 2 })
+	p.mu.Lock()
+	ps := p.pools["mac"]
+	gone := ps.tmpl.slots[0].name
+	ps.tmpl.retryAt = time.Now().Add(time.Hour) // as after a failed build
+	p.mu.Unlock()
+	p.templateFailed(ps, 0, gone)
+	waitFor(t, func() bool {
+		_, err := e.client().Get(t.Context(), gone)
+		return err != nil
+	})
+	must.Eq(t, 2, p.Slots().Available())
+	vm, err := p.Provision(t.Context(), TaskVMName("pref"), "task-pref", VMSpec{Image: ftImage}, nil)
+	must.NoError(t, err)
+	must.Eq(t, PathResumed, vm.Path)
+	must.Eq(t, 1, vm.Slot.Index)
+	must.NoError(t, p.Release(t.Context(), vm))
+}

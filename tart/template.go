@@ -372,6 +372,30 @@ func (p *Pool) templateFor(ps *poolState, index int) string {
 	return ""
 }
 
+// tryAcquireResumable takes a free slot whose template is ready, so that
+// a start resumes rather than boots when some slot's template is missing
+// (building, or failed). Like Slots.TryAcquire it never goes ahead of a
+// waiting Acquire.
+func (p *Pool) tryAcquireResumable(ps *poolState, name string) (Slot, bool) {
+	if ps == nil || ps.tmpl == nil || p.slots.Waiting() > 0 {
+		return Slot{}, false
+	}
+	p.mu.Lock()
+	var ready []int
+	for i, t := range ps.tmpl.slots {
+		if t != nil && t.ready {
+			ready = append(ready, i)
+		}
+	}
+	p.mu.Unlock()
+	for _, i := range ready {
+		if slot, err := p.slots.Claim(i, name); err == nil {
+			return slot, true
+		}
+	}
+	return Slot{}, false
+}
+
 // bootOrResume makes a warm VM ready: resumed from its slot's template
 // when there is one (cold boot if that fails), else booted.
 func (p *Pool) bootOrResume(ctx context.Context, ps *poolState, vm *VM) error {
