@@ -523,8 +523,10 @@ func (p *Pool) recheckOne(ctx context.Context, f *foreignVM, state map[string]VM
 	case ctx.Err() != nil:
 		return true // the pool is closing; leave it as it is
 	}
-	p.unpend(f, false)
+	// Deleted before it stops counting as booting: otherwise the pool boots
+	// its replacement while it still runs, one VM over Apple's limit.
 	p.deleteStale(ctx, f, err)
+	p.unpend(f, false)
 	return true
 }
 
