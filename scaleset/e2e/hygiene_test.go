@@ -98,8 +98,10 @@ func TestHygiene_tartShutdownWhileAgentNeverAnswers(t *testing.T) {
     start_timeout = "5m"`)})
 	svc := startService(t, cfg, addr, "FAKETART_NO_AGENT=1")
 	waitFor(t, sim, 30*time.Second, "session", actionssim.HasSession("noagent"))
-	queueBurst(sim, "noagent", 2)
-	eventually(t, 30*time.Second, "three vms booting (one warm, two runners)", func() bool { return ts.vmCount() >= 3 })
+	// Three runners: the first waits for the booting warm VM (it is
+	// expected ready before a cold start), the other two cold-start.
+	queueBurst(sim, "noagent", 3)
+	eventually(t, 30*time.Second, "three vms booting (one warm, two cold)", func() bool { return ts.vmCount() >= 3 })
 
 	svc.signal(15)
 	took, err := svc.waitExit(t, 40*time.Second)
