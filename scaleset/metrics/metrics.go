@@ -185,10 +185,12 @@ func (m *Metrics) ScaleSet(name, configURL, backendName string, minRunners, maxR
 // errors of; RemoveReasons the reason values of removals. Both are
 // initialized at 0.
 var (
-	BackendOperations = []string{"list", "generate_jit", "start", "remove", "github_remove", "github_lookup"}
+	BackendOperations = []string{"list", "generate_jit", "start", "remove", "github_remove", "github_lookup", "journal"}
 	RemoveReasons     = []string{
 		string(scaler.ReasonDone), string(scaler.ReasonFailed), string(scaler.ReasonSurplus),
 		string(scaler.ReasonNeverOnline), string(scaler.ReasonVanished), string(scaler.ReasonShutdown),
+		string(scaler.ReasonOrphaned),
+		string(scaler.ReasonOrphaned),
 	}
 	// StaleMessageKinds are the kind values of stale messages.
 	StaleMessageKinds = []string{"job_started", "job_completed"}

@@ -13,9 +13,12 @@
 // events that move them are one table (machine.go) that every phase change
 // goes through. A runner is identified by its GitHub runner ID, which the
 // backend records with the resource; messages apply only to the runner
-// their ID names. It persists nothing: after a restart it adopts the
-// runners the backend lists, by those IDs. Only the process holding the
-// scale set's message session changes anything (SetOwner).
+// their ID names. After a restart it adopts the runners the backend lists,
+// by those IDs; the only thing it persists is a start journal of the
+// registrations its runners hold (StartJournal), because a registration
+// whose runner the backend never recorded can be found no other way. Only
+// the process holding the scale set's message session changes anything
+// (SetOwner).
 //
 // The package imports the scaleset client types but no HTTP, metrics or
 // config packages: GitHub, the backend, the clock and the metrics sink are

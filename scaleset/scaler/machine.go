@@ -146,6 +146,9 @@ const (
 	ReasonFailed      RemoveReason = "failed"       // failed on the backend
 	ReasonVanished    RemoveReason = "vanished"     // the backend lost it
 	ReasonShutdown    RemoveReason = "shutdown"     // remove_idle_runners_on_shutdown
+	// ReasonOrphaned: a journaled registration no backend runner backs
+	// (its process died before the backend recorded the runner).
+	ReasonOrphaned RemoveReason = "orphaned"
 )
 
 // alive reports whether a removal for reason r concerns a runner that may

@@ -27,9 +27,12 @@ import (
 // actions, interleaved with the scaler's reconcile passes, message and
 // statistics deliveries (reordered, duplicated, stale, late), failures of
 // GitHub and the backend, runners crashing or vanishing, and SIGKILLs of
-// the service (a new Scaler over the same world, with the backlog
-// redelivered). Invariants are checked after every step; when the random
-// inputs stop, the world must converge.
+// the service (a new Scaler over the same world and the same start journal,
+// with the backlog redelivered), between steps or in the middle of a runner
+// start (after its JIT config, before the backend recorded the runner).
+// Invariants are checked after every step; when the random inputs stop,
+// the world must converge, with no registration left that no backend
+// runner backs.
 //
 // `make test` runs a fixed seed; `make fuzz` runs many more with a random
 // seed (-model.seed=0). A failure prints the seed, the run and the last
@@ -39,7 +42,14 @@ var (
 	modelSeed  = flag.Uint64("model.seed", 11, "seed of the model test (0: random)")
 	modelRuns  = flag.Int("model.runs", 150, "runs of the model test")
 	modelSteps = flag.Int("model.steps", 120, "random steps per run before convergence")
+	// -model.journal=false gives each process a fresh journal, as if the
+	// service persisted none: registrations of killed starts then leak and
+	// the test fails (it shows the journal is what prevents that).
+	modelJournal = flag.Bool("model.journal", true, "share the start journal across service restarts")
 )
+
+// errKilled is what a killed process's calls get: it is gone.
+var errKilled = errors.New("process was killed")
 
 type mreg struct {
 	id   int
@@ -84,11 +94,16 @@ type world struct {
 	resRemoveErr       bool // the backend fails to remove resources
 	maxRunners         int
 	violations         []string
-	// abandoned: registrations without a backend resource when the service
-	// was killed; no process knows them any more (the service persists
-	// nothing), so they are left to GitHub, which deletes an ephemeral
-	// runner that never connects. Counted, excluded from convergence.
-	abandoned map[int]bool
+	// gen is the generation of the live service process; calls of a
+	// killed one (an older gen) fail with errKilled.
+	gen int
+	// stallStart: the next backend start blocks (stalled is told) until
+	// release, by when its process has been killed.
+	stallStart bool
+	stalled    chan struct{}
+	release    chan struct{}
+	// journal is the durable start journal (it survives the process).
+	journal *MemJournal
 }
 
 func (w *world) violate(format string, a ...any) {
@@ -199,6 +214,112 @@ func (w *world) ListRunners(context.Context) ([]backend.Runner, error) {
 	return out, nil
 }
 
+// proc is one service process's view of the world; once a newer process
+// exists (the world's gen moved on), every call fails with errKilled.
+type proc struct {
+	w   *world
+	gen int
+}
+
+func (p proc) alive() bool {
+	p.w.mu.Lock()
+	defer p.w.mu.Unlock()
+	return p.gen == p.w.gen
+}
+
+// ghProc is GitHub as one process sees it.
+type ghProc struct{ proc }
+
+func (p ghProc) GenerateJitRunnerConfig(ctx context.Context, s *scaleset.RunnerScaleSetJitRunnerSetting, id int) (*scaleset.RunnerScaleSetJitRunnerConfig, error) {
+	if !p.alive() {
+		return nil, errKilled
+	}
+	return p.w.GenerateJitRunnerConfig(ctx, s, id)
+}
+
+func (p ghProc) GetRunnerByName(ctx context.Context, name string) (*scaleset.RunnerReference, error) {
+	if !p.alive() {
+		return nil, errKilled
+	}
+	return p.w.GetRunnerByName(ctx, name)
+}
+
+func (p ghProc) RemoveRunner(ctx context.Context, id int64) error {
+	if !p.alive() {
+		return errKilled
+	}
+	return p.w.RemoveRunner(ctx, id)
+}
+
+// beProc is the backend as one process sees it; it plays the stall of
+// the SIGKILL-mid-start fault.
+type beProc struct{ proc }
+
+func (p beProc) Name() string { return "model" }
+
+func (p beProc) StartIdentified(ctx context.Context, id backend.Identity, jit string) (string, error) {
+	w := p.w
+	w.mu.Lock()
+	stall := w.stallStart && p.gen == w.gen
+	if stall {
+		w.stallStart = false
+	}
+	w.mu.Unlock()
+	if stall {
+		w.stalled <- struct{}{}
+		<-w.release // the process is dead by then
+		return "", errKilled
+	}
+	if !p.alive() {
+		return "", errKilled
+	}
+	return w.StartIdentified(ctx, id, jit)
+}
+
+func (p beProc) RemoveRunner(ctx context.Context, id string) error {
+	if !p.alive() {
+		return errKilled
+	}
+	return modelBackend{p.w}.RemoveRunner(ctx, id)
+}
+
+func (p beProc) ListRunners(ctx context.Context) ([]backend.Runner, error) {
+	if !p.alive() {
+		return nil, errKilled
+	}
+	return p.w.ListRunners(ctx)
+}
+
+// journalProc is the durable journal as one process sees it.
+type journalProc struct{ proc }
+
+func (p journalProc) j() *MemJournal {
+	p.w.mu.Lock()
+	defer p.w.mu.Unlock()
+	return p.w.journal
+}
+
+func (p journalProc) Record(ctx context.Context, e JournalEntry) error {
+	if !p.alive() {
+		return errKilled
+	}
+	return p.j().Record(ctx, e)
+}
+
+func (p journalProc) Resolve(ctx context.Context, name string) error {
+	if !p.alive() {
+		return errKilled
+	}
+	return p.j().Resolve(ctx, name)
+}
+
+func (p journalProc) Pending(ctx context.Context) ([]JournalEntry, error) {
+	if !p.alive() {
+		return nil, errKilled
+	}
+	return p.j().Pending(ctx)
+}
+
 // backendRemover adapts world to the scaler's RemoveRunner(resourceID)
 // (GitHub's RemoveRunner takes the runner ID: one type cannot have both).
 type modelBackend struct{ *world }
@@ -261,8 +382,16 @@ type modelRun struct {
 }
 
 func (m *modelRun) newScaler() {
-	s, err := New(m.cfg, m.w, modelBackend{m.w}, WithClock(m.clock), WithRecorder(m.rec),
-		WithLogger(slog.New(slog.DiscardHandler)))
+	w := m.w
+	w.mu.Lock()
+	w.gen++
+	p := proc{w: w, gen: w.gen}
+	if !*modelJournal {
+		w.journal = NewMemJournal() // nothing survives the process
+	}
+	w.mu.Unlock()
+	s, err := New(m.cfg, ghProc{p}, beProc{p}, WithClock(m.clock), WithRecorder(m.rec),
+		WithLogger(slog.New(slog.DiscardHandler)), WithJournal(journalProc{p}))
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -367,28 +496,16 @@ func (m *modelRun) step() {
 	case pick < 90:
 		what = "runner event"
 		m.runnerEvent()
-	case pick < 92:
+	case pick < 91:
 		what = "SIGKILL and restart"
-		m.restarts++
-		w.mu.Lock()
-		held := map[int]bool{}
-		for _, r := range w.res {
-			held[r.runnerID] = true
+		m.restart()
+	case pick < 94:
+		what = "SIGKILL between JIT generation and backend start"
+		if m.killMidStart() {
+			what += " (hit)"
 		}
-		for id, reg := range w.regs {
-			if !held[id] && !reg.busy {
-				w.abandoned[id] = true
-			}
-		}
-		// the backlog is delivered again, in any order
-		for _, msg := range w.delivered {
-			if m.rng.IntN(2) == 0 {
-				w.pending = append(w.pending, msg)
-			}
-		}
-		w.mu.Unlock()
-		m.newScaler()
-	case pick < 95:
+		m.restart()
+	case pick < 96:
 		what = "take the session"
 		m.s.SetOwner(true)
 	default:
@@ -496,21 +613,51 @@ func (m *modelRun) runnerEvent() {
 		r.state = backend.StateFailed
 	default:
 		delete(w.res, r.id) // gone behind the scaler's back
-		if !m.tracks(r.runnerID) && reg != nil {
-			// no process knew this runner: its registration is left to
-			// GitHub, like one abandoned by a SIGKILL
-			w.abandoned[reg.id] = true
-		}
 	}
 }
 
-// tracks reports whether the current scaler tracks runner id. It takes the
-// scaler's lock; callers may hold the world's (the scaler never holds its
-// lock while calling the world).
-func (m *modelRun) tracks(id int) bool {
-	m.s.mu.Lock()
-	defer m.s.mu.Unlock()
-	return m.s.byID[id] != nil
+// restart plays a SIGKILL of the service and its restart: a new Scaler
+// over the same world and journal; the killed one's calls fail from now
+// on; the message backlog is delivered again, in any order.
+func (m *modelRun) restart() {
+	w := m.w
+	m.restarts++
+	w.mu.Lock()
+	for _, msg := range w.delivered {
+		if m.rng.IntN(2) == 0 {
+			w.pending = append(w.pending, msg)
+		}
+	}
+	w.mu.Unlock()
+	m.newScaler()
+}
+
+// killMidStart runs a reconcile pass whose first backend start stalls
+// (the JIT config exists, the backend has not recorded the runner) and
+// returns once it stalled, or once the pass ended without a start. The
+// stalled process is then killed by restart; its goroutines stay blocked
+// until the test ends and are fenced off from the world after that.
+func (m *modelRun) killMidStart() bool {
+	w := m.w
+	w.mu.Lock()
+	w.stallStart = true
+	w.mu.Unlock()
+	done := make(chan struct{})
+	s := m.s
+	go func() {
+		defer close(done)
+		_ = s.Reconcile(context.Background())
+	}()
+	hit := false
+	select {
+	case <-w.stalled:
+		hit = true
+	case <-done:
+	}
+	w.mu.Lock()
+	w.stallStart = false
+	w.mu.Unlock()
+	return hit
 }
 
 // check asserts the invariants that hold after every step.
@@ -531,9 +678,34 @@ func (m *modelRun) check() {
 		}
 		byID[r.runnerID] = r.id
 	}
+	held := map[int]bool{}
+	for _, r := range w.res {
+		held[r.runnerID] = true
+	}
+	var unheld []*mreg
+	for _, reg := range w.regs {
+		if !held[reg.id] {
+			unheld = append(unheld, reg)
+		}
+	}
+	journal := w.journal
 	w.mu.Unlock()
+	journaled := map[string]bool{}
+	if entries, err := journal.Pending(context.Background()); err == nil {
+		for _, e := range entries {
+			journaled[e.Name] = true
+		}
+	}
 
 	m.s.mu.Lock()
+	// Known to nobody: a registration no backend resource records, the
+	// live process does not track and the journal does not hold. No later
+	// process could ever remove it.
+	for _, reg := range unheld {
+		if m.s.byID[reg.id] == nil && m.s.runners[reg.name] == nil && !journaled[reg.name] {
+			violations = append(violations, fmt.Sprintf("registration %d %s is known to nobody (no backend runner, not tracked, not journaled)", reg.id, reg.name))
+		}
+	}
 	res := map[string]string{}
 	for name, r := range m.s.runners {
 		if r.name != name {
@@ -586,7 +758,7 @@ func (m *modelRun) dump() string {
 	var b strings.Builder
 	m.w.mu.Lock()
 	for _, r := range m.w.regs {
-		fmt.Fprintf(&b, "  github: %d %s busy=%t abandoned=%t\n", r.id, r.name, r.busy, m.w.abandoned[r.id])
+		fmt.Fprintf(&b, "  github: %d %s busy=%t\n", r.id, r.name, r.busy)
 	}
 	for _, r := range m.w.res {
 		fmt.Fprintf(&b, "  backend: %s %s id=%d %s\n", r.id, r.name, r.runnerID, r.state)
@@ -666,14 +838,17 @@ func (m *modelRun) settled() string {
 		}
 		live++
 	}
-	regs := 0
-	for id := range w.regs {
-		if !w.abandoned[id] {
-			regs++
+	held := map[int]bool{}
+	for _, r := range w.res {
+		held[r.runnerID] = true
+	}
+	for _, reg := range w.regs {
+		if !held[reg.id] {
+			return fmt.Sprintf("registration %d %s has no backend runner (orphaned)", reg.id, reg.name)
 		}
 	}
-	if regs != live {
-		return fmt.Sprintf("%d registrations for %d runners (lost or orphaned)", regs, live)
+	if len(w.regs) != live {
+		return fmt.Sprintf("%d registrations for %d runners (lost or orphaned)", len(w.regs), live)
 	}
 	if live != m.cfg.MinRunners {
 		return fmt.Sprintf("%d runners, target %d", live, m.cfg.MinRunners)
@@ -694,13 +869,15 @@ func TestModel_scalerInvariants(t *testing.T) {
 	t.Logf("seed %d, %d runs of %d steps", seed, *modelRuns, *modelSteps)
 	rng := rand.New(rand.NewPCG(seed, seed^0x5ca1e))
 	sequences := map[uint64]bool{}
-	total, restarts, abandoned := 0, 0, 0
+	total, restarts, midStart := 0, 0, 0
 	for run := range *modelRuns {
 		minR := rng.IntN(3)
 		cfg := Config{ScaleSetID: 7, NamePrefix: "m", MinRunners: minR, MaxRunners: minR + 1 + rng.IntN(4),
 			OnlineTimeout: time.Minute, FinishGrace: 10 * time.Second, MaxParallelOps: 1 + rng.IntN(4),
 			StartBackoffMin: time.Second, StartBackoffMax: 20 * time.Second}
-		w := &world{rng: rand.New(rand.NewPCG(rng.Uint64(), 1)), regs: map[int]*mreg{}, res: map[string]*mres{}, abandoned: map[int]bool{}, maxRunners: cfg.MaxRunners}
+		w := &world{rng: rand.New(rand.NewPCG(rng.Uint64(), 1)), regs: map[int]*mreg{}, res: map[string]*mres{}, maxRunners: cfg.MaxRunners,
+			journal: NewMemJournal(), stalled: make(chan struct{}, 1), release: make(chan struct{})}
+		t.Cleanup(func() { close(w.release) })
 		m := &modelRun{t: t, w: w, clock: newFakeClock(), rec: newCountingRecorder(), cfg: cfg, rng: rand.New(rand.NewPCG(rng.Uint64(), 2))}
 		m.newScaler()
 		m.s.SetOwner(true)
@@ -715,11 +892,15 @@ func TestModel_scalerInvariants(t *testing.T) {
 		sequences[h.Sum64()] = true
 		total += m.steps
 		restarts += m.restarts
-		abandoned += len(w.abandoned)
+		for _, a := range m.log {
+			if strings.HasSuffix(a, "(hit)") {
+				midStart++
+			}
+		}
 		if t.Failed() {
 			t.Fatalf("run %d failed (seed %d)", run, seed)
 		}
 	}
-	t.Logf("explored %d runs, %d random steps, %d distinct action sequences, %d service restarts; invariants held after every step and every run converged (%d registrations no process could know any more, left to GitHub: their runner vanished, or a SIGKILL came, while no process tracked them)",
-		*modelRuns, total, len(sequences), restarts, abandoned)
+	t.Logf("explored %d runs, %d random steps, %d distinct action sequences, %d service restarts (%d of them between a JIT config and its backend start); invariants held after every step and every run converged with no registration left that no backend runner backs",
+		*modelRuns, total, len(sequences), restarts, midStart)
 }

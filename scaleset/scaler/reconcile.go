@@ -64,13 +64,17 @@ func (s *Scaler) pass(ctx context.Context) error {
 	}
 	s.setHealth(nil)
 
+	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.OpTimeout)
+	defer cancel()
+	if !s.journalDone {
+		s.journalDone = s.resolveJournal(opCtx, list)
+	}
+
 	s.mu.Lock()
 	s.merge(list, listedAt)
 	p := s.decide(s.clock.Now())
 	s.mu.Unlock()
 
-	opCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.OpTimeout)
-	defer cancel()
 	s.resolveIDs(opCtx, p.resolve)
 	s.execute(opCtx, p.removes)
 	s.mu.Lock()
@@ -511,6 +515,14 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 		s.noteFailure(s.clock.Now())
 		s.mu.Unlock()
 		s.logger.Error("failed to generate JIT config", "runner_name", name, "error", err)
+		if !errors.Is(err, errNotJournaled) && !errors.Is(err, scaleset.RunnerExistsError) {
+			// The request may have registered the runner before it
+			// failed (a timeout): look the name up now; a failure
+			// leaves the entry for the next process.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			s.resolveEntry(rctx, JournalEntry{Name: name})
+			cancel()
+		}
 		return
 	}
 	runnerID := 0
@@ -521,6 +533,13 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 	s.setID(r, runnerID)
 	id := backend.Identity{Name: r.name, RunnerID: runnerID}
 	s.mu.Unlock()
+	if runnerID != 0 {
+		// Removal by ID from now on. Without this update the entry still
+		// names the registration, so a failure is not fatal.
+		if err := s.journalRecord(context.WithoutCancel(ctx), JournalEntry{Name: id.Name, RunnerID: runnerID}); err != nil {
+			s.logger.Warn("failed to record the runner id in the start journal", "runner_name", id.Name, "runner_id", runnerID, "error", err)
+		}
+	}
 
 	began := s.clock.Now()
 	resourceID, err := s.be.StartIdentified(ctx, id, jit.EncodedJITConfig)
@@ -545,6 +564,9 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 		s.fire(r, ev)
 		s.noteFailure(s.clock.Now())
 		s.mu.Unlock()
+		if ev == EvStartFailed {
+			s.journalDrop(ctx, id.Name)
+		}
 		return
 	}
 	path := ""
@@ -580,23 +602,66 @@ func (s *Scaler) settleStart(r *runner) {
 // generateJIT asks for a JIT config. A name clash (a registration of that
 // name exists, from another process or an earlier version) is not taken
 // for this runner: the runner gets a fresh name and one more try.
+//
+// Each name is recorded in the start journal before its request, so a
+// registration never exists that no journal entry, backend record or
+// live process knows; a name that clashed is dropped (its registration is
+// not this runner's).
 func (s *Scaler) generateJIT(ctx context.Context, r *runner) (*scaleset.RunnerScaleSetJitRunnerConfig, error) {
+	pending, err := s.journal.Pending(ctx)
+	if err != nil {
+		s.metrics.BackendError("journal")
+		return nil, fmt.Errorf("%w: failed to read the start journal: %w", errNotJournaled, err)
+	}
+	held := make(map[string]bool, len(pending))
+	for _, e := range pending {
+		held[e.Name] = true
+	}
 	s.mu.Lock()
+	for held[r.name] {
+		// an earlier process's entry of the same name (names repeat
+		// without a NameTag): never overwrite it
+		s.rename(r)
+	}
 	name := r.name
 	s.mu.Unlock()
+	if err := s.journalRecord(ctx, JournalEntry{Name: name}); err != nil {
+		return nil, fmt.Errorf("%w: %w", errNotJournaled, err)
+	}
 	jit, err := s.requestJIT(ctx, name)
 	if err == nil || !errors.Is(err, scaleset.RunnerExistsError) {
 		return jit, err
 	}
+	s.journalDrop(ctx, name)
 	s.mu.Lock()
-	delete(s.runners, r.name)
-	r.name = s.newName()
-	s.runners[r.name] = r
+	for held[r.name] || r.name == name {
+		s.rename(r)
+	}
 	renamed := r.name
 	s.mu.Unlock()
 	s.logger.Warn("runner name already registered, using a fresh name", "runner_name", name, "new_name", renamed)
-	return s.requestJIT(ctx, renamed)
+	if err := s.journalRecord(ctx, JournalEntry{Name: renamed}); err != nil {
+		return nil, fmt.Errorf("%w: %w", errNotJournaled, err)
+	}
+	jit, err = s.requestJIT(ctx, renamed)
+	if errors.Is(err, scaleset.RunnerExistsError) {
+		s.journalDrop(ctx, renamed)
+	}
+	return jit, err
 }
+
+// rename gives r a fresh name. Caller holds mu.
+func (s *Scaler) rename(r *runner) {
+	if s.runners[r.name] == r {
+		delete(s.runners, r.name)
+	}
+	r.name = s.newName()
+	s.runners[r.name] = r
+}
+
+// errNotJournaled: a start was refused because its journal entry could not
+// be written; no JIT config was requested.
+var errNotJournaled = errors.New("runner start not journaled")
 
 // requestJIT asks GitHub for one JIT config; an empty answer is an error.
 func (s *Scaler) requestJIT(ctx context.Context, name string) (*scaleset.RunnerScaleSetJitRunnerConfig, error) {
@@ -692,6 +757,7 @@ func (s *Scaler) remove(ctx context.Context, r *runner) {
 	s.mu.Lock()
 	s.fire(r, EvRemoved)
 	s.mu.Unlock()
+	s.journalDrop(ctx, name)
 }
 
 // deregister removes the GitHub registration; not found counts as success.

@@ -60,7 +60,7 @@ type Recorder interface {
 	// BackendError counts a failed backend or GitHub operation.
 	BackendError(operation string)
 	// RunnerRemoved counts a removal, with why ("done", "surplus",
-	// "never_online", "failed", "vanished", "shutdown").
+	// "never_online", "failed", "vanished", "shutdown", "orphaned").
 	RunnerRemoved(reason string)
 	// StaleMessage counts a message applied to no runner (kind is
 	// "job_started" or "job_completed"): an earlier runner's, an earlier
@@ -233,6 +233,10 @@ type Scaler struct {
 	metrics Recorder
 	// healthHook is told about backend health changes (may be nil).
 	healthHook func(healthy bool, err error)
+	// journal remembers the registrations runners hold (see StartJournal);
+	// journalDone: this process has resolved the entries no runner backs.
+	journal     StartJournal
+	journalDone bool
 
 	kick chan struct{}
 	// owner is true while this process holds the scale set's message
@@ -335,6 +339,7 @@ func New(cfg Config, gh GitHub, be Backend, opts ...Option) (*Scaler, error) {
 		lateIDs:   map[int]time.Time{},
 		waiting:   -1,
 		healthy:   true,
+		journal:   NewMemJournal(),
 	}
 	for _, o := range opts {
 		o(s)
