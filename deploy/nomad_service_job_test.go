@@ -102,6 +102,18 @@ func TestNomad_serviceJobExample(t *testing.T) {
 	must.Eq(t, http.StatusOK, httpGet(t, base+"/readyz").code)
 	must.StrContains(t, httpGet(t, base+"/metrics").body, `nomad_gha_scaleset_scale_set_ready{backend="nomad",name="linux-x64"} 1`)
 
+	// state_dir is in the allocation's data directory, created and
+	// written by the image's non-root user: one journal lock per scale set.
+	files, _, err := c.AllocFS().List(a.Alloc(t, alloc.ID), "alloc/data/nomad-gha-scaleset", &api.QueryOptions{Namespace: "gha-scaleset"})
+	must.NoError(t, err)
+	var locks []string
+	for _, f := range files {
+		if strings.HasSuffix(f.Name, ".lock") {
+			locks = append(locks, f.Name)
+		}
+	}
+	must.Len(t, 2, locks, must.Sprintf("state_dir holds %v", files))
+
 	// The job's Nomad service check sees /healthz passing.
 	deadline := time.Now().Add(time.Minute)
 	for {

@@ -194,6 +194,18 @@ func TestSystemd_scalesetOnLinux(t *testing.T) {
 	must.SliceContains(t, strings.Fields(strings.Join(u.get("Service", "SupplementaryGroups"), " ")), "docker")
 	must.StrContains(t, u.last("Unit", "After"), "docker.service")
 	must.Eq(t, "always", u.last("Service", "Restart"))
+	// The start journals need a writable directory under
+	// ProtectSystem=strict and ProtectHome: systemd's StateDirectory,
+	// which it hands over as $STATE_DIRECTORY, the default state_dir.
+	sd := u.last("Service", "StateDirectory")
+	must.NotEq(t, "", sd)
+	must.Eq(t, "/var/lib/"+sd, config.DefaultStateDir(func(k string) string {
+		if k == "STATE_DIRECTORY" {
+			return "/var/lib/" + sd
+		}
+		return "/home/x"
+	}))
+	must.Eq(t, "0700", u.last("Service", "StateDirectoryMode"))
 
 	// Hardening that still lets it reach /run/docker.sock and GitHub.
 	for k, want := range map[string]string{

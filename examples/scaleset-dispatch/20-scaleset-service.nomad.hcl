@@ -28,6 +28,16 @@ job "nomad-gha-scaleset" {
       }
     }
 
+    # The start journals (state_dir: runner names and IDs, no secrets) live
+    # in the allocation's data directory. It survives task restarts; sticky
+    # and migrate carry it to a replacement allocation, so the next
+    # process removes registrations a killed one left half-started.
+    ephemeral_disk {
+      sticky  = true
+      migrate = true
+      size    = 300
+    }
+
     restart {
       attempts = 10
       interval = "30m"
@@ -87,6 +97,10 @@ job "nomad-gha-scaleset" {
         uid         = 65532
         gid         = 65532
         change_mode = "restart"
+      }
+
+      env {
+        NOMAD_GHA_SCALESET_STATE_DIR = "${NOMAD_ALLOC_DIR}/data/nomad-gha-scaleset"
       }
 
       # Runners keep running when the service restarts; it adopts them.

@@ -92,6 +92,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	fs.StringVar(&ov.LogLevel, "log-level", "", "debug, info, warn or error (env "+config.EnvPrefix+"LOG_LEVEL; default info)")
 	fs.StringVar(&ov.LogFormat, "log-format", "", "text or json (env "+config.EnvPrefix+"LOG_FORMAT; default text)")
 	fs.StringVar(&ov.GitHubConfigURL, "github-config-url", "", "default github_config_url (env "+config.EnvPrefix+"GITHUB_CONFIG_URL)")
+	fs.StringVar(&ov.StateDir, "state-dir", "", "directory of the start journals (env "+config.EnvPrefix+"STATE_DIR; default $STATE_DIRECTORY, else $XDG_STATE_HOME/"+config.StateDirName+", else ~/.local/state/"+config.StateDirName+")")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -106,6 +107,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	}
 	cfg.Apply(config.EnvOverlay(getenv))
 	cfg.Apply(ov)
+	if cfg.StateDir == "" {
+		cfg.StateDir = config.DefaultStateDir(getenv)
+	}
 	if err := errors.Join(cfg.ResolveSecrets(getenv), cfg.Validate()); err != nil {
 		fmt.Fprintf(stderr, "run: invalid configuration %s:\n  %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 1

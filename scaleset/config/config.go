@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -110,6 +111,10 @@ type Config struct {
 	LogLevel        string `hcl:"log_level,optional"`
 	LogFormat       string `hcl:"log_format,optional"`
 	ShutdownTimeout string `hcl:"shutdown_timeout,optional"`
+	// StateDir holds the service's durable state: one start journal per
+	// scale set (runner names and IDs, no secrets). Default: see
+	// DefaultStateDir.
+	StateDir string `hcl:"state_dir,optional"`
 
 	ScaleSets []*ScaleSet `hcl:"scale_set,block"`
 
@@ -239,18 +244,41 @@ func (c *Config) ResolveSecrets(getenv func(string) string) error {
 // Overlay holds values from the environment and flags; empty fields leave
 // the file's value alone.
 type Overlay struct {
-	ListenAddress, LogLevel, LogFormat, GitHubConfigURL string
+	ListenAddress, LogLevel, LogFormat, GitHubConfigURL, StateDir string
 }
 
 // EnvOverlay reads NOMAD_GHA_SCALESET_{LISTEN_ADDRESS,LOG_LEVEL,LOG_FORMAT,
-// GITHUB_CONFIG_URL}.
+// GITHUB_CONFIG_URL,STATE_DIR}.
 func EnvOverlay(getenv func(string) string) Overlay {
 	return Overlay{
 		ListenAddress:   getenv(EnvPrefix + "LISTEN_ADDRESS"),
 		LogLevel:        getenv(EnvPrefix + "LOG_LEVEL"),
 		LogFormat:       getenv(EnvPrefix + "LOG_FORMAT"),
 		GitHubConfigURL: getenv(EnvPrefix + "GITHUB_CONFIG_URL"),
+		StateDir:        getenv(EnvPrefix + "STATE_DIR"),
 	}
+}
+
+// StateDirName is the directory the default state_dir ends in under
+// $XDG_STATE_HOME or ~/.local/state.
+const StateDirName = "nomad-gha-scaleset"
+
+// DefaultStateDir is the state_dir when none is configured: systemd's
+// $STATE_DIRECTORY (its first entry) when set (StateDirectory= in the
+// unit), else $XDG_STATE_HOME/nomad-gha-scaleset, else
+// $HOME/.local/state/nomad-gha-scaleset. It returns "" when none of them
+// is set.
+func DefaultStateDir(getenv func(string) string) string {
+	if d, _, _ := strings.Cut(getenv("STATE_DIRECTORY"), ":"); d != "" {
+		return d
+	}
+	if d := getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, StateDirName)
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".local", "state", StateDirName)
+	}
+	return ""
 }
 
 // Apply sets every non-empty overlay field.
@@ -264,10 +292,12 @@ func (c *Config) Apply(o Overlay) {
 	set(&c.LogLevel, o.LogLevel)
 	set(&c.LogFormat, o.LogFormat)
 	set(&c.GitHubConfigURL, o.GitHubConfigURL)
+	set(&c.StateDir, o.StateDir)
 }
 
 // Validate applies defaults and returns a joined error naming each bad
-// field. Call ResolveSecrets first.
+// field. Call ResolveSecrets first. It touches no file: the service
+// creates state_dir at start-up (see CheckStateDir).
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
@@ -282,6 +312,10 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		add("log_format: must be text or json, got %q", c.LogFormat)
+	}
+	def(&c.StateDir, DefaultStateDir(os.Getenv))
+	if c.StateDir == "" {
+		add("state_dir: not set, and neither STATE_DIRECTORY, XDG_STATE_HOME nor HOME is set to derive it from")
 	}
 	c.ShutdownTimeoutDuration = duration(&errs, "shutdown_timeout", c.ShutdownTimeout, DefaultShutdownTimeout)
 	c.GitHubHTTPRetryWaitMaxDuration = duration(&errs, "github_http_retry_wait_max", c.GitHubHTTPRetryWaitMax, DefaultHTTPRetryWaitMax)
@@ -490,4 +524,23 @@ func duration(errs *[]error, field, v string, d time.Duration) time.Duration {
 		return d
 	}
 	return p
+}
+
+// CheckStateDir creates state_dir (0700) when missing and checks that a
+// file can be written in it, so a bad state_dir stops the service at
+// start-up with an error naming the field, not at its first runner.
+func CheckStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state_dir: cannot create %q: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("state_dir: %q is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	_ = f.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("state_dir: failed to remove %q: %w", name, err)
+	}
+	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -210,7 +211,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	fmt.Fprintf(o.Out, "==> simulated GitHub at %s\n", sim.URL)
 
 	name := map[string]string{BackendDocker: "linux", BackendTart: "macos"}[env.kind]
-	cfg, err := serviceConfig(sim.OrgConfigURL("octo-org"), name, env, o)
+	cfg, err := serviceConfig(sim.OrgConfigURL("octo-org"), name, filepath.Join(scratch, "state"), env, o)
 	if err != nil {
 		return sum, err
 	}
@@ -339,7 +340,7 @@ func drain(ch chan error) error {
 	}
 }
 
-func serviceConfig(url, name string, env *backendEnv, o Options) (*config.Config, error) {
+func serviceConfig(url, name, stateDir string, env *backendEnv, o Options) (*config.Config, error) {
 	maxR := o.MaxRunners
 	ss := &config.ScaleSet{
 		Name: name, Labels: []string{name}, MinRunners: o.MinRunners, MaxRunners: &maxR,
@@ -349,7 +350,7 @@ func serviceConfig(url, name string, env *backendEnv, o Options) (*config.Config
 	}
 	cfg := &config.Config{
 		GitHubConfigURL: url, ListenAddress: "127.0.0.1:0", ShutdownTimeout: serviceShutdownTimeout.String(),
-		GitHubToken: "demo-token", ScaleSets: []*config.ScaleSet{ss},
+		GitHubToken: "demo-token", ScaleSets: []*config.ScaleSet{ss}, StateDir: stateDir,
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid demo configuration: %w", err)

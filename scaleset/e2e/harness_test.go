@@ -211,6 +211,8 @@ func writeConfig(t *testing.T, url, addr string, s scaleSetHCL) string {
 github_config_url = %q
 listen_address    = %q
 shutdown_timeout  = "20s"
+# one per test, shared by the test's service restarts
+state_dir         = %q
 
 # short client retries, so an outage of a few seconds ends the listener
 github_http_retry_max      = 2
@@ -229,7 +231,7 @@ scale_set %q {
   remove_idle_runners_on_shutdown = %t
   %s
 }
-`, url, addr, s.name, s.name, s.min, s.max, s.backend, s.onlineTimeout, s.conflictTimeout, s.removeIdleOnShutdown, s.backendBlock)
+`, url, addr, filepath.Join(t.TempDir(), "state"), s.name, s.name, s.min, s.max, s.backend, s.onlineTimeout, s.conflictTimeout, s.removeIdleOnShutdown, s.backendBlock)
 	p := filepath.Join(t.TempDir(), "config.hcl")
 	must.NoError(t, os.WriteFile(p, []byte(src), 0o600))
 	return p

@@ -51,6 +51,8 @@ type scaleSetRunner struct {
 	owner    string
 	retry    Backoff
 	shutdown time.Duration
+	// stateDir holds the scale set's start journal.
+	stateDir string
 
 	ready atomic.Bool
 	// backendErr holds the backend's health problem (nil: healthy). While
@@ -91,6 +93,10 @@ func (r *scaleSetRunner) run(ctx context.Context) error {
 		return err
 	}
 	log := r.logger.With("scale_set_id", rs.ID)
+	journal, err := openJournal(r.stateDir, rs.ID)
+	if err != nil {
+		return fmt.Errorf("scale set %q: %w", r.cfg.Name, err)
+	}
 
 	be, err := r.newBE(ctx, r.cfg, r.logger)
 	if err != nil {
@@ -111,7 +117,8 @@ func (r *scaleSetRunner) run(ctx context.Context) error {
 		StartBackoffMin:   r.cfg.Durations.StartBackoffMin,
 		StartBackoffMax:   r.cfg.Durations.StartBackoffMax,
 	}, r.gh, be, scaler.WithLogger(r.logger.With("component", "scaler")), scaler.WithRecorder(r.rec),
-		scaler.WithHealthHook(func(healthy bool, err error) { r.backendHealth(log, healthy, err) }))
+		scaler.WithHealthHook(func(healthy bool, err error) { r.backendHealth(log, healthy, err) }),
+		scaler.WithJournal(journal))
 	if err != nil {
 		be.Shutdown(context.WithoutCancel(ctx))
 		return fmt.Errorf("scale set %q: %w", r.cfg.Name, err)

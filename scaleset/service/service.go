@@ -79,6 +79,9 @@ func New(opts Options) (*Service, error) {
 		}
 		opts.Owner = h
 	}
+	if err := config.CheckStateDir(opts.Config.StateDir); err != nil {
+		return nil, err
+	}
 	s := &Service{cfg: opts.Config, logger: opts.Logger, metrics: metrics.New(), listenCh: make(chan struct{})}
 	for _, ss := range opts.Config.ScaleSets {
 		httpOpts := []scaleset.HTTPOption{
@@ -103,6 +106,7 @@ func New(opts Options) (*Service, error) {
 			owner:    opts.Owner,
 			retry:    opts.RetryBackoff,
 			shutdown: opts.Config.ShutdownTimeoutDuration,
+			stateDir: opts.Config.StateDir,
 		})
 	}
 	return s, nil

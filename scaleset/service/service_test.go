@@ -54,7 +54,7 @@ type scaleSetSpec struct {
 
 func testConfig(t *testing.T, url string, sets ...scaleSetSpec) *config.Config {
 	t.Helper()
-	c := &config.Config{GitHubConfigURL: url, ListenAddress: "127.0.0.1:0", ShutdownTimeout: "10s"}
+	c := &config.Config{GitHubConfigURL: url, ListenAddress: "127.0.0.1:0", ShutdownTimeout: "10s", StateDir: t.TempDir()}
 	for _, s := range sets {
 		m := s.max
 		c.ScaleSets = append(c.ScaleSets, &config.ScaleSet{

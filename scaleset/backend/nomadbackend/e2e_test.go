@@ -131,7 +131,7 @@ func runBurst(t *testing.T, b burst) burstResult {
 	}))
 
 	maxRunners := b.max
-	cfg := &config.Config{GitHubConfigURL: gh.OrgConfigURL("acme"), ListenAddress: "127.0.0.1:0", ShutdownTimeout: "10s"}
+	cfg := &config.Config{GitHubConfigURL: gh.OrgConfigURL("acme"), ListenAddress: "127.0.0.1:0", ShutdownTimeout: "10s", StateDir: t.TempDir()}
 	cfg.ScaleSets = []*config.ScaleSet{{
 		Name: "linux", Backend: config.BackendNomad, MaxRunners: &maxRunners, Labels: []string{"linux"},
 		ReconcileInterval: "200ms", StartBackoffMin: "100ms", StartBackoffMax: "1s", RunnerOnlineTimeout: "30s",
