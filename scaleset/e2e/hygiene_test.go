@@ -286,6 +286,7 @@ func TestHygiene_serviceSIGKILLsDuringBurst(t *testing.T) {
 		sim.QueueJob(actionssim.JobSpec{Labels: []string{"chaos"}, Duration: time.Duration(300+r.IntN(700)) * time.Millisecond})
 	}
 	var pids []int
+	procs := []*serviceProc{svc}
 	for k := range 3 {
 		d := time.Duration(200+r.IntN(2500)) * time.Millisecond
 		t.Logf("kill %d after %s", k+1, d)
@@ -293,6 +294,7 @@ func TestHygiene_serviceSIGKILLsDuringBurst(t *testing.T) {
 		pids = append(pids, svc.cmd.Process.Pid)
 		svc.kill(t)
 		svc = startService(t, cfg, addr)
+		procs = append(procs, svc)
 	}
 	// Jobs whose runner died with a killed process may fail; every job
 	// must end, and then nothing may be left.
@@ -305,6 +307,11 @@ func TestHygiene_serviceSIGKILLsDuringBurst(t *testing.T) {
 	waitFor(t, sim, time.Minute, "no live registration", func(s actionssim.Snapshot) bool {
 		return len(liveRunners(s)) == 0
 	})
+	orphans := 0
+	for _, p := range procs {
+		orphans += strings.Count(p.logs.String(), "reason=orphaned")
+	}
+	t.Logf("registrations removed through the start journal: %d", orphans)
 	eventually(t, time.Minute, "no runner vm", func() bool { return ts.vmCount() <= 1 }) // the warm VM
 	svc.stop(t)
 	testutil.AssertCensusEmpty(t, ts.scope(append(pids, svc.cmd.Process.Pid)...), 15*time.Second)
