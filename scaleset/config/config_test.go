@@ -294,3 +294,52 @@ scale_set "x" {
 		})
 	}
 }
+
+func TestDefaultStateDir(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"systemd StateDirectory", map[string]string{"STATE_DIRECTORY": "/var/lib/a:/var/lib/b", "XDG_STATE_HOME": "/x", "HOME": "/h"}, "/var/lib/a"},
+		{"XDG", map[string]string{"XDG_STATE_HOME": "/x", "HOME": "/h"}, "/x/nomad-gha-scaleset"},
+		{"home", map[string]string{"HOME": "/h"}, "/h/.local/state/nomad-gha-scaleset"},
+		{"nothing", map[string]string{}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			must.Eq(t, tc.want, DefaultStateDir(env(tc.env)))
+		})
+	}
+}
+
+func TestConfig_stateDir(t *testing.T) {
+	// the file's value, overridden by the environment
+	c, err := Parse([]byte(`state_dir = "/srv/state"`), "t.hcl")
+	must.NoError(t, err)
+	must.Eq(t, "/srv/state", c.StateDir)
+	c.Apply(EnvOverlay(env(map[string]string{"NOMAD_GHA_SCALESET_STATE_DIR": "/env/state"})))
+	must.Eq(t, "/env/state", c.StateDir)
+
+	// unset: Validate derives it from the process environment, and names
+	// the field when there is nothing to derive it from
+	t.Setenv("STATE_DIRECTORY", "")
+	t.Setenv("XDG_STATE_HOME", "/xdg")
+	c = &Config{}
+	_ = c.Validate()
+	must.Eq(t, "/xdg/nomad-gha-scaleset", c.StateDir)
+	t.Setenv("XDG_STATE_HOME", "")
+	t.Setenv("HOME", "")
+	c = &Config{}
+	must.ErrorContains(t, c.Validate(), "state_dir: not set, and neither STATE_DIRECTORY, XDG_STATE_HOME nor HOME is set")
+}
+
+func TestCheckStateDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	must.NoError(t, CheckStateDir(dir))
+	fi, err := os.Stat(dir)
+	must.NoError(t, err)
+	must.Eq(t, os.FileMode(0o700), fi.Mode().Perm())
+	blocker := filepath.Join(t.TempDir(), "file")
+	must.NoError(t, os.WriteFile(blocker, nil, 0o600))
+	must.ErrorContains(t, CheckStateDir(filepath.Join(blocker, "s")), `state_dir: cannot create "`+blocker+`/s"`)
+}
