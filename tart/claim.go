@@ -126,7 +126,7 @@ func (p *Pool) Claim(ctx context.Context, owner string, spec VMSpec) (*VM, error
 		p.kickPool(ps)
 		return nil, fmt.Errorf("claim warm vm from pool %s: %w", ps.cfg.Name, ErrPoolEmpty)
 	}
-	return p.finishClaim(ps, w.vm, owner, start, 0, nil)
+	return p.finishClaim(ps, w.vm, owner, start, false, nil)
 }
 
 // takeReadyLocked removes the oldest ready warm VM of ps from the pool;
@@ -144,9 +144,9 @@ func (p *Pool) takeReadyLocked(ps *poolState) *warmVM {
 }
 
 // finishClaim marks a warm VM taken from the pool as the owner's and
-// reports it; booted is how long the caller waited for its boot (0 for a
-// ready one).
-func (p *Pool) finishClaim(ps *poolState, vm *VM, owner string, start time.Time, booted time.Duration, onEvent EventFunc) (*VM, error) {
+// reports it; waitedForBoot says the caller waited for its boot (false
+// for a ready one), which only changes the event's message.
+func (p *Pool) finishClaim(ps *poolState, vm *VM, owner string, start time.Time, waitedForBoot bool, onEvent EventFunc) (*VM, error) {
 	p.kickPool(ps)
 	vm.Warm, vm.Path = true, PathWarm
 	if err := os.WriteFile(filepath.Join(p.client.VMDir(vm.Name), ClaimedMarker), []byte(owner+"\n"), 0o600); err != nil {
@@ -157,7 +157,7 @@ func (p *Pool) finishClaim(ps *poolState, vm *VM, owner string, start time.Time,
 	}
 	vm.Waited = time.Since(start)
 	msg := fmt.Sprintf("Claimed warm VM %s in %.1fs (ready; path warm)", vm.Name, vm.Waited.Seconds())
-	if booted > 0 {
+	if waitedForBoot {
 		msg = fmt.Sprintf("Claimed warm VM %s in %.1fs (waited for its boot; path warm)", vm.Name, vm.Waited.Seconds())
 	}
 	p.log.Info("claimed warm vm", "pool", ps.cfg.Name, "vm_name", vm.Name, "owner", owner, "duration", vm.Waited)
@@ -208,11 +208,11 @@ func (p *Pool) ProvisionWith(ctx context.Context, name, owner string, spec VMSpe
 	p.mu.Unlock()
 	switch {
 	case ready != nil:
-		return p.finishClaim(ps, ready.vm, owner, start, 0, o.OnEvent)
+		return p.finishClaim(ps, ready.vm, owner, start, false, o.OnEvent)
 	case booting != nil:
 		emit(Event{Type: EventWaitingWarm, Pool: ps.cfg.Name, VM: booting.vm.Name, Message: why}, o.OnEvent, p.opts.OnEvent)
 		if p.awaitBooting(ctx, ps, booting, wake) {
-			return p.finishClaim(ps, booting.vm, owner, start, time.Since(start), o.OnEvent)
+			return p.finishClaim(ps, booting.vm, owner, start, true, o.OnEvent)
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("wait for booting warm vm %s: %w", booting.vm.Name, err)
