@@ -970,9 +970,21 @@ func (p *Pool) bootSteps(ctx context.Context, vm *VM, spec VMSpec, onEvent Event
 	if err := p.client.SetMACAddress(vm.Name, vm.Slot.MAC); err != nil {
 		return err
 	}
-	ro := spec.Run
-	ro.Detached = !p.opts.Attached
 	emit(Event{Type: EventBooting, Pool: vm.Pool, VM: vm.Name, Message: "Booting VM " + vm.Name}, onEvent)
+	if err := p.runUntilReady(ctx, vm, spec.Run); err != nil {
+		return err
+	}
+	d := time.Since(start)
+	emit(Event{Type: EventReady, Pool: vm.Pool, VM: vm.Name, Duration: d,
+		Message: fmt.Sprintf("VM %s ready in %.1fs", vm.Name, d.Seconds())}, onEvent)
+	return nil
+}
+
+// runUntilReady runs vm with ro (detached unless the pool is Attached),
+// records its run handle and waits for its agent; a cold boot and a
+// resume share it.
+func (p *Pool) runUntilReady(ctx context.Context, vm *VM, ro RunOptions) error {
+	ro.Detached = !p.opts.Attached
 	h, err := p.client.Run(ctx, vm.Name, ro)
 	if err != nil {
 		return err
@@ -982,9 +994,6 @@ func (p *Pool) bootSteps(ctx context.Context, vm *VM, spec VMSpec, onEvent Event
 		return err
 	}
 	vm.ReadyAt = time.Now()
-	d := time.Since(start)
-	emit(Event{Type: EventReady, Pool: vm.Pool, VM: vm.Name, Duration: d,
-		Message: fmt.Sprintf("VM %s ready in %.1fs", vm.Name, d.Seconds())}, onEvent)
 	return nil
 }
 

@@ -462,18 +462,10 @@ func (p *Pool) resume(ctx context.Context, ps *poolState, vm *VM, tmpl string, e
 			return fmt.Errorf("record spec of warm vm %s: %w", vm.Name, err)
 		}
 	}
-	ro := ps.cfg.Run
-	ro.Detached = !p.opts.Attached
 	emit(Event{Type: EventResuming, Pool: ps.cfg.Name, VM: vm.Name, Message: "Resuming VM " + vm.Name + " from template " + tmpl}, events)
-	h, err := p.client.Run(ctx, vm.Name, ro)
-	if err != nil {
+	if err := p.runUntilReady(ctx, vm, ps.cfg.Run); err != nil {
 		return err
 	}
-	vm.Run = h
-	if err := p.client.WaitReady(ctx, vm.Name, ReadyOptions{Command: p.opts.ReadyCommand, Interval: p.opts.ReadyInterval, Run: h}); err != nil {
-		return err
-	}
-	vm.ReadyAt = time.Now()
 	p.afterResume(ctx, ps, vm, events)
 	d := time.Since(start)
 	p.mu.Lock()
