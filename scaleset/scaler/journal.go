@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/actions/scaleset"
@@ -78,15 +79,7 @@ func (j *MemJournal) Pending(context.Context) ([]JournalEntry, error) {
 	for _, e := range j.entries {
 		out = append(out, e)
 	}
-	slices.SortFunc(out, func(a, b JournalEntry) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b JournalEntry) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
