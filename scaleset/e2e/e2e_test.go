@@ -48,7 +48,7 @@ func TestE2E_burst50Max10(t *testing.T) {
 			for _, j := range snap.Jobs {
 				must.Eq(t, actionssim.ResultSucceeded, j.Result, must.Sprintf("job %+v", j))
 			}
-			must.LessEq(t, 10, peakRegistrations(snap), must.Sprint("never more than max_runners runners at once"))
+			must.LessEq(t, 10, snap.PeakOnline(), must.Sprint("never more than max_runners runners at once"))
 			must.GreaterEq(t, 50, len(snap.Runners))
 
 			body := svc.metrics(t)

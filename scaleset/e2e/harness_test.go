@@ -363,39 +363,6 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// peakRegistrations is the most runners that were online at once on the
-// simulated GitHub (from coming online to deletion). A registration whose
-// runner never came online (a crash between JIT generation and backend
-// start) is not a runner.
-func peakRegistrations(s actionssim.Snapshot) int {
-	type ev struct {
-		at    time.Time
-		delta int
-	}
-	var evs []ev
-	for _, r := range s.Runners {
-		if r.OnlineAt.IsZero() {
-			continue
-		}
-		evs = append(evs, ev{r.OnlineAt, +1})
-		if !r.DeletedAt.IsZero() {
-			evs = append(evs, ev{r.DeletedAt, -1})
-		}
-	}
-	// deletions first at equal times
-	for i := 1; i < len(evs); i++ {
-		for j := i; j > 0 && (evs[j].at.Before(evs[j-1].at) || (evs[j].at.Equal(evs[j-1].at) && evs[j].delta < evs[j-1].delta)); j-- {
-			evs[j], evs[j-1] = evs[j-1], evs[j]
-		}
-	}
-	cur, peak := 0, 0
-	for _, e := range evs {
-		cur += e.delta
-		peak = max(peak, cur)
-	}
-	return peak
-}
-
 // sampleHeld polls what the backend holds until the test ends and returns
 // a function giving the peak seen so far.
 func sampleHeld(t *testing.T, env backendEnv) func() int {
