@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -60,15 +59,6 @@ func buildServiceImage(t *testing.T, cli *client.Client) string {
 	return tag
 }
 
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must.NoError(t, err)
-	addr := ln.Addr().String()
-	must.NoError(t, ln.Close())
-	return addr
-}
-
 // TestContainer_scratchImageProvisionsRunners builds the FROM scratch image
 // and runs it as the Nomad job example does (run --config, as the image's
 // non-root user), with --network host against the Actions simulator and
@@ -114,7 +104,7 @@ func TestContainer_scratchImageProvisionsRunners(t *testing.T) {
 		}}}},
 	}))
 
-	listen := freeLoopbackAddr(t)
+	listen := testutil.FreeLoopbackAddr(t)
 	// The image's user must read the config: a world-readable file in a
 	// world-traversable directory (t.TempDir is 0700).
 	dir, err := os.MkdirTemp("", "nomad-tart-image-test-")

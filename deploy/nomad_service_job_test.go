@@ -131,7 +131,7 @@ func TestNomad_serviceJobExample(t *testing.T) {
 
 func freeLoopbackPort(t *testing.T) int {
 	t.Helper()
-	_, p, err := net.SplitHostPort(freeLoopbackAddr(t))
+	_, p, err := net.SplitHostPort(testutil.FreeLoopbackAddr(t))
 	must.NoError(t, err)
 	n, err := strconv.Atoi(p)
 	must.NoError(t, err)

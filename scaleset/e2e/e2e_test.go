@@ -11,6 +11,7 @@ import (
 
 	"github.com/shoenig/test/must"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
 )
 
@@ -34,7 +35,7 @@ func TestE2E_burst50Max10(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			env := b.env(t)
 			sim := startSim(t)
-			addr := freeAddr(t)
+			addr := testutil.FreeLoopbackAddr(t)
 			cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{name: "burst", backend: env.kind, max: 10, backendBlock: env.block(nil)})
 			svc := startService(t, cfg, addr)
 			waitFor(t, sim, 30*time.Second, "session", actionssim.HasSession("burst"))
@@ -68,7 +69,7 @@ func TestE2E_sigkillAndRestart(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			env := b.env(t)
 			sim := startSim(t)
-			addr := freeAddr(t)
+			addr := testutil.FreeLoopbackAddr(t)
 			cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{name: "crash", backend: env.kind, max: 5, backendBlock: env.block(nil)})
 			first := startService(t, cfg, addr)
 			heldPeak := sampleHeld(t, env)
@@ -114,7 +115,7 @@ func TestE2E_github5xxBursts(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			env := b.env(t)
 			sim := startSim(t)
-			addr := freeAddr(t)
+			addr := testutil.FreeLoopbackAddr(t)
 			cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{name: "flaky", backend: env.kind, max: 4, backendBlock: env.block(nil)})
 			svc := startService(t, cfg, addr)
 			waitFor(t, sim, 30*time.Second, "session", actionssim.HasSession("flaky"))
@@ -159,7 +160,7 @@ func TestE2E_runnerNeverOnline(t *testing.T) {
 				stuck = []string{"/bin/sleep", "3600"}
 			}
 			sim := startSim(t)
-			addr := freeAddr(t)
+			addr := testutil.FreeLoopbackAddr(t)
 			cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{
 				name: "stuck", backend: env.kind, max: 1, onlineTimeout: "2s",
 				removeIdleOnShutdown: true, backendBlock: env.block(stuck),

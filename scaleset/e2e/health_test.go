@@ -16,6 +16,7 @@ import (
 
 	"github.com/shoenig/test/must"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
 )
 
@@ -117,7 +118,7 @@ func TestE2E_backendUnreachableOffersNoCapacity(t *testing.T) {
 	env := dockerEnv(t)
 	proxy := newSocketProxy(t)
 	sim := startSim(t)
-	addr := freeAddr(t)
+	addr := testutil.FreeLoopbackAddr(t)
 	block := strings.Replace(env.block(nil), "docker {", "docker {\n    docker_host = \"unix://"+proxy.path+"\"", 1)
 	cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{name: "health", backend: env.kind, max: 2, backendBlock: block})
 	svc := startService(t, cfg, addr)
@@ -162,7 +163,7 @@ func TestE2E_backendUnreachableOffersNoCapacity(t *testing.T) {
 func TestE2E_actionsServiceRestart(t *testing.T) {
 	env := tartEnv(t)
 	sim := startSim(t)
-	addr := freeAddr(t)
+	addr := testutil.FreeLoopbackAddr(t)
 	cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{name: "amnesia", backend: env.kind, max: 3, backendBlock: env.block(nil)})
 	svc := startService(t, cfg, addr)
 	waitFor(t, sim, 30*time.Second, "session", actionssim.HasSession("amnesia"))
@@ -186,7 +187,7 @@ func TestE2E_actionsServiceRestart(t *testing.T) {
 func TestE2E_goneRunnerRemovedWhileGitHubFails(t *testing.T) {
 	env := tartEnv(t)
 	sim := startSim(t)
-	addr := freeAddr(t)
+	addr := testutil.FreeLoopbackAddr(t)
 	cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{name: "gone", backend: env.kind, max: 2, backendBlock: env.block(nil)})
 	svc := startService(t, cfg, addr)
 	waitFor(t, sim, 30*time.Second, "session", actionssim.HasSession("gone"))

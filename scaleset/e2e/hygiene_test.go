@@ -91,7 +91,7 @@ func (p *serviceProc) waitExit(t *testing.T, within time.Duration) (time.Duratio
 func TestHygiene_tartShutdownWhileAgentNeverAnswers(t *testing.T) {
 	ts := newTartSetup(t)
 	sim := startSim(t)
-	addr := freeAddr(t)
+	addr := testutil.FreeLoopbackAddr(t)
 	cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{name: "noagent", backend: "tart", max: 3,
 		backendBlock: ts.block(`pool_size = 1
     max_vms = 4
@@ -127,7 +127,7 @@ func TestHygiene_tartRestartKeepsBusyRunner(t *testing.T) {
 func testRestartKeepsBusyRunner(t *testing.T, poolSize string) {
 	ts := newTartSetup(t)
 	sim := startSim(t)
-	addr := freeAddr(t)
+	addr := testutil.FreeLoopbackAddr(t)
 	cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{name: "adopt", backend: "tart", max: 2,
 		backendBlock: ts.block(`max_vms = 4
     start_timeout = "1m"
@@ -274,7 +274,7 @@ func TestHygiene_serviceSIGKILLsDuringBurst(t *testing.T) {
 	t.Logf("seed %d", hygieneSeed)
 	ts := newTartSetup(t)
 	sim := startSim(t)
-	addr := freeAddr(t)
+	addr := testutil.FreeLoopbackAddr(t)
 	cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{name: "chaos", backend: "tart", max: 3,
 		backendBlock: ts.block(`pool_size = 1
     max_vms = 5

@@ -28,7 +28,7 @@ import (
 func TestE2E_secondInstanceIsReadOnly(t *testing.T) {
 	env := dockerEnv(t)
 	sim := startSim(t)
-	addrA, addrB := freeAddr(t), freeAddr(t)
+	addrA, addrB := testutil.FreeLoopbackAddr(t), testutil.FreeLoopbackAddr(t)
 	blockA := env.block(nil)
 	cfgA := writeConfig(t, sim.OrgConfigURL("acme"), addrA, scaleSetHCL{name: "owner", backend: env.kind, min: 2, max: 4, backendBlock: blockA, removeIdleOnShutdown: true})
 	a := startService(t, cfgA, addrA)
@@ -94,7 +94,7 @@ func TestE2E_signalShutdownLogsNoError(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			sim := startSim(t)
-			addr := freeAddr(t)
+			addr := testutil.FreeLoopbackAddr(t)
 			cfg := writeConfig(t, sim.OrgConfigURL("acme"), addr, scaleSetHCL{name: "sig", backend: env.kind, max: 2, backendBlock: env.block(nil)})
 			svc := startService(t, cfg, addr)
 			waitFor(t, sim, 30*time.Second, "session", actionssim.HasSession("sig"))

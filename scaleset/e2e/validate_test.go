@@ -74,7 +74,7 @@ scale_set "v" {
 func TestE2E_sessionConflictTimeoutHolds(t *testing.T) {
 	env := tartEnv(t)
 	sim := startSim(t)
-	addrA, addrB := freeAddr(t), freeAddr(t)
+	addrA, addrB := testutil.FreeLoopbackAddr(t), testutil.FreeLoopbackAddr(t)
 	cfgA := writeConfig(t, sim.OrgConfigURL("acme"), addrA, scaleSetHCL{name: "held", backend: env.kind, max: 1, backendBlock: env.block(nil)})
 	a := startService(t, cfgA, addrA)
 	waitFor(t, sim, 30*time.Second, "A's session", actionssim.HasSession("held"))

@@ -306,7 +306,7 @@ func TestE2E_binarySigkillRestart(t *testing.T) {
 		}}}},
 	}))
 
-	listen := freeLoopbackAddr(t)
+	listen := testutil.FreeLoopbackAddr(t)
 	cfgPath := filepath.Join(t.TempDir(), "scaleset.hcl")
 	must.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`github_config_url = %q
 listen_address    = %q
@@ -423,7 +423,7 @@ func TestE2E_noSurplusBeforeDemand(t *testing.T) {
 			Name: "runner", Driver: "docker", DispatchPayload: &api.DispatchPayloadConfig{File: "jitconfig"},
 		}}}},
 	}))
-	listen := freeLoopbackAddr(t)
+	listen := testutil.FreeLoopbackAddr(t)
 	cfgPath := filepath.Join(t.TempDir(), "scaleset.hcl")
 	must.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`github_config_url = %q
 listen_address    = %q

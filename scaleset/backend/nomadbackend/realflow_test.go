@@ -190,7 +190,7 @@ var flowScaleSets = []scaleSetSpec{
 // writeServiceConfig writes nomad-gha-scaleset's config for the flow.
 func (fa *flowAgent) writeServiceConfig(t testing.TB, gh *actionssim.Server, sets []scaleSetSpec) (path, listen string) {
 	t.Helper()
-	listen = freeLoopbackAddr(t)
+	listen = testutil.FreeLoopbackAddr(t)
 	var b strings.Builder
 	fmt.Fprintf(&b, `github_config_url = %q
 listen_address    = %q

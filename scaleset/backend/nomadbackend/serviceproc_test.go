@@ -8,7 +8,6 @@ package nomadbackend_test
 // realbench_test.go).
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -20,16 +19,6 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 )
-
-// freeLoopbackAddr is a 127.0.0.1 address with a port free right now.
-func freeLoopbackAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must.NoError(t, err)
-	addr := ln.Addr().String()
-	must.NoError(t, ln.Close())
-	return addr
-}
 
 // serviceProc is one nomad-gha-scaleset process.
 type serviceProc struct {
