@@ -25,8 +25,8 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/internal/dist"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/nomadsim"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
+	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim"
 )
 
 // buildServiceImage builds the service image from deploy/container with the
@@ -89,7 +89,7 @@ func TestContainer_scratchImageProvisionsRunners(t *testing.T) {
 
 	runnerLogs := &testutil.SyncBuffer{}
 	nomad := nomadsim.New(nomadsim.WithTaskRunner(&nomadsim.ProcessRunner{
-		Dir: t.TempDir(), Command: testutil.BuildBinary(t, "./cmd/fakerunner"),
+		Dir: t.TempDir(), Command: testutil.BuildBinary(t, "./sim/cmd/fakerunner"),
 		Args:   []string{"--jitconfig-file", "${NOMAD_TASK_DIR}/jitconfig", "--connect-timeout", "10s"},
 		Stdout: runnerLogs, Stderr: runnerLogs, KillTimeout: 2 * time.Second,
 	}))

@@ -21,7 +21,7 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil/nomadagent"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 )
 
 // TestNomad_serviceJobExample runs examples/scaleset-dispatch's service job

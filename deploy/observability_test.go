@@ -23,7 +23,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/demo"
+	"github.com/tartnomad/nomad-driver-tart/sim/demo"
 )
 
 func TestPromQL_parse(t *testing.T) {
@@ -194,8 +194,8 @@ func TestObservability_seriesExist(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo")
 	}
-	bin := filepath.Dir(testutil.BuildBinary(t, "./cmd/fakerunner"))
-	testutil.BuildBinary(t, "./cmd/faketart")
+	bin := filepath.Dir(testutil.BuildBinary(t, "./sim/cmd/fakerunner"))
+	testutil.BuildBinary(t, "./sim/cmd/faketart")
 	var body string
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

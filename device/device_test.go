@@ -32,7 +32,7 @@ type host struct {
 
 func newHost(t *testing.T) *host {
 	t.Helper()
-	h := &host{home: t.TempDir(), faketart: testutil.BuildBinary(t, "./cmd/faketart")}
+	h := &host{home: t.TempDir(), faketart: testutil.BuildBinary(t, "./sim/cmd/faketart")}
 	h.tart = filepath.Join(t.TempDir(), "tart")
 	h.heal(t)
 	return h

@@ -54,7 +54,7 @@ type mac struct {
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
 	c := &cluster{srv: nomadagent.Start(t, nomadagent.Options{Name: "srv", Plugins: []string{}})}
-	faketart := testutil.BuildBinary(t, "./cmd/faketart")
+	faketart := testutil.BuildBinary(t, "./sim/cmd/faketart")
 	for i := range 2 {
 		name := fmt.Sprintf("mac-%d", i)
 		h := &host{faketart: faketart, tart: filepath.Join(t.TempDir(), "tart")}

@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 // the file-delivery wrapper, and USER runner like the official image.
 func testImage(t testing.TB, cli *client.Client) string {
 	t.Helper()
-	bin := testutil.BuildBinary(t, "./dockerexec/internal/fakerunner")
+	bin := testutil.BuildBinary(t, "./sim/cmd/jitprobe")
 	body, err := os.ReadFile(bin)
 	must.NoError(t, err)
 	files := append(testutil.HostExecutableFiles(t, "/bin/sh"),

@@ -20,7 +20,7 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/driver/harness"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/tart"
-	"github.com/tartnomad/nomad-driver-tart/tart/faketart"
+	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
 )
 
 // testImage is the OCI image every test's fake registry holds.
@@ -54,7 +54,7 @@ type envOptions struct {
 // and deletes the warm VMs the plugin keeps on purpose.
 func newTartEnv(t testing.TB, o envOptions) (*tartEnv, *harness.Harness) {
 	t.Helper()
-	e := &tartEnv{home: t.TempDir(), registry: t.TempDir(), tart: testutil.BuildBinary(t, "./cmd/faketart")}
+	e := &tartEnv{home: t.TempDir(), registry: t.TempDir(), tart: testutil.BuildBinary(t, "./sim/cmd/faketart")}
 	must.NoError(t, faketart.SeedImage(e.registry, testImage, faketart.DefaultConfig("darwin"), faketart.ImageOptions{CompressedSize: 3_000_000_000}))
 	e.env = append([]string{"TART_HOME=" + e.home, "FAKETART_REGISTRY=" + e.registry, "FAKETART_BOOT_DELAY=100ms",
 		"FAKETART_IP_POLL_INTERVAL=100ms", "FAKETART_STOP_POLL_INTERVAL=20ms", "FAKETART_SHUTDOWN_DELAY=10ms"}, o.Env...)

@@ -18,11 +18,11 @@ import (
 
 	"github.com/shoenig/test/must"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/tart/faketart"
+	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
 )
 
 // These tests run the real ExecRunner against the faketart binary
-// (cmd/faketart), with TART_HOME in a temp dir and a seeded fake registry.
+// (sim/cmd/faketart), with TART_HOME in a temp dir and a seeded fake registry.
 
 func TestMain(m *testing.M) {
 	if os.Getenv("TART_TEST_HELPER") == "run-detached" {
@@ -46,7 +46,7 @@ type ftEnv struct {
 // left in TART_HOME.
 func newFT(t testing.TB, extra ...string) *ftEnv {
 	t.Helper()
-	e := &ftEnv{bin: testutil.BuildBinary(t, "./cmd/faketart"), home: t.TempDir(), registry: t.TempDir()}
+	e := &ftEnv{bin: testutil.BuildBinary(t, "./sim/cmd/faketart"), home: t.TempDir(), registry: t.TempDir()}
 	e.env = append([]string{"FAKETART_REGISTRY=" + e.registry, "FAKETART_BOOT_DELAY=20ms",
 		"FAKETART_EXEC_CONNECT_TIMEOUT=300ms", "FAKETART_SHUTDOWN_DELAY=10ms", "FAKETART_STOP_POLL_INTERVAL=10ms"}, extra...)
 	cfg := faketart.VMConfig{Version: 1, OS: "darwin", Arch: "arm64", CPUCountMin: 2, CPUCount: 4,

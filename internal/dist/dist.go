@@ -54,8 +54,8 @@ var (
 	ServicePlatforms = []Platform{{"darwin", "arm64"}, {"linux", "amd64"}, {"linux", "arm64"}}
 )
 
-// notShipped are the simulators and fakes under cmd/: tests and demos
-// build them; users never install them.
+// notShipped names the simulators and fakes. They live under sim/cmd, not
+// cmd/, but should one be put back under cmd/ it still never ships.
 var notShipped = map[string]bool{"actionssim": true, "fakerunner": true, "faketart": true}
 
 // pluginPrefixes name Nomad plugins (task drivers and device plugins).

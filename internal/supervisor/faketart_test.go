@@ -24,7 +24,7 @@ import (
 // client and the VM name; the VM is deleted at cleanup.
 func ftVM(t *testing.T) (*tart.Client, string) {
 	t.Helper()
-	bin := testutil.BuildBinary(t, "./cmd/faketart")
+	bin := testutil.BuildBinary(t, "./sim/cmd/faketart")
 	home := t.TempDir()
 	c := tart.NewClient(tart.WithBinary(bin), tart.WithHome(home), tart.WithEnv("FAKETART_BOOT_DELAY=20ms"))
 	create := exec.Command(bin, "create", "--linux", "base")

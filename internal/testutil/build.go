@@ -30,7 +30,7 @@ func RepoRoot(t testing.TB) string {
 }
 
 // BuildBinary builds the main package at pkg (relative to the repository
-// root, e.g. "./cmd/faketart") once per test process and returns the path of
+// root, e.g. "./sim/cmd/faketart") once per test process and returns the path of
 // the binary. Set env NOMAD_TART_PREBUILT_BIN=<dir> to use binaries that
 // `make build` already put there (the file name is the last path element of
 // pkg).

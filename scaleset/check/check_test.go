@@ -21,10 +21,10 @@ import (
 	"github.com/shoenig/test/must"
 
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/cli"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/nomadsim"
-	"github.com/tartnomad/nomad-driver-tart/tart/faketart"
+	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim"
+	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
 )
 
 const goodToken = "ghp_CHECKTESTSECRET0123456789"
@@ -284,7 +284,7 @@ func TestCheck_nomad(t *testing.T) {
 
 func TestCheck_tart(t *testing.T) {
 	srv := startSim(t)
-	fake := testutil.BuildBinary(t, "./cmd/faketart")
+	fake := testutil.BuildBinary(t, "./sim/cmd/faketart")
 	home := t.TempDir()
 	must.NoError(t, faketart.SeedVM(home, "macos-base", faketart.DefaultConfig("darwin"), 1))
 	cases := []struct {

@@ -21,7 +21,7 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/scaleset/check"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/demo"
+	"github.com/tartnomad/nomad-driver-tart/sim/demo"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
 	"github.com/tartnomad/nomad-driver-tart/version"
 )

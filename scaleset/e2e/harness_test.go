@@ -23,9 +23,9 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/dockerexec"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/dockerbackend"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/demo"
+	"github.com/tartnomad/nomad-driver-tart/sim/demo"
 )
 
 const testPAT = "ghp_E2ESECRETPAT_0123456789abcdef"
@@ -55,7 +55,7 @@ type backendEnv struct {
 func dockerEnv(t *testing.T) backendEnv {
 	t.Helper()
 	cli := testutil.DockerClient(t)
-	fakerunner := testutil.BuildBinary(t, "./cmd/fakerunner")
+	fakerunner := testutil.BuildBinary(t, "./sim/cmd/fakerunner")
 	ref := "nomad-gha-scaleset-e2e-runner:" + randomID()
 	must.NoError(t, demo.ImportRunnerImage(t.Context(), cli, fakerunner, ref))
 	t.Cleanup(func() { testutil.RemoveImage(t, cli, ref) })
@@ -104,8 +104,8 @@ func removeDockerLeftovers(t *testing.T, cfg dockerbackend.Config) {
 
 func tartEnv(t *testing.T) backendEnv {
 	t.Helper()
-	faketart := testutil.BuildBinary(t, "./cmd/faketart")
-	fakerunner := testutil.BuildBinary(t, "./cmd/fakerunner")
+	faketart := testutil.BuildBinary(t, "./sim/cmd/faketart")
+	fakerunner := testutil.BuildBinary(t, "./sim/cmd/fakerunner")
 	home := filepath.Join(t.TempDir(), "tart-home")
 	must.NoError(t, os.MkdirAll(home, 0o755))
 	cmd := exec.Command(faketart, "create", "--linux", "e2e-base")

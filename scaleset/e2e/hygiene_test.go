@@ -16,7 +16,7 @@ import (
 	"github.com/shoenig/test/must"
 
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 )
 
 // tartSetup is a private TART_HOME with a base image, for tests that count
@@ -28,8 +28,8 @@ type tartSetup struct {
 func newTartSetup(t *testing.T) tartSetup {
 	t.Helper()
 	s := tartSetup{
-		faketart:   testutil.BuildBinary(t, "./cmd/faketart"),
-		fakerunner: testutil.BuildBinary(t, "./cmd/fakerunner"),
+		faketart:   testutil.BuildBinary(t, "./sim/cmd/faketart"),
+		fakerunner: testutil.BuildBinary(t, "./sim/cmd/fakerunner"),
 		home:       filepath.Join(t.TempDir(), "tart-home"),
 	}
 	must.NoError(t, os.MkdirAll(s.home, 0o755))
@@ -182,8 +182,8 @@ func startDemo(t *testing.T, env []string, args ...string) *demoProc {
 func startDemoIn(t *testing.T, tmp string, env []string, args ...string) *demoProc {
 	t.Helper()
 	bin := testutil.BuildBinary(t, "./cmd/nomad-gha-scaleset")
-	binDir := filepath.Dir(testutil.BuildBinary(t, "./cmd/faketart"))
-	testutil.BuildBinary(t, "./cmd/fakerunner")
+	binDir := filepath.Dir(testutil.BuildBinary(t, "./sim/cmd/faketart"))
+	testutil.BuildBinary(t, "./sim/cmd/fakerunner")
 	d := &demoProc{out: &testutil.SyncBuffer{}, tmp: tmp, done: make(chan error, 1)}
 	d.cmd = exec.Command(bin, append([]string{"demo", "--backend", "tart", "--bin-dir", binDir}, args...)...)
 	d.cmd.Env = append(append(os.Environ(), "TMPDIR="+d.tmp), env...)

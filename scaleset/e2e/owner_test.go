@@ -14,7 +14,7 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/dockerexec"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 )
 
 // Issue 11 reproductions: a second instance on the same scale set, and a

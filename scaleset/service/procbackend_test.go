@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim/fakerunner"
+	"github.com/tartnomad/nomad-driver-tart/sim/fakerunner"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 )
 

@@ -20,7 +20,7 @@ import (
 	"github.com/actions/scaleset"
 	"github.com/shoenig/test/must"
 
-	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
 )

@@ -24,7 +24,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/tart/faketart"
+	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
 )
 
 // TartPlugin is the package of the tart driver plugin, built into plugin_dir
@@ -269,7 +269,7 @@ func (a *Agent) installBinaries(t testing.TB) {
 			t.Fatalf("nomadagent: install plugin %s: %v", pkg, err)
 		}
 	}
-	fake := testutil.BuildBinary(t, "./cmd/faketart")
+	fake := testutil.BuildBinary(t, "./sim/cmd/faketart")
 	if err := os.Symlink(fake, filepath.Join(a.root, "bin", "tart")); err != nil {
 		t.Fatalf("nomadagent: install faketart as tart: %v", err)
 	}

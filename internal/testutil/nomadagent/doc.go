@@ -4,7 +4,7 @@
 // Package nomadagent starts a real, unmodified Nomad agent for a test: the
 // "real-agent" tier, which checks the plugins and the scale-set service
 // against Nomad's own scheduler, client, plugin loader and HTTP API instead
-// of the repository's doubles (driver/harness, scaleset/nomadsim).
+// of the repository's doubles (driver/harness, sim/nomadsim).
 //
 // Start runs `nomad agent` (server and client in one process, or a client
 // joining another Agent's server) with a private data dir, free loopback

@@ -78,7 +78,7 @@ func Test_toBackendRunner(t *testing.T) {
 func TestBackend_engine(t *testing.T) {
 	t.Parallel()
 	cli := testutil.DockerClient(t)
-	bin := testutil.BuildBinary(t, "./dockerexec/internal/fakerunner")
+	bin := testutil.BuildBinary(t, "./sim/cmd/jitprobe")
 	body, err := os.ReadFile(bin)
 	must.NoError(t, err)
 	files := append(testutil.HostExecutableFiles(t, "/bin/sh"),

@@ -26,7 +26,7 @@ import (
 	"github.com/shoenig/test/must"
 
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/nomadsim"
+	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim"
 )
 
 const (

@@ -23,13 +23,13 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/driver/harness"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/nomadbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/nomadsim"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/nomadsim/harnessrunner"
+	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim"
+	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim/harnessrunner"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
-	"github.com/tartnomad/nomad-driver-tart/tart/faketart"
+	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
 )
 
 func TestMain(m *testing.M) {
@@ -50,7 +50,7 @@ func TestE2E_burst(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds fakerunner and runs processes")
 	}
-	fakerunner := testutil.BuildBinary(t, "./cmd/fakerunner")
+	fakerunner := testutil.BuildBinary(t, "./sim/cmd/fakerunner")
 	runnerLogs := &testutil.SyncBuffer{}
 	allocDir := t.TempDir()
 	runner := &nomadsim.ProcessRunner{
@@ -223,8 +223,8 @@ func TestE2E_tartDriver(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the driver, faketart and fakerunner and runs processes")
 	}
-	fakerunner := testutil.BuildBinary(t, "./cmd/fakerunner")
-	tartBin := testutil.BuildBinary(t, "./cmd/faketart")
+	fakerunner := testutil.BuildBinary(t, "./sim/cmd/fakerunner")
+	tartBin := testutil.BuildBinary(t, "./sim/cmd/faketart")
 	home, registry := t.TempDir(), t.TempDir()
 	const image = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
 	must.NoError(t, faketart.SeedImage(registry, image, faketart.DefaultConfig("darwin"), faketart.ImageOptions{}))
@@ -281,7 +281,7 @@ func TestE2E_binarySigkillRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the service and fakerunner and runs processes")
 	}
-	fakerunner := testutil.BuildBinary(t, "./cmd/fakerunner")
+	fakerunner := testutil.BuildBinary(t, "./sim/cmd/fakerunner")
 	gh, err := actionssim.Start("", actionssim.Options{
 		LongPollTimeout: time.Second, SessionIdleTimeout: 3 * time.Second, RunnerPollTimeout: 2 * time.Second,
 		RunnerLostTimeout: 5 * time.Second, AssignTimeout: time.Minute,
@@ -397,7 +397,7 @@ func TestE2E_noSurplusBeforeDemand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the service and fakerunner and runs processes")
 	}
-	fakerunner := testutil.BuildBinary(t, "./cmd/fakerunner")
+	fakerunner := testutil.BuildBinary(t, "./sim/cmd/fakerunner")
 	gh, err := actionssim.Start("", actionssim.Options{
 		LongPollTimeout: time.Second, SessionIdleTimeout: 3 * time.Second, RunnerPollTimeout: 2 * time.Second,
 		RunnerLostTimeout: 10 * time.Second, AssignTimeout: time.Minute,

@@ -25,7 +25,7 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/nomadbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/nomadsim"
+	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim"
 )
 
 const spdxHeader = "# Copyright (c) The nomad-driver-tart Authors\n# SPDX-License-Identifier: MPL-2.0\n"

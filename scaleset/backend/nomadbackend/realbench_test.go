@@ -19,7 +19,7 @@ import (
 	"github.com/shoenig/test/must"
 
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 )
 
 const (

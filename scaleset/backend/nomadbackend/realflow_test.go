@@ -34,7 +34,7 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/device"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil/nomadagent"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/actionssim"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
@@ -100,8 +100,8 @@ func healthyVMSlots(n *api.Node) int {
 // driver and the Linux runner job.
 func startFlowAgent(t testing.TB, env map[string]string, linux bool) *flowAgent {
 	t.Helper()
-	fa := &flowAgent{fakerunner: testutil.BuildBinary(t, "./cmd/fakerunner"),
-		faketart: testutil.BuildBinary(t, "./cmd/faketart")}
+	fa := &flowAgent{fakerunner: testutil.BuildBinary(t, "./sim/cmd/fakerunner"),
+		faketart: testutil.BuildBinary(t, "./sim/cmd/faketart")}
 	if linux {
 		fa.docker = testutil.DockerClient(t)
 		fa.image = testutil.BuildImageFromBinary(t, fa.docker, fa.fakerunner, "nomad-e2e-fakerunner")

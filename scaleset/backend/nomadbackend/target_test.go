@@ -32,7 +32,7 @@ import (
 	"github.com/shoenig/test/must"
 
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/nomadsim"
+	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim"
 )
 
 // runnerNS is the runners' namespace of examples/scaleset-dispatch, which

@@ -19,7 +19,7 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/tart"
-	"github.com/tartnomad/nomad-driver-tart/tart/faketart"
+	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
 )
 
 func TestMain(m *testing.M) {
@@ -57,7 +57,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	bin := testutil.BuildBinary(t, "./cmd/faketart")
+	bin := testutil.BuildBinary(t, "./sim/cmd/faketart")
 	e := &env{out: t.TempDir(), home: t.TempDir(), logs: &testutil.SyncBuffer{}}
 	registry := t.TempDir()
 	e.tartLog = filepath.Join(t.TempDir(), "faketart.log")

@@ -1,0 +1,485 @@
+// Copyright (c) The nomad-driver-tart Authors
+// SPDX-License-Identifier: MPL-2.0
+
+// Package demo runs the credential-free end-to-end demonstration behind
+// `make demo`: the Actions simulator (actionssim), the scale-set service
+// (in-process, with its real listener, scaler and backend), and a burst of
+// simulated workflow jobs run by fake runners, through the Docker backend
+// when a Docker engine answers, else the Tart backend on faketart. It
+// prints live progress and a summary (jobs done, runners left behind,
+// latency from job queued to runner online and to job done).
+//
+// The benchmark (`make bench`) drives the same code with other burst sizes.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/dockerbackend"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/tartbackend"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
+)
+
+// Backends the demo can use.
+const (
+	BackendAuto   = "auto"
+	BackendDocker = config.BackendDocker
+	BackendTart   = config.BackendTart
+)
+
+// Options configure a demo run. Zero values take the defaults shown.
+type Options struct {
+	Backend     string        // auto (default), docker or tart
+	Jobs        int           // 50
+	MaxRunners  int           // 10
+	MinRunners  int           // 0
+	JobDuration time.Duration // 200ms; each job runs 0.5x..1.5x of it
+	Timeout     time.Duration // 5m for the whole burst
+	// BinDir holds fakerunner and faketart (default: next to this
+	// executable, then PATH, then `go build`).
+	BinDir string
+	// Out receives progress and the summary (default: discard).
+	Out io.Writer
+	// Progress is the period of progress lines (default 1s; negative: none).
+	Progress time.Duration
+	// Logger receives the service's logs (default: discard).
+	Logger *slog.Logger
+	// AfterBurst, when set, is called with the service's metrics URL once
+	// the burst has settled, before the service stops (tests scrape it).
+	AfterBurst func(metricsURL string)
+}
+
+func (o *Options) defaults() {
+	if o.Backend == "" {
+		o.Backend = BackendAuto
+	}
+	if o.Jobs == 0 {
+		o.Jobs = 50
+	}
+	if o.MaxRunners == 0 {
+		o.MaxRunners = 10
+	}
+	if o.JobDuration == 0 {
+		o.JobDuration = 200 * time.Millisecond
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Progress == 0 {
+		o.Progress = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Latency summarises a set of durations.
+type Latency struct{ P50, P95, Max time.Duration }
+
+func latencyOf(ds []time.Duration) Latency {
+	if len(ds) == 0 {
+		return Latency{}
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	pick := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s)-1)+0.5))] }
+	return Latency{P50: pick(0.50), P95: pick(0.95), Max: s[len(s)-1]}
+}
+
+func (l Latency) String() string {
+	r := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+	return fmt.Sprintf("p50 %-8s p95 %-8s max %s", r(l.P50), r(l.P95), r(l.Max))
+}
+
+// Summary is the outcome of a demo run.
+type Summary struct {
+	Backend        string
+	Why            string // why this backend was chosen
+	Jobs           int
+	Done           int
+	Succeeded      int
+	LeftBehind     int // runners left on the backend or registered on GitHub
+	PeakRunners    int // most runners alive at once (backend view)
+	MaxRunners     int
+	QueuedToOnline Latency
+	QueuedToDone   Latency
+	AllDone        time.Duration // from the burst to the last job done
+	Wall           time.Duration
+	// Interrupted is set when the caller's context ended (Ctrl-C, SIGTERM)
+	// before every job finished; the demo still cleaned up.
+	Interrupted bool
+	// Purged counts runners the demo removed itself after the service
+	// stopped (busy ones the service leaves for a next process; the demo
+	// has none).
+	Purged int
+}
+
+// OK reports whether every job finished and nothing was left behind.
+func (s Summary) OK() bool {
+	return !s.Interrupted && s.Done == s.Jobs && s.LeftBehind == 0 && s.PeakRunners <= s.MaxRunners
+}
+
+// ErrInterrupted is returned by Run when its context ended before every job
+// finished.
+var ErrInterrupted = errors.New("interrupted")
+
+// serviceStopTimeout bounds the wait for the in-process service to stop
+// (its shutdown_timeout is serviceShutdownTimeout; the rest is margin).
+const (
+	serviceShutdownTimeout = 20 * time.Second
+	serviceStopTimeout     = serviceShutdownTimeout + 10*time.Second
+)
+
+// countingBackend remembers the backend the service built and its peak.
+type countingBackend struct {
+	backend.Backend
+	mu   sync.Mutex
+	peak int
+}
+
+func (c *countingBackend) ListRunners(ctx context.Context) ([]backend.Runner, error) {
+	rs, err := c.Backend.ListRunners(ctx)
+	if err == nil {
+		alive := 0
+		for _, r := range rs {
+			if r.State == backend.StatePending || r.State == backend.StateRunning {
+				alive++
+			}
+		}
+		c.mu.Lock()
+		c.peak = max(c.peak, alive)
+		c.mu.Unlock()
+	}
+	return rs, err
+}
+
+// Run runs the demo once.
+func Run(ctx context.Context, o Options) (Summary, error) {
+	o.defaults()
+	began := time.Now()
+	scratch, err := os.MkdirTemp("", scratchPrefix)
+	if err != nil {
+		return Summary{}, fmt.Errorf("failed to create a scratch directory: %w", err)
+	}
+	defer os.RemoveAll(scratch)
+	lk, err := lockScratch(scratch)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer lk.Close()
+	sweepStale(ctx, o.Out, scratch)
+
+	fakerunner, err := findBinary(ctx, "fakerunner", o.BinDir, scratch)
+	if err != nil {
+		return Summary{}, err
+	}
+
+	env, err := prepareBackend(ctx, o, fakerunner, scratch)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer env.cleanup()
+	sum := Summary{Backend: env.kind, Why: env.why, Jobs: o.Jobs, MaxRunners: o.MaxRunners}
+	fmt.Fprintf(o.Out, "==> backend: %s (%s)\n", env.kind, env.why)
+
+	sim, err := actionssim.Start("127.0.0.1:0", actionssim.Options{
+		LongPollTimeout:    2 * time.Second,
+		SessionIdleTimeout: 30 * time.Second,
+		RunnerPollTimeout:  5 * time.Second,
+		AssignTimeout:      2 * time.Minute,
+	})
+	if err != nil {
+		return sum, fmt.Errorf("failed to start the Actions simulator: %w", err)
+	}
+	defer sim.Close()
+	fmt.Fprintf(o.Out, "==> simulated GitHub at %s\n", sim.URL)
+
+	name := map[string]string{BackendDocker: "linux", BackendTart: "macos"}[env.kind]
+	cfg, err := serviceConfig(sim.OrgConfigURL("octo-org"), name, filepath.Join(scratch, "state"), env, o)
+	if err != nil {
+		return sum, err
+	}
+	var cb *countingBackend
+	svc, err := service.New(service.Options{
+		Config: cfg, Logger: o.Logger, Owner: "demo",
+		NewBackend: func(ctx context.Context, ss *config.ScaleSet, l *slog.Logger) (backend.Backend, error) {
+			be, err := service.DefaultBackends(ctx, ss, l)
+			if err != nil {
+				return nil, err
+			}
+			cb = &countingBackend{Backend: be}
+			if wp, ok := be.(backend.WarmPool); ok {
+				// keep the warm pool's metrics visible through the wrapper
+				return struct {
+					*countingBackend
+					backend.WarmPool
+				}{cb, wp}, nil
+			}
+			return cb, nil
+		},
+	})
+	if err != nil {
+		return sum, fmt.Errorf("failed to create the service: %w", err)
+	}
+	svcCtx, stopSvc := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSvc()
+	svcDone := make(chan error, 1)
+	go func() { svcDone <- svc.Run(svcCtx) }()
+
+	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	if err := sim.WaitFor(wctx, actionssim.HasSession(name)); err != nil {
+		stopSvc()
+		return sum, fmt.Errorf("the service never opened its session: %w (service: %v)", err, drain(svcDone))
+	}
+	addr, _ := svc.Addr(wctx)
+	fmt.Fprintf(o.Out, "==> nomad-gha-scaleset listening for scale set %q (max_runners %d); metrics at http://%s/metrics\n", name, o.MaxRunners, addr)
+
+	burstAt := time.Now()
+	queueBurst(sim, name, o)
+	fmt.Fprintf(o.Out, "==> queued %d jobs (%s each, ±50%%)\n", o.Jobs, o.JobDuration)
+
+	stopProgress := progress(wctx, o, sim, svc, burstAt)
+	waitErr := sim.WaitFor(wctx, actionssim.JobsCompleted(o.Jobs))
+	sum.Interrupted = ctx.Err() != nil
+	if waitErr == nil {
+		// let the service clean up the finished runners on its own
+		settle(wctx, sim, svc)
+	}
+	stopProgress()
+	if o.AfterBurst != nil {
+		o.AfterBurst("http://" + addr + "/metrics")
+	}
+
+	snap := sim.Snapshot()
+	fillLatencies(&sum, snap, burstAt)
+	if waitErr == nil {
+		// A finished burst leaves nothing: count what the service kept.
+		if cb != nil {
+			if rs, err := cb.ListRunners(context.WithoutCancel(ctx)); err == nil {
+				sum.LeftBehind += len(rs)
+			}
+		}
+		sum.LeftBehind += len(snap.RunnersIn(actionssim.RunnerOffline, actionssim.RunnerIdle, actionssim.RunnerBusy))
+	}
+	if cb != nil {
+		cb.mu.Lock()
+		sum.PeakRunners = cb.peak
+		cb.mu.Unlock()
+	}
+
+	stopSvc()
+	if err := drain(svcDone); err != nil {
+		fmt.Fprintf(o.Out, "service stopped with an error: %v\n", err)
+	}
+	// The service keeps busy runners for its next process; the demo has
+	// none, so it removes them (an interrupted or timed-out burst).
+	if cb != nil {
+		sum.Purged = purge(context.WithoutCancel(ctx), o.Out, cb.Backend)
+	}
+	if env.leftovers != nil {
+		n, err := env.leftovers(context.WithoutCancel(ctx))
+		if err == nil && n > sum.LeftBehind {
+			sum.LeftBehind = n
+		}
+	}
+	sum.Wall = time.Since(began)
+	printSummary(o.Out, sum)
+	switch {
+	case sum.Interrupted:
+		return sum, fmt.Errorf("%w after %d of %d jobs; cleaned up", ErrInterrupted, sum.Done, sum.Jobs)
+	case waitErr != nil:
+		return sum, fmt.Errorf("not every job finished within %s: %w", o.Timeout, waitErr)
+	}
+	return sum, nil
+}
+
+// purge removes every runner the backend still holds, within 30 s, and
+// returns how many it removed.
+func purge(ctx context.Context, out io.Writer, be backend.Backend) int {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rs, err := be.ListRunners(ctx)
+	if err != nil {
+		fmt.Fprintf(out, "failed to list runners to clean up: %v\n", err)
+		return 0
+	}
+	n := 0
+	for _, r := range rs {
+		if err := be.RemoveRunner(ctx, r.ResourceID); err != nil {
+			fmt.Fprintf(out, "failed to remove runner %s (%s): %v\n", r.Name, r.ResourceID, err)
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+func drain(ch chan error) error {
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(serviceStopTimeout):
+		return fmt.Errorf("service did not stop within %s", serviceStopTimeout)
+	}
+}
+
+func serviceConfig(url, name, stateDir string, env *backendEnv, o Options) (*config.Config, error) {
+	maxR := o.MaxRunners
+	ss := &config.ScaleSet{
+		Name: name, Labels: []string{name}, MinRunners: o.MinRunners, MaxRunners: &maxR,
+		Backend: env.kind, ReconcileInterval: "1s", RunnerOnlineTimeout: "2m",
+		StartBackoffMin: "500ms", StartBackoffMax: "10s", RemoveIdleRunnersOnShutdown: true,
+		Docker: env.docker, Tart: env.tart,
+	}
+	cfg := &config.Config{
+		GitHubConfigURL: url, ListenAddress: "127.0.0.1:0", ShutdownTimeout: serviceShutdownTimeout.String(),
+		GitHubToken: "demo-token", ScaleSets: []*config.ScaleSet{ss}, StateDir: stateDir,
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid demo configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func queueBurst(sim *actionssim.Server, label string, o Options) {
+	r := rand.New(rand.NewPCG(1, 2)) // same burst every run
+	for i := range o.Jobs {
+		d := time.Duration(float64(o.JobDuration) * (0.5 + r.Float64()))
+		sim.QueueJob(actionssim.JobSpec{
+			Labels: []string{label}, Duration: d,
+			DisplayName: fmt.Sprintf("build (%d)", i+1), EventName: "push",
+		})
+	}
+}
+
+// settle waits (bounded) until no runner is alive on either side.
+func settle(ctx context.Context, sim *actionssim.Server, svc *service.Service) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		st := svc.Status()
+		live := len(sim.Snapshot().RunnersIn(actionssim.RunnerOffline, actionssim.RunnerIdle, actionssim.RunnerBusy))
+		if live == 0 && (len(st) == 0 || st[0].Runners.Active()+st[0].Runners.Finishing == 0) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func fillLatencies(sum *Summary, snap actionssim.Snapshot, burstAt time.Time) {
+	runners := map[int]actionssim.Runner{}
+	for _, r := range snap.Runners {
+		runners[r.ID] = r
+	}
+	var toOnline, toDone []time.Duration
+	var last time.Time
+	for _, j := range snap.Jobs {
+		if j.State != actionssim.JobCompleted {
+			continue
+		}
+		sum.Done++
+		if j.Result == actionssim.ResultSucceeded {
+			sum.Succeeded++
+		}
+		toDone = append(toDone, j.CompletedAt.Sub(j.QueuedAt))
+		if j.CompletedAt.After(last) {
+			last = j.CompletedAt
+		}
+		if r, ok := runners[j.RunnerID]; ok && !r.OnlineAt.IsZero() {
+			online := r.OnlineAt
+			if online.Before(j.QueuedAt) {
+				online = j.QueuedAt // a warm runner was already waiting
+			}
+			toOnline = append(toOnline, online.Sub(j.QueuedAt))
+		}
+	}
+	sum.QueuedToOnline = latencyOf(toOnline)
+	sum.QueuedToDone = latencyOf(toDone)
+	if !last.IsZero() {
+		sum.AllDone = last.Sub(burstAt)
+	}
+}
+
+func progress(ctx context.Context, o Options, sim *actionssim.Server, svc *service.Service, burstAt time.Time) (stop func()) {
+	if o.Progress < 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	line := func() {
+		snap := sim.Snapshot()
+		queued := len(snap.JobsIn(actionssim.JobQueued, actionssim.JobAvailable, actionssim.JobAcquired, actionssim.JobAssigned))
+		running := len(snap.JobsIn(actionssim.JobRunning))
+		doneN := len(snap.JobsIn(actionssim.JobCompleted))
+		var c struct{ starting, idle, busy int }
+		for _, st := range svc.Status() {
+			c.starting += st.Runners.Starting + st.Runners.Pending
+			c.idle += st.Runners.Idle
+			c.busy += st.Runners.Busy
+		}
+		fmt.Fprintf(o.Out, "[%6.1fs] jobs: queued %3d  running %3d  done %3d/%d | runners: starting %2d  idle %2d  busy %2d\n",
+			time.Since(burstAt).Seconds(), queued, running, doneN, o.Jobs, c.starting, c.idle, c.busy)
+	}
+	go func() {
+		defer close(done)
+		t := time.NewTicker(o.Progress)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				line()
+				return
+			case <-t.C:
+				line()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func printSummary(w io.Writer, s Summary) {
+	fmt.Fprintf(w, "\n==> summary (backend %s, %d jobs, max_runners %d)\n", s.Backend, s.Jobs, s.MaxRunners)
+	fmt.Fprintf(w, "  jobs done:               %d/%d (%d succeeded)\n", s.Done, s.Jobs, s.Succeeded)
+	fmt.Fprintf(w, "  runners left behind:     %d\n", s.LeftBehind)
+	fmt.Fprintf(w, "  peak runners at once:    %d (max_runners %d)\n", s.PeakRunners, s.MaxRunners)
+	fmt.Fprintf(w, "  queued -> runner online: %s\n", s.QueuedToOnline)
+	fmt.Fprintf(w, "  queued -> job done:      %s\n", s.QueuedToDone)
+	fmt.Fprintf(w, "  burst -> all jobs done:  %s\n", s.AllDone.Round(time.Millisecond))
+	fmt.Fprintf(w, "  wall time:               %s\n", s.Wall.Round(time.Millisecond))
+	if s.Purged > 0 {
+		fmt.Fprintf(w, "  runners removed at exit: %d (busy when the burst ended)\n", s.Purged)
+	}
+	switch {
+	case s.Interrupted:
+		fmt.Fprintf(w, "  result:                  INTERRUPTED after %d of %d jobs (cleaned up)\n", s.Done, s.Jobs)
+	case s.OK():
+		fmt.Fprintln(w, "  result:                  OK")
+	default:
+		fmt.Fprintln(w, "  result:                  FAILED")
+	}
+}
+
+// backendEnv is what the chosen backend needs and how to clean it up.
+type backendEnv struct {
+	kind, why string
+	docker    *dockerbackend.Config
+	tart      *tartbackend.Config
+	cleanup   func()
+	leftovers func(ctx context.Context) (int, error)
+}
