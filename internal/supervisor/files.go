@@ -88,32 +88,6 @@ func ReadExit(dir string) (e Exit, ok bool, err error) {
 	return e, true, nil
 }
 
-// WriteFileAtomic writes data to path through a uniquely named temporary
-// file in the same directory and a rename, so a reader never sees a
-// partial file and two writers never share a temporary file.
-func WriteFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return nil
-}
-
 // Alive reports whether a supervisor holds dir's lock. It tests the lock
 // with F_GETLK and never takes it, so it cannot disturb a supervisor that
 // is starting.

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/atomicfile"
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
@@ -89,7 +90,7 @@ func (s *supervisor) run() int {
 	st := s.execute(in)
 	st.FinishedAt = time.Now()
 	b, _ := json.Marshal(st)
-	if err := WriteFileAtomic(filepath.Join(s.dir, ExitFile), b); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.dir, ExitFile), b, 0o600); err != nil {
 		fmt.Fprintf(os.Stderr, "failed to record exit status: %v\n", err)
 		return 1
 	}
@@ -153,7 +154,7 @@ func (s *supervisor) kill() {
 func (s *supervisor) fail(err error) int {
 	s.tell("error " + err.Error())
 	b, _ := json.Marshal(Exit{ExitCode: -1, Err: err.Error(), FinishedAt: time.Now()})
-	_ = WriteFileAtomic(filepath.Join(s.dir, ExitFile), b)
+	_ = atomicfile.Write(filepath.Join(s.dir, ExitFile), b, 0o600)
 	return 1
 }
 

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/atomicfile"
 )
 
 // Command is the sub-command that makes a binary run as a supervisor:
@@ -108,7 +110,7 @@ func Start(ctx context.Context, o StartOptions) (*Handle, error) {
 	}
 	b, err := json.Marshal(o.Spec)
 	if err == nil {
-		err = WriteFileAtomic(filepath.Join(o.Dir, SpecFile), b)
+		err = atomicfile.Write(filepath.Join(o.Dir, SpecFile), b, 0o600)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("write supervisor spec: %w", err)

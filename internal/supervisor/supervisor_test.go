@@ -5,7 +5,6 @@ package supervisor
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -191,19 +190,3 @@ func TestStart_secondSupervisorOnADirFails(t *testing.T) {
 	must.True(t, st.Running, must.Sprint("the first supervisor's directory is untouched"))
 }
 
-func TestWriteFileAtomic_concurrentWriters(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "f.json")
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for i := range 16 {
-		wg.Go(func() { errs <- WriteFileAtomic(p, []byte(fmt.Sprintf(`{"writer":%d}`, i))) })
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		must.NoError(t, err)
-	}
-	entries, err := os.ReadDir(filepath.Dir(p))
-	must.NoError(t, err)
-	must.SliceLen(t, 1, entries, must.Sprint("no temporary file left"))
-}

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/tartnomad/nomad-driver-tart/internal/supervisor"
+	"github.com/tartnomad/nomad-driver-tart/internal/atomicfile"
 )
 
 // Files a runner keeps in its VM's directory (deleted with the VM), so a
@@ -33,7 +33,7 @@ func writeRecord(dir string, rec record) error {
 	if err != nil {
 		return fmt.Errorf("encode runner record: %w", err)
 	}
-	if err := supervisor.WriteFileAtomic(filepath.Join(dir, runnerRecordFile), b); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, runnerRecordFile), b, 0o600); err != nil {
 		return fmt.Errorf("write runner record: %w", err)
 	}
 	return nil
