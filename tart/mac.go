@@ -6,13 +6,14 @@ package tart
 import (
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/atomicfile"
 )
 
 // SlotMAC returns the MAC address of slot index on a host with seed: the
@@ -97,24 +98,9 @@ func (c *Client) SetMACAddress(name, mac string) error {
 }
 
 // replaceFile writes data to path through a temporary file in the same
-// directory and a rename, so that a concurrent reader (tart, another
-// pool at Start) sees the old content or the new, never half of it.
+// directory and a rename (atomicfile.Write), so that a concurrent reader
+// (tart, another pool at Start) sees the old content or the new, never
+// half of it.
 func replaceFile(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("create temporary file for %s: %w", path, err)
-	}
-	defer func() { _ = os.Remove(tmp.Name()) }() // fails harmlessly after the rename
-	_, werr := tmp.Write(data)
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err := os.Chmod(tmp.Name(), perm); err != nil {
-		return fmt.Errorf("set mode of %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, perm)
 }
