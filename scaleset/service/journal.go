@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/atomicfile"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/scaler"
 )
 
@@ -146,40 +147,16 @@ func (j *fileJournal) read() (map[string]scaler.JournalEntry, error) {
 	return m, nil
 }
 
-// write replaces the file atomically: a unique temporary file in the same
-// directory, synced, renamed over the journal, then the directory synced.
+// write replaces the file atomically (atomicfile.Write): a unique
+// temporary file in the same directory, synced, renamed over the journal,
+// then the directory synced.
 func (j *fileJournal) write(m map[string]scaler.JournalEntry) error {
 	b, err := json.MarshalIndent(journalFile{Version: journalVersion, ScaleSetID: j.scaleSetID, Runners: sorted(m)}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("failed to encode start journal %s: %w", j.path, err)
 	}
-	tmp, err := os.CreateTemp(j.dir, "."+filepath.Base(j.path)+".*.tmp") // 0600
-	if err != nil {
+	if err := atomicfile.Write(j.path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("failed to write start journal %s: %w", j.path, err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("failed to write start journal %s: %w", j.path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("failed to sync start journal %s: %w", j.path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("failed to write start journal %s: %w", j.path, err)
-	}
-	if err := os.Rename(tmp.Name(), j.path); err != nil {
-		return fmt.Errorf("failed to replace start journal %s: %w", j.path, err)
-	}
-	done = true
-	if d, err := os.Open(j.dir); err == nil {
-		_ = d.Sync() // the rename survives a power loss; best effort
-		_ = d.Close()
 	}
 	return nil
 }
