@@ -32,6 +32,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/atomicfile"
 )
 
 // VersionPkg is the package whose GitCommit the linker sets.
@@ -190,7 +192,7 @@ func buildBinary(ctx context.Context, o Options, t Target, out string) error {
 }
 
 // writeArchive writes a zip holding the binary (0755) and LICENSE.txt
-// (0644), in that order, both dated modTime, through a temp file so a
+// (0644), in that order, both dated modTime, through atomicfile.Write so a
 // failed run leaves no half archive.
 func writeArchive(path string, modTime time.Time, binary string, license []byte) error {
 	body, err := os.ReadFile(binary)
@@ -220,11 +222,7 @@ func writeArchive(path string, modTime time.Time, binary string, license []byte)
 	if err := zw.Close(); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, buf.Bytes(), 0o644)
 }
 
 // writeSums writes "<sha256>  <name>" lines, the format sha256sum -c reads.
