@@ -42,7 +42,7 @@ type runtime struct {
 }
 
 func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*runtime, error) {
-	opts := []tart.Option{tart.WithBinary(cfg.TartPath), tart.WithLogger(logger.Named("tart")), tart.WithEnv("TART_NO_AUTO_PRUNE=1")}
+	opts := []tart.Option{tart.WithBinary(cfg.TartPath), tart.WithLogger(slogFor(logger.Named("tart"))), tart.WithEnv("TART_NO_AUTO_PRUNE=1")}
 	env := []string{"CI=1", "TART_NO_AUTO_PRUNE=1"}
 	if cfg.TartHome != "" {
 		opts = append(opts, tart.WithHome(cfg.TartHome))
@@ -66,7 +66,7 @@ func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*ru
 	plog := logger.Named("pool")
 	starts := &startCounts{}
 	pool, err := tart.NewPool(client, slots, pools, tart.PoolOptions{
-		Logger:        logger,
+		Logger:        slogFor(logger),
 		BootTimeout:   cfg.BootTimeout,
 		ReadyInterval: cfg.AgentPollInterval,
 		StopTimeout:   cfg.VMStopTimeout,

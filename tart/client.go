@@ -9,13 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 // Client runs tart commands. It is safe for concurrent use.
@@ -24,7 +23,7 @@ type Client struct {
 	path   string
 	home   string
 	env    []string
-	logger hclog.Logger
+	logger *slog.Logger
 }
 
 // Option configures a Client.
@@ -46,8 +45,9 @@ func WithEnv(kv ...string) Option {
 	return func(c *Client) { c.env = append(c.env, kv...) }
 }
 
-// WithLogger sets the logger (default: discard).
-func WithLogger(l hclog.Logger) Option {
+// WithLogger sets the logger (default: discard). Each tart command is
+// logged below slog.LevelDebug (at LevelDebug-4, hclog's trace).
+func WithLogger(l *slog.Logger) Option {
 	return func(c *Client) {
 		if l != nil {
 			c.logger = l
@@ -57,7 +57,7 @@ func WithLogger(l hclog.Logger) Option {
 
 // NewClient returns a Client with the given options applied.
 func NewClient(opts ...Option) *Client {
-	c := &Client{runner: ExecRunner{}, path: "tart", logger: hclog.NewNullLogger()}
+	c := &Client{runner: ExecRunner{}, path: "tart", logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -68,7 +68,12 @@ func NewClient(opts ...Option) *Client {
 func (c *Client) Binary() string { return c.path }
 
 // Logger returns the client's logger.
-func (c *Client) Logger() hclog.Logger { return c.logger }
+func (c *Client) Logger() *slog.Logger { return c.logger }
+
+// levelTrace is the level of the per-command log lines: below
+// slog.LevelDebug, where hclog has its trace level (the driver's adapter
+// maps it there).
+const levelTrace = slog.LevelDebug - 4
 
 // ErrNoHome is returned by every command of a Client that has no TART_HOME
 // to work in: no WithHome, no $TART_HOME and no $HOME. There is no
@@ -140,7 +145,7 @@ func (c *Client) finish(ctx context.Context, op, vm string, cmd Command, stderr 
 	if err := c.CheckHome(); err != nil {
 		return newError(op, vm, -1, "", err)
 	}
-	c.logger.Trace("running tart", "op", op, "vm_name", vm, "args", cmd.Args)
+	c.logger.Log(ctx, levelTrace, "running tart", "op", op, "vm_name", vm, "args", cmd.Args)
 	code, err := c.runner.Run(ctx, cmd)
 	if err != nil {
 		return newError(op, vm, -1, stderr.String(), err)

@@ -290,7 +290,7 @@ func (c *Client) Exec(ctx context.Context, name string, argv []string, o ExecOpt
 	}
 	// argv is not logged: guest commands may carry data the caller
 	// considers private; the program name is enough to debug.
-	c.logger.Trace("running tart", "op", "exec", "vm_name", name, "program", argv[0])
+	c.logger.Log(ctx, levelTrace, "running tart", "op", "exec", "vm_name", name, "program", argv[0])
 	code, err := c.runner.Run(ctx, cmd)
 	if err != nil {
 		return -1, newError("exec", name, -1, "", err)

@@ -7,12 +7,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/shoenig/test/must"
 )
 
@@ -280,7 +280,7 @@ func TestClient_Destroy(t *testing.T) {
 func TestClient_Exec_logsNoSecrets(t *testing.T) {
 	t.Parallel()
 	var logs bytes.Buffer
-	logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Trace})
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: levelTrace}))
 	f := &fakeRunner{handler: func([]string) fakeResult {
 		return fakeResult{code: 1, stderr: "Failed to connect to the VM using its control socket: x\n"}
 	}}

@@ -9,5 +9,6 @@
 //
 // It is used by the Nomad task driver (driver/) and by the scale-set
 // service's tart backend (scaleset/backend/tartbackend). It must not import
-// Nomad or GitHub packages; it logs through hclog (default: discard).
+// Nomad or GitHub packages. It logs through log/slog (default: discard);
+// the driver adapts its hclog logger to it in one place.
 package tart

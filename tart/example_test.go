@@ -7,10 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
@@ -19,7 +18,7 @@ import (
 // run a command in it with a secret on stdin, then release it.
 func Example() {
 	ctx := context.Background()
-	client := tart.NewClient(tart.WithLogger(hclog.Default()), tart.WithEnv("TART_NO_AUTO_PRUNE=1"))
+	client := tart.NewClient(tart.WithLogger(slog.Default()), tart.WithEnv("TART_NO_AUTO_PRUNE=1"))
 	host, _ := os.Hostname()
 	slots, err := tart.NewSlots(tart.DefaultMaxVMs, host)
 	if err != nil {

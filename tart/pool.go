@@ -8,10 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/tartnomad/nomad-driver-tart/internal/waitgroup"
 )
@@ -62,8 +61,9 @@ type PoolConfig struct {
 
 // PoolOptions tune a Pool. Zero values take the defaults shown.
 type PoolOptions struct {
-	// Logger defaults to the client's logger.
-	Logger hclog.Logger
+	// Logger defaults to the client's logger. The pool logs with the
+	// attribute logger=pool.
+	Logger *slog.Logger
 	// OnEvent receives every event of the pool and of provisioning calls.
 	OnEvent EventFunc
 	// BootTimeout bounds clone + set + run + agent readiness (default 5m).
@@ -210,7 +210,7 @@ type Pool struct {
 	client *Client
 	slots  *Slots
 	opts   PoolOptions
-	log    hclog.Logger
+	log    *slog.Logger
 
 	// pullMu serializes EnsureImage per image, so concurrent boots pull an
 	// image once.
@@ -236,7 +236,7 @@ func NewPool(client *Client, slots *Slots, pools []PoolConfig, opts PoolOptions)
 		return nil, errors.New("new pool: client and slots are required")
 	}
 	opts.defaults(client)
-	p := &Pool{client: client, slots: slots, opts: opts, log: opts.Logger.Named("pool"), pools: map[string]*poolState{}, pulling: map[string]chan struct{}{}}
+	p := &Pool{client: client, slots: slots, opts: opts, log: opts.Logger.With("logger", "pool"), pools: map[string]*poolState{}, pulling: map[string]chan struct{}{}}
 	var errs []error
 	total := 0
 	for i, pc := range pools {

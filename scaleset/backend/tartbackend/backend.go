@@ -129,8 +129,7 @@ func New(cfg Config, scaleSetName string, logger *slog.Logger, opts ...Option) (
 	// The caller's logger already names the scale set and backend (the
 	// service adds them); adding them again would repeat the keys.
 	log := logger
-	hl := hclogToSlog(log)
-	copts := []tart.Option{tart.WithBinary(cfg.TartPath), tart.WithLogger(hl)}
+	copts := []tart.Option{tart.WithBinary(cfg.TartPath), tart.WithLogger(log)}
 	if cfg.TartHome != "" {
 		copts = append(copts, tart.WithHome(cfg.TartHome))
 	}
@@ -145,7 +144,7 @@ func New(cfg Config, scaleSetName string, logger *slog.Logger, opts ...Option) (
 	b := &Backend{cfg: cfg, scaleSet: scaleSetName, poolName: poolName, log: log, client: client, self: o.supervisor,
 		runners: map[string]*runner{}, leftovers: map[string]backend.Runner{}, started: make(chan struct{}), tried: make(chan struct{})}
 	popts := tart.PoolOptions{
-		Logger:           hl,
+		Logger:           log,
 		OnEvent:          b.onEvent,
 		BootTimeout:      cfg.StartTimeoutDuration,
 		StopTimeout:      cfg.StopTimeoutDuration,

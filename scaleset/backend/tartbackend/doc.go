@@ -8,6 +8,6 @@
 // or a file on the host), recovers running runners after a service restart,
 // and deletes the VM when the runner is removed.
 //
-// It implements scaleset/backend.Backend and logs with log/slog; the tart
-// library's hclog output is bridged into the same logger.
+// It implements scaleset/backend.Backend and logs with log/slog, as the
+// tart library does, into the same logger.
 package tartbackend
