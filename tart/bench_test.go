@@ -45,13 +45,13 @@ func BenchmarkPool_ClaimVsColdStart(b *testing.B) {
 		waitReady()
 		b.StartTimer()
 		start := time.Now()
-		vm, err := p.Claim(ctx, "bench", VMSpec{Pool: "warm"})
+		vm, err := p.claim(ctx, "bench", VMSpec{Pool: "warm"})
 		warm += time.Since(start)
 		if err != nil {
 			b.Fatal(err)
 		}
 		start = time.Now()
-		cvm, err := p.StartVM(ctx, TaskVMName(fmt.Sprintf("bench-%d", i)), VMSpec{Image: ftImage}, nil)
+		cvm, err := p.startVM(ctx, TaskVMName(fmt.Sprintf("bench-%d", i)), VMSpec{Image: ftImage}, nil)
 		cold += time.Since(start)
 		if err != nil {
 			b.Fatal(err)

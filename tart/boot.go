@@ -100,7 +100,7 @@ func (p *Pool) bootSteps(ctx context.Context, vm *VM, spec VMSpec, onEvent Event
 	if err := p.client.Set(ctx, vm.Name, spec.set()); err != nil {
 		return err
 	}
-	if err := p.client.SetMACAddress(vm.Name, vm.Slot.MAC); err != nil {
+	if err := p.client.setMACAddress(vm.Name, vm.Slot.MAC); err != nil {
 		return err
 	}
 	emit(Event{Type: EventBooting, Pool: vm.Pool, VM: vm.Name, Message: "Booting VM " + vm.Name}, onEvent)

@@ -13,18 +13,18 @@ import (
 	"strings"
 )
 
-// SpecMarker is the file a warm VM gets in its VM directory before it
+// specMarker is the file a warm VM gets in its VM directory before it
 // boots: JSON naming its pool and the spec it was built from (image, cpu,
 // memory, disk size, run options). At Start a Pool adopts a warm VM only
 // when this record equals its pool's current config, so that a restart
 // after a config change does not hand out VMs of the old shape.
-const SpecMarker = "ntart-spec.json"
+const specMarker = "ntart-spec.json"
 
-// builtForVersion is the SpecMarker format. A record of another version is
+// builtForVersion is the specMarker format. A record of another version is
 // treated as missing: the VM is replaced.
 const builtForVersion = 1
 
-// builtFor is the content of SpecMarker.
+// builtFor is the content of specMarker.
 type builtFor struct {
 	Version    int    `json:"version"`
 	Pool       string `json:"pool"`
@@ -106,10 +106,10 @@ func (e *staleWarmVMError) Error() string { return e.msg }
 func writeBuiltFor(dir string, b builtFor) error {
 	data, err := json.Marshal(b)
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", SpecMarker, err)
+		return fmt.Errorf("encode %s: %w", specMarker, err)
 	}
-	if err := replaceFile(filepath.Join(dir, SpecMarker), append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", SpecMarker, err)
+	if err := replaceFile(filepath.Join(dir, specMarker), append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", specMarker, err)
 	}
 	return nil
 }
@@ -119,18 +119,18 @@ func writeBuiltFor(dir string, b builtFor) error {
 // booted by this version of the pool, and its shape is unknown.
 func readBuiltFor(dir string) (builtFor, error) {
 	var b builtFor
-	data, err := os.ReadFile(filepath.Join(dir, SpecMarker))
+	data, err := os.ReadFile(filepath.Join(dir, specMarker))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return b, &staleWarmVMError{msg: "it has no " + SpecMarker + " record of what it was built for"}
+		return b, &staleWarmVMError{msg: "it has no " + specMarker + " record of what it was built for"}
 	case err != nil:
-		return b, &staleWarmVMError{msg: fmt.Sprintf("its %s record cannot be read: %v", SpecMarker, err)}
+		return b, &staleWarmVMError{msg: fmt.Sprintf("its %s record cannot be read: %v", specMarker, err)}
 	}
 	if err := json.Unmarshal(data, &b); err != nil {
-		return b, &staleWarmVMError{msg: fmt.Sprintf("its %s record is not valid JSON: %v", SpecMarker, err)}
+		return b, &staleWarmVMError{msg: fmt.Sprintf("its %s record is not valid JSON: %v", specMarker, err)}
 	}
 	if b.Version != builtForVersion {
-		return b, &staleWarmVMError{msg: fmt.Sprintf("its %s record has version %d, not %d", SpecMarker, b.Version, builtForVersion)}
+		return b, &staleWarmVMError{msg: fmt.Sprintf("its %s record has version %d, not %d", specMarker, b.Version, builtForVersion)}
 	}
 	return b, nil
 }

@@ -66,7 +66,7 @@ func TestBuiltFor_writeRead(t *testing.T) {
 	// The record is plain JSON a human can read, and nothing else is left
 	// in the directory.
 	var raw map[string]any
-	b, err := os.ReadFile(filepath.Join(dir, SpecMarker))
+	b, err := os.ReadFile(filepath.Join(dir, specMarker))
 	must.NoError(t, err)
 	must.NoError(t, json.Unmarshal(b, &raw))
 	must.Eq(t, map[string]any{"version": 1.0, "pool": "mac", "image": testImage, "cpu": 4.0, "memory_mib": 0.0,
@@ -85,7 +85,7 @@ func TestBuiltFor_writeRead(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			if tc.content != "" {
-				must.NoError(t, os.WriteFile(filepath.Join(dir, SpecMarker), []byte(tc.content), 0o600))
+				must.NoError(t, os.WriteFile(filepath.Join(dir, specMarker), []byte(tc.content), 0o600))
 			}
 			_, err := readBuiltFor(dir)
 			var stale *staleWarmVMError
@@ -135,7 +135,7 @@ func TestPool_Start_replacesWarmVMsBuiltForAnotherConfig(t *testing.T) {
 				// Adopted without a new clone; a pool that grew may already
 				// be booting its second VM, which is one clone more.
 				must.Eq(t, 1+min(m.count("clone")-1, now.Size-old.Size), m.count("clone"), must.Sprint("adopted without a new clone"))
-				vm, err := next.Claim(t.Context(), "t", now.VMSpec)
+				vm, err := next.claim(t.Context(), "t", now.VMSpec)
 				must.NoError(t, err)
 				must.Eq(t, warm, vm.Name)
 				must.NoError(t, next.Release(t.Context(), vm))
@@ -153,7 +153,7 @@ func TestPool_Start_replacesWarmVMsBuiltForAnotherConfig(t *testing.T) {
 
 			waitFor(t, func() bool { return next.Stats()[0].Ready == 1 })
 			must.Eq(t, 2, m.count("clone"))
-			vm, err := next.Claim(t.Context(), "t", now.VMSpec)
+			vm, err := next.claim(t.Context(), "t", now.VMSpec)
 			must.NoError(t, err)
 			must.NotEq(t, warm, vm.Name)
 			must.Eq(t, now.CPU, m.cpuOf(vm.Name), must.Sprint("the new shape"))
@@ -174,7 +174,7 @@ func TestPool_Start_deletesWarmVMsWithoutAValidRecord(t *testing.T) {
 	noRecord, badRecord := "ntart-pool-mac-0-aaaaaa", "ntart-pool-mac-1-bbbbbb"
 	m.addVM(noRecord, slots.MAC(0), true)
 	m.addVM(badRecord, slots.MAC(1), true)
-	must.NoError(t, os.WriteFile(filepath.Join(m.home, "vms", badRecord, SpecMarker), []byte("{"), 0o600))
+	must.NoError(t, os.WriteFile(filepath.Join(m.home, "vms", badRecord, specMarker), []byte("{"), 0o600))
 	// Still booting in another, older process, which writes no record:
 	// young and not answering, so it must be left alone until it answers.
 	young := "ntart-pool-mac-2-cccccc"

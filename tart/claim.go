@@ -99,16 +99,18 @@ type ProvisionOptions struct {
 	// error ends the provisioning.
 	BeforeColdStart func(ctx context.Context) error
 	// SlotWait, when positive, bounds the wait for a slot instead of
-	// PoolOptions.SlotWaitTimeout (see StartVMWithin).
+	// PoolOptions.SlotWaitTimeout: a caller that knows a slot is due to
+	// it (a scheduler reservation) waits only for a preempted warm VM to
+	// give its slot up.
 	SlotWait time.Duration
 }
 
-// Claim hands out a ready warm VM matching spec in O(1), or ErrPoolEmpty.
+// claim hands out a ready warm VM matching spec in O(1), or errPoolEmpty.
 // The VM's directory gets the ClaimedMarker holding owner (a task or runner
 // name, for humans and ClaimedBy); the slot stays registered under the VM
 // name, as for every VM. The pool starts booting a replacement when a slot
 // is free. The caller owns the VM and must Release it.
-func (p *Pool) Claim(ctx context.Context, owner string, spec VMSpec) (*VM, error) {
+func (p *Pool) claim(ctx context.Context, owner string, spec VMSpec) (*VM, error) {
 	start := time.Now()
 	p.mu.Lock()
 	if p.closed {
@@ -118,13 +120,13 @@ func (p *Pool) Claim(ctx context.Context, owner string, spec VMSpec) (*VM, error
 	ps, err := p.findPool(spec)
 	if err != nil {
 		p.mu.Unlock()
-		return nil, fmt.Errorf("claim warm vm: %w: %w", err, ErrPoolEmpty)
+		return nil, fmt.Errorf("claim warm vm: %w: %w", err, errPoolEmpty)
 	}
 	w := p.takeReadyLocked(ps)
 	p.mu.Unlock()
 	if w == nil {
 		p.kickPool(ps)
-		return nil, fmt.Errorf("claim warm vm from pool %s: %w", ps.cfg.Name, ErrPoolEmpty)
+		return nil, fmt.Errorf("claim warm vm from pool %s: %w", ps.cfg.Name, errPoolEmpty)
 	}
 	return p.finishClaim(ps, w.vm, owner, start, false, nil)
 }
@@ -177,7 +179,9 @@ func (p *Pool) Provision(ctx context.Context, name, owner string, spec VMSpec, o
 //     time beats starting a VM now (a resume or a cold boot, plus the wait
 //     for a slot when none is free): the caller waits for it (PathWarm).
 //     If its boot fails, go on with 3.
-//  3. Else a VM named name in a slot (waiting for one, see StartVM): in a
+//  3. Else a VM named name in a slot (waiting for one, at most
+//     PoolOptions.SlotWaitTimeout or ProvisionOptions.SlotWait; a wait
+//     that ends without one fails with ErrNoSlot): in a
 //     ModeResume pool a clone of the slot's template, resumed
 //     (PathResumed); otherwise, or when the slot has no template or the
 //     resume fails (the template is then rebuilt in the background), a
@@ -321,21 +325,21 @@ func (p *Pool) returnReady(ps *poolState, w *warmVM) {
 	}
 }
 
-// StartVM cold-starts VM name from spec: it waits for a slot (preempting an
+// startVM cold-starts VM name from spec: it waits for a slot (preempting an
 // idle warm VM if all slots are taken), pulls the image if needed, clones,
 // sets resources and the slot's MAC, boots detached and waits for the guest
 // agent. If no slot frees up within SlotWaitTimeout (or before ctx ends)
 // the error matches ErrNoSlot. On failure nothing is left behind (VM
 // deleted, slot freed).
-func (p *Pool) StartVM(ctx context.Context, name string, spec VMSpec, onEvent EventFunc) (*VM, error) {
-	return p.StartVMWithin(ctx, name, spec, onEvent, p.opts.SlotWaitTimeout)
+func (p *Pool) startVM(ctx context.Context, name string, spec VMSpec, onEvent EventFunc) (*VM, error) {
+	return p.startVMWithin(ctx, name, spec, onEvent, p.opts.SlotWaitTimeout)
 }
 
-// StartVMWithin is StartVM with its own bound of the slot wait instead of
+// startVMWithin is startVM with its own bound of the slot wait instead of
 // SlotWaitTimeout (zero waits as long as ctx allows): a caller that knows a
 // slot is due to it (a scheduler reservation) waits only for a preempted
 // warm VM to give its slot up.
-func (p *Pool) StartVMWithin(ctx context.Context, name string, spec VMSpec, onEvent EventFunc, slotWait time.Duration) (*VM, error) {
+func (p *Pool) startVMWithin(ctx context.Context, name string, spec VMSpec, onEvent EventFunc, slotWait time.Duration) (*VM, error) {
 	p.mu.Lock()
 	closed := p.closed
 	p.mu.Unlock()

@@ -19,7 +19,7 @@ import (
 
 // Client runs tart commands. It is safe for concurrent use.
 type Client struct {
-	runner CommandRunner
+	runner commandRunner
 	path   string
 	home   string
 	env    []string
@@ -29,8 +29,8 @@ type Client struct {
 // Option configures a Client.
 type Option func(*Client)
 
-// WithRunner replaces the CommandRunner (tests use a recording fake).
-func WithRunner(r CommandRunner) Option { return func(c *Client) { c.runner = r } }
+// withRunner replaces the commandRunner (tests use a recording fake).
+func withRunner(r commandRunner) Option { return func(c *Client) { c.runner = r } }
 
 // WithBinary sets the tart executable (default "tart", looked up in PATH).
 func WithBinary(path string) Option { return func(c *Client) { c.path = path } }
@@ -57,7 +57,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // NewClient returns a Client with the given options applied.
 func NewClient(opts ...Option) *Client {
-	c := &Client{runner: ExecRunner{}, path: "tart", logger: slog.New(slog.DiscardHandler)}
+	c := &Client{runner: execRunner{}, path: "tart", logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -66,9 +66,6 @@ func NewClient(opts ...Option) *Client {
 
 // Binary returns the tart executable the client runs.
 func (c *Client) Binary() string { return c.path }
-
-// Logger returns the client's logger.
-func (c *Client) Logger() *slog.Logger { return c.logger }
 
 // levelTrace is the level of the per-command log lines: below
 // slog.LevelDebug, where hclog has its trace level (the driver's adapter
@@ -127,8 +124,8 @@ func (c *Client) environ() []string {
 	return append(env, c.env...)
 }
 
-func (c *Client) command(args []string) Command {
-	return Command{Path: c.path, Args: args, Env: c.environ()}
+func (c *Client) command(args []string) command {
+	return command{Path: c.path, Args: args, Env: c.environ()}
 }
 
 // exec runs one tart command to completion, capturing stdout and stderr.
@@ -141,7 +138,7 @@ func (c *Client) exec(ctx context.Context, op, vm string, args ...string) (strin
 	return stdout.String(), err
 }
 
-func (c *Client) finish(ctx context.Context, op, vm string, cmd Command, stderr fmt.Stringer) error {
+func (c *Client) finish(ctx context.Context, op, vm string, cmd command, stderr fmt.Stringer) error {
 	if err := c.CheckHome(); err != nil {
 		return newError(op, vm, -1, "", err)
 	}

@@ -25,7 +25,7 @@ func (c *Client) Version(ctx context.Context) (string, error) {
 
 // Clone runs `tart clone <source> <name>`. Tart silently replaces an
 // existing <name>, so callers must use unique names (see TaskVMName and
-// PoolVMName). An uncached remote source is pulled first without progress;
+// poolVMName). An uncached remote source is pulled first without progress;
 // call EnsureImage beforehand to get progress events.
 func (c *Client) Clone(ctx context.Context, source, name string) error {
 	if err := validName(name); err != nil {
@@ -178,9 +178,12 @@ type VMInfo struct {
 
 // VM states reported by list and get.
 const (
-	StateRunning   = "running"
+	// StateRunning is a VM whose tart run is alive.
+	StateRunning = "running"
+	// StateSuspended is a VM suspended by tart suspend (a template).
 	StateSuspended = "suspended"
-	StateStopped   = "stopped"
+	// StateStopped is a VM that is not running.
+	StateStopped = "stopped"
 )
 
 // IsLocal reports whether the entry is a local VM (not an OCI cache entry).

@@ -68,7 +68,7 @@ func TestClient_argv(t *testing.T) {
 				out = "[]"
 			}
 			f := okRunner(out)
-			c := NewClient(WithRunner(f), WithBinary("/opt/tart"), WithHome("/th"), WithEnv("TART_NO_AUTO_PRUNE=1"))
+			c := NewClient(withRunner(f), WithBinary("/opt/tart"), WithHome("/th"), WithEnv("TART_NO_AUTO_PRUNE=1"))
 			must.NoError(t, tc.call(c))
 			must.Eq(t, tc.want, f.lastCall())
 			env := f.envs[len(f.envs)-1]
@@ -82,15 +82,15 @@ func TestClient_argv(t *testing.T) {
 func TestClient_Set_nothingToDo(t *testing.T) {
 	t.Parallel()
 	f := okRunner("")
-	must.NoError(t, NewClient(WithRunner(f)).Set(context.Background(), "vm1", SetOptions{}))
+	must.NoError(t, NewClient(withRunner(f)).Set(context.Background(), "vm1", SetOptions{}))
 	must.SliceEmpty(t, f.Calls())
-	must.Error(t, NewClient(WithRunner(f)).Set(context.Background(), "vm1", SetOptions{CPU: -1}))
+	must.Error(t, NewClient(withRunner(f)).Set(context.Background(), "vm1", SetOptions{CPU: -1}))
 }
 
 func TestClient_Clone_rejectsRemoteTarget(t *testing.T) {
 	t.Parallel()
 	f := okRunner("")
-	err := NewClient(WithRunner(f)).Clone(context.Background(), "img", "a/b")
+	err := NewClient(withRunner(f)).Clone(context.Background(), "img", "a/b")
 	must.ErrorContains(t, err, "invalid local vm name")
 	must.SliceEmpty(t, f.Calls())
 }
@@ -119,7 +119,7 @@ const listJSON = `[
 
 func TestClient_List(t *testing.T) {
 	t.Parallel()
-	vms, err := NewClient(WithRunner(okRunner(listJSON))).List(context.Background())
+	vms, err := NewClient(withRunner(okRunner(listJSON))).List(context.Background())
 	must.NoError(t, err)
 	must.Len(t, 2, vms)
 	must.Eq(t, VMInfo{Source: "local", Name: "pool-slot-1", Disk: 50, Size: 24, Accessed: "2026-05-01T09:30:12Z", Running: true, State: "running"}, vms[0])
@@ -128,11 +128,11 @@ func TestClient_List(t *testing.T) {
 	must.False(t, vms[1].IsLocal())
 	must.False(t, vms[1].IsRunning())
 
-	empty, err := NewClient(WithRunner(okRunner("[]\n"))).List(context.Background())
+	empty, err := NewClient(withRunner(okRunner("[]\n"))).List(context.Background())
 	must.NoError(t, err)
 	must.SliceEmpty(t, empty)
 
-	_, err = NewClient(WithRunner(okRunner("not json"))).List(context.Background())
+	_, err = NewClient(withRunner(okRunner("not json"))).List(context.Background())
 	must.ErrorContains(t, err, "decode json")
 }
 
@@ -142,23 +142,23 @@ func TestClient_Get(t *testing.T) {
   "CPU" : 4, "Disk" : 50, "DiskFormat" : "raw", "Display" : "1024x768",
   "Memory" : 8192, "OS" : "darwin", "Running" : true, "Size" : "21.345", "State" : "running"
 }`
-	d, err := NewClient(WithRunner(okRunner(out))).Get(context.Background(), "vm1")
+	d, err := NewClient(withRunner(okRunner(out))).Get(context.Background(), "vm1")
 	must.NoError(t, err)
 	must.Eq(t, VMDetails{OS: "darwin", CPU: 4, Memory: 8192, Disk: 50, DiskFormat: "raw", Size: "21.345",
 		Display: "1024x768", Running: true, State: "running"}, *d)
 
-	d, err = NewClient(WithRunner(okRunner(`{"Size": 3.5}`))).Get(context.Background(), "vm1")
+	d, err = NewClient(withRunner(okRunner(`{"Size": 3.5}`))).Get(context.Background(), "vm1")
 	must.NoError(t, err)
 	must.Eq(t, "3.5", string(d.Size))
 }
 
 func TestClient_IP(t *testing.T) {
 	t.Parallel()
-	ip, err := NewClient(WithRunner(okRunner("192.168.64.5\n"))).IP(context.Background(), "vm1", IPOptions{})
+	ip, err := NewClient(withRunner(okRunner("192.168.64.5\n"))).IP(context.Background(), "vm1", IPOptions{})
 	must.NoError(t, err)
 	must.Eq(t, "192.168.64.5", ip)
 
-	_, err = NewClient(WithRunner(okRunner(""))).IP(context.Background(), "vm1", IPOptions{Resolver: "bogus"})
+	_, err = NewClient(withRunner(okRunner(""))).IP(context.Background(), "vm1", IPOptions{Resolver: "bogus"})
 	must.ErrorContains(t, err, `resolver "bogus"`)
 }
 
@@ -189,7 +189,7 @@ func TestClient_Exec_exitCodes(t *testing.T) {
 				return fakeResult{code: tc.code, stdout: "out\n", stderr: tc.stderr}
 			}}
 			var stdout, stderr bytes.Buffer
-			code, err := NewClient(WithRunner(f)).Exec(context.Background(), "vm1", []string{"cmd"},
+			code, err := NewClient(withRunner(f)).Exec(context.Background(), "vm1", []string{"cmd"},
 				ExecOptions{Stdin: strings.NewReader("secret-input"), Stdout: &stdout, Stderr: &stderr})
 			must.Eq(t, tc.wantCode, code)
 			if tc.wantErr == nil {
@@ -209,10 +209,10 @@ func TestClient_Exec_exitCodes(t *testing.T) {
 func TestClient_Exec_runnerError(t *testing.T) {
 	t.Parallel()
 	f := &fakeRunner{handler: func([]string) fakeResult { return fakeResult{err: context.Canceled} }}
-	code, err := NewClient(WithRunner(f)).Exec(context.Background(), "vm1", []string{"true"}, ExecOptions{})
+	code, err := NewClient(withRunner(f)).Exec(context.Background(), "vm1", []string{"true"}, ExecOptions{})
 	must.Eq(t, -1, code)
 	must.ErrorIs(t, err, context.Canceled)
-	_, err = NewClient(WithRunner(f)).Exec(context.Background(), "vm1", nil, ExecOptions{})
+	_, err = NewClient(withRunner(f)).Exec(context.Background(), "vm1", nil, ExecOptions{})
 	must.ErrorContains(t, err, "empty command")
 }
 
@@ -226,7 +226,7 @@ func TestClient_Destroy(t *testing.T) {
 			}
 			return fakeResult{code: 2, stderr: "the specified VM \"vm1\" does not exist\n"}
 		}}
-		must.NoError(t, NewClient(WithRunner(f)).Destroy(context.Background(), "vm1", time.Second))
+		must.NoError(t, NewClient(withRunner(f)).Destroy(context.Background(), "vm1", time.Second))
 		must.Eq(t, [][]string{{"stop", "vm1", "--timeout", "1"}, {"delete", "vm1"}}, f.Calls())
 	})
 	t.Run("delete retried while still running", func(t *testing.T) {
@@ -241,7 +241,7 @@ func TestClient_Destroy(t *testing.T) {
 			}
 			return fakeResult{}
 		}}
-		must.NoError(t, NewClient(WithRunner(f)).Destroy(context.Background(), "vm1", 0))
+		must.NoError(t, NewClient(withRunner(f)).Destroy(context.Background(), "vm1", 0))
 		must.Eq(t, 3, n)
 		// a stop before every delete: the VM may have been taken by a
 		// `tart run` that was still starting
@@ -256,7 +256,7 @@ func TestClient_Destroy(t *testing.T) {
 		f := &fakeRunner{handler: func([]string) fakeResult {
 			return fakeResult{code: 1, stderr: "failed to forcefully terminate the VM \"vm1\": EPERM\n"}
 		}}
-		err := NewClient(WithRunner(f)).Destroy(context.Background(), "vm1", 0)
+		err := NewClient(withRunner(f)).Destroy(context.Background(), "vm1", 0)
 		must.ErrorIs(t, err, ErrFailed)
 		must.ErrorContains(t, err, "forcefully terminate")
 		must.Len(t, 1, f.Calls())
@@ -271,7 +271,7 @@ func TestClient_Destroy(t *testing.T) {
 		}}
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
-		err := NewClient(WithRunner(f)).Destroy(ctx, "vm1", 0)
+		err := NewClient(withRunner(f)).Destroy(ctx, "vm1", 0)
 		must.True(t, errors.Is(err, context.DeadlineExceeded))
 		must.ErrorIs(t, err, ErrVMRunning)
 	})
@@ -284,7 +284,7 @@ func TestClient_Exec_logsNoSecrets(t *testing.T) {
 	f := &fakeRunner{handler: func([]string) fakeResult {
 		return fakeResult{code: 1, stderr: "Failed to connect to the VM using its control socket: x\n"}
 	}}
-	c := NewClient(WithRunner(f), WithLogger(logger))
+	c := NewClient(withRunner(f), WithLogger(logger))
 	_, err := c.Exec(context.Background(), "vm1", []string{"/bin/sh", "-c", "token-in-argv"}, ExecOptions{Stdin: strings.NewReader("stdin-secret")})
 	must.ErrorIs(t, err, ErrAgentNotReady)
 	must.StrContains(t, logs.String(), "vm_name=vm1")

@@ -101,7 +101,7 @@ func TestClient_errorMapping(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := &fakeRunner{handler: func([]string) fakeResult { return fakeResult{code: tc.code, stderr: tc.stderr} }}
-			err := tc.op(NewClient(WithRunner(f)))
+			err := tc.op(NewClient(withRunner(f)))
 			must.Error(t, err)
 			for _, w := range tc.want {
 				must.ErrorIs(t, err, w)
@@ -124,7 +124,7 @@ func TestClient_runnerErrorIsFailed(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("exec: \"tart\": executable file not found in $PATH")
 	f := &fakeRunner{handler: func([]string) fakeResult { return fakeResult{err: boom} }}
-	err := NewClient(WithRunner(f)).Delete(context.Background(), "vm1")
+	err := NewClient(withRunner(f)).Delete(context.Background(), "vm1")
 	must.ErrorIs(t, err, ErrFailed)
 	must.ErrorIs(t, err, boom)
 	must.StrContains(t, err.Error(), "executable file not found")

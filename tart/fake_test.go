@@ -19,7 +19,7 @@ type fakeResult struct {
 	err            error
 }
 
-// fakeRunner is a recording CommandRunner: it keeps every argv and answers
+// fakeRunner is a recording commandRunner: it keeps every argv and answers
 // with the handler's canned result.
 type fakeRunner struct {
 	mu      sync.Mutex
@@ -28,19 +28,19 @@ type fakeRunner struct {
 	stdins  []string
 	handler func(args []string) fakeResult
 	started []*fakeProcess
-	startOp []StartOptions
+	startOp []startOptions
 }
 
-var _ CommandRunner = (*fakeRunner)(nil)
+var _ commandRunner = (*fakeRunner)(nil)
 
-func (f *fakeRunner) record(c Command) {
+func (f *fakeRunner) record(c command) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, append([]string{}, c.Args...))
 	f.envs = append(f.envs, append([]string{}, c.Env...))
 }
 
-func (f *fakeRunner) Run(ctx context.Context, c Command) (int, error) {
+func (f *fakeRunner) Run(ctx context.Context, c command) (int, error) {
 	f.record(c)
 	if c.Stdin != nil {
 		b, _ := io.ReadAll(c.Stdin)
@@ -64,7 +64,7 @@ func (f *fakeRunner) Run(ctx context.Context, c Command) (int, error) {
 	return r.code, nil
 }
 
-func (f *fakeRunner) Start(c Command, o StartOptions) (Process, error) {
+func (f *fakeRunner) Start(c command, o startOptions) (process, error) {
 	f.record(c)
 	p := &fakeProcess{done: make(chan struct{})}
 	f.mu.Lock()

@@ -29,7 +29,7 @@ func TestFormatBytes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			must.Eq(t, tc.want, FormatBytes(tc.in))
+			must.Eq(t, tc.want, formatBytes(tc.in))
 		})
 	}
 }

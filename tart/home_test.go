@@ -17,7 +17,7 @@ func TestClient_refusesWithoutHome(t *testing.T) {
 	t.Setenv("HOME", "")
 	t.Setenv("TART_HOME", "")
 	f := &fakeRunner{handler: func([]string) fakeResult { return fakeResult{} }}
-	c := NewClient(WithRunner(f))
+	c := NewClient(withRunner(f))
 	must.ErrorIs(t, c.CheckHome(), ErrNoHome)
 	must.Eq(t, "", c.Home())
 	_, err := c.List(context.Background())

@@ -21,7 +21,7 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
 )
 
-// These tests run the real ExecRunner against the faketart binary
+// These tests run the real execRunner against the faketart binary
 // (sim/cmd/faketart), with TART_HOME in a temp dir and a seeded fake registry.
 
 func TestMain(m *testing.M) {
@@ -109,7 +109,7 @@ func TestIntegration_Client_lifecycle(t *testing.T) {
 	must.NoError(t, c.Clone(ctx, ftImage, "vm1"))
 	t.Cleanup(func() { _ = c.Destroy(context.Background(), "vm1", 0) })
 	must.NoError(t, c.Set(ctx, "vm1", SetOptions{CPU: 6, MemoryMiB: 8192, DiskSizeGB: 60}))
-	must.NoError(t, c.SetMACAddress("vm1", "2a:00:00:00:00:07"))
+	must.NoError(t, c.setMACAddress("vm1", "2a:00:00:00:00:07"))
 	d, err := c.Get(ctx, "vm1")
 	must.NoError(t, err)
 	must.Eq(t, 6, d.CPU)
@@ -125,13 +125,13 @@ func TestIntegration_Client_lifecycle(t *testing.T) {
 	h, err := c.Run(ctx, "vm1", RunOptions{Detached: true})
 	must.NoError(t, err)
 	// Detached: its own session, so its pgid is its pid, not ours.
-	pgid, err := syscall.Getpgid(h.Process.Pid())
+	pgid, err := syscall.Getpgid(h.proc.Pid())
 	must.NoError(t, err)
-	must.Eq(t, h.Process.Pid(), pgid)
+	must.Eq(t, h.proc.Pid(), pgid)
 	must.NotEq(t, syscall.Getpgrp(), pgid)
 
 	must.NoError(t, c.WaitReady(ctx, "vm1", ReadyOptions{Interval: 20 * time.Millisecond, Run: h}))
-	mac, err := c.MACAddress("vm1")
+	mac, err := c.macAddress("vm1")
 	must.NoError(t, err)
 	must.Eq(t, "2a:00:00:00:00:07", mac)
 	ip, err := c.IP(ctx, "vm1", IPOptions{Wait: 5 * time.Second})
@@ -234,9 +234,9 @@ func TestIntegration_Pool(t *testing.T) {
 	t.Cleanup(func() { must.NoError(t, p.Shutdown(context.Background())) })
 	waitFor(t, func() bool { return p.Stats()[0].Ready == 1 })
 
-	vm, err := p.Claim(t.Context(), "task-1", VMSpec{Pool: "mac"})
+	vm, err := p.claim(t.Context(), "task-1", VMSpec{Pool: "mac"})
 	must.NoError(t, err)
-	mac, err := c.MACAddress(vm.Name)
+	mac, err := c.macAddress(vm.Name)
 	must.NoError(t, err)
 	must.Eq(t, slots.MAC(vm.Slot.Index), mac)
 	var out bytes.Buffer
@@ -247,7 +247,7 @@ func TestIntegration_Pool(t *testing.T) {
 
 	// The pool refills into the second slot; a cold start then preempts it.
 	waitFor(t, func() bool { return p.Stats()[0].Ready == 1 })
-	cold, err := p.StartVM(t.Context(), TaskVMName("t2"), VMSpec{Image: ftImage}, nil)
+	cold, err := p.startVM(t.Context(), TaskVMName("t2"), VMSpec{Image: ftImage}, nil)
 	must.NoError(t, err)
 	must.Len(t, 1, ev.of(EventPreempted))
 	must.NoError(t, p.Release(t.Context(), cold))
@@ -265,7 +265,7 @@ func helperRunDetached() {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	fmt.Println(h.Process.Pid())
+	fmt.Println(h.proc.Pid())
 	select {}
 }
 
@@ -322,14 +322,14 @@ func TestIntegration_Pool_adoptsAfterRestart(t *testing.T) {
 
 	// State an earlier process left: a ready warm VM (detached), a stopped
 	// warm VM, and somebody else's VM.
-	warm, stale, foreign := PoolVMName("mac", 1), PoolVMName("mac", 0), "not-ours"
+	warm, stale, foreign := poolVMName("mac", 1), poolVMName("mac", 0), "not-ours"
 	for _, n := range []string{warm, stale, foreign} {
 		must.NoError(t, c.Clone(ctx, ftImage, n))
 	}
 	t.Cleanup(func() { _ = c.Destroy(context.Background(), foreign, 0) })
 	cfg := PoolConfig{Name: "mac", Size: 1, VMSpec: VMSpec{Image: ftImage}}
 	must.NoError(t, writeBuiltFor(c.VMDir(warm), builtForPool(cfg)))
-	must.NoError(t, c.SetMACAddress(warm, slots.MAC(1)))
+	must.NoError(t, c.setMACAddress(warm, slots.MAC(1)))
 	h, err := c.Run(ctx, warm, RunOptions{Detached: true})
 	must.NoError(t, err)
 	must.NoError(t, c.WaitReady(ctx, warm, ReadyOptions{Interval: 20 * time.Millisecond, Run: h}))
@@ -350,7 +350,7 @@ func TestIntegration_Pool_adoptsAfterRestart(t *testing.T) {
 		}
 	}
 	must.Eq(t, []string{foreign, warm}, names)
-	vm, err := p.Claim(ctx, "t", VMSpec{Pool: "mac"})
+	vm, err := p.claim(ctx, "t", VMSpec{Pool: "mac"})
 	must.NoError(t, err)
 	must.Eq(t, warm, vm.Name)
 	must.NoError(t, p.Release(ctx, vm))
@@ -408,7 +408,7 @@ func TestIntegration_Pool_secondPoolLeavesBootInProgressAlone(t *testing.T) {
 
 	// The first process goes away, handing its warm VM over.
 	must.NoError(t, first.Detach(context.Background()))
-	got, err := second.Claim(ctx, "t", VMSpec{Pool: "mac"})
+	got, err := second.claim(ctx, "t", VMSpec{Pool: "mac"})
 	must.NoError(t, err)
 	must.Eq(t, vm, got.Name)
 	must.NoError(t, second.Release(ctx, got))
@@ -469,7 +469,7 @@ func TestIntegration_Pool_replacesWarmVMAfterConfigChange(t *testing.T) {
 	must.Len(t, 1, now)
 	must.NotEq(t, old[0], now[0])
 	must.Len(t, 1, ev.of(EventBooting))
-	vm, err := second.Claim(ctx, "t", VMSpec{Pool: "mac", CPU: 4})
+	vm, err := second.claim(ctx, "t", VMSpec{Pool: "mac", CPU: 4})
 	must.NoError(t, err)
 	must.Eq(t, now[0], vm.Name)
 	must.Eq(t, 4, cpuOf(vm.Name), must.Sprint("the claim gets the new shape"))
@@ -484,7 +484,7 @@ func TestIntegration_Pool_replacesWarmVMAfterConfigChange(t *testing.T) {
 	must.SliceEmpty(t, ev.of(EventBooting))
 	must.SliceEmpty(t, ev.of(EventDeleted))
 	must.Eq(t, kept, localVMs())
-	vm, err = third.Claim(ctx, "t", VMSpec{Pool: "mac", CPU: 4})
+	vm, err = third.claim(ctx, "t", VMSpec{Pool: "mac", CPU: 4})
 	must.NoError(t, err)
 	must.Eq(t, kept[0], vm.Name)
 	must.NoError(t, third.Release(ctx, vm))

@@ -16,12 +16,12 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/internal/atomicfile"
 )
 
-// SlotMAC returns the MAC address of slot index on a host with seed: the
+// slotMAC returns the MAC address of slot index on a host with seed: the
 // first six bytes of sha256(seed + "|" + index), made a locally
 // administered unicast address (second-lowest bit of the first octet set,
 // lowest cleared). The same seed and index always give the same MAC, so a
 // slot's VMs reuse one DHCP lease.
-func SlotMAC(seed string, index int) string {
+func slotMAC(seed string, index int) string {
 	sum := sha256.Sum256([]byte(seed + "|" + strconv.Itoa(index)))
 	b := sum[:6]
 	b[0] = (b[0] | 0x02) &^ 0x01
@@ -49,8 +49,8 @@ func normalizeMAC(s string) (string, error) {
 	return hw.String(), nil
 }
 
-// MACAddress returns the macAddress stored in the VM's config.json.
-func (c *Client) MACAddress(name string) (string, error) {
+// macAddress returns the macAddress stored in the VM's config.json.
+func (c *Client) macAddress(name string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(c.VMDir(name), "config.json"))
 	if err != nil {
 		return "", fmt.Errorf("read config of vm %s: %w", name, err)
@@ -64,10 +64,10 @@ func (c *Client) MACAddress(name string) (string, error) {
 	return cfg.MACAddress, nil
 }
 
-// SetMACAddress writes mac into the stopped VM's config.json (tart has no
+// setMACAddress writes mac into the stopped VM's config.json (tart has no
 // flag for a chosen MAC; tart re-reads the file at the next run). Other keys
 // are kept as they are. The file is replaced atomically.
-func (c *Client) SetMACAddress(name, mac string) error {
+func (c *Client) setMACAddress(name, mac string) error {
 	norm, err := normalizeMAC(mac)
 	if err != nil {
 		return fmt.Errorf("set mac of vm %s: %w", name, err)

@@ -21,8 +21,8 @@ func TestClient_SetMACAddress(t *testing.T) {
 	orig := `{"version":1,"os":"darwin","arch":"arm64","cpuCount":4,"memorySize":8589934592,"macAddress":"7e:12:34:56:78:9a","display":{"width":1024,"height":768},"ecid":"AAAA"}`
 	must.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(orig), 0o644))
 
-	must.NoError(t, c.SetMACAddress("vm1", "2A:0:0:0:0:1"))
-	mac, err := c.MACAddress("vm1")
+	must.NoError(t, c.setMACAddress("vm1", "2A:0:0:0:0:1"))
+	mac, err := c.macAddress("vm1")
 	must.NoError(t, err)
 	must.Eq(t, "2a:00:00:00:00:01", mac)
 
@@ -37,8 +37,8 @@ func TestClient_SetMACAddress(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	must.Len(t, 1, entries) // no temp file left
 
-	must.ErrorContains(t, c.SetMACAddress("vm1", "nope"), "invalid mac")
-	must.Error(t, c.SetMACAddress("missing", "2a:00:00:00:00:01"))
-	_, err = c.MACAddress("missing")
+	must.ErrorContains(t, c.setMACAddress("vm1", "nope"), "invalid mac")
+	must.Error(t, c.setMACAddress("missing", "2a:00:00:00:00:01"))
+	_, err = c.macAddress("missing")
 	must.Error(t, err)
 }

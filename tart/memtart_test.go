@@ -54,7 +54,7 @@ func newMemTart(t *testing.T) *memTart {
 		limit: 2, counts: map[string]int{}, failCmd: map[string]string{}}
 }
 
-func (m *memTart) client() *Client { return NewClient(WithRunner(m), WithHome(m.home)) }
+func (m *memTart) client() *Client { return NewClient(withRunner(m), WithHome(m.home)) }
 
 func (m *memTart) count(cmd string) int {
 	m.mu.Lock()
@@ -134,7 +134,7 @@ func (m *memTart) writeConfig(name, mac string) {
 	}
 }
 
-func (m *memTart) Run(ctx context.Context, c Command) (int, error) {
+func (m *memTart) Run(ctx context.Context, c command) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return -1, err
 	}
@@ -254,13 +254,13 @@ func (m *memTart) handle(a []string) (int, string, string) {
 	return 64, "", "Error: unknown command " + a[0] + "\n"
 }
 
-func (m *memTart) Start(c Command, o StartOptions) (Process, error) {
+func (m *memTart) Start(c command, o startOptions) (process, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.counts["run"]++
 	name := c.Args[1]
 	p := &fakeProcess{done: make(chan struct{})}
-	fail := func(msg string) (Process, error) {
+	fail := func(msg string) (process, error) {
 		_ = os.WriteFile(o.StdoutPath, []byte(msg+"\n"), 0o600)
 		p.exit(1)
 		return p, nil
@@ -275,8 +275,8 @@ func (m *memTart) Start(c Command, o StartOptions) (Process, error) {
 	if n, ok := ParseVMName(name); ok && n.Kind == KindPool {
 		// The pool must record what a warm VM is built for before it
 		// boots: a later Start deletes a ready warm VM without a record.
-		if _, err := os.Stat(filepath.Join(m.home, "vms", name, SpecMarker)); err != nil {
-			m.t.Errorf("tart run of warm vm %s before its %s was written: %v", name, SpecMarker, err)
+		if _, err := os.Stat(filepath.Join(m.home, "vms", name, specMarker)); err != nil {
+			m.t.Errorf("tart run of warm vm %s before its %s was written: %v", name, specMarker, err)
 		}
 	}
 	n := 0

@@ -20,10 +20,10 @@ import (
 // Pool adoption and cleanup only ever touch names that parse with
 // ParseVMName; every other VM on the host is left alone.
 const (
-	NamePrefix     = "ntart-"
-	poolNamePrefix = NamePrefix + "pool-"
-	taskNamePrefix = NamePrefix + "task-"
-	tmplNamePrefix = NamePrefix + "tmpl-"
+	namePrefix     = "ntart-"
+	poolNamePrefix = namePrefix + "pool-"
+	taskNamePrefix = namePrefix + "task-"
+	tmplNamePrefix = namePrefix + "tmpl-"
 )
 
 // VMKind is what a VM of ours is for.
@@ -31,7 +31,10 @@ type VMKind string
 
 // VM kinds of our naming convention.
 const (
+	// KindPool is a warm-pool VM (ntart-pool-<pool>-<slot>-<hex>), claimed
+	// or not.
 	KindPool VMKind = "pool"
+	// KindTask is a VM started for a task (ntart-task-<id>).
 	KindTask VMKind = "task"
 	// KindTemplate is a suspended template VM of a resume-mode pool: it is
 	// never run for a task, only cloned.
@@ -48,16 +51,16 @@ type VMName struct {
 	ID string
 }
 
-// PoolVMName returns a fresh name for a warm VM of pool in slot.
-func PoolVMName(pool string, slot int) string {
+// poolVMName returns a fresh name for a warm VM of pool in slot.
+func poolVMName(pool string, slot int) string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s%s-%d-%s", poolNamePrefix, pool, slot, hex.EncodeToString(b[:]))
 }
 
-// TemplateVMName returns a fresh name for the template of pool in slot.
-func TemplateVMName(pool string, slot int) string {
-	return tmplNamePrefix + strings.TrimPrefix(PoolVMName(pool, slot), poolNamePrefix)
+// templateVMName returns a fresh name for the template of pool in slot.
+func templateVMName(pool string, slot int) string {
+	return tmplNamePrefix + strings.TrimPrefix(poolVMName(pool, slot), poolNamePrefix)
 }
 
 // TaskVMName returns the VM name for a task id, with characters tart or a

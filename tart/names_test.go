@@ -41,7 +41,7 @@ func TestParseVMName(t *testing.T) {
 
 func TestPoolVMName_roundTrip(t *testing.T) {
 	t.Parallel()
-	a, b := PoolVMName("linux-small", 3), PoolVMName("linux-small", 3)
+	a, b := poolVMName("linux-small", 3), poolVMName("linux-small", 3)
 	must.NotEq(t, a, b)
 	n, ok := ParseVMName(a)
 	must.True(t, ok)

@@ -15,8 +15,8 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/internal/waitgroup"
 )
 
-// ErrPoolEmpty is returned by Claim when no ready warm VM matches.
-var ErrPoolEmpty = errors.New("no ready warm vm")
+// errPoolEmpty is returned by claim when no ready warm VM matches.
+var errPoolEmpty = errors.New("no ready warm vm")
 
 // ErrPoolClosed is returned after Shutdown or Detach.
 var ErrPoolClosed = errors.New("pool is shut down")
@@ -81,8 +81,8 @@ type PoolOptions struct {
 	// Attached starts tart run in the caller's session instead of its own.
 	// The default (detached) keeps VMs running if the caller is killed.
 	Attached bool
-	// SlotWaitTimeout bounds how long StartVM (and Provision's cold start)
-	// waits for a free slot; the start then fails with ErrNoSlot. Zero
+	// SlotWaitTimeout bounds how long Provision's start in a slot (a
+	// resume or a cold boot) waits for a free slot; the start then fails with ErrNoSlot. Zero
 	// waits as long as the caller's context allows (which also ends in
 	// ErrNoSlot while waiting). The boot itself is not bounded by it.
 	SlotWaitTimeout time.Duration
@@ -106,7 +106,7 @@ type PoolOptions struct {
 
 func (o *PoolOptions) defaults(c *Client) {
 	if o.Logger == nil {
-		o.Logger = c.Logger()
+		o.Logger = c.logger
 	}
 	if o.BootTimeout <= 0 {
 		o.BootTimeout = 5 * time.Minute
@@ -292,7 +292,7 @@ func (p *Pool) Client() *Client { return p.client }
 //   - running VMs of ours (task VMs and claimed pool VMs) keep their slots,
 //     found from their MAC address;
 //   - running, ready, unclaimed warm VMs of configured pools are adopted
-//     when their SpecMarker record equals the pool's current config;
+//     when their ntart-spec.json record equals the pool's current config;
 //     those built for another config (or without a valid record) are
 //     deleted and replaced;
 //   - running unclaimed warm VMs that do not answer yet and are younger
@@ -351,8 +351,8 @@ func (p *Pool) Start(ctx context.Context) error {
 	return nil
 }
 
-// Release stops and deletes a VM handed out by Claim, Provision or StartVM
-// (or found with Lookup) and frees its slot. A VM already gone is not an
+// Release stops and deletes a VM handed out by Provision (or found with
+// Lookup) and frees its slot. A VM already gone is not an
 // error; the slot is freed even when deleting fails.
 func (p *Pool) Release(ctx context.Context, vm *VM) error {
 	defer p.slots.Release(vm.Slot.Index)
@@ -401,8 +401,8 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 // are deleted), like Shutdown, but leaves every ready warm VM running and
 // unclaimed, so that the next pool on the same TART_HOME adopts it at
 // Start. Use it when the process is about to exit and another will take
-// over (a restarting plugin). Their slots stay held; Claim, Provision and
-// StartVM fail with ErrPoolClosed afterwards, Release still works. It waits
+// over (a restarting plugin). Their slots stay held; Provision fails with
+// ErrPoolClosed afterwards, Release still works. It waits
 // for all pool goroutines; ctx bounds the wait. A later Shutdown does
 // nothing.
 func (p *Pool) Detach(ctx context.Context) error {

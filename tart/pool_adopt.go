@@ -209,7 +209,7 @@ func (p *Pool) unpend(f *foreignVM, release bool) {
 // restoreSlot marks the slot of a running VM of ours as held.
 func (p *Pool) restoreSlot(name string, n VMName) (Slot, bool) {
 	idx, ok := -1, false
-	if mac, err := p.client.MACAddress(name); err == nil {
+	if mac, err := p.client.macAddress(name); err == nil {
 		idx, ok = p.slots.SlotForMAC(mac)
 	}
 	if !ok && n.Kind == KindPool {

@@ -44,7 +44,7 @@ func TestPool_Start_adoptsAndCleansUp(t *testing.T) {
 	must.True(t, ok)
 	must.Eq(t, 1, vm.Slot.Index)
 
-	got, err := p.Claim(t.Context(), "x", VMSpec{Pool: "mac"})
+	got, err := p.claim(t.Context(), "x", VMSpec{Pool: "mac"})
 	must.NoError(t, err)
 	must.Eq(t, warm, got.Name)
 	must.NoError(t, p.Release(t.Context(), got))
@@ -105,7 +105,7 @@ func TestPool_Start_leavesYoungUnreadyWarmVMAlone(t *testing.T) {
 	waitFor(t, func() bool { return p.Stats()[0].Ready == 1 })
 	must.Len(t, 1, ev.of(EventAdopted))
 	must.Eq(t, 0, p.Stats()[0].Booting)
-	vm, err := p.Claim(t.Context(), "t", VMSpec{Pool: "mac"})
+	vm, err := p.claim(t.Context(), "t", VMSpec{Pool: "mac"})
 	must.NoError(t, err)
 	must.Eq(t, booting, vm.Name)
 	must.NoError(t, p.Release(t.Context(), vm))

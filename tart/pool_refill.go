@@ -54,7 +54,7 @@ func (p *Pool) worker(ctx context.Context, ps *poolState) {
 
 // startWarmBoot registers a booting warm VM and starts its boot; p.mu held.
 func (p *Pool) startWarmBoot(ctx context.Context, ps *poolState, slot Slot) {
-	name := PoolVMName(ps.cfg.Name, slot.Index)
+	name := poolVMName(ps.cfg.Name, slot.Index)
 	p.slots.SetOwner(slot.Index, name)
 	bctx, cancel := context.WithCancel(ctx)
 	vm := &VM{Name: name, Slot: slot, Image: ps.cfg.Image, Pool: ps.cfg.Name}

@@ -116,14 +116,14 @@ func TestPool_fillClaimRelease(t *testing.T) {
 
 	// Every warm VM runs with its slot's MAC.
 	for _, name := range m.running() {
-		mac, err := m.client().MACAddress(name)
+		mac, err := m.client().macAddress(name)
 		must.NoError(t, err)
 		slot, ok := p.Slots().OwnerSlot(name)
 		must.True(t, ok)
 		must.Eq(t, slot.MAC, mac)
 	}
 
-	vm, err := p.Claim(t.Context(), "task-1", VMSpec{Image: testImage})
+	vm, err := p.claim(t.Context(), "task-1", VMSpec{Image: testImage})
 	must.NoError(t, err)
 	must.True(t, vm.Warm)
 	must.Eq(t, "mac", vm.Pool)
@@ -146,10 +146,10 @@ func TestPool_fillClaimRelease(t *testing.T) {
 	waitFor(t, func() bool { return p.Stats()[0].Ready == 2 })
 
 	// A spec with other resources matches no pool.
-	_, err = p.Claim(t.Context(), "t", VMSpec{Image: testImage, CPU: 2})
-	must.ErrorIs(t, err, ErrPoolEmpty)
-	_, err = p.Claim(t.Context(), "t", VMSpec{Image: "other"})
-	must.ErrorIs(t, err, ErrPoolEmpty)
+	_, err = p.claim(t.Context(), "t", VMSpec{Image: testImage, CPU: 2})
+	must.ErrorIs(t, err, errPoolEmpty)
+	_, err = p.claim(t.Context(), "t", VMSpec{Image: "other"})
+	must.ErrorIs(t, err, errPoolEmpty)
 }
 
 func TestPoolConfig_Fits(t *testing.T) {
@@ -193,13 +193,13 @@ func TestPool_Claim_byNameOnlyWhenTheSpecFits(t *testing.T) {
 	// A named pool whose VMs lack the task's shares or resources is no
 	// match: the caller cold-starts instead of getting a VM without them.
 	shares := VMSpec{Pool: "mac", Image: testImage, Run: RunOptions{Dirs: []DirShare{{Path: t.TempDir()}}}}
-	_, err := p.Claim(t.Context(), "t1", shares)
-	must.ErrorIs(t, err, ErrPoolEmpty)
+	_, err := p.claim(t.Context(), "t1", shares)
+	must.ErrorIs(t, err, errPoolEmpty)
 	must.ErrorContains(t, err, "pool mac does not fit: shared directories")
-	_, err = p.Claim(t.Context(), "t1", VMSpec{Pool: "mac", Image: testImage, CPU: 8})
+	_, err = p.claim(t.Context(), "t1", VMSpec{Pool: "mac", Image: testImage, CPU: 8})
 	must.ErrorContains(t, err, "cpu 8 is not the pool's 4")
-	_, err = p.Claim(t.Context(), "t1", VMSpec{Pool: "nope"})
-	must.ErrorIs(t, err, ErrPoolEmpty)
+	_, err = p.claim(t.Context(), "t1", VMSpec{Pool: "nope"})
+	must.ErrorIs(t, err, errPoolEmpty)
 	must.ErrorContains(t, err, `pool "nope" is not configured`)
 	must.Eq(t, 1, p.Stats()[0].Ready, must.Sprint("nothing claimed"))
 
@@ -209,7 +209,7 @@ func TestPool_Claim_byNameOnlyWhenTheSpecFits(t *testing.T) {
 	must.Eq(t, "ntart-task-t2", vm.Name)
 	must.NoError(t, p.Release(t.Context(), vm))
 
-	vm, err = p.Claim(t.Context(), "t3", VMSpec{Pool: "mac", Image: testImage})
+	vm, err = p.claim(t.Context(), "t3", VMSpec{Pool: "mac", Image: testImage})
 	must.NoError(t, err)
 	must.True(t, vm.Warm)
 	must.NoError(t, p.Release(t.Context(), vm))
@@ -225,7 +225,7 @@ func TestPool_StartVM_preemptsWarmVM(t *testing.T) {
 	// A task that cannot use the pool's VMs needs a slot: a warm VM gives
 	// its slot up.
 	var taskEvents eventLog
-	vm, err := p.StartVM(t.Context(), TaskVMName("t1"), VMSpec{Image: testImage, CPU: 2}, taskEvents.add)
+	vm, err := p.startVM(t.Context(), TaskVMName("t1"), VMSpec{Image: testImage, CPU: 2}, taskEvents.add)
 	must.NoError(t, err)
 	must.False(t, vm.Warm)
 	must.Len(t, 1, ev.of(EventPreempted))
@@ -234,7 +234,7 @@ func TestPool_StartVM_preemptsWarmVM(t *testing.T) {
 	must.Len(t, 1, taskEvents.of(EventReady))
 	must.Eq(t, 2, len(m.running()))
 	must.Eq(t, 1, p.Stats()[0].Ready)
-	mac, _ := m.client().MACAddress(vm.Name)
+	mac, _ := m.client().macAddress(vm.Name)
 	must.Eq(t, vm.Slot.MAC, mac)
 
 	must.NoError(t, p.Release(t.Context(), vm))
@@ -249,13 +249,13 @@ func TestPool_StartVM_slotWaitTimeout(t *testing.T) {
 		SlotWaitTimeout: 50 * time.Millisecond})
 	must.NoError(t, err)
 	startPool(t, p)
-	busy, err := p.StartVM(t.Context(), TaskVMName("busy"), VMSpec{Image: testImage}, nil)
+	busy, err := p.startVM(t.Context(), TaskVMName("busy"), VMSpec{Image: testImage}, nil)
 	must.NoError(t, err)
 
 	// No warm VM to preempt: the wait times out with ErrNoSlot although
 	// the caller's context is still live, and nothing is cloned.
 	var evs eventLog
-	_, err = p.StartVM(t.Context(), TaskVMName("late"), VMSpec{Image: testImage}, evs.add)
+	_, err = p.startVM(t.Context(), TaskVMName("late"), VMSpec{Image: testImage}, evs.add)
 	must.ErrorIs(t, err, ErrNoSlot)
 	must.ErrorIs(t, err, context.DeadlineExceeded)
 	must.NoError(t, t.Context().Err())
@@ -276,7 +276,7 @@ func TestPool_StartVM_slotWaitTimeout(t *testing.T) {
 	m.mu.Unlock()
 	bctx, bcancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer bcancel()
-	_, err = p.StartVM(bctx, TaskVMName("slow"), VMSpec{Image: testImage}, nil)
+	_, err = p.startVM(bctx, TaskVMName("slow"), VMSpec{Image: testImage}, nil)
 	must.ErrorIs(t, err, context.DeadlineExceeded)
 	must.False(t, errors.Is(err, ErrNoSlot), must.Sprint(err))
 	must.SliceEmpty(t, m.names())
@@ -305,7 +305,7 @@ func TestPool_StartVM_failureCleansUp(t *testing.T) {
 	m.setFail("run", "The number of VMs exceeds the system limit (other running VMs: x)")
 	p, _ := testPool(t, m, 2, nil)
 	startPool(t, p)
-	_, err := p.StartVM(t.Context(), TaskVMName("a"), VMSpec{Image: testImage}, nil)
+	_, err := p.startVM(t.Context(), TaskVMName("a"), VMSpec{Image: testImage}, nil)
 	must.ErrorIs(t, err, ErrVMLimit)
 	must.SliceEmpty(t, m.names())
 	must.Eq(t, 2, p.Slots().Available())
@@ -359,7 +359,7 @@ func TestPool_Shutdown_deletesWarmVMs(t *testing.T) {
 	must.NoError(t, p.Shutdown(context.Background()))
 	must.SliceEmpty(t, m.names())
 	must.Eq(t, 2, p.Slots().Available())
-	_, err := p.Claim(t.Context(), "x", VMSpec{Pool: "fast"})
+	_, err := p.claim(t.Context(), "x", VMSpec{Pool: "fast"})
 	must.ErrorIs(t, err, ErrPoolClosed)
 	must.NoError(t, p.Shutdown(context.Background()), must.Sprint("idempotent"))
 }
@@ -374,9 +374,9 @@ func TestPool_Detach_leavesReadyVMsForTheNextPool(t *testing.T) {
 
 	must.NoError(t, p.Detach(context.Background()))
 	must.Eq(t, ready, m.running(), must.Sprint("ready warm vms keep running"))
-	_, err := p.Claim(t.Context(), "x", VMSpec{Pool: "mac"})
+	_, err := p.claim(t.Context(), "x", VMSpec{Pool: "mac"})
 	must.ErrorIs(t, err, ErrPoolClosed)
-	_, err = p.StartVM(t.Context(), TaskVMName("a"), VMSpec{Image: testImage}, nil)
+	_, err = p.startVM(t.Context(), TaskVMName("a"), VMSpec{Image: testImage}, nil)
 	must.ErrorIs(t, err, ErrPoolClosed)
 	must.NoError(t, p.Shutdown(context.Background()), must.Sprint("a no-op after Detach"))
 	must.Eq(t, ready, m.running())
@@ -438,7 +438,7 @@ func TestPool_StartVM_refusesExistingName(t *testing.T) {
 	m.addVM("ntart-task-a", "", false)
 	p, _ := testPool(t, m, 1, nil)
 	startPool(t, p)
-	_, err := p.StartVM(t.Context(), "ntart-task-a", VMSpec{Image: testImage}, nil)
+	_, err := p.startVM(t.Context(), "ntart-task-a", VMSpec{Image: testImage}, nil)
 	must.ErrorContains(t, err, "already exists")
 	must.Eq(t, 1, p.Slots().Available())
 	m.mu.Lock()
@@ -475,14 +475,14 @@ func TestPool_Health_quotaLeak(t *testing.T) {
 	p, _ := testPool(t, m, 2, nil)
 	startPool(t, p)
 	must.NoError(t, p.Health())
-	_, err := p.StartVM(t.Context(), TaskVMName("a"), VMSpec{Image: testImage}, nil)
+	_, err := p.startVM(t.Context(), TaskVMName("a"), VMSpec{Image: testImage}, nil)
 	must.ErrorIs(t, err, ErrVMLimit)
 	h := p.Health()
 	must.ErrorIs(t, h, ErrVMLimit)
 	must.ErrorContains(t, h, "only 0 vm(s) run")
 
 	m.setFail("run", "")
-	vm, err := p.StartVM(t.Context(), TaskVMName("b"), VMSpec{Image: testImage}, nil)
+	vm, err := p.startVM(t.Context(), TaskVMName("b"), VMSpec{Image: testImage}, nil)
 	must.NoError(t, err)
 	must.NoError(t, p.Health())
 	must.NoError(t, p.Release(t.Context(), vm))

@@ -44,7 +44,7 @@ func (p PullProgress) String() string {
 	switch p.Phase {
 	case PullDisk:
 		if p.TotalBytes > 0 {
-			return fmt.Sprintf("Pulling image: %d%% (%s of %s)", p.Percent, FormatBytes(p.Bytes), FormatBytes(p.TotalBytes))
+			return fmt.Sprintf("Pulling image: %d%% (%s of %s)", p.Percent, formatBytes(p.Bytes), formatBytes(p.TotalBytes))
 		}
 		return fmt.Sprintf("Pulling image: %d%%", p.Percent)
 	case PullCached:

@@ -16,7 +16,7 @@ func TestClient_Pull_progress(t *testing.T) {
 		"pulling disk (25.0 GB compressed)...\n0%\n\x1b[1A\x1b[K42%\r100%\npulling NVRAM...\n"
 	f := okRunner(out)
 	var got []PullProgress
-	err := NewClient(WithRunner(f)).Pull(context.Background(), "ghcr.io/cirruslabs/macos:latest", PullOptions{
+	err := NewClient(withRunner(f)).Pull(context.Background(), "ghcr.io/cirruslabs/macos:latest", PullOptions{
 		Progress: func(p PullProgress) { got = append(got, p) },
 	})
 	must.NoError(t, err)
@@ -58,7 +58,7 @@ func TestClient_Pull_cached(t *testing.T) {
 	t.Parallel()
 	f := okRunner("pulling x/y:1...\npulling manifest...\nx/y@sha256:ab image is already cached and linked!\n")
 	var last PullProgress
-	must.NoError(t, NewClient(WithRunner(f)).Pull(context.Background(), "x/y:1", PullOptions{Progress: func(p PullProgress) { last = p }}))
+	must.NoError(t, NewClient(withRunner(f)).Pull(context.Background(), "x/y:1", PullOptions{Progress: func(p PullProgress) { last = p }}))
 	must.Eq(t, PullCached, last.Phase)
 	must.Eq(t, "Image already cached", last.String())
 }
@@ -88,7 +88,7 @@ func TestClient_EnsureImage(t *testing.T) {
 				}
 				return fakeResult{}
 			}}
-			pulled, err := NewClient(WithRunner(f)).EnsureImage(context.Background(), tc.image, PullOptions{})
+			pulled, err := NewClient(withRunner(f)).EnsureImage(context.Background(), tc.image, PullOptions{})
 			if tc.wantErr != nil {
 				must.ErrorIs(t, err, tc.wantErr)
 				return

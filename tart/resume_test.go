@@ -55,7 +55,7 @@ func TestIntegration_Pool_resumeFromTemplates(t *testing.T) {
 	must.Eq(t, PathResumed, vm.Path)
 	must.Eq(t, "mac", vm.Pool)
 	must.Eq(t, StateRunning, vmState(t, c, vm.Name))
-	mac, err := c.MACAddress(vm.Name)
+	mac, err := c.macAddress(vm.Name)
 	must.NoError(t, err)
 	must.Eq(t, p.Slots().MAC(vm.Slot.Index), mac)
 	code, err := c.Exec(t.Context(), vm.Name, []string{"cat", "clock-synced"}, ExecOptions{})
@@ -253,7 +253,7 @@ func TestIntegration_Pool_reservedBootIsNotPreempted(t *testing.T) {
 	// A cold start of another shape needs the only slot.
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
-	_, err := p.StartVM(ctx, TaskVMName("c1"), VMSpec{Image: ftImage, CPU: 2}, nil)
+	_, err := p.startVM(ctx, TaskVMName("c1"), VMSpec{Image: ftImage, CPU: 2}, nil)
 	must.ErrorIs(t, err, ErrNoSlot)
 	vm := <-got
 	must.NotNil(t, vm)

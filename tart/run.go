@@ -159,28 +159,28 @@ func (o RunOptions) Args(name string) ([]string, error) {
 	return append(args, o.ExtraArgs...), nil
 }
 
-// RunLogName is the file inside a VM directory that receives tart run's
+// runLogName is the file inside a VM directory that receives tart run's
 // output by default.
-const RunLogName = "ntart-run.log"
+const runLogName = "ntart-run.log"
 
 // RunHandle is a started `tart run` (the VM's lifetime is this process).
 type RunHandle struct {
 	// VM is the VM name.
 	VM string
-	// Process is the tart run process.
-	Process Process
+	// proc is the tart run process.
+	proc process
 	// LogPath holds tart run's output.
 	LogPath string
 }
 
 // Done is closed when tart run has exited (the VM is off).
-func (h *RunHandle) Done() <-chan struct{} { return h.Process.Done() }
+func (h *RunHandle) Done() <-chan struct{} { return h.proc.Done() }
 
 // Wait waits for tart run to exit. It returns nil on exit 0 (stopped by
 // tart stop or guest shutdown) and an *Error with tart's message otherwise
 // (ErrVMLimit, ErrAlreadyRunning, ErrVMNotFound, ...).
 func (h *RunHandle) Wait() error {
-	code, err := h.Process.Wait()
+	code, err := h.proc.Wait()
 	if err == nil && code == 0 {
 		return nil
 	}
@@ -199,7 +199,7 @@ func (h *RunHandle) exitError() error {
 // Stop sends SIGINT (tart run powers the VM off and exits) and waits up to
 // timeout before SIGKILL. It returns when the process is gone or ctx ends.
 func (h *RunHandle) Stop(ctx context.Context, timeout time.Duration) error {
-	if err := h.Process.Signal(syscall.SIGINT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := h.proc.Signal(syscall.SIGINT); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("stop vm %s: signal tart run: %w", h.VM, err)
 	}
 	t := time.NewTimer(timeout)
@@ -211,7 +211,7 @@ func (h *RunHandle) Stop(ctx context.Context, timeout time.Duration) error {
 		return fmt.Errorf("stop vm %s: %w", h.VM, ctx.Err())
 	case <-t.C:
 	}
-	_ = h.Process.Signal(syscall.SIGKILL)
+	_ = h.proc.Signal(syscall.SIGKILL)
 	select {
 	case <-h.Done():
 		return nil
@@ -263,15 +263,15 @@ func (c *Client) Run(ctx context.Context, name string, o RunOptions) (*RunHandle
 	}
 	logPath := o.LogPath
 	if logPath == "" {
-		logPath = filepath.Join(c.VMDir(name), RunLogName)
+		logPath = filepath.Join(c.VMDir(name), runLogName)
 	}
 	cmd := c.command(args)
 	c.logger.Debug("starting vm", "vm_name", name, "args", args, "detached", o.Detached)
-	p, err := c.runner.Start(cmd, StartOptions{Detached: o.Detached, StdoutPath: logPath, StderrPath: logPath})
+	p, err := c.runner.Start(cmd, startOptions{Detached: o.Detached, StdoutPath: logPath, StderrPath: logPath})
 	if err != nil {
 		return nil, newError("run", name, -1, "", err)
 	}
-	return &RunHandle{VM: name, Process: p, LogPath: logPath}, nil
+	return &RunHandle{VM: name, proc: p, LogPath: logPath}, nil
 }
 
 // ReadyOptions configure WaitReady.

@@ -56,11 +56,11 @@ func TestClient_Run_detachedWithLogInVMDir(t *testing.T) {
 	t.Parallel()
 	f := okRunner("")
 	home := t.TempDir()
-	c := NewClient(WithRunner(f), WithHome(home))
+	c := NewClient(withRunner(f), WithHome(home))
 	h, err := c.Run(context.Background(), "vm1", RunOptions{Detached: true, Network: Network{Mode: NetworkSoftnet}})
 	must.NoError(t, err)
 	must.Eq(t, "run vm1 --no-graphics --net-softnet", f.lastCall())
-	must.Eq(t, StartOptions{Detached: true, StdoutPath: filepath.Join(home, "vms", "vm1", RunLogName), StderrPath: filepath.Join(home, "vms", "vm1", RunLogName)}, f.startOp[0])
+	must.Eq(t, startOptions{Detached: true, StdoutPath: filepath.Join(home, "vms", "vm1", runLogName), StderrPath: filepath.Join(home, "vms", "vm1", runLogName)}, f.startOp[0])
 
 	// tart run fails at start: Wait carries its message, skipping status lines.
 	must.NoError(t, os.MkdirAll(filepath.Dir(h.LogPath), 0o755))
@@ -77,7 +77,7 @@ func TestClient_Run_detachedWithLogInVMDir(t *testing.T) {
 func TestRunHandle_Stop(t *testing.T) {
 	t.Parallel()
 	p := &fakeProcess{done: make(chan struct{})}
-	h := &RunHandle{VM: "vm1", Process: p}
+	h := &RunHandle{VM: "vm1", proc: p}
 	must.NoError(t, h.Stop(context.Background(), time.Second))
 	must.Eq(t, []os.Signal{syscall.SIGINT}, p.sigs)
 	must.NoError(t, h.Wait())
@@ -98,7 +98,7 @@ func TestClient_WaitReady(t *testing.T) {
 			}
 			return fakeResult{}
 		}}
-		err := NewClient(WithRunner(f)).WaitReady(context.Background(), "vm1", ReadyOptions{Interval: time.Millisecond})
+		err := NewClient(withRunner(f)).WaitReady(context.Background(), "vm1", ReadyOptions{Interval: time.Millisecond})
 		must.NoError(t, err)
 		must.Eq(t, 3, n)
 		must.Eq(t, "exec vm1 true", f.lastCall())
@@ -110,8 +110,8 @@ func TestClient_WaitReady(t *testing.T) {
 		}}
 		p := &fakeProcess{done: make(chan struct{})}
 		p.exit(1)
-		h := &RunHandle{VM: "vm1", Process: p, LogPath: filepath.Join(t.TempDir(), "none")}
-		err := NewClient(WithRunner(f)).WaitReady(context.Background(), "vm1", ReadyOptions{Interval: time.Millisecond, Run: h})
+		h := &RunHandle{VM: "vm1", proc: p, LogPath: filepath.Join(t.TempDir(), "none")}
+		err := NewClient(withRunner(f)).WaitReady(context.Background(), "vm1", ReadyOptions{Interval: time.Millisecond, Run: h})
 		must.ErrorIs(t, err, ErrFailed)
 		must.ErrorContains(t, err, "tart run vm1")
 	})
@@ -122,7 +122,7 @@ func TestClient_WaitReady(t *testing.T) {
 		}}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 		defer cancel()
-		err := NewClient(WithRunner(f)).WaitReady(ctx, "vm1", ReadyOptions{Interval: time.Millisecond})
+		err := NewClient(withRunner(f)).WaitReady(ctx, "vm1", ReadyOptions{Interval: time.Millisecond})
 		must.ErrorIs(t, err, context.DeadlineExceeded)
 		must.ErrorIs(t, err, ErrAgentNotReady)
 	})
@@ -131,7 +131,7 @@ func TestClient_WaitReady(t *testing.T) {
 		f := &fakeRunner{handler: func([]string) fakeResult {
 			return fakeResult{code: 2, stderr: "the specified VM \"vm1\" does not exist\n"}
 		}}
-		err := NewClient(WithRunner(f)).WaitReady(context.Background(), "vm1", ReadyOptions{Interval: time.Millisecond})
+		err := NewClient(withRunner(f)).WaitReady(context.Background(), "vm1", ReadyOptions{Interval: time.Millisecond})
 		must.ErrorIs(t, err, ErrVMNotFound)
 		must.Len(t, 1, f.Calls())
 	})

@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// Command is one program invocation handed to a CommandRunner.
-type Command struct {
+// command is one program invocation handed to a commandRunner.
+type command struct {
 	// Path is the program (e.g. "tart" or an absolute path).
 	Path string
 	// Args are the arguments after the program name.
@@ -29,8 +29,8 @@ type Command struct {
 	Stdout, Stderr io.Writer
 }
 
-// StartOptions control how a long-running process (tart run) is started.
-type StartOptions struct {
+// startOptions control how a long-running process (tart run) is started.
+type startOptions struct {
 	// Detached puts the process in its own session (setsid) so that it
 	// survives the caller being killed (even by SIGKILL) and is not reached
 	// by signals sent to the caller's process group. Detached processes must
@@ -39,12 +39,12 @@ type StartOptions struct {
 	// process group, so Kill reaches the whole group.
 	Detached bool
 	// StdoutPath and StderrPath, when set, are files (created or appended
-	// to) that receive the process output instead of Command.Stdout/Stderr.
+	// to) that receive the process output instead of command.Stdout/Stderr.
 	StdoutPath, StderrPath string
 }
 
-// Process is a started long-running process.
-type Process interface {
+// process is a started long-running process.
+type process interface {
 	// Pid is the operating-system process ID.
 	Pid() int
 	// Done is closed when the process has exited and been reaped.
@@ -57,35 +57,35 @@ type Process interface {
 	Signal(sig os.Signal) error
 }
 
-// CommandRunner is the seam between Client and the operating system. The
-// real implementation is ExecRunner; tests use a recording fake.
-type CommandRunner interface {
+// commandRunner is the seam between Client and the operating system. The
+// real implementation is execRunner; tests use a recording fake.
+type commandRunner interface {
 	// Run runs cmd to completion. It returns the exit code and a nil error
 	// when the program ran and exited (whatever the code); it returns an
 	// error when the program could not be started, was killed by a signal
 	// (exit code -1) or ctx ended first (the process is then killed).
-	Run(ctx context.Context, cmd Command) (exitCode int, err error)
+	Run(ctx context.Context, cmd command) (exitCode int, err error)
 	// Start starts cmd and returns without waiting. The process is not
 	// tied to any context: stop it with Signal, `tart stop`, or let it end.
-	Start(cmd Command, opts StartOptions) (Process, error)
+	Start(cmd command, opts startOptions) (process, error)
 }
 
-// ExecRunner runs commands with os/exec. The zero value is ready to use.
-type ExecRunner struct{}
+// execRunner runs commands with os/exec. The zero value is ready to use.
+type execRunner struct{}
 
-var _ CommandRunner = ExecRunner{}
+var _ commandRunner = execRunner{}
 
 // setup applies c's environment and streams to cmd.
-func setup(cmd *exec.Cmd, c Command) {
+func setup(cmd *exec.Cmd, c command) {
 	if len(c.Env) > 0 {
 		cmd.Env = append(os.Environ(), c.Env...)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, c.Stdout, c.Stderr
 }
 
-// Run implements CommandRunner. On context end the process group gets
+// Run implements commandRunner. On context end the process group gets
 // SIGKILL (tart exec forwards the kill to the guest command).
-func (ExecRunner) Run(ctx context.Context, c Command) (int, error) {
+func (execRunner) Run(ctx context.Context, c command) (int, error) {
 	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
 	setup(cmd, c)
 	cmd.SysProcAttr = groupAttr()
@@ -118,8 +118,8 @@ func (ExecRunner) Run(ctx context.Context, c Command) (int, error) {
 	return -1, fmt.Errorf("run %s: %w", c.Path, err)
 }
 
-// Start implements CommandRunner.
-func (ExecRunner) Start(c Command, opts StartOptions) (Process, error) {
+// Start implements commandRunner.
+func (execRunner) Start(c command, opts startOptions) (process, error) {
 	// No context on purpose: the process outlives the call.
 	cmd := exec.Command(c.Path, c.Args...)
 	setup(cmd, c)

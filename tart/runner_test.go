@@ -20,17 +20,17 @@ import (
 func TestExecRunner_Run(t *testing.T) {
 	t.Parallel()
 	var out, errb bytes.Buffer
-	code, err := ExecRunner{}.Run(context.Background(), Command{Path: "/bin/sh", Args: []string{"-c", `cat; echo "$FOO" >&2; exit 4`},
+	code, err := execRunner{}.Run(context.Background(), command{Path: "/bin/sh", Args: []string{"-c", `cat; echo "$FOO" >&2; exit 4`},
 		Env: []string{"FOO=bar"}, Stdin: strings.NewReader("in"), Stdout: &out, Stderr: &errb})
 	must.NoError(t, err)
 	must.Eq(t, 4, code)
 	must.Eq(t, "in", out.String())
 	must.Eq(t, "bar\n", errb.String())
 
-	_, err = ExecRunner{}.Run(context.Background(), Command{Path: "/nonexistent/tart"})
+	_, err = execRunner{}.Run(context.Background(), command{Path: "/nonexistent/tart"})
 	must.Error(t, err)
 
-	code, err = ExecRunner{}.Run(context.Background(), Command{Path: "/bin/sh", Args: []string{"-c", "kill -9 $$"}})
+	code, err = execRunner{}.Run(context.Background(), command{Path: "/bin/sh", Args: []string{"-c", "kill -9 $$"}})
 	must.ErrorContains(t, err, "killed by signal")
 	must.Eq(t, -1, code)
 }
@@ -43,7 +43,7 @@ func TestExecRunner_Run_contextKillsProcessGroup(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		// The grandchild sleep shares the group and must die too.
-		_, err := ExecRunner{}.Run(ctx, Command{Path: "/bin/sh", Args: []string{"-c", `sleep 60 & echo $! > ` + pidFile + `; wait`}})
+		_, err := execRunner{}.Run(ctx, command{Path: "/bin/sh", Args: []string{"-c", `sleep 60 & echo $! > ` + pidFile + `; wait`}})
 		done <- err
 	}()
 	waitFor(t, func() bool { b, _ := os.ReadFile(pidFile); return len(bytes.TrimSpace(b)) > 0 })
@@ -60,8 +60,8 @@ func TestExecRunner_Start(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "out.log")
-	p, err := ExecRunner{}.Start(Command{Path: "/bin/sh", Args: []string{"-c", "echo started; echo oops >&2; sleep 60"}},
-		StartOptions{Detached: true, StdoutPath: log, StderrPath: log})
+	p, err := execRunner{}.Start(command{Path: "/bin/sh", Args: []string{"-c", "echo started; echo oops >&2; sleep 60"}},
+		startOptions{Detached: true, StdoutPath: log, StderrPath: log})
 	must.NoError(t, err)
 	pgid, err := syscall.Getpgid(p.Pid())
 	must.NoError(t, err)
@@ -79,7 +79,7 @@ func TestExecRunner_Start(t *testing.T) {
 	must.Eq(t, -1, code)
 	must.ErrorIs(t, p.Signal(syscall.SIGTERM), os.ErrProcessDone)
 
-	_, err = ExecRunner{}.Start(Command{Path: "/bin/true"}, StartOptions{StdoutPath: filepath.Join(dir, "missing", "x")})
+	_, err = execRunner{}.Start(command{Path: "/bin/true"}, startOptions{StdoutPath: filepath.Join(dir, "missing", "x")})
 	must.ErrorContains(t, err, "open process output")
 }
 

@@ -58,7 +58,7 @@ func NewSlots(max int, seed string) (*Slots, error) {
 	s := &Slots{seed: seed, macs: make([]string, max), owners: make([]string, max), changed: make(chan struct{})}
 	seen := map[string]int{}
 	for i := range max {
-		m := SlotMAC(seed, i)
+		m := slotMAC(seed, i)
 		if j, dup := seen[m]; dup {
 			return nil, fmt.Errorf("slots %d and %d derive the same mac %s from seed %q: choose another seed", j, i, m, seed)
 		}

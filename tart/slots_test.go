@@ -17,8 +17,8 @@ func TestSlotMAC(t *testing.T) {
 	t.Parallel()
 	seen := map[string]bool{}
 	for i := range 64 {
-		m := SlotMAC("host-a", i)
-		must.Eq(t, m, SlotMAC("host-a", i)) // deterministic
+		m := slotMAC("host-a", i)
+		must.Eq(t, m, slotMAC("host-a", i)) // deterministic
 		hw, err := net.ParseMAC(m)
 		must.NoError(t, err)
 		must.Len(t, 6, hw)
@@ -28,7 +28,7 @@ func TestSlotMAC(t *testing.T) {
 		must.False(t, seen[m])
 		seen[m] = true
 	}
-	must.NotEq(t, SlotMAC("host-a", 0), SlotMAC("host-b", 0))
+	must.NotEq(t, slotMAC("host-a", 0), slotMAC("host-b", 0))
 }
 
 func TestSlots_TryAcquire_Release(t *testing.T) {

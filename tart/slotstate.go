@@ -19,6 +19,7 @@ type SlotUse string
 
 // Slot uses, as read from the host by ReadSlotUse.
 const (
+	// SlotFree holds no VM of ours.
 	SlotFree SlotUse = "free"
 	// SlotWarm holds an unclaimed warm-pool VM (booting or ready): a task
 	// that needs the slot preempts it.
@@ -72,7 +73,7 @@ func ReadSlotUse(ctx context.Context, c *Client, slots *Slots) (HostSlots, error
 			continue
 		}
 		idx, ok := -1, false
-		if mac, err := c.MACAddress(v.Name); err == nil {
+		if mac, err := c.macAddress(v.Name); err == nil {
 			idx, ok = slots.SlotForMAC(mac)
 		}
 		if !ok && n.Kind == KindPool && n.Slot < slots.Max() {

@@ -46,7 +46,7 @@ func TestReadSlotUse_fromHostState(t *testing.T) {
 	}
 	out, _ := json.Marshal(list)
 	r := &fakeRunner{handler: func([]string) fakeResult { return fakeResult{stdout: string(out)} }}
-	c := NewClient(WithRunner(r), WithHome(home))
+	c := NewClient(withRunner(r), WithHome(home))
 
 	hs, err := ReadSlotUse(t.Context(), c, slots)
 	must.NoError(t, err)

@@ -111,7 +111,7 @@ func (ts *templateSet) wake() {
 	}
 }
 
-// builtForTemplate is the SpecMarker record of a template of pool c.
+// builtForTemplate is the specMarker record of a template of pool c.
 func builtForTemplate(c PoolConfig, tartVersion string) builtFor {
 	b := builtForPool(c)
 	b.TartVersion = tartVersion
@@ -188,7 +188,7 @@ func (p *Pool) adoptTemplate(v VMInfo, n VMName, ps *poolState, version string) 
 	if err := built.mismatch(builtForTemplate(ps.cfg, version)); err != nil {
 		return err
 	}
-	if mac, err := p.client.MACAddress(v.Name); err != nil || mac != p.slots.MAC(n.Slot) {
+	if mac, err := p.client.macAddress(v.Name); err != nil || mac != p.slots.MAC(n.Slot) {
 		return fmt.Errorf("its mac is not slot %d's", n.Slot)
 	}
 	p.mu.Lock()
@@ -219,7 +219,7 @@ func (p *Pool) templateWorker(ctx context.Context, ps *poolState) {
 				if t != nil || p.slots.Waiting() > 0 {
 					continue
 				}
-				name := TemplateVMName(ps.cfg.Name, i)
+				name := templateVMName(ps.cfg.Name, i)
 				slot, err := p.slots.Claim(i, name)
 				if err != nil {
 					continue // in use
@@ -452,7 +452,7 @@ func (p *Pool) resume(ctx context.Context, ps *poolState, vm *VM, tmpl string, e
 	if err := p.client.Clone(ctx, tmpl, vm.Name); err != nil {
 		return err
 	}
-	if mac, err := p.client.MACAddress(vm.Name); err != nil || mac != vm.Slot.MAC {
+	if mac, err := p.client.macAddress(vm.Name); err != nil || mac != vm.Slot.MAC {
 		return fmt.Errorf("clone of template %s does not have slot %d's mac (%s, %v)", tmpl, vm.Slot.Index, mac, err)
 	}
 	if n, _ := ParseVMName(vm.Name); n.Kind == KindPool {
