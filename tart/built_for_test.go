@@ -172,13 +172,13 @@ func TestPool_Start_deletesWarmVMsWithoutAValidRecord(t *testing.T) {
 	m.images[testImage] = true
 	// Left by a version that kept no record, or with a damaged one.
 	noRecord, badRecord := "ntart-pool-mac-0-aaaaaa", "ntart-pool-mac-1-bbbbbb"
-	m.addVM(noRecord, slots.MAC(0), true)
-	m.addVM(badRecord, slots.MAC(1), true)
+	m.addVM(noRecord, slots.mac(0), true)
+	m.addVM(badRecord, slots.mac(1), true)
 	must.NoError(t, os.WriteFile(filepath.Join(m.home, "vms", badRecord, specMarker), []byte("{"), 0o600))
 	// Still booting in another, older process, which writes no record:
 	// young and not answering, so it must be left alone until it answers.
 	young := "ntart-pool-mac-2-cccccc"
-	m.addVM(young, slots.MAC(2), true)
+	m.addVM(young, slots.mac(2), true)
 	m.setAgent(young, false)
 
 	ev := &eventLog{}
@@ -192,7 +192,7 @@ func TestPool_Start_deletesWarmVMsWithoutAValidRecord(t *testing.T) {
 	must.SliceNotContains(t, names, noRecord)
 	must.SliceNotContains(t, names, badRecord)
 	must.SliceContains(t, names, young)
-	must.Eq(t, young, slots.Owners()[2], must.Sprint("the young vm keeps its slot"))
+	must.Eq(t, young, slots.ownerMap()[2], must.Sprint("the young vm keeps its slot"))
 	deleted := func(vm string) string {
 		for _, e := range ev.of(EventDeleted) {
 			if e.VM == vm {
@@ -229,7 +229,7 @@ func TestPool_Start_keepsStaleWarmVMClaimedMeanwhile(t *testing.T) {
 	slots, _ := NewSlots(2, "test-host")
 	m.images[testImage] = true
 	warm := "ntart-pool-mac-0-aaaaaa"
-	m.addVM(warm, slots.MAC(0), true)
+	m.addVM(warm, slots.mac(0), true)
 	oldCfg := poolCfg("mac", 1)
 	oldCfg.CPU = 2
 	m.markBuiltFor(warm, oldCfg)
@@ -246,7 +246,7 @@ func TestPool_Start_keepsStaleWarmVMClaimedMeanwhile(t *testing.T) {
 	startPool(t, p)
 	must.SliceContains(t, m.names(), warm)
 	must.SliceEmpty(t, ev.of(EventDeleted))
-	must.Eq(t, warm, slots.Owners()[0], must.Sprint("a task's vm keeps its slot"))
+	must.Eq(t, warm, slots.ownerMap()[0], must.Sprint("a task's vm keeps its slot"))
 	waitFor(t, func() bool { return p.Stats()[0].Ready == 1 })
 
 	vm, ok := p.Lookup(warm)

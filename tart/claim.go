@@ -258,7 +258,7 @@ func (p *Pool) soonestBootingLocked(ps *poolState, now time.Time) (*warmVM, stri
 	if r, _ := ps.tmpl.counts(); r > 0 {
 		alt, altName = ps.est.resume, "a resume"
 	}
-	if p.slots.Available() > 0 && p.slots.Waiting() == 0 {
+	if p.slots.Available() > 0 && p.slots.waiting() == 0 {
 		if left > alt {
 			return nil, ""
 		}
@@ -375,7 +375,7 @@ func (p *Pool) startFresh(ctx context.Context, name string, spec VMSpec, ps *poo
 	}
 	slot, ok := p.tryAcquireResumable(ps, name)
 	if !ok {
-		slot, ok = p.slots.TryAcquire(name)
+		slot, ok = p.slots.tryAcquire(name)
 	}
 	if !ok {
 		events(Event{Type: EventWaitingSlot, VM: name,
@@ -434,5 +434,5 @@ func (p *Pool) acquireSlot(ctx context.Context, name string, wait time.Duration)
 		ctx, cancel = context.WithTimeout(ctx, wait)
 		defer cancel()
 	}
-	return p.slots.Acquire(ctx, name)
+	return p.slots.acquire(ctx, name)
 }

@@ -238,7 +238,7 @@ func TestIntegration_Pool(t *testing.T) {
 	must.NoError(t, err)
 	mac, err := c.macAddress(vm.Name)
 	must.NoError(t, err)
-	must.Eq(t, slots.MAC(vm.Slot.Index), mac)
+	must.Eq(t, slots.mac(vm.Slot.Index), mac)
 	var out bytes.Buffer
 	code, err := c.Exec(t.Context(), vm.Name, []string{"cat"}, ExecOptions{Stdin: strings.NewReader("hello"), Stdout: &out})
 	must.NoError(t, err)
@@ -329,7 +329,7 @@ func TestIntegration_Pool_adoptsAfterRestart(t *testing.T) {
 	t.Cleanup(func() { _ = c.Destroy(context.Background(), foreign, 0) })
 	cfg := PoolConfig{Name: "mac", Size: 1, VMSpec: VMSpec{Image: ftImage}}
 	must.NoError(t, writeBuiltFor(c.VMDir(warm), builtForPool(cfg)))
-	must.NoError(t, c.setMACAddress(warm, slots.MAC(1)))
+	must.NoError(t, c.setMACAddress(warm, slots.mac(1)))
 	h, err := c.Run(ctx, warm, RunOptions{Detached: true})
 	must.NoError(t, err)
 	must.NoError(t, c.WaitReady(ctx, warm, ReadyOptions{Interval: 20 * time.Millisecond, Run: h}))
@@ -340,7 +340,7 @@ func TestIntegration_Pool_adoptsAfterRestart(t *testing.T) {
 	must.NoError(t, err)
 	must.NoError(t, p.Start(ctx))
 	must.Len(t, 1, ev.of(EventAdopted))
-	must.Eq(t, map[int]string{1: warm}, slots.Owners())
+	must.Eq(t, map[int]string{1: warm}, slots.ownerMap())
 	vms, err := c.List(ctx)
 	must.NoError(t, err)
 	var names []string

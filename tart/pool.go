@@ -347,15 +347,15 @@ func (p *Pool) Start(ctx context.Context) error {
 		go p.recheck(wctx, pending)
 	}
 	p.mu.Unlock()
-	p.slots.SetPreempter(p.preempt)
+	p.slots.setPreempter(p.preempt)
 	return nil
 }
 
-// Release stops and deletes a VM handed out by Provision (or found with
+// release stops and deletes a VM handed out by Provision (or found with
 // Lookup) and frees its slot. A VM already gone is not an
 // error; the slot is freed even when deleting fails.
 func (p *Pool) Release(ctx context.Context, vm *VM) error {
-	defer p.slots.Release(vm.Slot.Index)
+	defer p.slots.release(vm.Slot.Index)
 	if err := p.client.Destroy(ctx, vm.Name, p.opts.StopTimeout); err != nil {
 		return fmt.Errorf("release vm %s: %w", vm.Name, err)
 	}
@@ -367,7 +367,7 @@ func (p *Pool) Release(ctx context.Context, vm *VM) error {
 // restart), so the caller can Release it; ok is false if no slot is held
 // under that name.
 func (p *Pool) Lookup(name string) (*VM, bool) {
-	slot, ok := p.slots.OwnerSlot(name)
+	slot, ok := p.slots.ownerSlot(name)
 	if !ok {
 		return nil, false
 	}
@@ -445,7 +445,7 @@ func (p *Pool) close(ctx context.Context, keepReady bool) error {
 	// Shutdown deletes them like warm VMs.
 	templates := p.closeTemplatesLocked(keepReady)
 	p.mu.Unlock()
-	p.slots.SetPreempter(nil)
+	p.slots.setPreempter(nil)
 	if keepReady {
 		p.log.Info("detached from warm vms; they stay running for the next pool to adopt", "ready", kept)
 	}

@@ -89,7 +89,7 @@ func (p *Pool) deleteStale(ctx context.Context, f *foreignVM, reason error) {
 		return
 	}
 	if f.has {
-		p.slots.ReleaseOwner(f.v.Name)
+		p.slots.releaseOwner(f.v.Name)
 		f.has = false
 	}
 	msg := "Deleted stale warm VM " + f.v.Name
@@ -172,7 +172,7 @@ func (p *Pool) recheckOne(ctx context.Context, f *foreignVM, state map[string]VM
 	err := p.adoptWarm(ctx, f)
 	switch {
 	case err == nil:
-		if p.slots.Waiting() > 0 {
+		if p.slots.waiting() > 0 {
 			p.preempt() // a task waits for a slot: it may take this one
 		}
 		return true
@@ -201,7 +201,7 @@ func (p *Pool) unpend(f *foreignVM, release bool) {
 		p.kickPool(f.ps)
 	}
 	if release && f.has {
-		p.slots.ReleaseOwner(f.v.Name)
+		p.slots.releaseOwner(f.v.Name)
 		f.has = false
 	}
 }
@@ -210,7 +210,7 @@ func (p *Pool) unpend(f *foreignVM, release bool) {
 func (p *Pool) restoreSlot(name string, n VMName) (Slot, bool) {
 	idx, ok := -1, false
 	if mac, err := p.client.macAddress(name); err == nil {
-		idx, ok = p.slots.SlotForMAC(mac)
+		idx, ok = p.slots.slotForMAC(mac)
 	}
 	if !ok && n.Kind == KindPool {
 		idx, ok = n.Slot, true
@@ -219,7 +219,7 @@ func (p *Pool) restoreSlot(name string, n VMName) (Slot, bool) {
 		p.log.Warn("running vm of ours has no slot mac; it is not counted", "vm_name", name)
 		return Slot{}, false
 	}
-	s, err := p.slots.Claim(idx, name)
+	s, err := p.slots.claim(idx, name)
 	if err != nil {
 		p.log.Warn("failed to restore slot of running vm", "vm_name", name, "error", err)
 		return Slot{}, false
@@ -271,7 +271,7 @@ func (p *Pool) adoptWarm(ctx context.Context, f *foreignVM) error {
 	}
 	slot, ok := Slot{}, f.has
 	if ok {
-		slot, ok = p.slots.OwnerSlot(v.Name)
+		slot, ok = p.slots.ownerSlot(v.Name)
 	} else {
 		slot, ok = p.restoreSlot(v.Name, n)
 		f.has = ok

@@ -19,14 +19,14 @@ func TestPool_Start_adoptsAndCleansUp(t *testing.T) {
 	slots, _ := NewSlots(3, "test-host")
 	m.images[testImage] = true
 	warm := "ntart-pool-mac-0-aaaaaa"
-	m.addVM(warm, slots.MAC(0), true)
+	m.addVM(warm, slots.mac(0), true)
 	m.markBuiltFor(warm, poolCfg("mac", 1))
-	m.addVM("ntart-pool-mac-1-bbbbbb", slots.MAC(1), false) // stopped: deleted
-	m.addVM("ntart-pool-gone-2-cccccc", slots.MAC(2), true) // unknown pool: deleted
+	m.addVM("ntart-pool-mac-1-bbbbbb", slots.mac(1), false) // stopped: deleted
+	m.addVM("ntart-pool-gone-2-cccccc", slots.mac(2), true) // unknown pool: deleted
 	task := TaskVMName("t1")
-	m.addVM(task, slots.MAC(1), true) // a task VM: keeps slot 1
+	m.addVM(task, slots.mac(1), true) // a task VM: keeps slot 1
 	claimed := "ntart-pool-mac-2-dddddd"
-	m.addVM(claimed, slots.MAC(2), true) // claimed by a task: keeps slot 2
+	m.addVM(claimed, slots.mac(2), true) // claimed by a task: keeps slot 2
 	must.NoError(t, os.WriteFile(filepath.Join(m.home, "vms", claimed, ClaimedMarker), []byte("x"), 0o600))
 	m.addVM("my-own-vm", "", true)             // not ours: untouched
 	m.addVM("ntart-pool-mac-stray", "", false) // not our convention: untouched
@@ -37,7 +37,7 @@ func TestPool_Start_adoptsAndCleansUp(t *testing.T) {
 	startPool(t, p)
 
 	must.Eq(t, []string{"my-own-vm", "ntart-pool-mac-0-aaaaaa", claimed, "ntart-pool-mac-stray", task}, m.names())
-	must.Eq(t, map[int]string{0: warm, 1: task, 2: claimed}, slots.Owners())
+	must.Eq(t, map[int]string{0: warm, 1: task, 2: claimed}, slots.ownerMap())
 	must.Len(t, 1, ev.of(EventAdopted))
 	must.Eq(t, 1, p.Stats()[0].Ready)
 	vm, ok := p.Lookup(task)
@@ -75,16 +75,16 @@ func TestPool_Start_leavesYoungUnreadyWarmVMAlone(t *testing.T) {
 	slots, _ := NewSlots(2, "test-host")
 	m.images[testImage] = true
 	booting := "ntart-pool-mac-0-aaaaaa" // another process is booting it
-	m.addVM(booting, slots.MAC(0), true)
+	m.addVM(booting, slots.mac(0), true)
 	m.markBuiltFor(booting, poolCfg("mac", 1))
 	m.setAgent(booting, false)
 	old := "ntart-pool-mac-1-bbbbbb" // its booter gave up long ago
-	m.addVM(old, slots.MAC(1), true)
+	m.addVM(old, slots.mac(1), true)
 	m.setAgent(old, false)
 	longAgo := time.Now().Add(-time.Hour)
 	must.NoError(t, os.Chtimes(filepath.Join(m.home, "vms", old), longAgo, longAgo))
 	stopped := "ntart-pool-mac-1-cccccc" // young, but stopped: no one boots it
-	m.addVM(stopped, slots.MAC(1), false)
+	m.addVM(stopped, slots.mac(1), false)
 
 	ev := &eventLog{}
 	p, err := NewPool(m.client(), slots, []PoolConfig{poolCfg("mac", 1)}, PoolOptions{OnEvent: ev.add,
@@ -93,7 +93,7 @@ func TestPool_Start_leavesYoungUnreadyWarmVMAlone(t *testing.T) {
 	startPool(t, p)
 
 	must.Eq(t, []string{booting}, m.names())
-	must.Eq(t, map[int]string{0: booting}, slots.Owners(), must.Sprint("it keeps its slot"))
+	must.Eq(t, map[int]string{0: booting}, slots.ownerMap(), must.Sprint("it keeps its slot"))
 	must.Eq(t, PoolStats{Name: "mac", Size: 1, Booting: 1, Mode: ModeBoot}, p.Stats()[0])
 	// Rechecked while it boots, and counted: no replacement is booted.
 	execs := m.count("exec")
@@ -117,7 +117,7 @@ func TestPool_Start_deletesWarmVMLeftAloneAfterGrace(t *testing.T) {
 	slots, _ := NewSlots(1, "test-host")
 	m.images[testImage] = true
 	stuck := "ntart-pool-mac-0-aaaaaa"
-	m.addVM(stuck, slots.MAC(0), true)
+	m.addVM(stuck, slots.mac(0), true)
 	m.setAgent(stuck, false)
 
 	ev := &eventLog{}
@@ -142,7 +142,7 @@ func TestPool_Start_warmVMLeftAloneGoneOrClaimed(t *testing.T) {
 	m.images[testImage] = true
 	gone, claimed := "ntart-pool-mac-0-aaaaaa", "ntart-pool-mac-1-bbbbbb"
 	for i, n := range []string{gone, claimed} {
-		m.addVM(n, slots.MAC(i), true)
+		m.addVM(n, slots.mac(i), true)
 		m.setAgent(n, false)
 	}
 	p, err := NewPool(m.client(), slots, []PoolConfig{poolCfg("mac", 2)}, PoolOptions{
@@ -158,7 +158,7 @@ func TestPool_Start_warmVMLeftAloneGoneOrClaimed(t *testing.T) {
 	m.crash(gone)
 	must.NoError(t, m.client().Delete(t.Context(), gone))
 	waitFor(t, func() bool { st := p.Stats()[0]; return st.Ready == 1 && st.Booting == 0 })
-	owners := slots.Owners()
+	owners := slots.ownerMap()
 	must.Eq(t, claimed, owners[1])
 	must.NotEq(t, gone, owners[0])
 	must.Eq(t, 1, m.count("clone"))

@@ -12,11 +12,11 @@ import (
 )
 
 // worker keeps one pool filled. It boots VMs only into free slots
-// (TryAcquire), never ahead of a waiting task, and backs off after failures.
+// (tryAcquire), never ahead of a waiting task, and backs off after failures.
 func (p *Pool) worker(ctx context.Context, ps *poolState) {
 	defer p.wg.Done()
 	for {
-		changed := p.slots.Changed()
+		changed := p.slots.nextChange()
 		var wait time.Duration
 		p.mu.Lock()
 		if d := time.Until(ps.retryAt); d > 0 {
@@ -24,7 +24,7 @@ func (p *Pool) worker(ctx context.Context, ps *poolState) {
 		} else if ps.deficit() > 0 && ctx.Err() == nil && ps.tmpl.warmMayBoot() {
 			// In ModeResume templates come first (warm VMs are resumed
 			// from them) unless building them fails.
-			if slot, ok := p.slots.TryAcquire("pool:" + ps.cfg.Name); ok {
+			if slot, ok := p.slots.tryAcquire("pool:" + ps.cfg.Name); ok {
 				p.startWarmBoot(ctx, ps, slot)
 				p.mu.Unlock()
 				continue
@@ -55,7 +55,7 @@ func (p *Pool) worker(ctx context.Context, ps *poolState) {
 // startWarmBoot registers a booting warm VM and starts its boot; p.mu held.
 func (p *Pool) startWarmBoot(ctx context.Context, ps *poolState, slot Slot) {
 	name := poolVMName(ps.cfg.Name, slot.Index)
-	p.slots.SetOwner(slot.Index, name)
+	p.slots.setOwner(slot.Index, name)
 	bctx, cancel := context.WithCancel(ctx)
 	vm := &VM{Name: name, Slot: slot, Image: ps.cfg.Image, Pool: ps.cfg.Name}
 	w := &warmVM{vm: vm, cancel: cancel, unwatch: make(chan struct{}), startedAt: time.Now()}
@@ -167,7 +167,7 @@ func (p *Pool) discard(vm *VM, reason string) {
 		p.log.Debug("deleted warm vm", "vm_name", vm.Name, "reason", reason)
 		emit(Event{Type: EventDeleted, Pool: vm.Pool, VM: vm.Name, Message: "Deleted VM " + vm.Name}, p.opts.OnEvent)
 	}
-	p.slots.Release(vm.Slot.Index)
+	p.slots.release(vm.Slot.Index)
 }
 
 func (p *Pool) kickPool(ps *poolState) {
@@ -177,7 +177,7 @@ func (p *Pool) kickPool(ps *poolState) {
 	}
 }
 
-// preempt gives up one warm VM's slot for a waiting Acquire: a ready VM
+// preempt gives up one warm VM's slot for a waiting acquire: a ready VM
 // (the newest) first, else a booting one. It reports whether it found one.
 func (p *Pool) preempt() bool {
 	p.mu.Lock()

@@ -118,7 +118,7 @@ func TestPool_fillClaimRelease(t *testing.T) {
 	for _, name := range m.running() {
 		mac, err := m.client().macAddress(name)
 		must.NoError(t, err)
-		slot, ok := p.Slots().OwnerSlot(name)
+		slot, ok := p.Slots().ownerSlot(name)
 		must.True(t, ok)
 		must.Eq(t, slot.MAC, mac)
 	}
@@ -127,7 +127,7 @@ func TestPool_fillClaimRelease(t *testing.T) {
 	must.NoError(t, err)
 	must.True(t, vm.Warm)
 	must.Eq(t, "mac", vm.Pool)
-	must.Eq(t, vm.Name, p.Slots().Owners()[vm.Slot.Index])
+	must.Eq(t, vm.Name, p.Slots().ownerMap()[vm.Slot.Index])
 	owner, ok := p.ClaimedBy(vm.Name)
 	must.True(t, ok)
 	must.Eq(t, "task-1", owner)

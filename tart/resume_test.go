@@ -57,7 +57,7 @@ func TestIntegration_Pool_resumeFromTemplates(t *testing.T) {
 	must.Eq(t, StateRunning, vmState(t, c, vm.Name))
 	mac, err := c.macAddress(vm.Name)
 	must.NoError(t, err)
-	must.Eq(t, p.Slots().MAC(vm.Slot.Index), mac)
+	must.Eq(t, p.Slots().mac(vm.Slot.Index), mac)
 	code, err := c.Exec(t.Context(), vm.Name, []string{"cat", "clock-synced"}, ExecOptions{})
 	must.NoError(t, err)
 	must.Eq(t, 0, code, must.Sprint("the resume command ran in the guest before the hand-over"))

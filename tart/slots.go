@@ -30,9 +30,11 @@ type Slot struct {
 	MAC   string
 }
 
-// Slots hands out a host's VM slots. Release hands a freed slot directly to
-// the longest waiting Acquire (FIFO), so a background pool refill using
-// TryAcquire never overtakes a waiting task. It is safe for concurrent use.
+// Slots is a host's VM slots (NewSlots), which a Pool hands out: every VM
+// of the pool, warm or busy, holds one, and a start that finds none free
+// waits for one, FIFO, ahead of the pool's background refill. Callers
+// outside the pool only read it (Max, Available, Describe, ReadSlotUse).
+// It is safe for concurrent use.
 type Slots struct {
 	seed string
 	macs []string
@@ -71,17 +73,17 @@ func NewSlots(max int, seed string) (*Slots, error) {
 // Max is the number of slots.
 func (s *Slots) Max() int { return len(s.macs) }
 
-// MAC returns the MAC address of slot index ("" when out of range).
-func (s *Slots) MAC(index int) string {
+// mac returns the MAC address of slot index ("" when out of range).
+func (s *Slots) mac(index int) string {
 	if index < 0 || index >= len(s.macs) {
 		return ""
 	}
 	return s.macs[index]
 }
 
-// SlotForMAC returns the slot whose MAC is mac, which is how slot state is
+// slotForMAC returns the slot whose MAC is mac, which is how slot state is
 // rebuilt from the VMs found at startup.
-func (s *Slots) SlotForMAC(mac string) (int, bool) {
+func (s *Slots) slotForMAC(mac string) (int, bool) {
 	norm, err := normalizeMAC(mac)
 	if err != nil {
 		return 0, false
@@ -94,10 +96,10 @@ func (s *Slots) SlotForMAC(mac string) (int, bool) {
 	return 0, false
 }
 
-// SetPreempter installs fn, called (without locks held) when an Acquire has
+// setPreempter installs fn, called (without locks held) when an acquire has
 // to wait: it should start releasing a slot held by an idle warm VM and
 // report whether it did. The Pool installs itself here.
-func (s *Slots) SetPreempter(fn func() bool) {
+func (s *Slots) setPreempter(fn func() bool) {
 	s.mu.Lock()
 	s.preempt = fn
 	s.mu.Unlock()
@@ -116,9 +118,9 @@ func (s *Slots) take(owner string) (int, bool) {
 
 func (s *Slots) slot(i int) Slot { return Slot{Index: i, MAC: s.macs[i]} }
 
-// TryAcquire takes a free slot for owner without waiting. It fails when no
-// slot is free or when an Acquire is already waiting (waiters go first).
-func (s *Slots) TryAcquire(owner string) (Slot, bool) {
+// tryAcquire takes a free slot for owner without waiting. It fails when no
+// slot is free or when an acquire is already waiting (waiters go first).
+func (s *Slots) tryAcquire(owner string) (Slot, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.waiters) > 0 {
@@ -131,11 +133,11 @@ func (s *Slots) TryAcquire(owner string) (Slot, bool) {
 	return s.slot(i), true
 }
 
-// Acquire takes a slot for owner, waiting until one is released or ctx
+// acquire takes a slot for owner, waiting until one is released or ctx
 // ends (then the error matches ErrNoSlot and ctx's error). While it waits
 // it asks the preempter (the warm pool) once to give up an idle warm VM's
 // slot.
-func (s *Slots) Acquire(ctx context.Context, owner string) (Slot, error) {
+func (s *Slots) acquire(ctx context.Context, owner string) (Slot, error) {
 	owner = ownerName(owner)
 	s.mu.Lock()
 	if len(s.waiters) == 0 {
@@ -168,16 +170,16 @@ func (s *Slots) Acquire(ctx context.Context, owner string) (Slot, error) {
 	// A slot may have been handed over between ctx ending and removal.
 	select {
 	case i := <-w.ch:
-		s.Release(i)
+		s.release(i)
 	default:
 	}
 	return Slot{}, fmt.Errorf("wait for a vm slot (%d in use: %s): %w (%w)", s.Max(), s.Describe(), ErrNoSlot, ctx.Err())
 }
 
-// Claim marks slot index as held by owner, for rebuilding state from VMs
+// claim marks slot index as held by owner, for rebuilding state from VMs
 // found at startup. It fails if the slot is out of range or held by another
 // owner.
-func (s *Slots) Claim(index int, owner string) (Slot, error) {
+func (s *Slots) claim(index int, owner string) (Slot, error) {
 	owner = ownerName(owner)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -191,9 +193,9 @@ func (s *Slots) Claim(index int, owner string) (Slot, error) {
 	return s.slot(index), nil
 }
 
-// SetOwner records a new owner for a held slot (a claimed warm VM now
+// setOwner records a new owner for a held slot (a claimed warm VM now
 // belongs to a task).
-func (s *Slots) SetOwner(index int, owner string) {
+func (s *Slots) setOwner(index int, owner string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if index >= 0 && index < len(s.owners) && s.owners[index] != "" {
@@ -201,9 +203,9 @@ func (s *Slots) SetOwner(index int, owner string) {
 	}
 }
 
-// Release frees slot index, handing it to the longest waiting Acquire if
+// release frees slot index, handing it to the longest waiting acquire if
 // any. Releasing a free slot is a no-op.
-func (s *Slots) Release(index int) {
+func (s *Slots) release(index int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if index < 0 || index >= len(s.owners) || s.owners[index] == "" {
@@ -221,9 +223,9 @@ func (s *Slots) Release(index int) {
 	s.changed = make(chan struct{})
 }
 
-// ReleaseOwner frees the slot held by owner, reporting whether there was
+// releaseOwner frees the slot held by owner, reporting whether there was
 // one.
-func (s *Slots) ReleaseOwner(owner string) bool {
+func (s *Slots) releaseOwner(owner string) bool {
 	s.mu.Lock()
 	idx := -1
 	for i, o := range s.owners {
@@ -236,12 +238,12 @@ func (s *Slots) ReleaseOwner(owner string) bool {
 	if idx < 0 {
 		return false
 	}
-	s.Release(idx)
+	s.release(idx)
 	return true
 }
 
-// OwnerSlot returns the slot held by owner.
-func (s *Slots) OwnerSlot(owner string) (Slot, bool) {
+// ownerSlot returns the slot held by owner.
+func (s *Slots) ownerSlot(owner string) (Slot, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, o := range s.owners {
@@ -265,15 +267,15 @@ func (s *Slots) Available() int {
 	return n
 }
 
-// Waiting is the number of Acquire calls waiting for a slot.
-func (s *Slots) Waiting() int {
+// waiting is the number of acquire calls waiting for a slot.
+func (s *Slots) waiting() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.waiters)
 }
 
-// Owners returns a copy of slot index -> owner for held slots.
-func (s *Slots) Owners() map[int]string {
+// ownerMap returns a copy of slot index -> owner for held slots.
+func (s *Slots) ownerMap() map[int]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := map[int]string{}
@@ -285,8 +287,8 @@ func (s *Slots) Owners() map[int]string {
 	return m
 }
 
-// Changed returns a channel closed the next time a slot becomes free.
-func (s *Slots) Changed() <-chan struct{} {
+// nextChange returns a channel closed the next time a slot becomes free.
+func (s *Slots) nextChange() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.changed
@@ -295,7 +297,7 @@ func (s *Slots) Changed() <-chan struct{} {
 // Describe renders the held slots and their owners as "0=name, 1=name",
 // in slot order, for error messages.
 func (s *Slots) Describe() string {
-	owners := s.Owners()
+	owners := s.ownerMap()
 	keys := make([]int, 0, len(owners))
 	for k := range owners {
 		keys = append(keys, k)

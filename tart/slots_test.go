@@ -36,94 +36,94 @@ func TestSlots_TryAcquire_Release(t *testing.T) {
 	s, err := NewSlots(0, "seed")
 	must.NoError(t, err)
 	must.Eq(t, DefaultMaxVMs, s.Max())
-	a, ok := s.TryAcquire("a")
+	a, ok := s.tryAcquire("a")
 	must.True(t, ok)
-	b, ok := s.TryAcquire("b")
+	b, ok := s.tryAcquire("b")
 	must.True(t, ok)
 	must.NotEq(t, a.Index, b.Index)
-	must.Eq(t, s.MAC(a.Index), a.MAC)
-	_, ok = s.TryAcquire("c")
+	must.Eq(t, s.mac(a.Index), a.MAC)
+	_, ok = s.tryAcquire("c")
 	must.False(t, ok)
 	must.Eq(t, 0, s.Available())
-	must.Eq(t, map[int]string{a.Index: "a", b.Index: "b"}, s.Owners())
+	must.Eq(t, map[int]string{a.Index: "a", b.Index: "b"}, s.ownerMap())
 
-	changed := s.Changed()
-	s.Release(a.Index)
+	changed := s.nextChange()
+	s.release(a.Index)
 	select {
 	case <-changed:
 	default:
 		t.Fatal("Changed not closed on release")
 	}
 	must.Eq(t, 1, s.Available())
-	s.Release(a.Index) // already free: no-op
+	s.release(a.Index) // already free: no-op
 	must.Eq(t, 1, s.Available())
-	must.True(t, s.ReleaseOwner("b"))
-	must.False(t, s.ReleaseOwner("b"))
+	must.True(t, s.releaseOwner("b"))
+	must.False(t, s.releaseOwner("b"))
 	must.Eq(t, 2, s.Available())
 }
 
 func TestSlots_Acquire_waitsFIFOAndBlocksTryAcquire(t *testing.T) {
 	t.Parallel()
 	s, _ := NewSlots(1, "seed")
-	held, ok := s.TryAcquire("warm")
+	held, ok := s.tryAcquire("warm")
 	must.True(t, ok)
 
 	ctx := t.Context()
 	got := make(chan Slot, 2)
 	for _, owner := range []string{"first", "second"} {
 		go func() {
-			sl, err := s.Acquire(ctx, owner)
+			sl, err := s.acquire(ctx, owner)
 			if err == nil {
 				got <- sl
 			}
 		}()
-		waitFor(t, func() bool { return s.Waiting() == map[string]int{"first": 1, "second": 2}[owner] })
+		waitFor(t, func() bool { return s.waiting() == map[string]int{"first": 1, "second": 2}[owner] })
 	}
-	// A waiter exists: a background TryAcquire must not overtake it.
-	s.Release(held.Index)
+	// A waiter exists: a background tryAcquire must not overtake it.
+	s.release(held.Index)
 	first := <-got
-	must.Eq(t, "first", s.Owners()[first.Index])
-	_, ok = s.TryAcquire("pool")
+	must.Eq(t, "first", s.ownerMap()[first.Index])
+	_, ok = s.tryAcquire("pool")
 	must.False(t, ok)
-	s.Release(first.Index)
+	s.release(first.Index)
 	second := <-got
-	must.Eq(t, "second", s.Owners()[second.Index])
-	s.Release(second.Index)
+	must.Eq(t, "second", s.ownerMap()[second.Index])
+	s.release(second.Index)
 	must.Eq(t, 1, s.Available())
 }
 
 func TestSlots_Acquire_contextEnds(t *testing.T) {
 	t.Parallel()
 	s, _ := NewSlots(1, "seed")
-	held, _ := s.TryAcquire("busy")
+	held, _ := s.tryAcquire("busy")
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := s.Acquire(ctx, "task")
+	_, err := s.acquire(ctx, "task")
 	must.ErrorIs(t, err, context.DeadlineExceeded)
 	must.ErrorIs(t, err, ErrNoSlot)
 	must.ErrorContains(t, err, "0=busy")
-	must.Eq(t, 0, s.Waiting())
-	s.Release(held.Index)
+	must.Eq(t, 0, s.waiting())
+	s.release(held.Index)
 	must.Eq(t, 1, s.Available())
 }
 
 func TestSlots_Acquire_callsPreempter(t *testing.T) {
 	t.Parallel()
 	s, _ := NewSlots(1, "seed")
-	held, _ := s.TryAcquire("warm")
+	held, _ := s.tryAcquire("warm")
 	var calls atomic.Int32
-	s.SetPreempter(func() bool {
+	s.setPreempter(func() bool {
 		calls.Add(1)
-		go s.Release(held.Index)
+		go s.release(held.Index)
 		return true
 	})
-	sl, err := s.Acquire(t.Context(), "task")
+	sl, err := s.acquire(t.Context(), "task")
 	must.NoError(t, err)
 	must.Eq(t, held.Index, sl.Index)
 	must.Eq(t, int32(1), calls.Load())
 	// Free slots: no preemption.
-	s.Release(sl.Index)
-	_, err = s.Acquire(t.Context(), "task2")
+	s.release(sl.Index)
+	_, err = s.acquire(t.Context(), "task2")
 	must.NoError(t, err)
 	must.Eq(t, int32(1), calls.Load())
 }
@@ -131,28 +131,28 @@ func TestSlots_Acquire_callsPreempter(t *testing.T) {
 func TestSlots_Claim_SlotForMAC(t *testing.T) {
 	t.Parallel()
 	s, _ := NewSlots(3, "seed")
-	idx, ok := s.SlotForMAC(strings2upper(s.MAC(2)))
+	idx, ok := s.slotForMAC(strings2upper(s.mac(2)))
 	must.True(t, ok)
 	must.Eq(t, 2, idx)
-	_, ok = s.SlotForMAC("02:00:00:00:00:01")
+	_, ok = s.slotForMAC("02:00:00:00:00:01")
 	must.False(t, ok)
-	_, ok = s.SlotForMAC("junk")
+	_, ok = s.slotForMAC("junk")
 	must.False(t, ok)
 
-	sl, err := s.Claim(2, "vm-a")
+	sl, err := s.claim(2, "vm-a")
 	must.NoError(t, err)
-	must.Eq(t, s.MAC(2), sl.MAC)
-	_, err = s.Claim(2, "vm-a") // idempotent for the same owner
+	must.Eq(t, s.mac(2), sl.MAC)
+	_, err = s.claim(2, "vm-a") // idempotent for the same owner
 	must.NoError(t, err)
-	_, err = s.Claim(2, "vm-b")
+	_, err = s.claim(2, "vm-b")
 	must.ErrorContains(t, err, "already held by vm-a")
-	_, err = s.Claim(3, "vm-b")
+	_, err = s.claim(3, "vm-b")
 	must.ErrorContains(t, err, "out of range")
-	got, ok := s.OwnerSlot("vm-a")
+	got, ok := s.ownerSlot("vm-a")
 	must.True(t, ok)
 	must.Eq(t, 2, got.Index)
-	s.SetOwner(2, "task-1")
-	must.Eq(t, map[int]string{2: "task-1"}, s.Owners())
+	s.setOwner(2, "task-1")
+	must.Eq(t, map[int]string{2: "task-1"}, s.ownerMap())
 }
 
 func strings2upper(s string) string {

@@ -74,7 +74,7 @@ func ReadSlotUse(ctx context.Context, c *Client, slots *Slots) (HostSlots, error
 		}
 		idx, ok := -1, false
 		if mac, err := c.macAddress(v.Name); err == nil {
-			idx, ok = slots.SlotForMAC(mac)
+			idx, ok = slots.slotForMAC(mac)
 		}
 		if !ok && n.Kind == KindPool && n.Slot < slots.Max() {
 			idx, ok = n.Slot, true

@@ -32,10 +32,10 @@ func TestReadSlotUse_fromHostState(t *testing.T) {
 	warm := "ntart-pool-macos-2-abcdef"
 	claimed := "ntart-pool-macos-0-123456"
 	task := TaskVMName("alloc/task/1")
-	mkVM(warm, slots.MAC(2), false)
-	mkVM(claimed, slots.MAC(0), true)
+	mkVM(warm, slots.mac(2), false)
+	mkVM(claimed, slots.mac(0), true)
 	mkVM(task, "aa:bb:cc:dd:ee:ff", false) // no slot MAC: unplaced
-	mkVM("ntart-task-stopped", slots.MAC(1), false)
+	mkVM("ntart-task-stopped", slots.mac(1), false)
 	list := []map[string]any{
 		{"Source": "local", "Name": warm, "State": "running"},
 		{"Source": "local", "Name": claimed, "State": "running"},

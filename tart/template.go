@@ -188,7 +188,7 @@ func (p *Pool) adoptTemplate(v VMInfo, n VMName, ps *poolState, version string) 
 	if err := built.mismatch(builtForTemplate(ps.cfg, version)); err != nil {
 		return err
 	}
-	if mac, err := p.client.macAddress(v.Name); err != nil || mac != p.slots.MAC(n.Slot) {
+	if mac, err := p.client.macAddress(v.Name); err != nil || mac != p.slots.mac(n.Slot) {
 		return fmt.Errorf("its mac is not slot %d's", n.Slot)
 	}
 	p.mu.Lock()
@@ -209,18 +209,18 @@ func (p *Pool) templateWorker(ctx context.Context, ps *poolState) {
 	defer p.wg.Done()
 	ts := ps.tmpl
 	for {
-		changed := p.slots.Changed()
+		changed := p.slots.nextChange()
 		var wait time.Duration
 		p.mu.Lock()
 		if d := time.Until(ts.retryAt); d > 0 {
 			wait = d
 		} else if ctx.Err() == nil && !p.closed {
 			for i, t := range ts.slots {
-				if t != nil || p.slots.Waiting() > 0 {
+				if t != nil || p.slots.waiting() > 0 {
 					continue
 				}
 				name := templateVMName(ps.cfg.Name, i)
-				slot, err := p.slots.Claim(i, name)
+				slot, err := p.slots.claim(i, name)
 				if err != nil {
 					continue // in use
 				}
@@ -264,7 +264,7 @@ func (p *Pool) buildTemplate(ctx context.Context, cancel context.CancelFunc, ps 
 		t.ready, t.stop = true, nil
 		ts.failures, ts.lastErr, ts.retryAt = 0, nil, time.Time{}
 		p.mu.Unlock()
-		p.slots.Release(slot.Index)
+		p.slots.release(slot.Index)
 		d := time.Since(start)
 		p.log.Info("template ready", "pool", ps.cfg.Name, "vm_name", t.name, "slot", slot.Index, "duration", d)
 		emit(Event{Type: EventTemplate, Pool: ps.cfg.Name, VM: t.name, Duration: d,
@@ -374,10 +374,10 @@ func (p *Pool) templateFor(ps *poolState, index int) string {
 
 // tryAcquireResumable takes a free slot whose template is ready, so that
 // a start resumes rather than boots when some slot's template is missing
-// (building, or failed). Like Slots.TryAcquire it never goes ahead of a
-// waiting Acquire.
+// (building, or failed). Like Slots.tryAcquire it never goes ahead of a
+// waiting acquire.
 func (p *Pool) tryAcquireResumable(ps *poolState, name string) (Slot, bool) {
-	if ps == nil || ps.tmpl == nil || p.slots.Waiting() > 0 {
+	if ps == nil || ps.tmpl == nil || p.slots.waiting() > 0 {
 		return Slot{}, false
 	}
 	p.mu.Lock()
@@ -389,7 +389,7 @@ func (p *Pool) tryAcquireResumable(ps *poolState, name string) (Slot, bool) {
 	}
 	p.mu.Unlock()
 	for _, i := range ready {
-		if slot, err := p.slots.Claim(i, name); err == nil {
+		if slot, err := p.slots.claim(i, name); err == nil {
 			return slot, true
 		}
 	}
@@ -443,7 +443,7 @@ func (p *Pool) tryResume(ctx context.Context, ps *poolState, vm *VM, events Even
 }
 
 // resume clones template tmpl to vm.Name (the clone keeps the template's
-// MAC, the slot's, and its snapshot), runs it (tart resumes from the
+// mac, the slot's, and its snapshot), runs it (tart resumes from the
 // snapshot), waits for the agent and runs the pool's ResumeCommand.
 func (p *Pool) resume(ctx context.Context, ps *poolState, vm *VM, tmpl string, events EventFunc) error {
 	start := time.Now()
