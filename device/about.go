@@ -19,13 +19,15 @@ const (
 	// type, so it does not clash with the driver's "tart".
 	PluginName = "tart"
 
-	// Vendor, Type and Name make the device ID "tart/vm/slot". A job asks
-	// for a slot with device "tart/vm" (vendor/type): the vendor says whose
-	// slots these are (a GPU plugin's "nvidia/gpu" reads the same way), the
-	// type what a slot holds, and the name what one instance is.
+	// Vendor is the first part of the device ID "tart/vm/slot" (Vendor,
+	// Type, Name). A job asks for a slot with device "tart/vm"
+	// (vendor/type): the vendor says whose slots these are (a GPU plugin's
+	// "nvidia/gpu" reads the same way).
 	Vendor = "tart"
-	Type   = "vm"
-	Name   = "slot"
+	// Type is what a slot holds.
+	Type = "vm"
+	// Name is what one instance is.
+	Name = "slot"
 
 	// EnvSlotIDs is the environment variable Reserve sets: the reserved
 	// instance IDs, comma-separated. The driver reads it to know the task

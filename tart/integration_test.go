@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/shoenig/test/must"
+
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
 )

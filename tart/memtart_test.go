@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 )
@@ -313,14 +312,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(k)
 	return k
-}
-
-func hasPrefix(names []string, prefix string) int {
-	n := 0
-	for _, x := range names {
-		if strings.HasPrefix(x, prefix) {
-			n++
-		}
-	}
-	return n
 }

@@ -351,7 +351,7 @@ func (p *Pool) Start(ctx context.Context) error {
 	return nil
 }
 
-// release stops and deletes a VM handed out by Provision (or found with
+// Release stops and deletes a VM handed out by Provision (or found with
 // Lookup) and frees its slot. A VM already gone is not an
 // error; the slot is freed even when deleting fails.
 func (p *Pool) Release(ctx context.Context, vm *VM) error {

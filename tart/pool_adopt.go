@@ -244,6 +244,7 @@ func (p *Pool) adoptWarm(ctx context.Context, f *foreignVM) error {
 		if age := p.vmAge(v.Name); age < p.opts.AdoptGracePeriod {
 			return errLeftAlone
 		}
+		//nolint:errorlint // err is nil for a non-zero exit, which %w would print as %!w(<nil>)
 		return fmt.Errorf("guest agent does not answer (exit %d): %v", code, err)
 	}
 	if ps == nil {

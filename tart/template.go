@@ -453,6 +453,7 @@ func (p *Pool) resume(ctx context.Context, ps *poolState, vm *VM, tmpl string, e
 		return err
 	}
 	if mac, err := p.client.macAddress(vm.Name); err != nil || mac != vm.Slot.MAC {
+		//nolint:errorlint // err is nil when the mac differs, which %w would print as %!w(<nil>)
 		return fmt.Errorf("clone of template %s does not have slot %d's mac (%s, %v)", tmpl, vm.Slot.Index, mac, err)
 	}
 	if n, _ := ParseVMName(vm.Name); n.Kind == KindPool {

@@ -18,8 +18,8 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/internal/supervisor"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
-	"github.com/tartnomad/nomad-driver-tart/tart"
 	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
+	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
 func TestMain(m *testing.M) {
