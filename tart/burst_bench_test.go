@@ -174,7 +174,7 @@ func burst(ctx context.Context, p *Pool, paths map[StartPath]int, job time.Durat
 			mu.Lock()
 			paths[vm.Path]++
 			mu.Unlock()
-			code, err := p.Client().Exec(ctx, vm.Name, []string{"sleep", strconv.FormatFloat(job.Seconds(), 'f', 3, 64)}, ExecOptions{})
+			code, err := p.client.Exec(ctx, vm.Name, []string{"sleep", strconv.FormatFloat(job.Seconds(), 'f', 3, 64)}, ExecOptions{})
 			if err == nil && code != 0 {
 				err = fmt.Errorf("job exited %d", code)
 			}

@@ -284,9 +284,6 @@ func NewPool(client *Client, slots *Slots, pools []PoolConfig, opts PoolOptions)
 // Slots returns the slots the pool works in.
 func (p *Pool) Slots() *Slots { return p.slots }
 
-// Client returns the pool's tart client.
-func (p *Pool) Client() *Client { return p.client }
-
 // Start rebuilds state from the VMs on the host, then starts the refill
 // workers, which run until Shutdown, Detach or ctx ends:
 //   - running VMs of ours (task VMs and claimed pool VMs) keep their slots,
