@@ -546,7 +546,7 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 	took := s.clock.Now().Sub(began)
 	if err != nil {
 		s.metrics.BackendError("start")
-		s.logger.Error("failed to start runner", "runner_name", id.Name, "runner_id", runnerID, "backend", s.be.Name(), "error", err)
+		s.logger.Error("failed to start runner", "runner_name", id.Name, "runner_id", runnerID, "error", err)
 		ev := EvStartFailed
 		if runnerID != 0 {
 			// Its own bound: ctx may have ended (Shutdown cancels starts).
@@ -580,7 +580,7 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 	s.fire(r, EvBackendAccepted)
 	s.settleStart(r)
 	s.mu.Unlock()
-	s.logger.Info("started runner", "runner_name", id.Name, "runner_id", runnerID, "backend", s.be.Name(), "took", took.String())
+	s.logger.Info("started runner", "runner_name", id.Name, "runner_id", runnerID, "took", took.String())
 }
 
 // settleStart applies the messages that arrived for r while its start was
