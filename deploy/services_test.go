@@ -20,6 +20,7 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/cli"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
 )
 
 const (
@@ -265,6 +266,7 @@ func TestConfigs_validate(t *testing.T) {
 			must.NotNil(t, c.GitHubApp)
 			c.GitHubApp.PrivateKey = config.Secret(testutil.RSAPrivateKeyPEM(t))
 			must.NoError(t, c.Validate())
+			must.NoError(t, service.ValidateBackends(c))
 			must.Len(t, 1, c.ScaleSets)
 			must.Eq(t, tc.backend, c.ScaleSets[0].Backend)
 		})

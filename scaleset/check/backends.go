@@ -14,8 +14,11 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/tartnomad/nomad-driver-tart/dockerexec"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/dockerbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/nomadbackend"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/tartbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
 )
 
 // Docker is what check asks the Docker engine.
@@ -62,98 +65,104 @@ type Tart interface {
 func checkBackend(ctx context.Context, r *Report, ss *config.ScaleSet, o Options) {
 	pctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	switch ss.Backend {
-	case config.BackendDocker:
-		checkDocker(pctx, r, ss, o)
-	case config.BackendNomad:
-		checkNomad(pctx, r, ss, o)
-	case config.BackendTart:
-		checkTart(pctx, r, ss, o)
+	// Run validated the block (service.ValidateBackends).
+	bc, err := service.DecodeBackend(ss)
+	if err != nil {
+		r.add(ss.Name, ss.Backend, Fail, "%v", err)
+		return
+	}
+	switch {
+	case bc.Docker != nil:
+		checkDocker(pctx, r, ss.Name, bc.Docker, o)
+	case bc.Nomad != nil:
+		checkNomad(pctx, r, ss.Name, ss.RunnerScaleSetName, bc.Nomad, o)
+	case bc.Tart != nil:
+		checkTart(pctx, r, ss.Name, bc.Tart, o)
 	}
 }
 
-func checkDocker(ctx context.Context, r *Report, ss *config.ScaleSet, o Options) {
-	d, err := o.Probes.Docker(ss.Docker)
+func checkDocker(ctx context.Context, r *Report, name string, c *dockerbackend.Config, o Options) {
+	d, err := o.Probes.Docker(c)
 	if err != nil {
-		r.add(ss.Name, "docker", Fail, "cannot build a Docker client: %v", err)
+		r.add(name, "docker", Fail, "cannot build a Docker client: %v", err)
 		return
 	}
 	defer d.Close()
 	v, err := d.Ping(ctx)
 	if err != nil {
-		r.add(ss.Name, "docker", Fail, "engine not reachable (DOCKER_HOST or docker_host; is the user in the docker group?): %v", err)
+		r.add(name, "docker", Fail, "engine not reachable (DOCKER_HOST or docker_host; is the user in the docker group?): %v", err)
 		return
 	}
-	r.add(ss.Name, "docker", OK, "engine reachable (API %s)", v)
-	ref := ss.Docker.Image
+	r.add(name, "docker", OK, "engine reachable (API %s)", v)
+	ref := c.Image
 	if ref == "" {
 		ref = dockerexec.DefaultImage
 	}
 	ok, err := d.HasImage(ctx, ref)
 	switch {
 	case err != nil:
-		r.add(ss.Name, "docker image", Fail, "failed to inspect %s: %v", ref, err)
+		r.add(name, "docker image", Fail, "failed to inspect %s: %v", ref, err)
 	case ok:
-		r.add(ss.Name, "docker image", OK, "%s present", ref)
-	case ss.Docker.PullPolicy == string(dockerexec.PullNever):
-		r.add(ss.Name, "docker image", Fail, "%s is not present and pull_policy is never: load it (docker load/pull)", ref)
+		r.add(name, "docker image", OK, "%s present", ref)
+	case c.PullPolicy == string(dockerexec.PullNever):
+		r.add(name, "docker image", Fail, "%s is not present and pull_policy is never: load it (docker load/pull)", ref)
 	default:
-		r.add(ss.Name, "docker image", Warn, "%s is not present: the first runner start pulls it", ref)
+		r.add(name, "docker image", Warn, "%s is not present: the first runner start pulls it", ref)
 	}
 }
 
-func checkNomad(ctx context.Context, r *Report, ss *config.ScaleSet, o Options) {
-	n, err := o.Probes.Nomad(ss.Nomad, ss.RunnerScaleSetName)
+func checkNomad(ctx context.Context, r *Report, name, scaleSetName string, c *nomadbackend.Config, o Options) {
+	n, err := o.Probes.Nomad(c, scaleSetName)
 	if err != nil {
-		r.add(ss.Name, "nomad", Fail, "cannot build a Nomad client: %v", err)
+		r.add(name, "nomad", Fail, "cannot build a Nomad client: %v", err)
 		return
 	}
 	defer n.Close()
 	if err := n.Reachable(ctx); err != nil {
-		r.add(ss.Name, "nomad", Fail, "agent at %s not reachable (address or NOMAD_ADDR): %v", n.Address(), err)
+		r.add(name, "nomad", Fail, "agent at %s not reachable (address or NOMAD_ADDR): %v", n.Address(), err)
 		return
 	}
-	r.add(ss.Name, "nomad", OK, "agent at %s reachable", n.Address())
+	r.add(name, "nomad", OK, "agent at %s reachable", n.Address())
 	tok, err := n.Token(ctx)
 	switch {
 	case err != nil:
-		r.add(ss.Name, "nomad token", Fail, "%v", err)
+		r.add(name, "nomad token", Fail, "%v", err)
 		return
 	case tok.ACLDisabled:
-		r.add(ss.Name, "nomad token", OK, "ACLs are disabled: every request is allowed")
+		r.add(name, "nomad token", OK, "ACLs are disabled: every request is allowed")
 	case tok.Unsupported:
-		r.add(ss.Name, "nomad token", Skip, "the agent does not answer /v1/acl/token/self; rights are checked by reading the job below")
+		r.add(name, "nomad token", Skip, "the agent does not answer /v1/acl/token/self; rights are checked by reading the job below")
 	default:
-		r.add(ss.Name, "nomad token", OK, "%s token %q, policies %s (dispatch rights are used, not probed: check that they include dispatch-job)",
+		r.add(name, "nomad token", OK, "%s token %q, policies %s (dispatch rights are used, not probed: check that they include dispatch-job)",
 			tok.Type, tok.Name, strings.Join(tok.Policies, ", "))
 	}
 	if err := n.CheckJob(ctx); err != nil {
-		r.add(ss.Name, "nomad job", Fail, "%v", err)
+		r.add(name, "nomad job", Fail, "%v", err)
 		return
 	}
-	r.add(ss.Name, "nomad job", OK, "parameterized job %q in namespace %q accepts the service's dispatches", ss.Nomad.JobID, n.Namespace())
+	r.add(name, "nomad job", OK, "parameterized job %q in namespace %q accepts the service's dispatches", c.JobID, n.Namespace())
 }
 
-func checkTart(ctx context.Context, r *Report, ss *config.ScaleSet, o Options) {
-	t, err := o.Probes.Tart(ss.Tart)
+func checkTart(ctx context.Context, r *Report, name string, c *tartbackend.Config, o Options) {
+	t, err := o.Probes.Tart(c)
 	if err != nil {
-		r.add(ss.Name, "tart", Fail, "%v", err)
+		r.add(name, "tart", Fail, "%v", err)
 		return
 	}
 	v, err := t.Version(ctx)
 	if err != nil {
-		r.add(ss.Name, "tart", Fail, "%s does not run (tart_path; install with brew install cirruslabs/cli/tart): %v", ss.Tart.TartPath, err)
+		r.add(name, "tart", Fail, "%s does not run (tart_path; install with brew install cirruslabs/cli/tart): %v", c.TartPath, err)
 		return
 	}
-	r.add(ss.Name, "tart", OK, "%s version %s", ss.Tart.TartPath, v)
-	ok, err := t.HasImage(ctx, ss.Tart.Image)
+	r.add(name, "tart", OK, "%s version %s", c.TartPath, v)
+	ok, err := t.HasImage(ctx, c.Image)
 	switch {
 	case err != nil:
-		r.add(ss.Name, "tart image", Fail, "failed to list tart's images: %v", err)
+		r.add(name, "tart image", Fail, "failed to list tart's images: %v", err)
 	case ok:
-		r.add(ss.Name, "tart image", OK, "%s cached", ss.Tart.Image)
+		r.add(name, "tart image", OK, "%s cached", c.Image)
 	default:
-		r.add(ss.Name, "tart image", Warn, "%s is not cached: the first VM pulls it (tens of GB for macOS; run tart pull %s now)", ss.Tart.Image, ss.Tart.Image)
+		r.add(name, "tart image", Warn, "%s is not cached: the first VM pulls it (tens of GB for macOS; run tart pull %s now)", c.Image, c.Image)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
 )
 
 // Status is the outcome of one check.
@@ -113,7 +114,7 @@ func Run(ctx context.Context, cfg *config.Config, secretsErr error, o Options) *
 	if o.Timeout <= 0 {
 		o.Timeout = 20 * time.Second
 	}
-	if err := errors.Join(secretsErr, cfg.Validate()); err != nil {
+	if err := errors.Join(secretsErr, cfg.Validate(), service.ValidateBackends(cfg)); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			r.add("config", "validate", Fail, "%s", line)
 		}

@@ -110,7 +110,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	if cfg.StateDir == "" {
 		cfg.StateDir = config.DefaultStateDir(getenv)
 	}
-	if err := errors.Join(cfg.ResolveSecrets(getenv), cfg.Validate()); err != nil {
+	if err := errors.Join(cfg.ResolveSecrets(getenv), cfg.Validate(), service.ValidateBackends(cfg)); err != nil {
 		fmt.Fprintf(stderr, "run: invalid configuration %s:\n  %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 1
 	}

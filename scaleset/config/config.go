@@ -13,6 +13,12 @@
 //
 // Defaults live here and nowhere else: Validate applies them and returns a
 // joined error naming each bad field.
+//
+// This package imports no backend: a scale set's docker {}, tart {} or
+// nomad {} block stays undecoded (BackendBlock) and the service wiring
+// decodes and validates it with the backend package that owns its schema
+// (service.ValidateBackends), so the backends may import this package
+// for its shared helpers (DurationField).
 package config
 
 import (
@@ -30,10 +36,6 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
-
-	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/dockerbackend"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/nomadbackend"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/tartbackend"
 )
 
 // EnvPrefix starts every environment variable the service reads.
@@ -159,13 +161,28 @@ type ScaleSet struct {
 	SessionConflictTimeout      string `hcl:"session_conflict_timeout,optional"`
 	RemoveIdleRunnersOnShutdown bool   `hcl:"remove_idle_runners_on_shutdown,optional"`
 
-	Docker *dockerbackend.Config `hcl:"docker,block"`
-	Tart   *tartbackend.Config   `hcl:"tart,block"`
-	// Nomad is the nomad {} block, read by the nomad backend.
-	Nomad *nomadbackend.Config `hcl:"nomad,block"`
+	// Docker, Tart and Nomad are the docker {}, tart {} and nomad {}
+	// blocks; Validate sets the one Backend names when it is absent.
+	Docker *BackendBlock `hcl:"docker,block"`
+	Tart   *BackendBlock `hcl:"tart,block"`
+	Nomad  *BackendBlock `hcl:"nomad,block"`
 
 	// Parsed by Validate.
 	Durations Durations
+}
+
+// BackendBlock is a scale set's docker {}, tart {} or nomad {} block. This
+// package does not know the backends' schemas (it imports no backend): it
+// keeps the block as written, and the service wiring decodes and
+// validates it with the backend package that owns it
+// (service.DecodeBackend, service.ValidateBackends).
+type BackendBlock struct {
+	// Body is the block as written in the file.
+	Body hcl.Body `hcl:",remain"`
+	// Value is the backend's own configuration (a *dockerbackend.Config,
+	// *tartbackend.Config or *nomadbackend.Config) when a program builds
+	// the Config instead of parsing a file; when set, Body is ignored.
+	Value any
 }
 
 // Durations are the parsed duration fields of a ScaleSet.
@@ -422,26 +439,11 @@ func (s *ScaleSet) validate(defaultURL string) []error {
 	blocks := map[string]bool{BackendDocker: s.Docker != nil, BackendTart: s.Tart != nil, BackendNomad: s.Nomad != nil}
 	switch s.Backend {
 	case BackendDocker:
-		if s.Docker == nil {
-			s.Docker = &dockerbackend.Config{}
-		}
-		if err := s.Docker.Validate(); err != nil {
-			add("docker: %w", err)
-		}
+		defBlock(&s.Docker)
 	case BackendTart:
-		if s.Tart == nil {
-			s.Tart = &tartbackend.Config{}
-		}
-		if err := s.Tart.Validate(); err != nil {
-			add("tart: %w", err)
-		}
+		defBlock(&s.Tart)
 	case BackendNomad:
-		if s.Nomad == nil {
-			s.Nomad = &nomadbackend.Config{}
-		}
-		if err := s.Nomad.Validate(); err != nil {
-			add("nomad: %w", err)
-		}
+		defBlock(&s.Nomad)
 	default:
 		add("backend: must be docker, tart or nomad, got %q", s.Backend)
 	}
@@ -506,6 +508,14 @@ func checkPrivateKey(key Secret) error {
 		return fmt.Errorf("the private key is %T, GitHub Apps use RSA keys", k)
 	}
 	return nil
+}
+
+// defBlock gives a scale set without its backend's block an empty one:
+// the backend's defaults apply.
+func defBlock(b **BackendBlock) {
+	if *b == nil {
+		*b = &BackendBlock{Body: hcl.EmptyBody()}
+	}
 }
 
 func def(dst *string, v string) {

@@ -346,13 +346,18 @@ func serviceConfig(url, name, stateDir string, env *backendEnv, o Options) (*con
 		Name: name, Labels: []string{name}, MinRunners: o.MinRunners, MaxRunners: &maxR,
 		Backend: env.kind, ReconcileInterval: "1s", RunnerOnlineTimeout: "2m",
 		StartBackoffMin: "500ms", StartBackoffMax: "10s", RemoveIdleRunnersOnShutdown: true,
-		Docker: env.docker, Tart: env.tart,
+	}
+	if env.docker != nil {
+		ss.Docker = &config.BackendBlock{Value: env.docker}
+	}
+	if env.tart != nil {
+		ss.Tart = &config.BackendBlock{Value: env.tart}
 	}
 	cfg := &config.Config{
 		GitHubConfigURL: url, ListenAddress: "127.0.0.1:0", ShutdownTimeout: serviceShutdownTimeout.String(),
 		GitHubToken: "demo-token", ScaleSets: []*config.ScaleSet{ss}, StateDir: stateDir,
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(cfg.Validate(), service.ValidateBackends(cfg)); err != nil {
 		return nil, fmt.Errorf("invalid demo configuration: %w", err)
 	}
 	return cfg, nil

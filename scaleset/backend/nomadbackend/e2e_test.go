@@ -135,8 +135,8 @@ func runBurst(t *testing.T, b burst) burstResult {
 	cfg.ScaleSets = []*config.ScaleSet{{
 		Name: "linux", Backend: config.BackendNomad, MaxRunners: &maxRunners, Labels: []string{"linux"},
 		ReconcileInterval: "200ms", StartBackoffMin: "100ms", StartBackoffMax: "1s", RunnerOnlineTimeout: "30s",
-		Nomad: &nomadbackend.Config{Address: nomadAddr, Namespace: "github-runners", JobID: "github-runner",
-			PurgeGracePeriod: "2s", StartupTimeout: "10s"},
+		Nomad: &config.BackendBlock{Value: &nomadbackend.Config{Address: nomadAddr, Namespace: "github-runners", JobID: "github-runner",
+			PurgeGracePeriod: "2s", StartupTimeout: "10s"}},
 	}}
 	const pat = "ghp_E2ESECRETPAT0123456789"
 	must.NoError(t, cfg.ResolveSecrets(func(k string) string {
@@ -146,6 +146,7 @@ func runBurst(t *testing.T, b burst) burstResult {
 		return ""
 	}))
 	must.NoError(t, cfg.Validate())
+	must.NoError(t, service.ValidateBackends(cfg))
 
 	logs := &testutil.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -25,6 +25,7 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/nomadbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
 	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim"
 )
 
@@ -74,7 +75,7 @@ func TestExamples_scalesetDispatch(t *testing.T) {
 	svc := checkServiceConfig(t)
 	runnerNS := ""
 	for _, ss := range svc.ScaleSets {
-		runnerNS = ss.Nomad.Namespace
+		runnerNS = nomadBlock(t, ss).Namespace
 	}
 	t.Run("acl-policy", func(t *testing.T) {
 		_, body := parseExample(t, "scaleset-acl-policy.hcl")
@@ -113,14 +114,14 @@ func TestExamples_scalesetDispatch(t *testing.T) {
 	// The backend accepts each runner job with its scale set's nomad block.
 	for _, ss := range svc.ScaleSets {
 		t.Run("backend/"+ss.Name, func(t *testing.T) {
-			job := jobs[ss.Nomad.JobID]
-			must.NotNil(t, job, must.Sprintf("no example job %q", ss.Nomad.JobID))
-			must.Eq(t, ss.Nomad.Namespace, *job.Namespace)
+			job := jobs[nomadBlock(t, ss).JobID]
+			must.NotNil(t, job, must.Sprintf("no example job %q", nomadBlock(t, ss).JobID))
+			must.Eq(t, nomadBlock(t, ss).Namespace, *job.Namespace)
 			sim := nomadsim.New()
 			addr := sim.Start()
 			t.Cleanup(sim.Close)
 			must.NoError(t, sim.RegisterJob(job))
-			cfg := *ss.Nomad
+			cfg := *nomadBlock(t, ss)
 			cfg.Address = addr
 			b, err := nomadbackend.New(t.Context(), cfg, ss.RunnerScaleSetName, nil, nomadbackend.WithGetenv(func(string) string { return "" }))
 			must.NoError(t, err)
@@ -231,6 +232,15 @@ func runnerJob(t *testing.T, body *hclsyntax.Body) (*api.Job, *api.Task) {
 	return job, task
 }
 
+// nomadBlock is ss's nomad {} block as the service decodes it.
+func nomadBlock(t *testing.T, ss *config.ScaleSet) *nomadbackend.Config {
+	t.Helper()
+	bc, err := service.DecodeBackend(ss)
+	must.NoError(t, err)
+	must.NotNil(t, bc.Nomad)
+	return bc.Nomad
+}
+
 // checkServiceConfig parses scaleset.hcl with the service's own parser and
 // validates every nomad block.
 func checkServiceConfig(t *testing.T) *config.Config {
@@ -248,12 +258,13 @@ func checkServiceConfig(t *testing.T) *config.Config {
 		return ""
 	}))
 	must.NoError(t, cfg.Validate())
+	must.NoError(t, service.ValidateBackends(cfg))
 	must.Len(t, 2, cfg.ScaleSets)
 	for _, ss := range cfg.ScaleSets {
 		must.Eq(t, config.BackendNomad, ss.Backend)
-		must.NotNil(t, ss.Nomad)
-		must.Eq(t, "", ss.Nomad.Address, must.Sprint("inside Nomad the task API socket is used"))
-		must.Eq(t, "", ss.Nomad.TokenFile, must.Sprint("inside Nomad the workload identity is used"))
+		must.NotNil(t, nomadBlock(t, ss))
+		must.Eq(t, "", nomadBlock(t, ss).Address, must.Sprint("inside Nomad the task API socket is used"))
+		must.Eq(t, "", nomadBlock(t, ss).TokenFile, must.Sprint("inside Nomad the workload identity is used"))
 	}
 	return cfg
 }

@@ -136,7 +136,7 @@ func TestNomadExamples_validateAndRegister(t *testing.T) {
 	svc := checkServiceConfig(t)
 	for _, ss := range svc.ScaleSets {
 		t.Run("backend/"+ss.Name, func(t *testing.T) {
-			cfg := *ss.Nomad
+			cfg := *nomadBlock(t, ss)
 			cfg.Address = agent.HTTPAddr
 			b, err := nomadbackend.New(t.Context(), cfg, ss.RunnerScaleSetName, nil, nomadbackend.WithGetenv(func(k string) string {
 				if k == "NOMAD_TOKEN" {
