@@ -334,8 +334,8 @@ func (c *Config) Validate() error {
 	if c.StateDir == "" {
 		add("state_dir: not set, and neither STATE_DIRECTORY, XDG_STATE_HOME nor HOME is set to derive it from")
 	}
-	c.ShutdownTimeoutDuration = duration(&errs, "shutdown_timeout", c.ShutdownTimeout, DefaultShutdownTimeout)
-	c.GitHubHTTPRetryWaitMaxDuration = duration(&errs, "github_http_retry_wait_max", c.GitHubHTTPRetryWaitMax, DefaultHTTPRetryWaitMax)
+	c.ShutdownTimeoutDuration = DurationField(&errs, "shutdown_timeout", c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.GitHubHTTPRetryWaitMaxDuration = DurationField(&errs, "github_http_retry_wait_max", c.GitHubHTTPRetryWaitMax, DefaultHTTPRetryWaitMax)
 	if c.GitHubHTTPRetryMax == nil {
 		n := DefaultHTTPRetryMax
 		c.GitHubHTTPRetryMax = &n
@@ -422,12 +422,12 @@ func (s *ScaleSet) validate(defaultURL string) []error {
 	}
 	var derrs []error
 	s.Durations = Durations{
-		RunnerOnlineTimeout:    duration(&derrs, "runner_online_timeout", s.RunnerOnlineTimeout, DefaultRunnerOnlineTimeout),
-		RunnerQueueTimeout:     duration(&derrs, "runner_queue_timeout", s.RunnerQueueTimeout, DefaultRunnerQueueTimeout),
-		ReconcileInterval:      duration(&derrs, "reconcile_interval", s.ReconcileInterval, DefaultReconcileInterval),
-		StartBackoffMin:        duration(&derrs, "start_backoff_min", s.StartBackoffMin, DefaultStartBackoffMin),
-		StartBackoffMax:        duration(&derrs, "start_backoff_max", s.StartBackoffMax, DefaultStartBackoffMax),
-		SessionConflictTimeout: duration(&derrs, "session_conflict_timeout", s.SessionConflictTimeout, DefaultSessionConflictWait),
+		RunnerOnlineTimeout:    DurationField(&derrs, "runner_online_timeout", s.RunnerOnlineTimeout, DefaultRunnerOnlineTimeout),
+		RunnerQueueTimeout:     DurationField(&derrs, "runner_queue_timeout", s.RunnerQueueTimeout, DefaultRunnerQueueTimeout),
+		ReconcileInterval:      DurationField(&derrs, "reconcile_interval", s.ReconcileInterval, DefaultReconcileInterval),
+		StartBackoffMin:        DurationField(&derrs, "start_backoff_min", s.StartBackoffMin, DefaultStartBackoffMin),
+		StartBackoffMax:        DurationField(&derrs, "start_backoff_max", s.StartBackoffMax, DefaultStartBackoffMax),
+		SessionConflictTimeout: DurationField(&derrs, "session_conflict_timeout", s.SessionConflictTimeout, DefaultSessionConflictWait),
 	}
 	for _, e := range derrs {
 		add("%w", e)
@@ -524,14 +524,18 @@ func def(dst *string, v string) {
 	}
 }
 
-func duration(errs *[]error, field, v string, d time.Duration) time.Duration {
+// DurationField parses the duration field named field: "" gives fallback, and
+// anything but a positive duration appends an error naming the field and
+// the value to errs and gives fallback, so a Validate reports every bad field
+// in one joined error. The backends' blocks use it too.
+func DurationField(errs *[]error, field, v string, fallback time.Duration) time.Duration {
 	if v == "" {
-		return d
+		return fallback
 	}
 	p, err := time.ParseDuration(v)
 	if err != nil || p <= 0 {
 		*errs = append(*errs, fmt.Errorf("%s: must be a positive duration like \"30s\", got %q", field, v))
-		return d
+		return fallback
 	}
 	return p
 }

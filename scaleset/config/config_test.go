@@ -343,3 +343,28 @@ func TestCheckStateDir(t *testing.T) {
 	must.NoError(t, os.WriteFile(blocker, nil, 0o600))
 	must.ErrorContains(t, CheckStateDir(filepath.Join(blocker, "s")), `state_dir: cannot create "`+blocker+`/s"`)
 }
+
+func TestDurationField(t *testing.T) {
+	for _, tc := range []struct {
+		name, v string
+		want    time.Duration
+		err     string
+	}{
+		{"unset takes the fallback", "", time.Minute, ""},
+		{"parsed", "90s", 90 * time.Second, ""},
+		{"not a duration", "soon", time.Minute, `f: must be a positive duration like "30s", got "soon"`},
+		{"zero", "0s", time.Minute, `got "0s"`},
+		{"negative", "-1s", time.Minute, `got "-1s"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var errs []error
+			must.Eq(t, tc.want, DurationField(&errs, "f", tc.v, time.Minute))
+			if tc.err == "" {
+				must.SliceEmpty(t, errs)
+				return
+			}
+			must.SliceLen(t, 1, errs)
+			must.ErrorContains(t, errs[0], tc.err)
+		})
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/nomad/api"
+
+	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
 )
 
 // Defaults of the nomad {} block.
@@ -113,25 +115,13 @@ func (c *Config) Validate() error {
 	if (c.ClientCert == "") != (c.ClientKey == "") {
 		add("client_cert: client_cert and client_key must be given together")
 	}
-	c.PurgeGrace = duration(&errs, "purge_grace_period", c.PurgeGracePeriod, DefaultPurgeGracePeriod)
-	c.Startup = duration(&errs, "startup_timeout", c.StartupTimeout, DefaultStartupTimeout)
-	c.Wait = duration(&errs, "blocking_wait", c.BlockingWait, DefaultBlockingWait)
+	c.PurgeGrace = config.DurationField(&errs, "purge_grace_period", c.PurgeGracePeriod, DefaultPurgeGracePeriod)
+	c.Startup = config.DurationField(&errs, "startup_timeout", c.StartupTimeout, DefaultStartupTimeout)
+	c.Wait = config.DurationField(&errs, "blocking_wait", c.BlockingWait, DefaultBlockingWait)
 	if c.Wait > 5*time.Minute {
 		add("blocking_wait: %s is above Nomad's maximum of 5m", c.Wait)
 	}
 	return errors.Join(errs...)
-}
-
-func duration(errs *[]error, field, v string, d time.Duration) time.Duration {
-	if v == "" {
-		return d
-	}
-	p, err := time.ParseDuration(v)
-	if err != nil || p <= 0 {
-		*errs = append(*errs, fmt.Errorf("%s: must be a positive duration like \"30s\", got %q", field, v))
-		return d
-	}
-	return p
 }
 
 // idPrefix expands IDPrefixTemplate for one runner.

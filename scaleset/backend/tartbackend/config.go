@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
@@ -132,8 +133,8 @@ func (c *Config) Validate() error {
 	if c.RunnerCommand[0] == "" {
 		bad("runner_command: the program (first element) is empty")
 	}
-	c.StartTimeoutDuration = duration(&errs, "start_timeout", c.StartTimeout, DefaultStartTimeout)
-	c.StopTimeoutDuration = duration(&errs, "stop_timeout", c.StopTimeout, DefaultStopTimeout)
+	c.StartTimeoutDuration = config.DurationField(&errs, "start_timeout", c.StartTimeout, DefaultStartTimeout)
+	c.StopTimeoutDuration = config.DurationField(&errs, "stop_timeout", c.StopTimeout, DefaultStopTimeout)
 	return errors.Join(errs...)
 }
 
@@ -153,16 +154,4 @@ func (c *Config) pools(name string) []tart.PoolConfig {
 func (c *Config) spec(pool string) tart.VMSpec {
 	return tart.VMSpec{Pool: pool, Image: c.Image, CPU: c.CPU, MemoryMiB: c.Memory, DiskSizeGB: c.DiskSize,
 		Run: tart.RunOptions{Network: c.network()}}
-}
-
-func duration(errs *[]error, field, v string, def time.Duration) time.Duration {
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		*errs = append(*errs, fmt.Errorf("%s: must be a positive duration like \"30s\", got %q", field, v))
-		return def
-	}
-	return d
 }
