@@ -23,13 +23,13 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/driver/harness"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/nomadbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
+	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
+	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
 	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim"
 	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim/harnessrunner"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
-	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
 )
 
 func TestMain(m *testing.M) {
