@@ -29,7 +29,6 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
 	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim"
-	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim/harnessrunner"
 )
 
 func TestMain(m *testing.M) {
@@ -237,7 +236,7 @@ func TestE2E_tartDriver(t *testing.T) {
 		Env:     env,
 		Timeout: 60 * time.Second,
 	})
-	runner := &harnessrunner.Runner{H: h, KillTimeout: 2 * time.Second, Config: fmt.Sprintf(
+	runner := &harnessRunner{H: h, KillTimeout: 2 * time.Second, Config: fmt.Sprintf(
 		"image = %q\ncommand = %q\nargs = [\"--jitconfig\", \"-\", \"--connect-timeout\", \"10s\"]\nstdin_file = \"local/jitconfig\"\n",
 		image, fakerunner)}
 	var mu sync.Mutex

@@ -1,16 +1,7 @@
 // Copyright (c) The nomad-driver-tart Authors
 // SPDX-License-Identifier: MPL-2.0
 
-// Package harnessrunner is a nomadsim.TaskRunner that runs each allocation's
-// task through a task-driver plugin served by driver/harness (the Nomad
-// client stand-in): StartTask with the dispatch payload written to
-// local/<dispatch_payload.file>, WaitTask, and StopTask/DestroyTask when the
-// allocation is stopped. With the tart driver on faketart it lets the Nomad
-// API double run dispatched runner jobs the way a Mac client would.
-//
-// It is a test helper: it depends on driver/harness, which depends on the
-// testing package.
-package harnessrunner
+package nomadbackend_test
 
 import (
 	"context"
@@ -22,8 +13,16 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim"
 )
 
-// Runner runs tasks on H.
-type Runner struct {
+// harnessRunner is a nomadsim.TaskRunner that runs each allocation's
+// task through a task-driver plugin served by driver/harness (the Nomad
+// client stand-in): StartTask with the dispatch payload written to
+// local/<dispatch_payload.file>, WaitTask, and StopTask/DestroyTask when the
+// allocation is stopped. With the tart driver on faketart it lets the Nomad
+// API double run dispatched runner jobs the way a Mac client would.
+//
+// It lives in a _test.go file because driver/harness depends on the
+// testing package.
+type harnessRunner struct {
 	H *harness.Harness
 	// Config is the text of the task's config { } block (the double does
 	// not carry the job file's driver config).
@@ -34,10 +33,10 @@ type Runner struct {
 	KillTimeout time.Duration
 }
 
-var _ nomadsim.TaskRunner = (*Runner)(nil)
+var _ nomadsim.TaskRunner = (*harnessRunner)(nil)
 
 // RunTask implements nomadsim.TaskRunner.
-func (r *Runner) RunTask(ctx context.Context, t nomadsim.Task, started func()) (int, error) {
+func (r *harnessRunner) RunTask(ctx context.Context, t nomadsim.Task, started func()) (int, error) {
 	spec := harness.TaskSpec{
 		Config: r.Config, Name: t.Task.Name, AllocID: t.AllocID, JobName: t.JobID, JobID: t.JobID,
 		ParentJobID: t.ParentID, Group: t.TaskGroup, Namespace: t.Namespace, Meta: t.Meta,
