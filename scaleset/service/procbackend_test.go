@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tartnomad/nomad-driver-tart/sim/fakerunner"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
+	"github.com/tartnomad/nomad-driver-tart/sim/fakerunner"
 )
 
 // goBackend runs each runner as fakerunner.Run in a goroutine: a backend

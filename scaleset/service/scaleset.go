@@ -55,6 +55,14 @@ type scaleSetRunner struct {
 	stateDir string
 
 	ready atomic.Bool
+	// lastContact is when the Actions service last answered the message
+	// session (the session opened, a message poll returned), in Unix
+	// nanoseconds; pollErr is the last poll's error, nil once a poll
+	// succeeds. With unreachableAfter they make readiness fail in a
+	// GitHub outage, while the listener keeps retrying (see reachable).
+	lastContact      atomic.Int64
+	pollErr          atomic.Pointer[error]
+	unreachableAfter time.Duration
 	// backendErr holds the backend's health problem (nil: healthy). While
 	// it is set the listener offers GitHub no capacity.
 	backendErr atomic.Pointer[error]
@@ -295,7 +303,7 @@ func (r *scaleSetRunner) listen(ctx context.Context, scaleSetID int, sc *scaler.
 			r.rec.SetSessionOwner(true)
 			r.updateLabels(ctx, scaleSetID, log)
 		}
-		l, err := listener.New(sess, listener.Config{
+		l, err := listener.New(contactSession{session: sess, r: r}, listener.Config{
 			ScaleSetID: scaleSetID,
 			MaxRunners: r.capacity(),
 			Logger:     r.logger.With("component", "listener"),
@@ -407,6 +415,7 @@ func (r *scaleSetRunner) openSession(ctx context.Context, scaleSetID int, log *s
 	for {
 		s, err := r.gh.MessageSessionClient(ctx, scaleSetID, r.owner)
 		if err == nil {
+			r.contact(nil)
 			log.Info("opened message session", "owner", r.owner)
 			return s, nil
 		}
@@ -444,8 +453,64 @@ func (r *scaleSetRunner) openSession(ctx context.Context, scaleSetID int, log *s
 	}
 }
 
-// Backoff is capped exponential backoff (Min, 2×Min, ... up to Max).
-type Backoff = backoff.Exponential
+// Backoff is capped exponential backoff (Min, 2×Min, ... up to Max)
+// between listener restarts and start-up retries.
+type Backoff struct{ Min, Max time.Duration }
+
+// Delay is the wait before the attempt-th retry (1-based).
+func (b Backoff) Delay(attempt int) time.Duration { return backoff.Exponential(b).Delay(attempt) }
+
+// DefaultUnreachableAfter is how long a scale set stays ready without an
+// answer from the Actions service to its message session. A message
+// poll is a long poll that GitHub answers within a minute (202 when no
+// message came), so twice that means the service is not answering.
+const DefaultUnreachableAfter = 2 * time.Minute
+
+// contactSession records every message poll's outcome on its scale set,
+// for readiness.
+type contactSession struct {
+	session
+	r *scaleSetRunner
+}
+
+// GetMessage polls through the session and records the outcome; a poll
+// ended by the service's own shutdown is not an outage.
+func (c contactSession) GetMessage(ctx context.Context, lastMessageID, maxCapacity int) (*scaleset.RunnerScaleSetMessage, error) {
+	m, err := c.session.GetMessage(ctx, lastMessageID, maxCapacity)
+	if err == nil || ctx.Err() == nil {
+		c.r.contact(err)
+	}
+	return m, err
+}
+
+// contact records an answer of the Actions service (err nil) or a failed
+// message poll.
+func (r *scaleSetRunner) contact(err error) {
+	if err != nil {
+		r.pollErr.Store(&err)
+		return
+	}
+	r.pollErr.Store(nil)
+	r.lastContact.Store(time.Now().UnixNano())
+}
+
+// reachable says why the Actions service counts as unreachable for this
+// scale set ("" when it does not): the last message poll failed (after
+// the client's retries), or nothing answered for unreachableAfter (a
+// poll hanging in a network outage).
+func (r *scaleSetRunner) reachable(now time.Time) string {
+	if p := r.pollErr.Load(); p != nil {
+		return "GitHub unreachable: " + (*p).Error()
+	}
+	last := r.lastContact.Load()
+	if last == 0 {
+		return "GitHub unreachable: no message session yet"
+	}
+	if since := now.Sub(time.Unix(0, last)); since > r.unreachableAfter {
+		return "GitHub unreachable: no answer for " + since.Round(time.Second).String()
+	}
+	return ""
+}
 
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)

@@ -44,6 +44,11 @@ type Options struct {
 	// RetryBackoff bounds the waits between listener restarts and startup
 	// retries. Default 1s..30s.
 	RetryBackoff Backoff
+
+	// unreachableAfter is how long a scale set stays ready (/readyz)
+	// without an answer from the Actions service (tests shorten it).
+	// Default DefaultUnreachableAfter.
+	unreachableAfter time.Duration
 }
 
 // Service runs every configured scale set and the HTTP endpoints.
@@ -71,6 +76,9 @@ func New(opts Options) (*Service, error) {
 	}
 	if opts.RetryBackoff.Min == 0 {
 		opts.RetryBackoff = Backoff{Min: time.Second, Max: 30 * time.Second}
+	}
+	if opts.unreachableAfter <= 0 {
+		opts.unreachableAfter = DefaultUnreachableAfter
 	}
 	if opts.Owner == "" {
 		h, err := os.Hostname()
@@ -107,6 +115,8 @@ func New(opts Options) (*Service, error) {
 			retry:    opts.RetryBackoff,
 			shutdown: opts.Config.ShutdownTimeoutDuration,
 			stateDir: opts.Config.StateDir,
+
+			unreachableAfter: opts.unreachableAfter,
 		})
 	}
 	return s, nil
@@ -229,6 +239,10 @@ func (s *Service) Handler() http.Handler {
 				notReady = append(notReady, set.cfg.Name+" (standby: another listener holds the session; read-only)")
 			case !set.ready.Load():
 				notReady = append(notReady, set.cfg.Name)
+			default:
+				if why := set.reachable(time.Now()); why != "" {
+					notReady = append(notReady, set.cfg.Name+" ("+why+")")
+				}
 			}
 		}
 		if s.stopping.Load() || len(notReady) > 0 {

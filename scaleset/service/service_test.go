@@ -20,9 +20,9 @@ import (
 	"github.com/actions/scaleset"
 	"github.com/shoenig/test/must"
 
-	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 )
 
 const testPAT = "ghp_TESTSECRETPAT0123456789"
@@ -83,16 +83,27 @@ type running struct {
 
 func startService(t *testing.T, cfg *config.Config, backends map[string]*goBackend) *running {
 	t.Helper()
+	return startServiceWith(t, cfg, backends, nil)
+}
+
+// startServiceWith is startService with Options changed by edit (nil:
+// none).
+func startServiceWith(t *testing.T, cfg *config.Config, backends map[string]*goBackend, edit func(*Options)) *running {
+	t.Helper()
 	logs := &testutil.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc, err := New(Options{
+	opts := Options{
 		Config: cfg, Logger: logger, Owner: "test-owner",
 		NewBackend: func(_ context.Context, ss *config.ScaleSet, _ *slog.Logger) (backend.Backend, error) {
 			return backends[ss.Name], nil
 		},
 		HTTPOptions:  []scaleset.HTTPOption{scaleset.WithRetryMax(2), scaleset.WithRetryWaitMax(100 * time.Millisecond)},
 		RetryBackoff: Backoff{Min: 100 * time.Millisecond, Max: 500 * time.Millisecond},
-	})
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	svc, err := New(opts)
 	must.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{svc: svc, stop: cancel, done: make(chan error, 1), logs: logs}
