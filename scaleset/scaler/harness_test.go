@@ -42,7 +42,7 @@ func newHarness(t *testing.T, cfg Config, gh *fakeGitHub, be *fakeBackend) *harn
 	}
 	h := &harness{gh: gh, be: be, clock: newFakeClock(), rec: newCountingRecorder(), logs: &testutil.SyncBuffer{}}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := New(cfg, gh, be, WithClock(h.clock), WithLogger(logger), WithRecorder(h.rec))
+	s, err := New(cfg, gh, be, withClock(h.clock), WithLogger(logger), WithRecorder(h.rec))
 	must.NoError(t, err)
 	s.SetOwner(true)
 	h.s = s
@@ -57,7 +57,7 @@ func (h *harness) assign(t *testing.T, n int) {
 
 func (h *harness) reconcile(t *testing.T) {
 	t.Helper()
-	must.NoError(t, h.s.Reconcile(t.Context()))
+	must.NoError(t, h.s.reconcile(t.Context()))
 }
 
 func (h *harness) jobStarted(t *testing.T, name string) {

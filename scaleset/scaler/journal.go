@@ -44,19 +44,19 @@ type StartJournal interface {
 	Pending(ctx context.Context) ([]JournalEntry, error)
 }
 
-// MemJournal is a StartJournal in memory: the default, which survives a
+// memJournal is a StartJournal in memory: the default, which survives a
 // Scaler but not the process (tests share one across Scalers to play a
 // restart).
-type MemJournal struct {
+type memJournal struct {
 	mu      sync.Mutex
 	entries map[string]JournalEntry
 }
 
-// NewMemJournal returns an empty in-memory journal.
-func NewMemJournal() *MemJournal { return &MemJournal{entries: map[string]JournalEntry{}} }
+// newMemJournal returns an empty in-memory journal.
+func newMemJournal() *memJournal { return &memJournal{entries: map[string]JournalEntry{}} }
 
 // Record implements StartJournal.
-func (j *MemJournal) Record(_ context.Context, e JournalEntry) error {
+func (j *memJournal) Record(_ context.Context, e JournalEntry) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.entries[e.Name] = e
@@ -64,7 +64,7 @@ func (j *MemJournal) Record(_ context.Context, e JournalEntry) error {
 }
 
 // Resolve implements StartJournal.
-func (j *MemJournal) Resolve(_ context.Context, name string) error {
+func (j *memJournal) Resolve(_ context.Context, name string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	delete(j.entries, name)
@@ -72,7 +72,7 @@ func (j *MemJournal) Resolve(_ context.Context, name string) error {
 }
 
 // Pending implements StartJournal, sorted by name.
-func (j *MemJournal) Pending(context.Context) ([]JournalEntry, error) {
+func (j *memJournal) Pending(context.Context) ([]JournalEntry, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	out := make([]JournalEntry, 0, len(j.entries))
@@ -83,7 +83,7 @@ func (j *MemJournal) Pending(context.Context) ([]JournalEntry, error) {
 	return out, nil
 }
 
-// WithJournal sets the start journal (default: a MemJournal, which does not
+// WithJournal sets the start journal (default: a memJournal, which does not
 // survive the process).
 func WithJournal(j StartJournal) Option { return func(s *Scaler) { s.journal = j } }
 

@@ -30,22 +30,22 @@ func TestJournal_resolvesUnbackedEntriesOnceOwner(t *testing.T) {
 	gh.busy["linux-a-4"] = true
 	backed := gh.register("linux-a-5")
 	be.add("linux-a-5", backed.ID, backend.StateRunning)
-	j := NewMemJournal()
+	j := newMemJournal()
 	for _, e := range []JournalEntry{{Name: "linux-a-1", RunnerID: byID.ID}, {Name: "linux-a-2"}, {Name: "linux-a-3", RunnerID: 999}, {Name: "linux-a-4", RunnerID: busy.ID}, {Name: "linux-a-5", RunnerID: backed.ID}} {
 		must.NoError(t, j.Record(ctx, e))
 	}
 	rec := newCountingRecorder()
 	s, err := New(Config{ScaleSetID: 7, NamePrefix: "linux", NameTag: "b", MaxRunners: 5}, gh, be,
-		WithJournal(j), WithRecorder(rec), WithClock(newFakeClock()), WithLogger(slog.New(slog.DiscardHandler)))
+		WithJournal(j), WithRecorder(rec), withClock(newFakeClock()), WithLogger(slog.New(slog.DiscardHandler)))
 	must.NoError(t, err)
 
-	must.NoError(t, s.Reconcile(ctx)) // not the owner: read-only
+	must.NoError(t, s.reconcile(ctx)) // not the owner: read-only
 	must.Eq(t, []string{"linux-a-1", "linux-a-2", "linux-a-4", "linux-a-5"}, gh.names())
 	left, _ := j.Pending(ctx)
 	must.Len(t, 5, left)
 
 	s.SetOwner(true)
-	must.NoError(t, s.Reconcile(ctx))
+	must.NoError(t, s.reconcile(ctx))
 	must.Eq(t, []string{"linux-a-4", "linux-a-5"}, gh.names())
 	left, _ = j.Pending(ctx)
 	must.Eq(t, []JournalEntry{{Name: "linux-a-4", RunnerID: busy.ID}, {Name: "linux-a-5", RunnerID: backed.ID}}, left)
@@ -59,7 +59,7 @@ func TestJournal_resolvesUnbackedEntriesOnceOwner(t *testing.T) {
 func TestJournal_entryLivesAsLongAsTheRegistration(t *testing.T) {
 	ctx := t.Context()
 	h := newHarness(t, Config{MaxRunners: 2}, nil, nil)
-	j := NewMemJournal()
+	j := newMemJournal()
 	h.s.journal = j
 	var atJIT []JournalEntry
 	h.be.onStart = func(string) { atJIT, _ = j.Pending(ctx) }
@@ -88,7 +88,7 @@ func TestJournal_entryLivesAsLongAsTheRegistration(t *testing.T) {
 }
 
 // failingJournal refuses every write.
-type failingJournal struct{ *MemJournal }
+type failingJournal struct{ *memJournal }
 
 func (*failingJournal) Record(context.Context, JournalEntry) error { return errors.New("disk full") }
 
@@ -97,7 +97,7 @@ func (*failingJournal) Record(context.Context, JournalEntry) error { return erro
 // after a crash).
 func TestJournal_noJITWithoutEntry(t *testing.T) {
 	h := newHarness(t, Config{MaxRunners: 2}, nil, nil)
-	h.s.journal = &failingJournal{NewMemJournal()}
+	h.s.journal = &failingJournal{newMemJournal()}
 	h.assign(t, 1)
 	h.reconcile(t)
 	h.gh.mu.Lock()

@@ -25,112 +25,112 @@ const (
 	phaseGone Phase = "gone"
 )
 
-// Event is something that happened to a runner.
-type Event string
+// event is something that happened to a runner.
+type event string
 
 // Runner events.
 const (
-	// EvStartRequested: the scaler decided to start a runner.
-	EvStartRequested Event = "start_requested"
-	// EvStartFailed: JIT generation or the backend start failed.
-	EvStartFailed Event = "start_failed"
-	// EvBackendAccepted: the backend accepted the start (resource exists).
-	EvBackendAccepted Event = "backend_accepted"
-	// EvBackendRunning: the backend reports the runner process running;
+	// evStartRequested: the scaler decided to start a runner.
+	evStartRequested event = "start_requested"
+	// evStartFailed: JIT generation or the backend start failed.
+	evStartFailed event = "start_failed"
+	// evBackendAccepted: the backend accepted the start (resource exists).
+	evBackendAccepted event = "backend_accepted"
+	// evBackendRunning: the backend reports the runner process running;
 	// the runner is online as far as the scaler can tell.
-	EvBackendRunning Event = "backend_running"
-	// EvJobStarted: a JobStarted message named this runner's ID (busy).
-	EvJobStarted Event = "job_started"
-	// EvJobCompleted: a JobCompleted message named this runner's ID.
-	EvJobCompleted Event = "job_completed"
-	// EvExited: the backend reports the runner process ended cleanly.
-	EvExited Event = "exited"
-	// EvFailed: the backend reports the runner failed.
-	EvFailed Event = "failed"
-	// EvVanished: the backend no longer lists the runner.
-	EvVanished Event = "vanished"
-	// EvRemovalRequested: a decision to remove the runner (with a reason).
-	EvRemovalRequested Event = "removal_requested"
-	// EvRemovalRefused: GitHub refused to remove the runner because it is
+	evBackendRunning event = "backend_running"
+	// evJobStarted: a JobStarted message named this runner's ID (busy).
+	evJobStarted event = "job_started"
+	// evJobCompleted: a JobCompleted message named this runner's ID.
+	evJobCompleted event = "job_completed"
+	// evExited: the backend reports the runner process ended cleanly.
+	evExited event = "exited"
+	// evFailed: the backend reports the runner failed.
+	evFailed event = "failed"
+	// evVanished: the backend no longer lists the runner.
+	evVanished event = "vanished"
+	// evRemovalRequested: a decision to remove the runner (with a reason).
+	evRemovalRequested event = "removal_requested"
+	// evRemovalRefused: GitHub refused to remove the runner because it is
 	// running a job; it stays, busy.
-	EvRemovalRefused Event = "removal_refused"
-	// EvRemovalFailed: a removal step failed; the next pass retries it.
-	EvRemovalFailed Event = "removal_failed"
-	// EvRemovalAborted: a scale-down removal failed before anything was
+	evRemovalRefused event = "removal_refused"
+	// evRemovalFailed: a removal step failed; the next pass retries it.
+	evRemovalFailed event = "removal_failed"
+	// evRemovalAborted: a scale-down removal failed before anything was
 	// removed; the runner is still a live, idle runner.
-	EvRemovalAborted Event = "removal_aborted"
-	// EvRemoved: the registration and the backend resource are gone.
-	EvRemoved Event = "removed"
+	evRemovalAborted event = "removal_aborted"
+	// evRemoved: the registration and the backend resource are gone.
+	evRemoved event = "removed"
 )
 
 // transitions is the state machine. A missing entry means the event does
 // not apply in that phase and is ignored. Notable absences, which are the
 // invariants the model tests check: a busy runner has no
-// EvRemovalRequested (scale-down never removes a busy runner); a runner in
+// evRemovalRequested (scale-down never removes a busy runner); a runner in
 // flight (starting, removing) is settled only by its own operation.
-var transitions = map[Phase]map[Event]Phase{
+var transitions = map[Phase]map[event]Phase{
 	phaseGone: {
-		EvStartRequested: PhaseStarting,
+		evStartRequested: PhaseStarting,
 	},
 	PhaseStarting: {
-		EvStartFailed: phaseGone,
+		evStartFailed: phaseGone,
 		// the start failed and so did removing its registration: the
 		// runner stays, failed, until the registration is gone
-		EvFailed:          PhaseFailed,
-		EvBackendAccepted: PhasePending,
+		evFailed:          PhaseFailed,
+		evBackendAccepted: PhasePending,
 		// Messages for a runner whose start is still in flight are noted
 		// as flags and applied when the start settles (see settleStart).
-		EvJobStarted:   PhaseStarting,
-		EvJobCompleted: PhaseStarting,
+		evJobStarted:   PhaseStarting,
+		evJobCompleted: PhaseStarting,
 	},
 	PhasePending: {
-		EvBackendRunning:   PhaseIdle,
-		EvJobStarted:       PhaseBusy,
-		EvJobCompleted:     PhaseDone,
-		EvExited:           PhaseDone,
-		EvFailed:           PhaseFailed,
-		EvVanished:         PhaseFailed,
-		EvRemovalRequested: PhaseRemoving,
+		evBackendRunning:   PhaseIdle,
+		evJobStarted:       PhaseBusy,
+		evJobCompleted:     PhaseDone,
+		evExited:           PhaseDone,
+		evFailed:           PhaseFailed,
+		evVanished:         PhaseFailed,
+		evRemovalRequested: PhaseRemoving,
 	},
 	PhaseIdle: {
-		EvJobStarted:       PhaseBusy,
-		EvJobCompleted:     PhaseDone,
-		EvExited:           PhaseDone,
-		EvFailed:           PhaseFailed,
-		EvVanished:         PhaseFailed,
-		EvRemovalRequested: PhaseRemoving,
+		evJobStarted:       PhaseBusy,
+		evJobCompleted:     PhaseDone,
+		evExited:           PhaseDone,
+		evFailed:           PhaseFailed,
+		evVanished:         PhaseFailed,
+		evRemovalRequested: PhaseRemoving,
 	},
 	PhaseBusy: {
-		EvJobCompleted: PhaseDone,
+		evJobCompleted: PhaseDone,
 		// A busy runner that ended, cleanly or not, finished (or lost)
 		// its job: GitHub reports the result; what is left is cleanup.
-		EvExited:   PhaseDone,
-		EvFailed:   PhaseDone,
-		EvVanished: PhaseFailed,
+		evExited:   PhaseDone,
+		evFailed:   PhaseDone,
+		evVanished: PhaseFailed,
 	},
 	PhaseDone: {
-		EvJobCompleted:     PhaseDone,
-		EvRemovalRequested: PhaseRemoving,
+		evJobCompleted:     PhaseDone,
+		evRemovalRequested: PhaseRemoving,
 		// finished and already gone from the backend: nothing to remove
-		EvVanished: phaseGone,
+		evVanished: phaseGone,
 	},
 	PhaseFailed: {
-		EvJobCompleted:     PhaseFailed,
-		EvRemovalRequested: PhaseRemoving,
-		EvVanished:         PhaseFailed,
+		evJobCompleted:     PhaseFailed,
+		evRemovalRequested: PhaseRemoving,
+		evVanished:         PhaseFailed,
 	},
 	PhaseRemoving: {
-		EvJobStarted:     PhaseRemoving,
-		EvJobCompleted:   PhaseRemoving,
-		EvRemovalRefused: PhaseBusy,
-		EvRemovalFailed:  PhaseFailed,
-		EvRemovalAborted: PhaseIdle,
-		EvRemoved:        phaseGone,
+		evJobStarted:     PhaseRemoving,
+		evJobCompleted:   PhaseRemoving,
+		evRemovalRefused: PhaseBusy,
+		evRemovalFailed:  PhaseFailed,
+		evRemovalAborted: PhaseIdle,
+		evRemoved:        phaseGone,
 	},
 }
 
-// Allowed reports whether ev moves a runner in phase p, and where to.
-func Allowed(p Phase, ev Event) (Phase, bool) {
+// allowed reports whether ev moves a runner in phase p, and where to.
+func allowed(p Phase, ev event) (Phase, bool) {
 	next, ok := transitions[p][ev]
 	return next, ok
 }
@@ -161,14 +161,14 @@ func (r RemoveReason) alive() bool {
 // returned as transitions and applied in one place (apply).
 type transition struct {
 	r      *runner
-	ev     Event
-	reason RemoveReason // for EvRemovalRequested
+	ev     event
+	reason RemoveReason // for evRemovalRequested
 }
 
 // fire applies ev to r if the table allows it and reports whether it did.
 // Caller holds mu.
-func (s *Scaler) fire(r *runner, ev Event) bool {
-	next, ok := Allowed(r.phase, ev)
+func (s *Scaler) fire(r *runner, ev event) bool {
+	next, ok := allowed(r.phase, ev)
 	if !ok {
 		s.logger.Debug("ignored runner event", "runner_name", r.name, "runner_id", r.runnerID, "phase", string(r.phase), "event", string(ev))
 		return false
@@ -184,7 +184,7 @@ func (s *Scaler) fire(r *runner, ev Event) bool {
 func (s *Scaler) apply(ts []transition) []*runner {
 	var moved []*runner
 	for _, t := range ts {
-		if t.ev == EvRemovalRequested {
+		if t.ev == evRemovalRequested {
 			t.r.removeReason = t.reason
 		}
 		if s.fire(t.r, t.ev) {

@@ -12,7 +12,7 @@ import (
 // The transition table never lets a busy runner be removed, and every
 // phase but gone can reach gone.
 func TestMachine_table(t *testing.T) {
-	_, ok := Allowed(PhaseBusy, EvRemovalRequested)
+	_, ok := allowed(PhaseBusy, evRemovalRequested)
 	must.False(t, ok, must.Sprint("a busy runner is never removed"))
 	for p := range transitions {
 		seen := map[Phase]bool{p: true}

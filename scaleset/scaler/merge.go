@@ -69,7 +69,7 @@ func (s *Scaler) merge(list []backend.Runner, listedAt time.Time) {
 			}
 			r.resourceID = ""
 		}
-		s.fire(r, EvVanished)
+		s.fire(r, evVanished)
 	}
 }
 
@@ -82,13 +82,13 @@ func (s *Scaler) adopt(br backend.Runner, now time.Time) *runner {
 		r.createdAt = now
 	}
 	r.acceptedAt = r.createdAt
-	s.fire(r, EvStartRequested)
-	s.fire(r, EvBackendAccepted)
+	s.fire(r, evStartRequested)
+	s.fire(r, evBackendAccepted)
 	s.track(r)
 	s.setID(r, br.RunnerID)
 	switch br.State {
 	case backend.StateRunning:
-		s.fire(r, EvBackendRunning)
+		s.fire(r, evBackendRunning)
 		r.onlineAt = now
 	case backend.StatePending:
 		r.waitingCapacity = br.WaitingForCapacity
@@ -96,15 +96,15 @@ func (s *Scaler) adopt(br backend.Runner, now time.Time) *runner {
 			r.queueReason = br.Reason
 		}
 	case backend.StateExited:
-		s.fire(r, EvExited)
+		s.fire(r, evExited)
 		r.removeReason, r.ended = ReasonDone, true
 	default:
-		s.fire(r, EvFailed)
+		s.fire(r, evFailed)
 		r.removeReason, r.ended = ReasonFailed, true
 	}
 	if r.runnerID != 0 && s.busyHint[r.runnerID] {
 		delete(s.busyHint, r.runnerID)
-		if s.fire(r, EvJobStarted) {
+		if s.fire(r, evJobStarted) {
 			r.sawJob = true
 		}
 	}
@@ -140,7 +140,7 @@ func (s *Scaler) applyState(r *runner, br backend.Runner, now time.Time) {
 	}
 	switch br.State {
 	case backend.StateRunning:
-		if s.fire(r, EvBackendRunning) {
+		if s.fire(r, evBackendRunning) {
 			r.onlineAt = now
 			s.failures = 0
 			s.metrics.RunnerOnline(now.Sub(r.createdAt))
@@ -148,7 +148,7 @@ func (s *Scaler) applyState(r *runner, br backend.Runner, now time.Time) {
 		}
 	case backend.StateExited:
 		from := r.phase
-		if s.fire(r, EvExited) && from != PhaseDone {
+		if s.fire(r, evExited) && from != PhaseDone {
 			if from != PhasePending {
 				s.noteFinishing(r, now)
 			}
@@ -156,7 +156,7 @@ func (s *Scaler) applyState(r *runner, br backend.Runner, now time.Time) {
 		}
 	case backend.StateFailed:
 		from := r.phase
-		if !s.fire(r, EvFailed) || from == PhaseDone || from == PhaseFailed {
+		if !s.fire(r, evFailed) || from == PhaseDone || from == PhaseFailed {
 			return
 		}
 		if from == PhaseBusy {

@@ -70,10 +70,10 @@ func (m *modelRun) newScaler() {
 	w.gen++
 	p := proc{w: w, gen: w.gen}
 	if !*modelJournal {
-		w.journal = NewMemJournal() // nothing survives the process
+		w.journal = newMemJournal() // nothing survives the process
 	}
 	w.mu.Unlock()
-	s, err := New(m.cfg, ghProc{p}, beProc{p}, WithClock(m.clock), WithRecorder(m.rec),
+	s, err := New(m.cfg, ghProc{p}, beProc{p}, withClock(m.clock), WithRecorder(m.rec),
 		WithLogger(slog.New(slog.DiscardHandler)), WithJournal(journalProc{p}))
 	if err != nil {
 		m.t.Fatal(err)
@@ -107,7 +107,7 @@ func (m *modelRun) step() {
 	switch {
 	case pick < 22:
 		what = "reconcile"
-		_ = m.s.Reconcile(context.Background())
+		_ = m.s.reconcile(context.Background())
 	case pick < 32:
 		what = "queue job"
 		w.mu.Lock()
@@ -329,7 +329,7 @@ func (m *modelRun) killMidStart() bool {
 	s := m.s
 	go func() {
 		defer close(done)
-		_ = s.Reconcile(context.Background())
+		_ = s.reconcile(context.Background())
 	}()
 	hit := false
 	select {
@@ -481,7 +481,7 @@ func (m *modelRun) converge() {
 		st := w.stats()
 		w.mu.Unlock()
 		m.deliver(st)
-		_ = m.s.Reconcile(context.Background())
+		_ = m.s.reconcile(context.Background())
 		for range 5 {
 			m.assign()
 		}
@@ -559,7 +559,7 @@ func TestModel_scalerInvariants(t *testing.T) {
 			OnlineTimeout: time.Minute, FinishGrace: 10 * time.Second, MaxParallelOps: 1 + rng.IntN(4),
 			StartBackoffMin: time.Second, StartBackoffMax: 20 * time.Second}
 		w := &world{rng: rand.New(rand.NewPCG(rng.Uint64(), 1)), regs: map[int]*mreg{}, res: map[string]*mres{}, maxRunners: cfg.MaxRunners,
-			journal: NewMemJournal(), stalled: make(chan struct{}, 1), release: make(chan struct{})}
+			journal: newMemJournal(), stalled: make(chan struct{}, 1), release: make(chan struct{})}
 		t.Cleanup(func() { close(w.release) })
 		m := &modelRun{t: t, w: w, clock: newFakeClock(), rec: newCountingRecorder(), cfg: cfg, rng: rand.New(rand.NewPCG(rng.Uint64(), 2))}
 		m.newScaler()

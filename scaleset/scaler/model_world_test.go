@@ -70,7 +70,7 @@ type world struct {
 	stalled    chan struct{}
 	release    chan struct{}
 	// journal is the durable start journal (it survives the process).
-	journal *MemJournal
+	journal *memJournal
 }
 
 func (w *world) violate(format string, a ...any) {
@@ -260,7 +260,7 @@ func (p beProc) ListRunners(ctx context.Context) ([]backend.Runner, error) {
 // journalProc is the durable journal as one process sees it.
 type journalProc struct{ proc }
 
-func (p journalProc) j() *MemJournal {
+func (p journalProc) j() *memJournal {
 	p.w.mu.Lock()
 	defer p.w.mu.Unlock()
 	return p.w.journal

@@ -26,13 +26,13 @@ type plan struct {
 	resolve []*runner
 }
 
-// Reconcile runs one pass and waits for the runner starts it launched:
+// reconcile runs one pass and waits for the runner starts it launched:
 // read the backend, merge it with what is tracked, decide, and carry out
 // the removals and starts. It is idempotent: running it again with nothing
 // changed does nothing. Operations run on a context detached from ctx
 // (bounded by OpTimeout) so that a shutdown in the middle of a pass does
 // not leave a JIT registration without its runner.
-func (s *Scaler) Reconcile(ctx context.Context) error {
+func (s *Scaler) reconcile(ctx context.Context) error {
 	err := s.pass(ctx)
 	s.starts.Wait()
 	return err
@@ -113,7 +113,7 @@ func (s *Scaler) withinMax(starts []*runner) []*runner {
 		return starts
 	}
 	for _, r := range starts[room:] {
-		s.fire(r, EvStartFailed) // not started: a later pass decides again
+		s.fire(r, evStartFailed) // not started: a later pass decides again
 	}
 	return starts[:room]
 }
@@ -127,7 +127,7 @@ func (s *Scaler) launch(ctx context.Context, r *runner) {
 		sctx, cancel := context.WithTimeout(s.startsCtx, s.cfg.OpTimeout)
 		defer cancel()
 		s.start(sctx, r)
-		s.Kick()
+		s.requestPass()
 	})
 }
 
@@ -143,7 +143,7 @@ func (s *Scaler) waitStarts(ctx context.Context) {
 func (s *Scaler) decide(now time.Time) plan {
 	var p plan
 	var ts []transition
-	target := Target(s.cfg.MinRunners, s.cfg.MaxRunners, s.assigned)
+	target := targetRunners(s.cfg.MinRunners, s.cfg.MaxRunners, s.assigned)
 	idle, pending, active := s.classify(now, &ts, &p)
 	active += s.recentlyFinished(now)
 	for id, at := range s.lateIDs {
@@ -174,12 +174,12 @@ func (s *Scaler) classify(now time.Time, ts *[]transition, p *plan) (idle, pendi
 		}
 		switch r.phase {
 		case PhaseDone, PhaseFailed:
-			*ts = append(*ts, transition{r: r, ev: EvRemovalRequested, reason: r.removeReason})
+			*ts = append(*ts, transition{r: r, ev: evRemovalRequested, reason: r.removeReason})
 			continue
 		case PhasePending:
 			if why := s.pendingTooLong(r, now); why != "" {
 				s.neverOnline(r, now, why)
-				*ts = append(*ts, transition{r: r, ev: EvRemovalRequested, reason: ReasonNeverOnline})
+				*ts = append(*ts, transition{r: r, ev: evRemovalRequested, reason: ReasonNeverOnline})
 				continue
 			}
 			pending = append(pending, r)
@@ -189,7 +189,7 @@ func (s *Scaler) classify(now time.Time, ts *[]transition, p *plan) (idle, pendi
 					r.waitingSince = now
 				} else if now.Sub(r.waitingSince) > s.cfg.OnlineTimeout {
 					s.neverOnline(r, now, "idle while jobs waited")
-					*ts = append(*ts, transition{r: r, ev: EvRemovalRequested, reason: ReasonNeverOnline})
+					*ts = append(*ts, transition{r: r, ev: evRemovalRequested, reason: ReasonNeverOnline})
 					continue
 				}
 			} else {
@@ -230,7 +230,7 @@ func (s *Scaler) newRunners(now time.Time, n int) []*runner {
 	out := make([]*runner, 0, n)
 	for range n {
 		r := &runner{name: s.newName(), phase: phaseGone, createdAt: now}
-		s.fire(r, EvStartRequested)
+		s.fire(r, evStartRequested)
 		s.track(r)
 		out = append(out, r)
 	}
@@ -248,7 +248,7 @@ func surplus(pending, idle []*runner, n int) []transition {
 		if len(out) == n {
 			break
 		}
-		out = append(out, transition{r: r, ev: EvRemovalRequested, reason: ReasonSurplus})
+		out = append(out, transition{r: r, ev: evRemovalRequested, reason: ReasonSurplus})
 	}
 	return out
 }

@@ -377,7 +377,7 @@ func TestScaler_Reconcile_listErrorDoesNothing(t *testing.T) {
 	be.listErr = errors.New("engine down")
 	h := newHarness(t, Config{MaxRunners: 2}, nil, be)
 	h.assign(t, 2)
-	must.ErrorContains(t, h.s.Reconcile(t.Context()), "engine down")
+	must.ErrorContains(t, h.s.reconcile(t.Context()), "engine down")
 	must.Eq(t, 0, be.starts)
 	must.Eq(t, 1, h.rec.errors["list"])
 }

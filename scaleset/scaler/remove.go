@@ -42,7 +42,7 @@ func (s *Scaler) remove(ctx context.Context, r *runner) {
 			// Scale-down raced with a job start: keep the runner.
 			s.logger.Info("runner is running a job, keeping it", "runner_name", name)
 			s.mu.Lock()
-			if s.fire(r, EvRemovalRefused) {
+			if s.fire(r, evRemovalRefused) {
 				r.sawJob = true
 			}
 			s.mu.Unlock()
@@ -59,9 +59,9 @@ func (s *Scaler) remove(ctx context.Context, r *runner) {
 			s.logger.Warn("failed to remove runner registration, will retry", "runner_name", name, "error", err)
 			s.mu.Lock()
 			if reason == ReasonSurplus {
-				s.fire(r, EvRemovalAborted)
+				s.fire(r, evRemovalAborted)
 			} else {
-				s.fire(r, EvRemovalFailed)
+				s.fire(r, evRemovalFailed)
 			}
 			s.mu.Unlock()
 			return
@@ -75,7 +75,7 @@ func (s *Scaler) remove(ctx context.Context, r *runner) {
 			s.metrics.BackendError("remove")
 			s.logger.Warn("failed to remove runner from backend, will retry", "runner_name", name, "error", err)
 			s.mu.Lock()
-			s.fire(r, EvRemovalFailed)
+			s.fire(r, evRemovalFailed)
 			s.mu.Unlock()
 			return
 		}
@@ -87,14 +87,14 @@ func (s *Scaler) remove(ctx context.Context, r *runner) {
 		// The backend resource is gone; only the registration is left.
 		s.logger.Warn("removed runner from the backend; its registration removal failed and is retried", "runner_name", name, "error", ghErr)
 		s.mu.Lock()
-		s.fire(r, EvRemovalFailed)
+		s.fire(r, evRemovalFailed)
 		s.mu.Unlock()
 		return
 	}
 	s.metrics.RunnerRemoved(string(reason))
 	s.logger.Info("removed runner", "runner_name", name, "runner_id", runnerID, "reason", string(reason))
 	s.mu.Lock()
-	s.fire(r, EvRemoved)
+	s.fire(r, evRemoved)
 	s.mu.Unlock()
 	s.journalDrop(ctx, name)
 }
@@ -147,10 +147,10 @@ func (s *Scaler) Shutdown(ctx context.Context, removeIdle bool) {
 		switch r.phase {
 		case PhaseIdle, PhasePending:
 			if removeIdle {
-				ts = append(ts, transition{r: r, ev: EvRemovalRequested, reason: ReasonShutdown})
+				ts = append(ts, transition{r: r, ev: evRemovalRequested, reason: ReasonShutdown})
 			}
 		case PhaseDone, PhaseFailed:
-			ts = append(ts, transition{r: r, ev: EvRemovalRequested, reason: r.removeReason})
+			ts = append(ts, transition{r: r, ev: evRemovalRequested, reason: r.removeReason})
 		}
 	}
 	removes := s.apply(ts)

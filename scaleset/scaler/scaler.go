@@ -39,8 +39,8 @@ type Backend interface {
 
 var _ Backend = (backend.Backend)(nil)
 
-// Clock is the time seam.
-type Clock interface{ Now() time.Time }
+// clockSource is the time seam.
+type clockSource interface{ Now() time.Time }
 
 type realClock struct{}
 
@@ -167,9 +167,9 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Target is the number of runners the scale set should hold:
+// targetRunners is the number of runners the scale set should hold:
 // min(max, min + assigned), never negative.
-func Target(minRunners, maxRunners, assigned int) int {
+func targetRunners(minRunners, maxRunners, assigned int) int {
 	if assigned < 0 {
 		assigned = 0
 	}
@@ -228,7 +228,7 @@ type Scaler struct {
 	cfg     Config
 	gh      GitHub
 	be      Backend
-	clock   Clock
+	clock   clockSource
 	logger  *slog.Logger
 	metrics Recorder
 	// healthHook is told about backend health changes (may be nil).
@@ -299,8 +299,8 @@ var _ listener.Scaler = (*Scaler)(nil)
 // Option configures a Scaler.
 type Option func(*Scaler)
 
-// WithClock replaces the wall clock.
-func WithClock(c Clock) Option { return func(s *Scaler) { s.clock = c } }
+// withClock replaces the wall clock.
+func withClock(c clockSource) Option { return func(s *Scaler) { s.clock = c } }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(s *Scaler) { s.logger = l } }
@@ -339,7 +339,7 @@ func New(cfg Config, gh GitHub, be Backend, opts ...Option) (*Scaler, error) {
 		lateIDs:   map[int]time.Time{},
 		waiting:   -1,
 		healthy:   true,
-		journal:   NewMemJournal(),
+		journal:   newMemJournal(),
 	}
 	for _, o := range opts {
 		o(s)
@@ -362,23 +362,23 @@ func (s *Scaler) SetOwner(owner bool) {
 		s.mu.Unlock()
 	}
 	if s.owner.Swap(owner) != owner && owner {
-		s.Kick()
+		s.requestPass()
 	}
 }
 
-// Health reports whether the backend answered the last reconcile pass, and
+// health reports whether the backend answered the last reconcile pass, and
 // why not. The service offers no capacity to GitHub while it is unhealthy.
-func (s *Scaler) Health() (bool, error) {
+func (s *Scaler) health() (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.healthy, s.healthErr
 }
 
-// Owner reports whether the scaler may change the scale set.
-func (s *Scaler) Owner() bool { return s.owner.Load() }
+// isOwner reports whether the scaler may change the scale set.
+func (s *Scaler) isOwner() bool { return s.owner.Load() }
 
-// Kick asks the reconcile loop for a pass soon; it never blocks.
-func (s *Scaler) Kick() {
+// requestPass asks the reconcile loop for a pass soon; it never blocks.
+func (s *Scaler) requestPass() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -438,9 +438,9 @@ func (s *Scaler) HandleDesiredRunnerCount(_ context.Context, count int) (int, er
 	s.assigned = count
 	s.demandKnown = true
 	s.completedAwaitingCount = nil
-	t := Target(s.cfg.MinRunners, s.cfg.MaxRunners, count)
+	t := targetRunners(s.cfg.MinRunners, s.cfg.MaxRunners, count)
 	s.mu.Unlock()
-	s.Kick()
+	s.requestPass()
 	return t, nil
 }
 
@@ -491,7 +491,7 @@ func (s *Scaler) HandleJobStarted(_ context.Context, job *scaleset.JobStarted) e
 		return nil
 	}
 	from := r.phase
-	if !s.fire(r, EvJobStarted) {
+	if !s.fire(r, evJobStarted) {
 		s.stale("job_started", "not applicable in phase "+string(from), r.runnerID, r.name, job.JobID)
 		return nil
 	}
@@ -537,14 +537,14 @@ func (s *Scaler) HandleJobCompleted(_ context.Context, job *scaleset.JobComplete
 		s.stale("job_completed", "duplicate", r.runnerID, r.name, job.JobID)
 	default:
 		r.jobCompleted = true
-		if s.fire(r, EvJobCompleted) && r.phase == PhaseDone && r.removeReason == "" {
+		if s.fire(r, evJobCompleted) && r.phase == PhaseDone && r.removeReason == "" {
 			r.removeReason = ReasonDone
 		}
 		s.completedAwaitingCount = append(s.completedAwaitingCount, s.clock.Now())
 		s.logger.Info("job completed", "runner_name", r.name, "runner_id", r.runnerID, "job_id", job.JobID, "result", job.Result)
 	}
 	s.mu.Unlock()
-	s.Kick()
+	s.requestPass()
 	return nil
 }
 
@@ -554,7 +554,7 @@ func (s *Scaler) Counts() Counts {
 	defer s.mu.Unlock()
 	c := Counts{
 		Assigned:            s.assigned,
-		Target:              Target(s.cfg.MinRunners, s.cfg.MaxRunners, s.assigned),
+		Target:              targetRunners(s.cfg.MinRunners, s.cfg.MaxRunners, s.assigned),
 		ConsecutiveFailures: s.failures,
 	}
 	for _, r := range s.runners {

@@ -29,7 +29,7 @@ func TestTarget(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			must.Eq(t, tc.w, Target(tc.minR, tc.maxR, tc.assigned))
+			must.Eq(t, tc.w, targetRunners(tc.minR, tc.maxR, tc.assigned))
 		})
 	}
 }
@@ -207,9 +207,9 @@ func TestScaler_healthHook(t *testing.T) {
 	be.mu.Lock()
 	be.listErr = errors.New("engine unreachable")
 	be.mu.Unlock()
-	_ = h.s.Reconcile(t.Context())
-	_ = h.s.Reconcile(t.Context())
-	ok, err := h.s.Health()
+	_ = h.s.reconcile(t.Context())
+	_ = h.s.reconcile(t.Context())
+	ok, err := h.s.health()
 	must.False(t, ok)
 	must.ErrorContains(t, err, "engine unreachable")
 	be.mu.Lock()

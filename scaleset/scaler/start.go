@@ -22,7 +22,7 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 		s.metrics.BackendError("generate_jit")
 		s.mu.Lock()
 		name := r.name
-		s.fire(r, EvStartFailed)
+		s.fire(r, evStartFailed)
 		s.noteFailure(s.clock.Now())
 		s.mu.Unlock()
 		s.logger.Error("failed to generate JIT config", "runner_name", name, "error", err)
@@ -58,7 +58,7 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 	if err != nil {
 		s.metrics.BackendError("start")
 		s.logger.Error("failed to start runner", "runner_name", id.Name, "runner_id", runnerID, "error", err)
-		ev := EvStartFailed
+		ev := evStartFailed
 		if runnerID != 0 {
 			// Its own bound: ctx may have ended (Shutdown cancels starts).
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -67,7 +67,7 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 			if err != nil {
 				s.metrics.BackendError("github_remove")
 				s.logger.Warn("failed to remove registration of a runner that did not start, will retry", "runner_name", id.Name, "error", err)
-				ev = EvFailed // kept (failed) so later passes remove the registration
+				ev = evFailed // kept (failed) so later passes remove the registration
 			}
 		}
 		s.mu.Lock()
@@ -75,7 +75,7 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 		s.fire(r, ev)
 		s.noteFailure(s.clock.Now())
 		s.mu.Unlock()
-		if ev == EvStartFailed {
+		if ev == evStartFailed {
 			s.journalDrop(ctx, id.Name)
 		}
 		return
@@ -88,7 +88,7 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 	s.mu.Lock()
 	r.resourceID = resourceID
 	r.acceptedAt = s.clock.Now()
-	s.fire(r, EvBackendAccepted)
+	s.fire(r, evBackendAccepted)
 	s.settleStart(r)
 	s.mu.Unlock()
 	s.logger.Info("started runner", "runner_name", id.Name, "runner_id", runnerID, "took", took.String())
@@ -99,11 +99,11 @@ func (s *Scaler) start(ctx context.Context, r *runner) {
 func (s *Scaler) settleStart(r *runner) {
 	switch {
 	case r.jobCompleted:
-		if s.fire(r, EvJobCompleted) {
+		if s.fire(r, evJobCompleted) {
 			r.removeReason = ReasonDone
 		}
 	case r.sawJob:
-		if s.fire(r, EvJobStarted) {
+		if s.fire(r, evJobStarted) {
 			r.onlineAt = r.acceptedAt
 			s.failures = 0
 		}
