@@ -32,25 +32,25 @@ import (
 
 // Label keys, as ARC's listener names them.
 const (
-	LabelName         = "name"
-	LabelEnterprise   = "enterprise"
-	LabelOrganization = "organization"
-	LabelRepository   = "repository"
-	LabelJobName      = "job_name"
-	LabelWorkflowRef  = "job_workflow_ref"
-	LabelEventName    = "event_name"
-	LabelJobResult    = "job_result"
-	LabelBackend      = "backend"
-	LabelOperation    = "operation"
-	LabelReason       = "reason"
-	LabelPhase        = "phase"
-	LabelPath         = "path"
+	labelName         = "name"
+	labelEnterprise   = "enterprise"
+	labelOrganization = "organization"
+	labelRepository   = "repository"
+	labelJobName      = "job_name"
+	labelWorkflowRef  = "job_workflow_ref"
+	labelEventName    = "event_name"
+	labelJobResult    = "job_result"
+	labelBackend      = "backend"
+	labelOperation    = "operation"
+	labelReason       = "reason"
+	labelPhase        = "phase"
+	labelPath         = "path"
 )
 
 var (
-	scaleSetLabels     = []string{LabelName, LabelEnterprise, LabelOrganization, LabelRepository}
-	jobLabels          = []string{LabelName, LabelEnterprise, LabelOrganization, LabelRepository, LabelJobName, LabelWorkflowRef, LabelEventName}
-	completedJobLabels = append(append([]string{}, jobLabels...), LabelJobResult)
+	scaleSetLabels     = []string{labelName, labelEnterprise, labelOrganization, labelRepository}
+	jobLabels          = []string{labelName, labelEnterprise, labelOrganization, labelRepository, labelJobName, labelWorkflowRef, labelEventName}
+	completedJobLabels = append(append([]string{}, jobLabels...), labelJobResult)
 
 	// durationBuckets span a warm container (sub-second) to a cold macOS
 	// VM boot plus a long queue (an hour).
@@ -94,7 +94,7 @@ func histogram(name, help string, labels []string) *prometheus.HistogramVec {
 // New returns a Metrics with every series registered, plus Go runtime,
 // process and build-info collectors.
 func New() *Metrics {
-	ownLabels := []string{LabelName, LabelBackend}
+	ownLabels := []string{labelName, labelBackend}
 	m := &Metrics{
 		reg:               prometheus.NewRegistry(),
 		assignedJobs:      gauge("gha_assigned_jobs", "Number of jobs assigned to this scale set.", scaleSetLabels),
@@ -112,20 +112,20 @@ func New() *Metrics {
 		jobStartup:        histogram("gha_job_startup_duration_seconds", "Seconds from the scale set assigning a job to a runner taking it.", jobLabels),
 		jobExecution:      histogram("gha_job_execution_duration_seconds", "Seconds a job ran, from runner assignment to finish.", completedJobLabels),
 
-		runnerStart:      histogram("nomad_gha_scaleset_runner_start_duration_seconds", "Seconds the backend took to accept a runner start, by start path (warm, resumed, cold; unknown when the backend does not say).", []string{LabelName, LabelBackend, LabelPath}),
+		runnerStart:      histogram("nomad_gha_scaleset_runner_start_duration_seconds", "Seconds the backend took to accept a runner start, by start path (warm, resumed, cold; unknown when the backend does not say).", []string{labelName, labelBackend, labelPath}),
 		runnerOnline:     histogram("nomad_gha_scaleset_runner_online_duration_seconds", "Seconds from requesting a runner to seeing it running.", ownLabels),
-		backendErrors:    counter("nomad_gha_scaleset_backend_errors_total", "Failed backend or GitHub operations, by operation.", []string{LabelName, LabelBackend, LabelOperation}),
-		removed:          counter("nomad_gha_scaleset_runners_removed_total", "Runners removed, by reason.", []string{LabelName, LabelBackend, LabelReason}),
-		listenerRestarts: counter("nomad_gha_scaleset_listener_restarts_total", "Times the message listener ended with an error and was restarted.", []string{LabelName}),
-		sessionConflicts: counter("nomad_gha_scaleset_session_conflicts_total", "Session creations refused because another listener holds the session (409).", []string{LabelName}),
-		sessionOwner:     gauge("nomad_gha_scaleset_session_owner", "1 while this process holds the scale set's message session and may change its runners; 0 while it waits read-only.", []string{LabelName}),
-		backendHealthy:   gauge("nomad_gha_scaleset_backend_healthy", "1 while the backend answers; 0 while it fails (the listener then offers GitHub no capacity).", []string{LabelName, LabelBackend}),
-		staleMessages:    counter("nomad_gha_scaleset_stale_messages_total", "Job messages applied to no runner: for an earlier runner or process, redelivered or duplicated (kind: job_started, job_completed).", []string{LabelName, LabelBackend, "kind"}),
-		runners:          gauge("nomad_gha_scaleset_runners", "Runners this service tracks, by phase.", []string{LabelName, LabelBackend, LabelPhase}),
-		ready:            gauge("nomad_gha_scaleset_scale_set_ready", "1 while the scale set's listener holds a message session and takes jobs, else 0.", []string{LabelName, LabelBackend}),
+		backendErrors:    counter("nomad_gha_scaleset_backend_errors_total", "Failed backend or GitHub operations, by operation.", []string{labelName, labelBackend, labelOperation}),
+		removed:          counter("nomad_gha_scaleset_runners_removed_total", "Runners removed, by reason.", []string{labelName, labelBackend, labelReason}),
+		listenerRestarts: counter("nomad_gha_scaleset_listener_restarts_total", "Times the message listener ended with an error and was restarted.", []string{labelName}),
+		sessionConflicts: counter("nomad_gha_scaleset_session_conflicts_total", "Session creations refused because another listener holds the session (409).", []string{labelName}),
+		sessionOwner:     gauge("nomad_gha_scaleset_session_owner", "1 while this process holds the scale set's message session and may change its runners; 0 while it waits read-only.", []string{labelName}),
+		backendHealthy:   gauge("nomad_gha_scaleset_backend_healthy", "1 while the backend answers; 0 while it fails (the listener then offers GitHub no capacity).", []string{labelName, labelBackend}),
+		staleMessages:    counter("nomad_gha_scaleset_stale_messages_total", "Job messages applied to no runner: for an earlier runner or process, redelivered or duplicated (kind: job_started, job_completed).", []string{labelName, labelBackend, "kind"}),
+		runners:          gauge("nomad_gha_scaleset_runners", "Runners this service tracks, by phase.", []string{labelName, labelBackend, labelPhase}),
+		ready:            gauge("nomad_gha_scaleset_scale_set_ready", "1 while the scale set's listener holds a message session and takes jobs, else 0.", []string{labelName, labelBackend}),
 		warm:             newWarmPools(),
 		waitingForCapacity: gauge("nomad_gha_scaleset_runners_waiting_for_capacity",
-			"Pending runners the backend has queued until capacity frees (e.g. every Mac's VM slots taken), not failed.", []string{LabelName, LabelBackend}),
+			"Pending runners the backend has queued until capacity frees (e.g. every Mac's VM slots taken), not failed.", []string{labelName, labelBackend}),
 	}
 	m.reg.MustRegister(
 		m.assignedJobs, m.runningJobs, m.registeredRunners, m.busyRunners, m.idleRunners,
@@ -152,18 +152,18 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) ScaleSet(name, configURL, backendName string, minRunners, maxRunners int) *ScaleSet {
 	ent, org, repo := scope(configURL)
 	s := &ScaleSet{m: m, name: name, backend: backendName, ent: ent, org: org, repo: repo}
-	s.base = prometheus.Labels{LabelName: name, LabelEnterprise: ent, LabelOrganization: org, LabelRepository: repo}
+	s.base = prometheus.Labels{labelName: name, labelEnterprise: ent, labelOrganization: org, labelRepository: repo}
 	m.minRunners.With(s.base).Set(float64(minRunners))
 	m.maxRunners.With(s.base).Set(float64(maxRunners))
 	// Counters exist at 0 from the start, so dashboards show 0 rather
 	// than no data and increase() sees the first error.
-	for _, op := range BackendOperations {
+	for _, op := range backendOperations {
 		m.backendErrors.WithLabelValues(name, backendName, op)
 	}
-	for _, r := range RemoveReasons {
+	for _, r := range removeReasons {
 		m.removed.WithLabelValues(name, backendName, r)
 	}
-	for _, k := range StaleMessageKinds {
+	for _, k := range staleMessageKinds {
 		m.staleMessages.WithLabelValues(name, backendName, k)
 	}
 	m.sessionOwner.WithLabelValues(name).Set(0)
@@ -174,28 +174,27 @@ func (m *Metrics) ScaleSet(name, configURL, backendName string, minRunners, maxR
 	// The runner gauges too: a scrape before the scaler's first count
 	// (or a backend that never queues, like docker and tart) still shows
 	// 0, so the capacity panel and alert see the series, not no data.
-	for _, p := range RunnerPhases {
+	for _, p := range runnerPhases {
 		m.runners.WithLabelValues(name, backendName, p).Set(0)
 	}
 	m.waitingForCapacity.WithLabelValues(name, backendName).Set(0)
 	return s
 }
 
-// BackendOperations are the operation label values the scaler counts
-// errors of; RemoveReasons the reason values of removals. Both are
+// backendOperations are the operation label values the scaler counts
+// errors of; removeReasons the reason values of removals. Both are
 // initialized at 0.
 var (
-	BackendOperations = []string{"list", "generate_jit", "start", "remove", "github_remove", "github_lookup", "journal"}
-	RemoveReasons     = []string{
+	backendOperations = []string{"list", "generate_jit", "start", "remove", "github_remove", "github_lookup", "journal"}
+	removeReasons     = []string{
 		string(scaler.ReasonDone), string(scaler.ReasonFailed), string(scaler.ReasonSurplus),
 		string(scaler.ReasonNeverOnline), string(scaler.ReasonVanished), string(scaler.ReasonShutdown),
 		string(scaler.ReasonOrphaned),
-		string(scaler.ReasonOrphaned),
 	}
-	// StaleMessageKinds are the kind values of stale messages.
-	StaleMessageKinds = []string{"job_started", "job_completed"}
-	// RunnerPhases are the phase values of nomad_gha_scaleset_runners.
-	RunnerPhases = []string{
+	// staleMessageKinds are the kind values of stale messages.
+	staleMessageKinds = []string{"job_started", "job_completed"}
+	// runnerPhases are the phase values of nomad_gha_scaleset_runners.
+	runnerPhases = []string{
 		string(scaler.PhaseStarting), string(scaler.PhasePending),
 		string(scaler.PhaseIdle), string(scaler.PhaseBusy), phaseFinishing,
 	}
@@ -262,14 +261,14 @@ func (s *ScaleSet) RecordStatistics(st *scaleset.RunnerScaleSetStatistic) {
 
 func (s *ScaleSet) jobLabels(b scaleset.JobMessageBase) prometheus.Labels {
 	l := prometheus.Labels{
-		LabelName: s.name, LabelEnterprise: s.ent, LabelOrganization: b.OwnerName, LabelRepository: b.RepositoryName,
-		LabelJobName: b.JobDisplayName, LabelWorkflowRef: b.JobWorkflowRef, LabelEventName: b.EventName,
+		labelName: s.name, labelEnterprise: s.ent, labelOrganization: b.OwnerName, labelRepository: b.RepositoryName,
+		labelJobName: b.JobDisplayName, labelWorkflowRef: b.JobWorkflowRef, labelEventName: b.EventName,
 	}
-	if l[LabelOrganization] == "" {
-		l[LabelOrganization] = s.org
+	if l[labelOrganization] == "" {
+		l[labelOrganization] = s.org
 	}
-	if l[LabelRepository] == "" {
-		l[LabelRepository] = s.repo
+	if l[labelRepository] == "" {
+		l[labelRepository] = s.repo
 	}
 	return l
 }
@@ -293,7 +292,7 @@ func (s *ScaleSet) RecordJobCompleted(msg *scaleset.JobCompleted) {
 		return
 	}
 	l := s.jobLabels(msg.JobMessageBase)
-	l[LabelJobResult] = msg.Result
+	l[labelJobResult] = msg.Result
 	s.m.completedJobs.With(l).Inc()
 	if d := msg.FinishTime.Sub(msg.RunnerAssignTime); !msg.RunnerAssignTime.IsZero() && !msg.FinishTime.IsZero() && d >= 0 {
 		s.m.jobExecution.With(l).Observe(d.Seconds())
@@ -304,7 +303,7 @@ func (s *ScaleSet) RecordJobCompleted(msg *scaleset.JobCompleted) {
 func (s *ScaleSet) RecordDesiredRunners(n int) { s.m.desiredRunners.With(s.base).Set(float64(n)) }
 
 func (s *ScaleSet) own() prometheus.Labels {
-	return prometheus.Labels{LabelName: s.name, LabelBackend: s.backend}
+	return prometheus.Labels{labelName: s.name, labelBackend: s.backend}
 }
 
 // RunnerStarted observes the backend's start latency under the start

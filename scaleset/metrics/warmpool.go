@@ -11,8 +11,8 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 )
 
-// LabelSource is "warm" or "cold" on nomad_gha_scaleset_runner_starts_total.
-const LabelSource = "source"
+// labelSource is "warm" or "cold" on nomad_gha_scaleset_runner_starts_total.
+const labelSource = "source"
 
 // warmPools exports the warm pools of the backends that have one, read at
 // scrape time (the backend owns the numbers; nothing is copied on a timer).
@@ -24,11 +24,11 @@ type warmPools struct {
 }
 
 func newWarmPools() *warmPools {
-	l := []string{LabelName, LabelBackend}
+	l := []string{labelName, labelBackend}
 	return &warmPools{
 		ready:     prometheus.NewDesc("nomad_gha_scaleset_warm_pool_ready", "Warm machines booted and unclaimed.", l, nil),
 		size:      prometheus.NewDesc("nomad_gha_scaleset_warm_pool_size", "Warm machines the pool keeps (pool_size).", l, nil),
-		starts:    prometheus.NewDesc("nomad_gha_scaleset_runner_starts_total", "Runner starts by source: warm (claimed a booted machine), resumed (a suspended template's clone) or cold (booted one first).", append(l, LabelSource), nil),
+		starts:    prometheus.NewDesc("nomad_gha_scaleset_runner_starts_total", "Runner starts by source: warm (claimed a booted machine), resumed (a suspended template's clone) or cold (booted one first).", append(l, labelSource), nil),
 		templates: prometheus.NewDesc("nomad_gha_scaleset_warm_pool_templates_ready", "Suspended templates ready to be cloned and resumed (tart mode = \"resume\"; one per slot when all are built).", l, nil),
 		srcs:      map[[2]string]func() backend.WarmPoolStats{},
 	}
