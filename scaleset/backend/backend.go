@@ -13,8 +13,10 @@ import (
 	"time"
 )
 
-// RunnerBackend is the seed's contract: runner lifecycle operations across
-// execution backends.
+// RunnerBackend is the seed's contract, kept as the documented minimum of
+// a runner backend: runner lifecycle operations across execution
+// backends. The service itself asks for Backend, which embeds it; each
+// backend asserts both at compile time.
 type RunnerBackend interface {
 	// StartRunner creates and starts a new ephemeral runner with the given
 	// name and JIT configuration. Returns a resource ID used for cleanup.

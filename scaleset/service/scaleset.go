@@ -26,8 +26,8 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/version"
 )
 
-// SystemName identifies this service to GitHub (SystemInfo.System).
-const SystemName = "nomad-gha-scaleset"
+// systemName identifies this service to GitHub (SystemInfo.System).
+const systemName = "nomad-gha-scaleset"
 
 // ErrSessionConflict means another listener kept the scale set's message
 // session for longer than session_conflict_timeout.
@@ -261,7 +261,7 @@ func sameLabels(a, b []scaleset.Label) bool {
 
 func systemInfo(scaleSetID int) scaleset.SystemInfo {
 	return scaleset.SystemInfo{
-		System:     SystemName,
+		System:     systemName,
 		Version:    version.String(),
 		CommitSHA:  version.GitCommit,
 		ScaleSetID: scaleSetID,
@@ -460,11 +460,11 @@ type Backoff struct{ Min, Max time.Duration }
 // Delay is the wait before the attempt-th retry (1-based).
 func (b Backoff) Delay(attempt int) time.Duration { return backoff.Exponential(b).Delay(attempt) }
 
-// DefaultUnreachableAfter is how long a scale set stays ready without an
+// defaultUnreachableAfter is how long a scale set stays ready without an
 // answer from the Actions service to its message session. A message
 // poll is a long poll that GitHub answers within a minute (202 when no
 // message came), so twice that means the service is not answering.
-const DefaultUnreachableAfter = 2 * time.Minute
+const defaultUnreachableAfter = 2 * time.Minute
 
 // contactSession records every message poll's outcome on its scale set,
 // for readiness.

@@ -47,7 +47,7 @@ type Options struct {
 
 	// unreachableAfter is how long a scale set stays ready (/readyz)
 	// without an answer from the Actions service (tests shorten it).
-	// Default DefaultUnreachableAfter.
+	// Default defaultUnreachableAfter.
 	unreachableAfter time.Duration
 }
 
@@ -78,7 +78,7 @@ func New(opts Options) (*Service, error) {
 		opts.RetryBackoff = Backoff{Min: time.Second, Max: 30 * time.Second}
 	}
 	if opts.unreachableAfter <= 0 {
-		opts.unreachableAfter = DefaultUnreachableAfter
+		opts.unreachableAfter = defaultUnreachableAfter
 	}
 	if opts.Owner == "" {
 		h, err := os.Hostname()

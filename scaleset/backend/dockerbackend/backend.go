@@ -17,8 +17,8 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 )
 
-// Name is the backend kind reported by Backend.Name.
-const Name = "docker"
+// kindName is the backend kind reported by Backend.Name.
+const kindName = "docker"
 
 // Backend runs a scale set's runners as Docker containers.
 type Backend struct {
@@ -26,7 +26,10 @@ type Backend struct {
 	closer func() error // closes a client New created; nil otherwise
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.RunnerBackend = (*Backend)(nil)
+	_ backend.Backend       = (*Backend)(nil)
+)
 
 // New validates cfg and returns a Backend for the scale set named
 // scaleSetName, with a Docker client from the environment (DOCKER_HOST and
@@ -70,7 +73,7 @@ func NewWithClient(cfg Config, scaleSetName string, api dockerexec.DockerAPI, lo
 }
 
 // Name returns "docker".
-func (b *Backend) Name() string { return Name }
+func (b *Backend) Name() string { return kindName }
 
 // Init checks that the engine answers and the runner image is present,
 // pulling it per pull_policy. Optional: the first StartRunner does the same.

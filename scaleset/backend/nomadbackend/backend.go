@@ -36,8 +36,8 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 )
 
-// Name is the backend kind.
-const Name = "nomad"
+// kindName is the backend kind reported by Backend.Name.
+const kindName = "nomad"
 
 // Errors callers can test for with errors.Is.
 var (
@@ -107,7 +107,10 @@ type child struct {
 	listed bool
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.RunnerBackend = (*Backend)(nil)
+	_ backend.Backend       = (*Backend)(nil)
+)
 
 // Option adjusts a Backend (mostly for tests).
 type Option func(*Backend)
@@ -116,9 +119,6 @@ type Option func(*Backend)
 func WithGetenv(f func(string) string) Option {
 	return func(b *Backend) { b.getenv = f }
 }
-
-// WithClock replaces time.Now.
-func WithClock(now func() time.Time) Option { return func(b *Backend) { b.now = now } }
 
 // WithBackoff replaces the retry delay after the attempt-th failure
 // (default 1s doubling to 30s).
@@ -325,7 +325,7 @@ func (b *Backend) classify(err error, format string, a ...any) error {
 }
 
 // Name implements backend.Backend.
-func (b *Backend) Name() string { return Name }
+func (b *Backend) Name() string { return kindName }
 
 // StartRunner dispatches the parameterized job with the JIT config as the
 // payload. The resource ID is the dispatched job's ID.
