@@ -36,6 +36,7 @@ const (
 	Fail
 )
 
+// String is the status as the report prints it: ok, skip, warn or FAIL.
 func (s Status) String() string {
 	switch s {
 	case OK:
