@@ -21,10 +21,10 @@ import (
 	"github.com/shoenig/test/must"
 
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/cli"
-	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
+	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim"
 )
 
 const goodToken = "ghp_CHECKTESTSECRET0123456789"

@@ -8,8 +8,8 @@ import (
 	"fmt"
 
 	"github.com/actions/scaleset"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/dockerbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/nomadbackend"
@@ -83,7 +83,7 @@ func (d *dockerProbe) HasImage(ctx context.Context, ref string) (bool, error) {
 	switch {
 	case err == nil:
 		return true, nil
-	case errdefs.IsNotFound(err):
+	case cerrdefs.IsNotFound(err):
 		return false, nil
 	}
 	return false, fmt.Errorf("inspect image %s: %w", ref, err)

@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -51,7 +52,7 @@ func TestMetrics_Handler_exposesARCNames(t *testing.T) {
 	s.SetRunnerCounts(scaler.Counts{Idle: 2, Busy: 2})
 
 	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)
 	out := string(body)
 	for _, want := range []string{
@@ -83,7 +84,7 @@ func TestMetrics_Handler_exposesARCNames(t *testing.T) {
 func TestMetrics_ScaleSet_zeroInitialised(t *testing.T) {
 	scrape := func(m *Metrics) string {
 		rec := httptest.NewRecorder()
-		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 		return rec.Body.String()
 	}
 	m := New()

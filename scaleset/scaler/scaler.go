@@ -374,9 +374,6 @@ func (s *Scaler) health() (bool, error) {
 	return s.healthy, s.healthErr
 }
 
-// isOwner reports whether the scaler may change the scale set.
-func (s *Scaler) isOwner() bool { return s.owner.Load() }
-
 // requestPass asks the reconcile loop for a pass soon; it never blocks.
 func (s *Scaler) requestPass() {
 	select {

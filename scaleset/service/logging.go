@@ -31,7 +31,7 @@ func (h canceledAsDebug) Handle(ctx context.Context, r slog.Record) error {
 	if !canceled {
 		return h.Handler.Handle(ctx, r)
 	}
-	if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+	if !h.Enabled(ctx, slog.LevelDebug) {
 		return nil
 	}
 	d := slog.NewRecord(r.Time, slog.LevelDebug, r.Message, r.PC)

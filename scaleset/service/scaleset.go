@@ -411,6 +411,7 @@ func isSessionConflict(err error) bool {
 // until ctx ends.
 func (r *scaleSetRunner) openSession(ctx context.Context, scaleSetID int, log *slog.Logger) (session, error) {
 	var conflictSince time.Time
+	defer r.standby.Store(false) // set while a conflict lasts
 	attempt := 0
 	for {
 		s, err := r.gh.MessageSessionClient(ctx, scaleSetID, r.owner)
@@ -429,7 +430,6 @@ func (r *scaleSetRunner) openSession(ctx context.Context, scaleSetID int, log *s
 			if conflictSince.IsZero() {
 				conflictSince = time.Now()
 				r.standby.Store(true)
-				defer r.standby.Store(false)
 				log.Warn("another listener holds the message session: standing by, read-only (no runners started or removed) until it is released",
 					"timeout", r.cfg.Durations.SessionConflictTimeout.String())
 			}

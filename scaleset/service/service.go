@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,7 +100,7 @@ func New(opts Options) (*Service, error) {
 			httpOpts = append(httpOpts, scaleset.WithRetryMax(*c.GitHubHTTPRetryMax), scaleset.WithRetryWaitMax(c.GitHubHTTPRetryWaitMaxDuration))
 		}
 		logger := opts.Logger.With("scale_set", ss.Name, "backend", ss.Backend)
-		allOpts := append(httpOpts, opts.HTTPOptions...)
+		allOpts := slices.Concat(httpOpts, opts.HTTPOptions)
 		gh, err := newGHClient(func() (*scaleset.Client, error) { return newClient(opts.Config, ss, allOpts) }, logger)
 		if err != nil {
 			return nil, fmt.Errorf("scale set %q: %w", ss.Name, err)

@@ -111,7 +111,10 @@ func startServiceWith(t *testing.T, cfg *config.Config, backends map[string]*goB
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-r.done:
+		case err := <-r.done:
+			if err != nil {
+				t.Logf("service ended: %v", err)
+			}
 		case <-time.After(20 * time.Second):
 			t.Error("service did not stop")
 		}

@@ -152,7 +152,7 @@ func toBackendRunner(r dockerexec.Runner) backend.Runner {
 			br.State, br.Reason = backend.StateFailed, exitReason(r)
 		}
 	default: // dead, or a state this engine version added
-		br.State, br.Reason = backend.StateFailed, "container "+string(r.State)
+		br.State, br.Reason = backend.StateFailed, "container "+r.State
 		if r.Error != "" {
 			br.Reason += ": " + r.Error
 		}

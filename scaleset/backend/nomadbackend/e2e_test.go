@@ -163,7 +163,10 @@ func runBurst(t *testing.T, b burst) burstResult {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Logf("service ended: %v", err)
+			}
 		case <-time.After(20 * time.Second):
 			t.Error("service did not stop")
 		}
@@ -350,7 +353,7 @@ scale_set "crash" {
 	gh.QueueJobs(jobs, 1500*time.Millisecond, "crash")
 	wait(first.logs, time.Minute, "runners busy", func(s actionssim.Snapshot) bool { return len(s.JobsIn(actionssim.JobRunning)) >= 2 })
 	must.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
-	<-first.done
+	t.Logf("killed service ended: %v", <-first.done)
 	first.done <- nil
 
 	second := startService(t, cfgPath, pat)
@@ -463,7 +466,7 @@ scale_set "waiting" {
 	gh.QueueJobs(3, 300*time.Millisecond, "waiting")
 	until(30*time.Second, "three dispatched runners waiting for placement", func() bool { return children() == 3 })
 	must.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
-	<-first.done
+	t.Logf("killed service ended: %v", <-first.done)
 	first.done <- nil
 	dispatched := nomad.JobIDs("github-runners")
 

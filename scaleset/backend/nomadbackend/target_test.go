@@ -231,7 +231,6 @@ func contains(xs []string, x string) bool {
 // requests per route, so "watching is blocking queries, not polling" is
 // asserted the same way on both.
 type countingProxy struct {
-	srv *http.Server
 	url string
 	mu  sync.Mutex
 	n   map[string]int
