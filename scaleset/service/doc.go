@@ -11,6 +11,8 @@
 // removes idle runners.
 //
 // Backends are built through a factory (backends.go) so that tests and the
-// demo can substitute their own; the package never logs JIT configs,
-// tokens or keys.
+// demo can substitute their own. backends.go is the one place that knows
+// the backend packages: it decodes and validates each scale set's backend
+// block, which the config package keeps undecoded (ValidateBackends,
+// DecodeBackend). The package never logs JIT configs, tokens or keys.
 package service
