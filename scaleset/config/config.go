@@ -41,29 +41,34 @@ import (
 // EnvPrefix starts every environment variable the service reads.
 const EnvPrefix = "NOMAD_GHA_SCALESET_"
 
-// Defaults.
+// DefaultListenAddress and DefaultShutdownTimeout are the defaults the
+// command line's help and the deployment files refer to.
 const (
-	DefaultListenAddress       = "127.0.0.1:9464"
-	DefaultLogLevel            = "info"
-	DefaultLogFormat           = "text"
-	DefaultMaxRunners          = 10
-	DefaultRunnerGroup         = "default"
-	DefaultRunnerOnlineTimeout = 5 * time.Minute
-	DefaultRunnerQueueTimeout  = time.Hour
-	DefaultReconcileInterval   = 10 * time.Second
-	DefaultStartBackoffMin     = time.Second
-	DefaultStartBackoffMax     = 2 * time.Minute
-	DefaultSessionConflictWait = 3 * time.Minute
-	DefaultShutdownTimeout     = 30 * time.Second
-	DefaultHTTPRetryMax        = 4
-	DefaultHTTPRetryWaitMax    = 30 * time.Second
+	DefaultListenAddress   = "127.0.0.1:9464"
+	DefaultShutdownTimeout = 30 * time.Second
+)
 
-	// MaxMaxRunners bounds max_runners. Every runner is a backend resource
+// Defaults of the other fields (the README lists them with each option).
+const (
+	defaultLogLevel            = "info"
+	defaultLogFormat           = "text"
+	defaultMaxRunners          = 10
+	defaultRunnerGroup         = "default"
+	defaultRunnerOnlineTimeout = 5 * time.Minute
+	defaultRunnerQueueTimeout  = time.Hour
+	defaultReconcileInterval   = 10 * time.Second
+	defaultStartBackoffMin     = time.Second
+	defaultStartBackoffMax     = 2 * time.Minute
+	defaultSessionConflictWait = 3 * time.Minute
+	defaultHTTPRetryMax        = 4
+	defaultHTTPRetryWaitMax    = 30 * time.Second
+
+	// maxMaxRunners bounds max_runners. Every runner is a backend resource
 	// and a GitHub registration that each reconcile pass accounts for, and
 	// a JIT config request at GitHub's API rate limit; a scale set above a
 	// thousand runners is a configuration mistake (a stray zero) more often
 	// than a plan. Split larger fleets into several scale sets.
-	MaxMaxRunners = 1000
+	maxMaxRunners = 1000
 )
 
 // Backend kinds.
@@ -196,7 +201,7 @@ type Durations struct {
 // Max returns max_runners (after Validate, never nil).
 func (s *ScaleSet) Max() int {
 	if s.MaxRunners == nil {
-		return DefaultMaxRunners
+		return defaultMaxRunners
 	}
 	return *s.MaxRunners
 }
@@ -320,8 +325,8 @@ func (c *Config) Validate() error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
 	def(&c.ListenAddress, DefaultListenAddress)
-	def(&c.LogLevel, DefaultLogLevel)
-	def(&c.LogFormat, DefaultLogFormat)
+	def(&c.LogLevel, defaultLogLevel)
+	def(&c.LogFormat, defaultLogFormat)
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -335,9 +340,9 @@ func (c *Config) Validate() error {
 		add("state_dir: not set, and neither STATE_DIRECTORY, XDG_STATE_HOME nor HOME is set to derive it from")
 	}
 	c.ShutdownTimeoutDuration = DurationField(&errs, "shutdown_timeout", c.ShutdownTimeout, DefaultShutdownTimeout)
-	c.GitHubHTTPRetryWaitMaxDuration = DurationField(&errs, "github_http_retry_wait_max", c.GitHubHTTPRetryWaitMax, DefaultHTTPRetryWaitMax)
+	c.GitHubHTTPRetryWaitMaxDuration = DurationField(&errs, "github_http_retry_wait_max", c.GitHubHTTPRetryWaitMax, defaultHTTPRetryWaitMax)
 	if c.GitHubHTTPRetryMax == nil {
-		n := DefaultHTTPRetryMax
+		n := defaultHTTPRetryMax
 		c.GitHubHTTPRetryMax = &n
 	}
 	if *c.GitHubHTTPRetryMax < 0 || *c.GitHubHTTPRetryMax > 20 {
@@ -387,10 +392,10 @@ func (s *ScaleSet) validate(defaultURL string) []error {
 	}
 	def(&s.GitHubConfigURL, defaultURL)
 	def(&s.RunnerScaleSetName, s.Name)
-	def(&s.RunnerGroup, DefaultRunnerGroup)
+	def(&s.RunnerGroup, defaultRunnerGroup)
 	def(&s.RunnerNamePrefix, s.RunnerScaleSetName)
 	if s.MaxRunners == nil {
-		n := DefaultMaxRunners
+		n := defaultMaxRunners
 		s.MaxRunners = &n
 	}
 	if s.GitHubConfigURL == "" {
@@ -414,20 +419,20 @@ func (s *ScaleSet) validate(defaultURL string) []error {
 	}
 	if *s.MaxRunners < 1 {
 		add("max_runners: must be >= 1, got %d", *s.MaxRunners)
-	} else if *s.MaxRunners > MaxMaxRunners {
-		add("max_runners: %d is above the limit of %d runners per scale set (each is a backend resource and a GitHub registration the service reconciles; split larger fleets into several scale sets)", *s.MaxRunners, MaxMaxRunners)
+	} else if *s.MaxRunners > maxMaxRunners {
+		add("max_runners: %d is above the limit of %d runners per scale set (each is a backend resource and a GitHub registration the service reconciles; split larger fleets into several scale sets)", *s.MaxRunners, maxMaxRunners)
 	}
 	if s.MinRunners > *s.MaxRunners {
 		add("min_runners: %d is above max_runners %d", s.MinRunners, *s.MaxRunners)
 	}
 	var derrs []error
 	s.Durations = Durations{
-		RunnerOnlineTimeout:    DurationField(&derrs, "runner_online_timeout", s.RunnerOnlineTimeout, DefaultRunnerOnlineTimeout),
-		RunnerQueueTimeout:     DurationField(&derrs, "runner_queue_timeout", s.RunnerQueueTimeout, DefaultRunnerQueueTimeout),
-		ReconcileInterval:      DurationField(&derrs, "reconcile_interval", s.ReconcileInterval, DefaultReconcileInterval),
-		StartBackoffMin:        DurationField(&derrs, "start_backoff_min", s.StartBackoffMin, DefaultStartBackoffMin),
-		StartBackoffMax:        DurationField(&derrs, "start_backoff_max", s.StartBackoffMax, DefaultStartBackoffMax),
-		SessionConflictTimeout: DurationField(&derrs, "session_conflict_timeout", s.SessionConflictTimeout, DefaultSessionConflictWait),
+		RunnerOnlineTimeout:    DurationField(&derrs, "runner_online_timeout", s.RunnerOnlineTimeout, defaultRunnerOnlineTimeout),
+		RunnerQueueTimeout:     DurationField(&derrs, "runner_queue_timeout", s.RunnerQueueTimeout, defaultRunnerQueueTimeout),
+		ReconcileInterval:      DurationField(&derrs, "reconcile_interval", s.ReconcileInterval, defaultReconcileInterval),
+		StartBackoffMin:        DurationField(&derrs, "start_backoff_min", s.StartBackoffMin, defaultStartBackoffMin),
+		StartBackoffMax:        DurationField(&derrs, "start_backoff_max", s.StartBackoffMax, defaultStartBackoffMax),
+		SessionConflictTimeout: DurationField(&derrs, "session_conflict_timeout", s.SessionConflictTimeout, defaultSessionConflictWait),
 	}
 	for _, e := range derrs {
 		add("%w", e)

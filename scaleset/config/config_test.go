@@ -69,8 +69,8 @@ func TestParse_example(t *testing.T) {
 	must.Eq(t, "linux-x64", lin.RunnerScaleSetName)
 	must.Eq(t, "linux-x64", lin.RunnerNamePrefix)
 	must.Eq(t, "ci", lin.RunnerGroup)
-	must.Eq(t, DefaultMaxRunners, lin.Max())
-	must.Eq(t, DefaultRunnerOnlineTimeout, lin.Durations.RunnerOnlineTimeout)
+	must.Eq(t, defaultMaxRunners, lin.Max())
+	must.Eq(t, defaultRunnerOnlineTimeout, lin.Durations.RunnerOnlineTimeout)
 	must.NotNil(t, lin.Docker, must.Sprint("backend block defaulted"))
 	must.True(t, lin.RemoveIdleRunnersOnShutdown)
 }
