@@ -34,7 +34,7 @@ var (
 // New validates cfg and returns a Backend for the scale set named
 // scaleSetName, with a Docker client from the environment (DOCKER_HOST and
 // friends, or docker_host) using API version negotiation. It does no I/O:
-// call Init to check the engine and the image up front.
+// the first runner start checks the engine and the image.
 func New(cfg Config, scaleSetName string, logger *slog.Logger) (*Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("dockerbackend: invalid docker config: %w", err)
@@ -47,7 +47,7 @@ func New(cfg Config, scaleSetName string, logger *slog.Logger) (*Backend, error)
 	if err != nil {
 		return nil, fmt.Errorf("dockerbackend: create docker client: %w", err)
 	}
-	b, err := NewWithClient(cfg, scaleSetName, cli, logger)
+	b, err := newWithClient(cfg, scaleSetName, cli, logger)
 	if err != nil {
 		_ = cli.Close()
 		return nil, err
@@ -56,9 +56,9 @@ func New(cfg Config, scaleSetName string, logger *slog.Logger) (*Backend, error)
 	return b, nil
 }
 
-// NewWithClient is New with a caller-owned Docker API (a client or a test
+// newWithClient is New with a caller-owned Docker API (a client or a test
 // double); Shutdown does not close it.
-func NewWithClient(cfg Config, scaleSetName string, api dockerexec.DockerAPI, logger *slog.Logger) (*Backend, error) {
+func newWithClient(cfg Config, scaleSetName string, api dockerexec.DockerAPI, logger *slog.Logger) (*Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("dockerbackend: invalid docker config: %w", err)
 	}
@@ -75,13 +75,13 @@ func NewWithClient(cfg Config, scaleSetName string, api dockerexec.DockerAPI, lo
 // Name returns "docker".
 func (b *Backend) Name() string { return kindName }
 
-// Init checks that the engine answers and the runner image is present,
+// ensureImage checks that the engine answers and the runner image is present,
 // pulling it per pull_policy. Optional: the first StartRunner does the same.
-func (b *Backend) Init(ctx context.Context) error { return b.ex.EnsureImage(ctx) }
+func (b *Backend) ensureImage(ctx context.Context) error { return b.ex.EnsureImage(ctx) }
 
-// LabelRunnerID is the container label holding the GitHub runner ID, by
+// labelRunnerID is the container label holding the GitHub runner ID, by
 // which a restarted service adopts the container.
-const LabelRunnerID = "io.github.tartnomad.scaleset.runner-id"
+const labelRunnerID = "io.github.tartnomad.scaleset.runner-id"
 
 // StartRunner starts one runner container; the resource ID is the
 // container ID. It records no runner ID: the service uses StartIdentified.
@@ -92,7 +92,7 @@ func (b *Backend) StartRunner(ctx context.Context, name, jitConfig string) (stri
 // StartIdentified starts one runner container labelled with its GitHub
 // runner ID.
 func (b *Backend) StartIdentified(ctx context.Context, id backend.Identity, jitConfig string) (string, error) {
-	return b.ex.StartRunnerLabeled(ctx, id.Name, jitConfig, map[string]string{LabelRunnerID: strconv.Itoa(id.RunnerID)})
+	return b.ex.StartRunnerLabeled(ctx, id.Name, jitConfig, map[string]string{labelRunnerID: strconv.Itoa(id.RunnerID)})
 }
 
 // RemoveRunner force-removes a runner container; one already gone is fine.
@@ -129,7 +129,7 @@ func (b *Backend) Shutdown(ctx context.Context) {
 // toBackendRunner maps a container's engine state onto backend states.
 func toBackendRunner(r dockerexec.Runner) backend.Runner {
 	br := backend.Runner{Name: r.Name, ResourceID: r.ContainerID, CreatedAt: r.CreatedAt}
-	if id, err := strconv.Atoi(r.Labels[LabelRunnerID]); err == nil && id > 0 {
+	if id, err := strconv.Atoi(r.Labels[labelRunnerID]); err == nil && id > 0 {
 		br.RunnerID = id
 	}
 	switch r.State {

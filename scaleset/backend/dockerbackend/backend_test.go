@@ -41,7 +41,7 @@ func Test_toBackendRunner(t *testing.T) {
 		{name: "created_leftover", in: dockerexec.Runner{State: container.StateCreated}, want: backend.StateFailed,
 			wantReason: "container created but never started (its start was interrupted)"},
 		{name: "running", in: dockerexec.Runner{State: container.StateRunning}, want: backend.StateRunning},
-		{name: "runner_id_label", in: dockerexec.Runner{State: container.StateRunning, Labels: map[string]string{LabelRunnerID: "42"}}, want: backend.StateRunning},
+		{name: "runner_id_label", in: dockerexec.Runner{State: container.StateRunning, Labels: map[string]string{labelRunnerID: "42"}}, want: backend.StateRunning},
 		{name: "paused", in: dockerexec.Runner{State: container.StatePaused}, want: backend.StateRunning},
 		{name: "restarting", in: dockerexec.Runner{State: container.StateRestarting}, want: backend.StateRunning, wantReason: "container is restarting"},
 		{name: "removing", in: dockerexec.Runner{State: container.StateRemoving}, want: backend.StateExited},
@@ -63,7 +63,7 @@ func Test_toBackendRunner(t *testing.T) {
 			must.EqOp(t, "abc", got.ResourceID)
 			must.EqOp(t, created, got.CreatedAt)
 			wantID := 0
-			if tc.in.Labels[LabelRunnerID] != "" {
+			if tc.in.Labels[labelRunnerID] != "" {
 				wantID = 42
 			}
 			must.EqOp(t, wantID, got.RunnerID)
@@ -101,7 +101,7 @@ func TestBackend_engine(t *testing.T) {
 	ok := newBackend(nil)
 	failing := newBackend(map[string]string{"FAKERUNNER_EXIT": "3"})
 	must.EqOp(t, "docker", ok.Name())
-	must.NoError(t, ok.Init(t.Context()))
+	must.NoError(t, ok.ensureImage(t.Context()))
 
 	start := func(b *Backend, name string) string {
 		id, err := b.StartRunner(t.Context(), name, fakeJIT(name))
