@@ -14,23 +14,20 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
-	"sync"
 	"time"
 
-	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/dockerbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/tartbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 )
 
 // Backends the demo can use.
@@ -87,86 +84,6 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-}
-
-// Latency summarises a set of durations.
-type Latency struct{ P50, P95, Max time.Duration }
-
-func latencyOf(ds []time.Duration) Latency {
-	if len(ds) == 0 {
-		return Latency{}
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	pick := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s)-1)+0.5))] }
-	return Latency{P50: pick(0.50), P95: pick(0.95), Max: s[len(s)-1]}
-}
-
-func (l Latency) String() string {
-	r := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
-	return fmt.Sprintf("p50 %-8s p95 %-8s max %s", r(l.P50), r(l.P95), r(l.Max))
-}
-
-// Summary is the outcome of a demo run.
-type Summary struct {
-	Backend        string
-	Why            string // why this backend was chosen
-	Jobs           int
-	Done           int
-	Succeeded      int
-	LeftBehind     int // runners left on the backend or registered on GitHub
-	PeakRunners    int // most runners alive at once (backend view)
-	MaxRunners     int
-	QueuedToOnline Latency
-	QueuedToDone   Latency
-	AllDone        time.Duration // from the burst to the last job done
-	Wall           time.Duration
-	// Interrupted is set when the caller's context ended (Ctrl-C, SIGTERM)
-	// before every job finished; the demo still cleaned up.
-	Interrupted bool
-	// Purged counts runners the demo removed itself after the service
-	// stopped (busy ones the service leaves for a next process; the demo
-	// has none).
-	Purged int
-}
-
-// OK reports whether every job finished and nothing was left behind.
-func (s Summary) OK() bool {
-	return !s.Interrupted && s.Done == s.Jobs && s.LeftBehind == 0 && s.PeakRunners <= s.MaxRunners
-}
-
-// ErrInterrupted is returned by Run when its context ended before every job
-// finished.
-var ErrInterrupted = errors.New("interrupted")
-
-// serviceStopTimeout bounds the wait for the in-process service to stop
-// (its shutdown_timeout is serviceShutdownTimeout; the rest is margin).
-const (
-	serviceShutdownTimeout = 20 * time.Second
-	serviceStopTimeout     = serviceShutdownTimeout + 10*time.Second
-)
-
-// countingBackend remembers the backend the service built and its peak.
-type countingBackend struct {
-	backend.Backend
-	mu   sync.Mutex
-	peak int
-}
-
-func (c *countingBackend) ListRunners(ctx context.Context) ([]backend.Runner, error) {
-	rs, err := c.Backend.ListRunners(ctx)
-	if err == nil {
-		alive := 0
-		for _, r := range rs {
-			if r.State == backend.StatePending || r.State == backend.StateRunning {
-				alive++
-			}
-		}
-		c.mu.Lock()
-		c.peak = max(c.peak, alive)
-		c.mu.Unlock()
-	}
-	return rs, err
 }
 
 // Run runs the demo once.
@@ -310,59 +227,6 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	return sum, nil
 }
 
-// purge removes every runner the backend still holds, within 30 s, and
-// returns how many it removed.
-func purge(ctx context.Context, out io.Writer, be backend.Backend) int {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	rs, err := be.ListRunners(ctx)
-	if err != nil {
-		fmt.Fprintf(out, "failed to list runners to clean up: %v\n", err)
-		return 0
-	}
-	n := 0
-	for _, r := range rs {
-		if err := be.RemoveRunner(ctx, r.ResourceID); err != nil {
-			fmt.Fprintf(out, "failed to remove runner %s (%s): %v\n", r.Name, r.ResourceID, err)
-			continue
-		}
-		n++
-	}
-	return n
-}
-
-func drain(ch chan error) error {
-	select {
-	case err := <-ch:
-		return err
-	case <-time.After(serviceStopTimeout):
-		return fmt.Errorf("service did not stop within %s", serviceStopTimeout)
-	}
-}
-
-func serviceConfig(url, name, stateDir string, env *backendEnv, o Options) (*config.Config, error) {
-	maxR := o.MaxRunners
-	ss := &config.ScaleSet{
-		Name: name, Labels: []string{name}, MinRunners: o.MinRunners, MaxRunners: &maxR,
-		Backend: env.kind, ReconcileInterval: "1s", RunnerOnlineTimeout: "2m",
-		StartBackoffMin: "500ms", StartBackoffMax: "10s", RemoveIdleRunnersOnShutdown: true,
-	}
-	if env.docker != nil {
-		ss.Docker = &config.BackendBlock{Value: env.docker}
-	}
-	if env.tart != nil {
-		ss.Tart = &config.BackendBlock{Value: env.tart}
-	}
-	cfg := &config.Config{
-		GitHubConfigURL: url, ListenAddress: "127.0.0.1:0", ShutdownTimeout: serviceShutdownTimeout.String(),
-		GitHubToken: "demo-token", ScaleSets: []*config.ScaleSet{ss}, StateDir: stateDir,
-	}
-	if err := errors.Join(cfg.Validate(), service.ValidateBackends(cfg)); err != nil {
-		return nil, fmt.Errorf("invalid demo configuration: %w", err)
-	}
-	return cfg, nil
-}
-
 func queueBurst(sim *actionssim.Server, label string, o Options) {
 	r := rand.New(rand.NewPCG(1, 2)) // same burst every run
 	for i := range o.Jobs {
@@ -456,28 +320,6 @@ func progress(ctx context.Context, o Options, sim *actionssim.Server, svc *servi
 		}
 	}()
 	return func() { cancel(); <-done }
-}
-
-func printSummary(w io.Writer, s Summary) {
-	fmt.Fprintf(w, "\n==> summary (backend %s, %d jobs, max_runners %d)\n", s.Backend, s.Jobs, s.MaxRunners)
-	fmt.Fprintf(w, "  jobs done:               %d/%d (%d succeeded)\n", s.Done, s.Jobs, s.Succeeded)
-	fmt.Fprintf(w, "  runners left behind:     %d\n", s.LeftBehind)
-	fmt.Fprintf(w, "  peak runners at once:    %d (max_runners %d)\n", s.PeakRunners, s.MaxRunners)
-	fmt.Fprintf(w, "  queued -> runner online: %s\n", s.QueuedToOnline)
-	fmt.Fprintf(w, "  queued -> job done:      %s\n", s.QueuedToDone)
-	fmt.Fprintf(w, "  burst -> all jobs done:  %s\n", s.AllDone.Round(time.Millisecond))
-	fmt.Fprintf(w, "  wall time:               %s\n", s.Wall.Round(time.Millisecond))
-	if s.Purged > 0 {
-		fmt.Fprintf(w, "  runners removed at exit: %d (busy when the burst ended)\n", s.Purged)
-	}
-	switch {
-	case s.Interrupted:
-		fmt.Fprintf(w, "  result:                  INTERRUPTED after %d of %d jobs (cleaned up)\n", s.Done, s.Jobs)
-	case s.OK():
-		fmt.Fprintln(w, "  result:                  OK")
-	default:
-		fmt.Fprintln(w, "  result:                  FAILED")
-	}
 }
 
 // backendEnv is what the chosen backend needs and how to clean it up.
