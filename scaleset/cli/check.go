@@ -19,11 +19,11 @@ import (
 // when ready (warnings allowed), 1 on a problem, 2 on bad usage.
 func checkCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, probes check.Probes) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.Usage = commandUsage(fs, "check --config FILE [flags]", "Reads the config as run would (file, environment, secrets) and probes GitHub and\nthe backend. Exit code: 0 ready (warnings allowed), 1 a problem, 2 bad usage.")
 	cfgPath := fs.String("config", getenv(config.EnvPrefix+"CONFIG"), "HCL config file (env "+config.EnvPrefix+"CONFIG)")
 	timeout := fs.Duration("timeout", 20*time.Second, "bound of each probe (GitHub, Docker, Nomad, tart)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if *cfgPath == "" {
 		fmt.Fprintln(stderr, "check: --config is required")

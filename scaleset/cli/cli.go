@@ -2,13 +2,15 @@
 // SPDX-License-Identifier: MPL-2.0
 
 // Package cli is the nomad-gha-scaleset command line: `run` (the service,
-// from an HCL file plus environment and flags), `check` (the config and
-// everything it needs, probed before a start) and `demo` (the
-// credential-free end-to-end demonstration). cmd/nomad-gha-scaleset only
-// calls Main.
+// from an HCL file plus environment and flags) and `check` (the config and
+// everything it needs, probed before a start). cmd/nomad-gha-scaleset only
+// calls Main. The credential-free demo is a program of its own
+// (sim/cmd/nomad-gha-scaleset-demo) that runs this binary as an operator
+// would.
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -17,27 +19,31 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/tartnomad/nomad-driver-tart/scaleset/check"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
-	"github.com/tartnomad/nomad-driver-tart/sim/demo"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
 	"github.com/tartnomad/nomad-driver-tart/version"
 )
 
-// Binary is the program name.
-const Binary = "nomad-gha-scaleset"
+// binary is the program name.
+const binary = "nomad-gha-scaleset"
 
-const usage = `Usage: nomad-gha-scaleset [--version] <command> [flags]
+const usage = `Usage: nomad-gha-scaleset [--version] [--help] <command> [flags]
+
+The GitHub Actions runner scale-set service: it registers scale sets with
+GitHub and keeps one ephemeral runner per job in Docker containers, Tart
+VMs or Nomad dispatched jobs.
 
 Commands:
   run     run the scale-set service from a config file (--config)
   check   validate a config file and probe GitHub and the backend (--config)
-  demo    run the simulator, the service and a burst of simulated jobs
   version print the version
+  help    print this help
 
-Run "nomad-gha-scaleset <command> --help" for the command's flags.
+Run "nomad-gha-scaleset <command> --help" for the command's flags. The
+configuration is documented in scaleset/README.md; the credential-free demo
+is the separate program nomad-gha-scaleset-demo (make demo).
 `
 
 // Main runs the command line and returns the exit code. ctx ends on
@@ -49,7 +55,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "--version", "-version", "-v", "version":
-		fmt.Fprintln(stdout, version.Full(Binary))
+		fmt.Fprintln(stdout, version.Full(binary))
 		return 0
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
@@ -58,16 +64,36 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCmd(ctx, args[1:], stdout, stderr, os.Getenv)
 	case "check":
 		return checkCmd(ctx, args[1:], stdout, stderr, os.Getenv, check.Probes{})
-	case "demo":
-		return demoCmd(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
 }
 
-// NewLogger builds the slog logger for --log-level and --log-format.
-func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+// parseFlags parses args into fs. --help (-h) prints the command's usage
+// on stdout and ends it with 0; a bad flag prints the error and usage on
+// stderr and ends it with 2. ok is true when the command should go on.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	err := fs.Parse(args)
+	fs.SetOutput(stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		_, _ = io.Copy(stdout, &out)
+		return 0, false
+	case err != nil:
+		_, _ = io.Copy(stderr, &out)
+		return 2, false
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return 2, false
+	}
+	return 0, true
+}
+
+// newLogger builds the slog logger for --log-level and --log-format.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: must be debug, info, warn or error, got %q", level)
@@ -85,7 +111,7 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.Usage = commandUsage(fs, "run --config FILE [flags]", "Runs the scale-set service until SIGINT or SIGTERM, then shuts down gracefully.")
 	cfgPath := fs.String("config", getenv(config.EnvPrefix+"CONFIG"), "HCL config file (env "+config.EnvPrefix+"CONFIG)")
 	var ov config.Overlay
 	fs.StringVar(&ov.ListenAddress, "listen-address", "", "address of /metrics, /healthz, /readyz (env "+config.EnvPrefix+"LISTEN_ADDRESS; default "+config.DefaultListenAddress+")")
@@ -93,8 +119,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	fs.StringVar(&ov.LogFormat, "log-format", "", "text or json (env "+config.EnvPrefix+"LOG_FORMAT; default text)")
 	fs.StringVar(&ov.GitHubConfigURL, "github-config-url", "", "default github_config_url (env "+config.EnvPrefix+"GITHUB_CONFIG_URL)")
 	fs.StringVar(&ov.StateDir, "state-dir", "", "directory of the start journals (env "+config.EnvPrefix+"STATE_DIR; default $STATE_DIRECTORY, else $XDG_STATE_HOME/"+config.StateDirName+", else ~/.local/state/"+config.StateDirName+")")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if *cfgPath == "" {
 		fmt.Fprintln(stderr, "run: --config is required")
@@ -114,7 +140,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		fmt.Fprintf(stderr, "run: invalid configuration %s:\n  %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 1
 	}
-	logger, err := NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	logger, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "run: %v\n", err)
 		return 2
@@ -132,40 +158,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	return 0
 }
 
-func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var o demo.Options
-	fs.StringVar(&o.Backend, "backend", demo.BackendAuto, "auto (Docker if an engine answers, else Tart on faketart), docker or tart")
-	fs.IntVar(&o.Jobs, "jobs", 50, "number of simulated workflow jobs in the burst")
-	fs.IntVar(&o.MaxRunners, "max-runners", 10, "max_runners of the demo scale set")
-	fs.IntVar(&o.MinRunners, "min-runners", 0, "min_runners of the demo scale set")
-	fs.DurationVar(&o.JobDuration, "job-duration", 200*time.Millisecond, "mean duration of a simulated job")
-	fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up if the burst is not done by then")
-	fs.StringVar(&o.BinDir, "bin-dir", "", "directory holding fakerunner and faketart (default: next to this program)")
-	logLevel := fs.String("log-level", "error", "service log level (logs go to stderr)")
-	logFormat := fs.String("log-format", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
-		return 2
+// commandUsage prints a subcommand's usage line, what it does and its
+// flags to the flag set's output.
+func commandUsage(fs *flag.FlagSet, synopsis, what string) func() {
+	return func() {
+		fmt.Fprintf(fs.Output(), "Usage: %s %s\n\n%s\n\nFlags:\n", binary, synopsis, what)
+		fs.PrintDefaults()
 	}
-	logger, err := NewLogger(stderr, *logLevel, *logFormat)
-	if err != nil {
-		fmt.Fprintf(stderr, "demo: %v\n", err)
-		return 2
-	}
-	o.Out, o.Logger = stdout, logger
-	fmt.Fprintf(stdout, "==> %s demo: simulated GitHub, the scale-set service and %d jobs, no credentials\n", version.Full(Binary), o.Jobs)
-	sum, err := demo.Run(ctx, o)
-	if errors.Is(err, demo.ErrInterrupted) {
-		fmt.Fprintf(stderr, "demo: %v\n", err)
-		return 130 // as a shell reports an interrupted command
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "demo: %v\n", err)
-		return 1
-	}
-	if !sum.OK() {
-		return 1
-	}
-	return 0
 }

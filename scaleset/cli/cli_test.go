@@ -28,8 +28,14 @@ func TestMain_usage(t *testing.T) {
 		{"no args", nil, 2, "Usage:"},
 		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{"run without config", []string{"run"}, 2, "--config is required"},
-		{"bad demo flag", []string{"demo", "--jobs", "x"}, 2, "invalid value"},
-		{"bad log level", []string{"demo", "--log-level", "loud"}, 2, "--log-level"},
+		{"bad run flag", []string{"run", "--config"}, 2, "flag needs an argument"},
+		{"run extra argument", []string{"run", "--config", "x.hcl", "extra"}, 2, `unexpected argument "extra"`},
+		{"run help", []string{"run", "--help"}, 0, "Usage: nomad-gha-scaleset run --config FILE"},
+		{"run -h", []string{"run", "-h"}, 0, "-listen-address"},
+		{"check help", []string{"check", "--help"}, 0, "Usage: nomad-gha-scaleset check --config FILE"},
+		{"help", []string{"help"}, 0, "Commands:"},
+		// the demo is a program of its own (sim/cmd/nomad-gha-scaleset-demo)
+		{"no demo command", []string{"demo"}, 2, `unknown command "demo"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,10 +65,10 @@ scale_set "linux" {
 
 func TestNewLogger(t *testing.T) {
 	var b bytes.Buffer
-	l, err := NewLogger(&b, "debug", "json")
+	l, err := newLogger(&b, "debug", "json")
 	must.NoError(t, err)
 	l.Debug("hello", "runner_name", "x")
 	must.StrContains(t, b.String(), `"msg":"hello"`)
-	_, err = NewLogger(&b, "info", "xml")
+	_, err = newLogger(&b, "info", "xml")
 	must.ErrorContains(t, err, "--log-format")
 }

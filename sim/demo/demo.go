@@ -2,18 +2,22 @@
 // SPDX-License-Identifier: MPL-2.0
 
 // Package demo runs the credential-free end-to-end demonstration behind
-// `make demo`: the Actions simulator (actionssim), the scale-set service
-// (in-process, with its real listener, scaler and backend), and a burst of
+// `make demo` (the program sim/cmd/nomad-gha-scaleset-demo, see Main): the
+// Actions simulator (actionssim), the scale-set service, and a burst of
 // simulated workflow jobs run by fake runners, through the Docker backend
 // when a Docker engine answers, else the Tart backend on faketart. It
 // prints live progress and a summary (jobs done, runners left behind,
 // latency from job queued to runner online and to job done).
 //
-// The benchmark (`make bench`) drives the same code with other burst sizes.
+// The program runs the real nomad-gha-scaleset binary as a child process
+// with a generated config file, as an operator would; tests and the
+// benchmark (`make bench`) may run the same service in-process instead
+// (Options.ServiceBinary empty).
 package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,11 +26,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/dockerbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/tartbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
-	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
 	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 )
 
@@ -46,8 +48,18 @@ type Options struct {
 	JobDuration time.Duration // 200ms; each job runs 0.5x..1.5x of it
 	Timeout     time.Duration // 5m for the whole burst
 	// BinDir holds fakerunner and faketart (default: next to this
-	// executable, then PATH, then `go build`).
+	// executable, then PATH).
 	BinDir string
+	// ServiceBinary, when set, is the nomad-gha-scaleset binary the demo
+	// runs as a child process (`run --config <generated file>`), as an
+	// operator would. Empty runs the service in this process (tests and
+	// the benchmark).
+	ServiceBinary string
+	// ServiceLog receives the child service's stdout and stderr (its
+	// logs); LogLevel (default error) and LogFormat (default text) are its
+	// --log-level and --log-format. In-process, Logger takes their place.
+	ServiceLog          io.Writer
+	LogLevel, LogFormat string
 	// Out receives progress and the summary (default: discard).
 	Out io.Writer
 	// Progress is the period of progress lines (default 1s; negative: none).
@@ -84,6 +96,15 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.ServiceLog == nil {
+		o.ServiceLog = io.Discard
+	}
+	if o.LogLevel == "" {
+		o.LogLevel = "error"
+	}
+	if o.LogFormat == "" {
+		o.LogFormat = "text"
+	}
 }
 
 // Run runs the demo once.
@@ -102,7 +123,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	defer lk.Close()
 	sweepStale(ctx, o.Out, scratch)
 
-	fakerunner, err := findBinary(ctx, "fakerunner", o.BinDir, scratch)
+	fakerunner, err := findBinary("fakerunner", o.BinDir)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -132,41 +153,35 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
-	var cb *countingBackend
-	svc, err := service.New(service.Options{
-		Config: cfg, Logger: o.Logger, Owner: "demo",
-		NewBackend: func(ctx context.Context, ss *config.ScaleSet, l *slog.Logger) (backend.Backend, error) {
-			be, err := service.DefaultBackends(ctx, ss, l)
-			if err != nil {
-				return nil, err
-			}
-			cb = &countingBackend{Backend: be}
-			if wp, ok := be.(backend.WarmPool); ok {
-				// keep the warm pool's metrics visible through the wrapper
-				return struct {
-					*countingBackend
-					backend.WarmPool
-				}{cb, wp}, nil
-			}
-			return cb, nil
-		},
-	})
-	if err != nil {
-		return sum, fmt.Errorf("failed to create the service: %w", err)
+	var svc scaleSetService
+	if o.ServiceBinary != "" {
+		svc, err = startProcess(ctx, o, cfg, env, sim, scratch)
+	} else {
+		svc, err = startInProcess(ctx, o, cfg)
 	}
-	svcCtx, stopSvc := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSvc()
-	svcDone := make(chan error, 1)
-	go func() { svcDone <- svc.Run(svcCtx) }()
+	if err != nil {
+		return sum, err
+	}
+	stopped := false
+	stopService := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		if err := svc.stop(); err != nil {
+			fmt.Fprintf(o.Out, "service stopped with an error: %v\n", err)
+		}
+	}
+	defer stopService()
 
 	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	if err := sim.WaitFor(wctx, actionssim.HasSession(name)); err != nil {
-		stopSvc()
-		return sum, fmt.Errorf("the service never opened its session: %w (service: %v)", err, drain(svcDone))
+	if err := waitSession(wctx, sim, svc, name); err != nil {
+		stopped = true
+		return sum, fmt.Errorf("%w (service: %v)", err, svc.stop())
 	}
-	addr, _ := svc.Addr(wctx)
-	fmt.Fprintf(o.Out, "==> nomad-gha-scaleset listening for scale set %q (max_runners %d); metrics at http://%s/metrics\n", name, o.MaxRunners, addr)
+	addr := svc.addr()
+	fmt.Fprintf(o.Out, "==> nomad-gha-scaleset %slistening for scale set %q (max_runners %d); metrics at http://%s/metrics\n", svc.describe(), name, o.MaxRunners, addr)
 
 	burstAt := time.Now()
 	queueBurst(sim, name, o)
@@ -188,30 +203,19 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	fillLatencies(&sum, snap, burstAt)
 	if waitErr == nil {
 		// A finished burst leaves nothing: count what the service kept.
-		if cb != nil {
-			if rs, err := cb.ListRunners(context.WithoutCancel(ctx)); err == nil {
-				sum.LeftBehind += len(rs)
-			}
+		if n, err := svc.held(context.WithoutCancel(ctx)); err == nil {
+			sum.LeftBehind += n
 		}
 		sum.LeftBehind += len(snap.RunnersIn(actionssim.RunnerOffline, actionssim.RunnerIdle, actionssim.RunnerBusy))
 	}
-	if cb != nil {
-		cb.mu.Lock()
-		sum.PeakRunners = cb.peak
-		cb.mu.Unlock()
-	}
+	sum.PeakRunners = svc.peak()
 
-	stopSvc()
-	if err := drain(svcDone); err != nil {
-		fmt.Fprintf(o.Out, "service stopped with an error: %v\n", err)
-	}
+	stopService()
 	// The service keeps busy runners for its next process; the demo has
 	// none, so it removes them (an interrupted or timed-out burst).
-	if cb != nil {
-		sum.Purged = purge(context.WithoutCancel(ctx), o.Out, cb.Backend)
-	}
-	if env.leftovers != nil {
-		n, err := env.leftovers(context.WithoutCancel(ctx))
+	sum.Purged = svc.purge(context.WithoutCancel(ctx), o.Out)
+	if env.held != nil {
+		n, err := env.held(context.WithoutCancel(ctx))
 		if err == nil && n > sum.LeftBehind {
 			sum.LeftBehind = n
 		}
@@ -227,6 +231,29 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	return sum, nil
 }
 
+// waitSession waits until the service holds its message session, failing
+// early when the service stops first.
+func waitSession(ctx context.Context, sim *actionssim.Server, svc scaleSetService, name string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-svc.done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := sim.WaitFor(ctx, actionssim.HasSession(name)); err != nil {
+		select {
+		case <-svc.done():
+			return errors.New("the service stopped before it opened its session")
+		default:
+		}
+		return fmt.Errorf("the service never opened its session: %w", err)
+	}
+	return nil
+}
+
 func queueBurst(sim *actionssim.Server, label string, o Options) {
 	r := rand.New(rand.NewPCG(1, 2)) // same burst every run
 	for i := range o.Jobs {
@@ -239,13 +266,14 @@ func queueBurst(sim *actionssim.Server, label string, o Options) {
 }
 
 // settle waits (bounded) until no runner is alive on either side.
-func settle(ctx context.Context, sim *actionssim.Server, svc *service.Service) {
+func settle(ctx context.Context, sim *actionssim.Server, svc scaleSetService) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		st := svc.Status()
 		live := len(sim.Snapshot().RunnersIn(actionssim.RunnerOffline, actionssim.RunnerIdle, actionssim.RunnerBusy))
-		if live == 0 && (len(st) == 0 || st[0].Runners.Active()+st[0].Runners.Finishing == 0) {
-			return
+		if c, err := svc.counts(ctx); err == nil && live == 0 && c.active()+c.finishing == 0 {
+			if n, err := svc.held(ctx); err == nil && n == 0 {
+				return
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -285,7 +313,7 @@ func fillLatencies(sum *Summary, snap actionssim.Snapshot, burstAt time.Time) {
 	}
 }
 
-func progress(ctx context.Context, o Options, sim *actionssim.Server, svc *service.Service, burstAt time.Time) (stop func()) {
+func progress(ctx context.Context, o Options, sim *actionssim.Server, svc scaleSetService, burstAt time.Time) (stop func()) {
 	if o.Progress < 0 {
 		return func() {}
 	}
@@ -296,12 +324,7 @@ func progress(ctx context.Context, o Options, sim *actionssim.Server, svc *servi
 		queued := len(snap.JobsIn(actionssim.JobQueued, actionssim.JobAvailable, actionssim.JobAcquired, actionssim.JobAssigned))
 		running := len(snap.JobsIn(actionssim.JobRunning))
 		doneN := len(snap.JobsIn(actionssim.JobCompleted))
-		var c struct{ starting, idle, busy int }
-		for _, st := range svc.Status() {
-			c.starting += st.Runners.Starting + st.Runners.Pending
-			c.idle += st.Runners.Idle
-			c.busy += st.Runners.Busy
-		}
+		c, _ := svc.counts(context.WithoutCancel(ctx))
 		fmt.Fprintf(o.Out, "[%6.1fs] jobs: queued %3d  running %3d  done %3d/%d | runners: starting %2d  idle %2d  busy %2d\n",
 			time.Since(burstAt).Seconds(), queued, running, doneN, o.Jobs, c.starting, c.idle, c.busy)
 	}
@@ -328,5 +351,8 @@ type backendEnv struct {
 	docker    *dockerbackend.Config
 	tart      *tartbackend.Config
 	cleanup   func()
-	leftovers func(ctx context.Context) (int, error)
+	// held counts the runners the backend holds, as an operator would
+	// (docker ps, tart list); purge removes them and returns how many.
+	held  func(ctx context.Context) (int, error)
+	purge func(ctx context.Context) (int, error)
 }

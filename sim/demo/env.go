@@ -7,6 +7,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -16,17 +17,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
+	"github.com/tartnomad/nomad-driver-tart/dockerexec"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/dockerbackend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/tartbackend"
 )
 
 // findBinary locates one of this repository's binaries: in binDir, next to
-// the running executable (build/), on PATH, or built with `go build` from
-// the module in the working directory as a last resort.
-func findBinary(ctx context.Context, name, binDir, scratch string) (string, error) {
+// the running executable (build/), then on PATH. It never builds one: `make
+// build` (or `make demo`) puts them all in build/.
+func findBinary(name, binDir string) (string, error) {
 	var dirs []string
 	if binDir != "" {
 		dirs = append(dirs, binDir)
@@ -43,16 +47,11 @@ func findBinary(ctx context.Context, name, binDir, scratch string) (string, erro
 	if p, err := exec.LookPath(name); err == nil {
 		return filepath.Abs(p)
 	}
-	if _, err := os.Stat("go.mod"); err != nil {
-		return "", fmt.Errorf("binary %q not found next to this program or on PATH (run make build)", name)
+	where := "next to this program or on PATH"
+	if binDir != "" {
+		where = "in " + binDir + ", " + where
 	}
-	out := filepath.Join(scratch, name)
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/"+name)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("failed to build %s: %w: %s", name, err, strings.TrimSpace(string(b)))
-	}
-	return out, nil
+	return "", fmt.Errorf("binary %q not found %s (run make build)", name, where)
 }
 
 // dockerReachable reports whether a Docker engine answers a ping, with the
@@ -108,10 +107,34 @@ func ImportRunnerImage(ctx context.Context, cli *client.Client, binary, ref stri
 	return nil
 }
 
+// checkStatic fails when the ELF binary at path needs a dynamic loader: the
+// runner image holds nothing but the binary, so such a runner exits at once
+// (and the service starts another, forever).
+func checkStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil // not ELF (a Mac): Docker runs Linux binaries only anyway
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked and cannot run in the runner image: build it with CGO_ENABLED=0 (make build does)", path)
+		}
+	}
+	return nil
+}
+
 // DockerBlock is the docker {} block that runs the fake runner image on
 // the host network (the simulator listens on loopback).
 func DockerBlock(imageRef string) *dockerbackend.Config {
+	return dockerBlock(imageRef, "")
+}
+
+// dockerBlock is DockerBlock with the instance_id that labels the demo's
+// containers (empty: the backend's default, the host name).
+func dockerBlock(imageRef, instance string) *dockerbackend.Config {
 	return &dockerbackend.Config{
+		InstanceID:        instance,
 		Image:             imageRef,
 		PullPolicy:        "never",
 		Command:           []string{"/bin/fakerunner", "--connect-timeout", "30s"},
@@ -120,6 +143,9 @@ func DockerBlock(imageRef string) *dockerbackend.Config {
 	}
 }
 
+// tartBase is the faketart base VM every runner VM is cloned from.
+const tartBase = "demo-base"
+
 // prepareTart creates a TART_HOME with a local Linux base VM for faketart
 // (Linux guests are not subject to the two-macOS-VM limit) and returns the
 // tart {} block that runs fakerunner as the guest command.
@@ -127,7 +153,7 @@ func prepareTart(ctx context.Context, faketart, fakerunner, home string, maxRunn
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		return nil, fmt.Errorf("failed to create TART_HOME: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, faketart, "create", "--linux", "demo-base")
+	cmd := exec.CommandContext(ctx, faketart, "create", "--linux", tartBase)
 	cmd.Env = append(os.Environ(), "TART_HOME="+home)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("failed to create the faketart base VM: %w: %s", err, strings.TrimSpace(string(b)))
@@ -135,7 +161,7 @@ func prepareTart(ctx context.Context, faketart, fakerunner, home string, maxRunn
 	return &tartbackend.Config{
 		TartPath:      faketart,
 		TartHome:      home,
-		Image:         "demo-base",
+		Image:         tartBase,
 		MaxVMs:        maxRunners + 2,
 		RunnerCommand: []string{fakerunner, "--jitconfig", "-", "--connect-timeout", "30s"},
 		StartTimeout:  "2m",
@@ -146,20 +172,56 @@ func prepareTart(ctx context.Context, faketart, fakerunner, home string, maxRunn
 
 // countTartVMs counts runner VMs left in TART_HOME (everything but the base).
 func countTartVMs(home string) (int, error) {
+	names, err := tartVMs(home)
+	return len(names), err
+}
+
+// tartVMs lists the runner VMs in TART_HOME (everything but the base).
+func tartVMs(home string) ([]string, error) {
 	entries, err := os.ReadDir(filepath.Join(home, "vms"))
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
+		return nil, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("failed to read TART_HOME: %w", err)
+		return nil, fmt.Errorf("failed to read TART_HOME: %w", err)
 	}
-	n := 0
+	var names []string
 	for _, e := range entries {
-		if e.IsDir() && e.Name() != "demo-base" {
-			n++
+		if e.IsDir() && e.Name() != tartBase {
+			names = append(names, e.Name())
 		}
 	}
-	return n, nil
+	return names, nil
+}
+
+// instanceContainers lists the containers labelled with the demo's
+// instance_id, whatever their state.
+func instanceContainers(ctx context.Context, cli *client.Client, instance string) ([]container.Summary, error) {
+	list, err := cli.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", dockerexec.LabelInstance+"="+instance))})
+	if err != nil {
+		return nil, fmt.Errorf("failed to list the demo's containers: %w", err)
+	}
+	return list, nil
+}
+
+// removeInstanceContainers force-removes the containers labelled with the
+// demo's instance_id and returns how many it removed.
+func removeInstanceContainers(ctx context.Context, cli *client.Client, instance string) (int, error) {
+	list, err := instanceContainers(ctx, cli, instance)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, c := range list {
+		if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+			errs = append(errs, fmt.Errorf("failed to remove container %s: %w", c.ID[:12], err))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
 }
 
 // prepareBackend picks the backend (Docker when an engine answers, else
@@ -183,13 +245,25 @@ func prepareBackend(ctx context.Context, o Options, fakerunner, scratch string) 
 	}
 	switch kind {
 	case BackendDocker:
+		if err := checkStatic(fakerunner); err != nil {
+			_ = cli.Close()
+			return nil, err
+		}
 		ref := fmt.Sprintf("nomad-gha-scaleset-demo-runner:%d", os.Getpid())
 		if err := ImportRunnerImage(ctx, cli, fakerunner, ref); err != nil {
 			_ = cli.Close()
 			return nil, err
 		}
+		// The scratch directory's name is unique: it labels this demo's
+		// containers, so a later demo can find them if this one is killed.
+		instance := filepath.Base(scratch)
 		return &backendEnv{
-			kind: kind, why: why, docker: DockerBlock(ref),
+			kind: kind, why: why, docker: dockerBlock(ref, instance),
+			held: func(ctx context.Context) (int, error) {
+				list, err := instanceContainers(ctx, cli, instance)
+				return len(list), err
+			},
+			purge: func(ctx context.Context) (int, error) { return removeInstanceContainers(ctx, cli, instance) },
 			cleanup: func() {
 				rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
@@ -198,7 +272,7 @@ func prepareBackend(ctx context.Context, o Options, fakerunner, scratch string) 
 			},
 		}, nil
 	case BackendTart:
-		faketart, err := findBinary(ctx, "faketart", o.BinDir, scratch)
+		faketart, err := findBinary("faketart", o.BinDir)
 		if err != nil {
 			return nil, err
 		}
@@ -209,7 +283,8 @@ func prepareBackend(ctx context.Context, o Options, fakerunner, scratch string) 
 		}
 		return &backendEnv{
 			kind: kind, why: why, tart: tc, cleanup: func() {},
-			leftovers: func(context.Context) (int, error) { return countTartVMs(home) },
+			held:  func(context.Context) (int, error) { return countTartVMs(home) },
+			purge: func(ctx context.Context) (int, error) { return removeTartVMs(ctx, faketart, home) },
 		}, nil
 	default:
 		return nil, fmt.Errorf("backend: must be auto, docker or tart, got %q", o.Backend)

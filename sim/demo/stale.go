@@ -4,12 +4,15 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,9 +47,10 @@ func lockScratch(dir string) (*os.File, error) {
 }
 
 // sweepStale removes the scratch directories of demos that died without
-// cleaning up: their runner supervisors are told to kill their commands,
-// their VMs are stopped and deleted, then the directory goes. Directories
-// of live demos (locked) are never touched.
+// cleaning up: their service process is stopped, their runner supervisors
+// are told to kill their commands, their VMs are stopped and deleted and
+// their containers removed, then the directory goes. Directories of live
+// demos (locked) are never touched.
 func sweepStale(ctx context.Context, out io.Writer, self string) {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), scratchPrefix+"*"))
 	for _, dir := range dirs {
@@ -61,44 +65,94 @@ func sweepStale(ctx context.Context, out io.Writer, self string) {
 		if err != nil {
 			continue // its demo is alive
 		}
-		n := cleanTartHome(ctx, dir)
+		stopStaleService(dir)
+		n := cleanTartHome(ctx, dir) + removeStaleContainers(ctx, dir)
 		_ = lk.Close()
 		if err := os.RemoveAll(dir); err != nil {
 			fmt.Fprintf(out, "==> failed to remove %s left by an earlier demo: %v\n", dir, err)
 			continue
 		}
-		fmt.Fprintf(out, "==> removed what an earlier demo left in %s (%d VMs)\n", dir, n)
+		fmt.Fprintf(out, "==> removed what an earlier demo left in %s (%d runners)\n", dir, n)
 	}
 }
 
 // cleanTartHome ends the runner commands and deletes the VMs in a stale
-// demo's TART_HOME, with the faketart binary that demo used when it built
-// its own, and returns how many VMs it deleted.
+// demo's TART_HOME, with the faketart binary found as the demo finds it,
+// and returns how many VMs it deleted.
 func cleanTartHome(ctx context.Context, dir string) int {
 	home := filepath.Join(dir, "tart-home")
-	entries, err := os.ReadDir(filepath.Join(home, "vms"))
+	if _, err := os.Stat(filepath.Join(home, "vms")); err != nil {
+		return 0
+	}
+	bin, err := findBinary("faketart", "")
 	if err != nil {
 		return 0
 	}
-	bin := filepath.Join(dir, "faketart")
-	if _, err := os.Stat(bin); err != nil {
-		if bin, err = findBinary(ctx, "faketart", "", dir); err != nil {
-			return 0
-		}
+	n, _ := removeTartVMs(ctx, bin, home)
+	return n
+}
+
+// removeTartVMs ends the runner commands and deletes the runner VMs in
+// TART_HOME (not the base) and returns how many it deleted.
+func removeTartVMs(ctx context.Context, faketart, home string) (int, error) {
+	names, err := tartVMs(home)
+	if err != nil {
+		return 0, err
 	}
-	client := tart.NewClient(tart.WithBinary(bin), tart.WithHome(home))
+	client := tart.NewClient(tart.WithBinary(faketart), tart.WithHome(home))
 	n := 0
-	for _, e := range entries {
-		sdir := filepath.Join(home, "vms", e.Name(), "ntart-supervisor")
+	var errs []error
+	for _, name := range names {
+		sdir := filepath.Join(home, "vms", name, "ntart-supervisor")
 		if err := supervisor.Kill(sdir); err == nil {
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			_, _ = supervisor.Adopt(sdir).Wait(wctx)
 			cancel()
 		}
-		if err := client.Destroy(ctx, e.Name(), time.Second); err != nil && !errors.Is(err, tart.ErrVMNotFound) {
+		if err := client.Destroy(ctx, name, time.Second); err != nil && !errors.Is(err, tart.ErrVMNotFound) {
+			errs = append(errs, fmt.Errorf("failed to delete VM %s: %w", name, err))
 			continue
 		}
 		n++
 	}
+	return n, errors.Join(errs...)
+}
+
+// removeStaleContainers removes the containers of a stale demo that used
+// the Docker backend (labelled with its scratch directory's name).
+func removeStaleContainers(ctx context.Context, dir string) int {
+	cli, err := dockerReachable(ctx)
+	if err != nil {
+		return 0
+	}
+	defer cli.Close()
+	n, _ := removeInstanceContainers(ctx, cli, filepath.Base(dir))
 	return n
+}
+
+// stopStaleService stops the nomad-gha-scaleset process a stale demo
+// started (its pid is in the scratch directory), checking on Linux that
+// the pid still runs that demo's config before signalling it.
+func stopStaleService(dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, servicePIDFile))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Contains(cmdline, []byte(dir)) {
+		return // gone, or the pid now belongs to another program
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(serviceStopTimeout)
+	for time.Now().Before(deadline) {
+		if syscall.Kill(pid, 0) != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
