@@ -46,4 +46,3 @@ func TestMain_serviceBinaryNotFound(t *testing.T) {
 	must.StrContains(t, errb.String(), `binary "nomad-gha-scaleset" not found in`)
 	must.StrContains(t, errb.String(), "run make build")
 }
-
