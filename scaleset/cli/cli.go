@@ -10,7 +10,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -20,6 +19,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/cliflags"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/check"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/service"
@@ -70,24 +70,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// parseFlags parses args into fs. --help (-h) prints the command's usage
-// on stdout and ends it with 0; a bad flag prints the error and usage on
-// stderr and ends it with 2. ok is true when the command should go on.
+// parseFlags parses a subcommand's flags (see cliflags.Parse) and refuses
+// arguments after them. ok is true when the command should go on.
 func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
-	var out bytes.Buffer
-	fs.SetOutput(&out)
-	err := fs.Parse(args)
-	fs.SetOutput(stderr)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		_, _ = io.Copy(stdout, &out)
-		return 0, false
-	case err != nil:
-		_, _ = io.Copy(stderr, &out)
-		return 2, false
-	case fs.NArg() > 0:
+	if code, ok := cliflags.Parse(fs, args, stdout, stderr); !ok {
+		return code, false
+	}
+	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return 2, false
+		return cliflags.ExitUsage, false
 	}
 	return 0, true
 }

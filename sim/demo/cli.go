@@ -4,7 +4,6 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -13,6 +12,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/cliflags"
 	"github.com/tartnomad/nomad-driver-tart/version"
 )
 
@@ -41,8 +41,6 @@ Flags:
 // the service, cleans up and prints an INTERRUPTED summary.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(Binary, flag.ContinueOnError)
-	var flagOut bytes.Buffer
-	fs.SetOutput(&flagOut)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)
 		fs.PrintDefaults()
@@ -60,13 +58,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.LogLevel, "log-level", "error", "the service's --log-level: debug, info, warn or error (its logs go to stderr)")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "the service's --log-format: text or json")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			_, _ = io.Copy(stdout, &flagOut)
-			return 0
-		}
-		_, _ = io.Copy(stderr, &flagOut)
-		return 2
+	if code, ok := cliflags.Parse(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, version.Full(Binary))

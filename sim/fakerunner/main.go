@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/cliflags"
 	"github.com/tartnomad/nomad-driver-tart/version"
 )
 
@@ -37,8 +38,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	idle := fs.Duration("idle-timeout", 0, "go offline and exit 7 if no job arrives in this time (0: wait forever)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		return ExitUsage
+	if code, ok := cliflags.Parse(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, version.Full("fakerunner"))

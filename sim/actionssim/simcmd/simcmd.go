@@ -18,6 +18,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/cliflags"
 	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/version"
 )
@@ -45,8 +46,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.AdminTokenLifetime, "admin-token-lifetime", 0, "admin JWT lifetime (default 1h)")
 	fs.DurationVar(&o.MessageQueueTokenLifetime, "message-queue-token-lifetime", 0, "message-queue token lifetime (default 1h)")
 	fs.BoolVar(&o.JobAcquisition, "job-acquisition", false, "GHES flow: JobAvailable + acquirejobs")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := cliflags.Parse(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, version.Full("actionssim"))

@@ -22,13 +22,34 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/version"
 )
 
 const jitEnv = "ACTIONS_RUNNER_INPUT_JITCONFIG"
 
 func main() { os.Exit(run(os.Args[1:])) }
 
+const usage = `Usage: jitprobe [--jitconfig CONFIG] [--version | --help]
+
+A stand-in for the GitHub Actions runner in dockerexec's image tests: it
+reads the JIT config from --jitconfig or ACTIONS_RUNNER_INPUT_JITCONFIG,
+decodes it, prints what it found and exits (0 ok, 3 no JIT config, 4
+malformed, 5 the JIT file still holds data). FAKERUNNER_HOLD=<duration>
+keeps it running first; FAKERUNNER_EXIT sets the exit code.
+`
+
 func run(args []string) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "--help", "-help", "-h":
+			fmt.Print(usage)
+			return 0
+		case "--version", "-version":
+			fmt.Println(version.Full("jitprobe"))
+			return 0
+		}
+	}
 	jit := os.Getenv(jitEnv)
 	// Like the runner: the argument wins, and the variable is dropped from
 	// the environment once read.
