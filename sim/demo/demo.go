@@ -178,7 +178,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	defer cancel()
 	if err := waitSession(wctx, sim, svc, name); err != nil {
 		stopped = true
-		return sum, fmt.Errorf("%w (service: %v)", err, svc.stop())
+		return sum, fmt.Errorf("%w (service: %w)", err, svc.stop())
 	}
 	addr := svc.addr()
 	fmt.Fprintf(o.Out, "==> nomad-gha-scaleset %slistening for scale set %q (max_runners %d); metrics at http://%s/metrics\n", svc.describe(), name, o.MaxRunners, addr)

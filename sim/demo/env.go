@@ -101,8 +101,11 @@ func ImportRunnerImage(ctx context.Context, cli *client.Client, binary, ref stri
 	}
 	defer rc.Close()
 	out, err := io.ReadAll(rc)
-	if err != nil || bytes.Contains(out, []byte(`"error"`)) {
-		return fmt.Errorf("failed to import image %s: %v %s", ref, err, out)
+	if err != nil {
+		return fmt.Errorf("failed to import image %s: %w", ref, err)
+	}
+	if bytes.Contains(out, []byte(`"error"`)) {
+		return fmt.Errorf("failed to import image %s: %s", ref, out)
 	}
 	return nil
 }

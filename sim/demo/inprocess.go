@@ -66,7 +66,7 @@ func startInProcess(ctx context.Context, o Options, cfg *config.Config) (*inProc
 	defer acancel()
 	addr, err := svc.Addr(actx)
 	if err != nil {
-		return nil, fmt.Errorf("the service did not listen: %w (service: %v)", err, p.stop())
+		return nil, fmt.Errorf("the service did not listen: %w (service: %w)", err, p.stop())
 	}
 	p.address = addr
 	return p, nil

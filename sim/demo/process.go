@@ -80,7 +80,7 @@ func startProcess(ctx context.Context, o Options, cfg *config.Config, env *backe
 		p.waitErr = p.cmd.Wait()
 	}()
 	if err := os.WriteFile(filepath.Join(scratch, servicePIDFile), []byte(strconv.Itoa(p.cmd.Process.Pid)+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("failed to record the service's pid: %w (service: %v)", err, p.stop())
+		return nil, fmt.Errorf("failed to record the service's pid: %w (service: %w)", err, p.stop())
 	}
 	fmt.Fprintf(o.Out, "==> started %s %s (pid %d)\n", o.ServiceBinary, strings.Join(args, " "), p.cmd.Process.Pid)
 

@@ -18,6 +18,7 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -103,8 +104,11 @@ func decode(jit string) (string, int, error) {
 	var settings struct {
 		AgentName string `json:"agentName"`
 	}
-	if err := json.Unmarshal(body, &settings); err != nil || settings.AgentName == "" {
-		return "", 0, fmt.Errorf(".runner has no agentName (%v)", err)
+	if err := json.Unmarshal(body, &settings); err != nil {
+		return "", 0, fmt.Errorf(".runner has no agentName: %w", err)
+	}
+	if settings.AgentName == "" {
+		return "", 0, errors.New(".runner has no agentName")
 	}
 	return settings.AgentName, len(files), nil
 }
