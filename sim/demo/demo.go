@@ -188,7 +188,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	fmt.Fprintf(o.Out, "==> queued %d jobs (%s each, ±50%%)\n", o.Jobs, o.JobDuration)
 
 	stopProgress := progress(wctx, o, sim, svc, burstAt)
-	waitErr := sim.WaitFor(wctx, actionssim.JobsCompleted(o.Jobs))
+	waitErr := waitService(wctx, sim, svc, actionssim.JobsCompleted(o.Jobs))
 	sum.Interrupted = ctx.Err() != nil
 	if waitErr == nil {
 		// let the service clean up the finished runners on its own
@@ -225,15 +225,32 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	switch {
 	case sum.Interrupted:
 		return sum, fmt.Errorf("%w after %d of %d jobs; cleaned up", ErrInterrupted, sum.Done, sum.Jobs)
+	case errors.Is(waitErr, errServiceStopped):
+		return sum, fmt.Errorf("%w during the burst, after %d of %d jobs", waitErr, sum.Done, sum.Jobs)
 	case waitErr != nil:
 		return sum, fmt.Errorf("not every job finished within %s: %w", o.Timeout, waitErr)
 	}
 	return sum, nil
 }
 
-// waitSession waits until the service holds its message session, failing
-// early when the service stops first.
+// errServiceStopped: the service ended by itself while the demo waited.
+var errServiceStopped = errors.New("the service stopped")
+
+// waitSession waits until the service holds its message session.
 func waitSession(ctx context.Context, sim *actionssim.Server, svc scaleSetService, name string) error {
+	err := waitService(ctx, sim, svc, actionssim.HasSession(name))
+	switch {
+	case errors.Is(err, errServiceStopped):
+		return fmt.Errorf("%w before it opened its session", err)
+	case err != nil:
+		return fmt.Errorf("the service never opened its session: %w", err)
+	}
+	return nil
+}
+
+// waitService waits for cond on the simulator, failing early with
+// errServiceStopped when the service ends first.
+func waitService(ctx context.Context, sim *actionssim.Server, svc scaleSetService, cond func(actionssim.Snapshot) bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -243,15 +260,15 @@ func waitSession(ctx context.Context, sim *actionssim.Server, svc scaleSetServic
 		case <-ctx.Done():
 		}
 	}()
-	if err := sim.WaitFor(ctx, actionssim.HasSession(name)); err != nil {
+	err := sim.WaitFor(ctx, cond)
+	if err != nil {
 		select {
 		case <-svc.done():
-			return errors.New("the service stopped before it opened its session")
+			return errServiceStopped
 		default:
 		}
-		return fmt.Errorf("the service never opened its session: %w", err)
 	}
-	return nil
+	return err
 }
 
 func queueBurst(sim *actionssim.Server, label string, o Options) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/shoenig/test/must"
 
@@ -127,4 +128,20 @@ nomad_gha_scaleset_runners_waiting_for_capacity{backend="tart",name="macos"} 7
 	must.Eq(t, runnerCounts{starting: 9, idle: 2, busy: 3, finishing: 1}, c)
 	_, err = parseRunnerCounts(strings.NewReader(`nomad_gha_scaleset_runners{phase="busy"} many` + "\n"))
 	must.ErrorContains(t, err, "failed to parse")
+}
+
+// TestMain_serviceFails: a service binary that exits at once (a bad
+// config, a port taken) ends the demo at once with its output, not after
+// --timeout.
+func TestMain_serviceFails(t *testing.T) {
+	svc := filepath.Join(t.TempDir(), "nomad-gha-scaleset")
+	must.NoError(t, os.WriteFile(svc, []byte("#!/bin/sh\necho 'run: invalid configuration' >&2\nexit 1\n"), 0o755))
+	var out, errb testutil.SyncBuffer
+	began := time.Now()
+	code := Main(t.Context(), []string{"--backend", "tart", "--bin-dir", binDir(t), "--service-binary", svc, "--timeout", "2m"}, &out, &errb)
+	must.Eq(t, 1, code)
+	must.Less(t, time.Minute, time.Since(began))
+	must.StrContains(t, errb.String(), "the service stopped before it opened its session")
+	must.StrContains(t, errb.String(), "exit status 1")
+	must.StrContains(t, errb.String(), "run: invalid configuration")
 }
