@@ -31,9 +31,9 @@ func TestSweepStale_stopsTheService(t *testing.T) {
 	// directory, as `run --config <dir>/config.hcl` does
 	svc := exec.Command("tail", "-f", lock)
 	must.NoError(t, svc.Start())
-	done := make(chan error, 1)
-	go func() { done <- svc.Wait() }()
-	t.Cleanup(func() { _ = svc.Process.Kill(); <-done })
+	exited := make(chan struct{})
+	go func() { _ = svc.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = svc.Process.Kill(); <-exited })
 	must.NoError(t, os.WriteFile(filepath.Join(stale, servicePIDFile), []byte(strconv.Itoa(svc.Process.Pid)+"\n"), 0o600))
 
 	live, err := os.MkdirTemp("", scratchPrefix)
@@ -46,8 +46,7 @@ func TestSweepStale_stopsTheService(t *testing.T) {
 	var out bytes.Buffer
 	sweepStale(t.Context(), &out, "")
 	select {
-	case <-done:
-		done <- nil // for the cleanup
+	case <-exited:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stale demo's service was not stopped")
 	}
