@@ -16,10 +16,10 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/version"
 )
 
-// Binary is the demo program's name; ServiceBinaryName the service's.
+// binary is the demo program's name; serviceBinaryName the service's.
 const (
-	Binary            = "nomad-gha-scaleset-demo"
-	ServiceBinaryName = "nomad-gha-scaleset"
+	binary            = "nomad-gha-scaleset-demo"
+	serviceBinaryName = "nomad-gha-scaleset"
 )
 
 const usageHead = `Usage: nomad-gha-scaleset-demo [flags]
@@ -40,7 +40,7 @@ Flags:
 // returns its exit code. ctx ends on SIGINT/SIGTERM: the demo then stops
 // the service, cleans up and prints an INTERRUPTED summary.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet(Binary, flag.ContinueOnError)
+	fs := flag.NewFlagSet(binary, flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)
 		fs.PrintDefaults()
@@ -62,21 +62,21 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, version.Full(Binary))
+		fmt.Fprintln(stdout, version.Full(binary))
 		return 0
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", Binary, fs.Arg(0))
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", binary, fs.Arg(0))
 		return 2
 	}
 	if err := checkFlags(&o); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", Binary, err)
+		fmt.Fprintf(stderr, "%s: %v\n", binary, err)
 		return 2
 	}
 	if o.ServiceBinary == "" {
-		p, err := findBinary(ServiceBinaryName, o.BinDir)
+		p, err := findBinary(serviceBinaryName, o.BinDir)
 		if err != nil {
-			fmt.Fprintf(stderr, "%s: %v\n", Binary, err)
+			fmt.Fprintf(stderr, "%s: %v\n", binary, err)
 			return 1
 		}
 		o.ServiceBinary = p
@@ -84,14 +84,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if o.Progress == 0 {
 		o.Progress = -1 // Options takes 0 as its default, 1s
 	}
-	fmt.Fprintf(stdout, "==> %s: simulated GitHub, the %s service and %d jobs, no credentials\n", version.Full(Binary), ServiceBinaryName, o.Jobs)
+	fmt.Fprintf(stdout, "==> %s: simulated GitHub, the %s service and %d jobs, no credentials\n", version.Full(binary), serviceBinaryName, o.Jobs)
 	sum, err := Run(ctx, o)
 	switch {
 	case errors.Is(err, ErrInterrupted):
-		fmt.Fprintf(stderr, "%s: %v\n", Binary, err)
+		fmt.Fprintf(stderr, "%s: %v\n", binary, err)
 		return 130 // as a shell reports an interrupted command
 	case err != nil:
-		fmt.Fprintf(stderr, "%s: %v\n", Binary, err)
+		fmt.Fprintf(stderr, "%s: %v\n", binary, err)
 		return 1
 	case !sum.OK():
 		return 1
