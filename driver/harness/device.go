@@ -150,7 +150,7 @@ func (h *DeviceHarness) launchInstance(t testing.TB) error {
 	inst := &deviceInstance{proc: proc, base: basepb.NewBasePluginClient(proc.conn),
 		device: devicepb.NewDevicePluginClient(proc.conn), streamCtx: ctx, streamCancel: cancel}
 	if err := inst.clientStart(h.opts); err != nil {
-		inst.shutdown(false)
+		_ = inst.shutdown(false) // only a kill reports an error
 		return err
 	}
 	h.mu.Lock()
@@ -438,7 +438,7 @@ func (h *DeviceHarness) cleanup() {
 	inst := h.inst
 	h.mu.Unlock()
 	if inst != nil {
-		inst.shutdown(false)
+		_ = inst.shutdown(false) // only a kill reports an error
 	}
 	h.mu.Lock()
 	broken := h.broken

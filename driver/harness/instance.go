@@ -13,10 +13,11 @@ import (
 	"sync"
 	"time"
 
-	basepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
-	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	basepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
+	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
 )
 
 // apiVersion is the only driver API version Nomad has ever accepted.
@@ -142,7 +143,7 @@ func (i *instance) clientStart(opts Options) error {
 		return fmt.Errorf("SetConfig (long-lived process): %w", err)
 	}
 	if _, err := i.driver.Init(ctx, &driverpb.InitRequest{}); err != nil && status.Code(err) != codes.Unimplemented {
-		return fmt.Errorf("Init: %w (any error but Unimplemented makes the client kill the plugin)", err)
+		return fmt.Errorf("plugin Init: %w (any error but Unimplemented makes the client kill the plugin)", err)
 	}
 	return nil
 }

@@ -126,12 +126,12 @@ func (s *logStream) update(fn func()) {
 }
 
 // snapshot returns the collected text, whether every writer that connected
-// has closed again, the first read error, and a channel closed on the next
-// change.
-func (s *logStream) snapshot() (text string, finished bool, err error, changed <-chan struct{}) {
+// has closed again, a channel closed on the next change, and the first
+// read error.
+func (s *logStream) snapshot() (text string, finished bool, changed <-chan struct{}, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.buf.String(), s.writers > 0 && s.writers == s.closed, s.err, s.changed
+	return s.buf.String(), s.writers > 0 && s.writers == s.closed, s.changed, s.err
 }
 
 // waitFor blocks until cond holds for the collected text (and the finished
@@ -140,7 +140,7 @@ func (s *logStream) waitFor(deadline time.Time, cond func(text string, finished 
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	for {
-		text, finished, _, changed := s.snapshot()
+		text, finished, changed, _ := s.snapshot()
 		if cond(text, finished) {
 			return text, true
 		}

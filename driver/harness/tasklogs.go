@@ -63,7 +63,7 @@ func (h *Harness) waitLog(t testing.TB, taskID string, stderr bool, substr strin
 		return strings.Contains(text, substr)
 	})
 	if !ok {
-		_, _, err, _ := s.snapshot()
+		_, _, _, err := s.snapshot()
 		t.Fatalf("harness: task %s: %s does not contain %q after %s (read error: %v); %s so far:\n%s", taskID, name, substr, h.opts.Timeout, err, name, text)
 	}
 	return text

@@ -83,9 +83,16 @@ func New(log hclog.Logger, opts Options) *Driver {
 	}
 }
 
-func (d *Driver) PluginInfo() sdk.PluginInfo      { return sdk.PluginInfo{Name: Name, Version: "0.1.0"} }
-func (d *Driver) ConfigSchema() *hclspec.Spec     { return pluginSchema }
+// PluginInfo names the test driver (sdk.Driver).
+func (d *Driver) PluginInfo() sdk.PluginInfo { return sdk.PluginInfo{Name: Name, Version: "0.1.0"} }
+
+// ConfigSchema is the plugin block's schema (sdk.Driver).
+func (d *Driver) ConfigSchema() *hclspec.Spec { return pluginSchema }
+
+// TaskConfigSchema is the task config's schema (sdk.Driver).
 func (d *Driver) TaskConfigSchema() *hclspec.Spec { return taskSchema }
+
+// Capabilities are signals, exec and no filesystem isolation (sdk.Driver).
 func (d *Driver) Capabilities() *sdk.Capabilities {
 	return &sdk.Capabilities{SendSignals: true, Exec: true, FSIsolation: sdk.FSIsolationNone}
 }
