@@ -135,7 +135,7 @@ func (e *Executor) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		}
 		rep.Removed = append(rep.Removed, r)
 		e.log.Info("removed ended runner container", "runner_name", r.Name, "container_id", shortID(r.ContainerID),
-			"state", string(r.State), "exit_code", r.ExitCode, "oom_killed", r.OOMKilled)
+			"state", r.State, "exit_code", r.ExitCode, "oom_killed", r.OOMKilled)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return rep, fmt.Errorf("dockerexec: reconcile: %w", err)

@@ -6,6 +6,7 @@ package dockerexec
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -34,7 +35,8 @@ func Test_wrapperScript(t *testing.T) {
 			"/bin/sh", "-c", `echo "env=$`+JITConfigEnv+`"; echo "args=$*"`, "runner", "--arg")
 		cmd.Env = []string{"PATH=/usr/bin:/bin"}
 		out, err := cmd.CombinedOutput()
-		if ee, ok := err.(*exec.ExitError); ok {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
 			return string(out), ee.ExitCode()
 		}
 		must.NoError(t, err)
