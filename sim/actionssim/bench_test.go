@@ -5,6 +5,7 @@ package actionssim_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -102,7 +103,9 @@ func BenchmarkSimulator_JobsThroughListener(b *testing.B) {
 		}
 		wall := time.Since(start)
 		stop()
-		<-done
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			b.Fatal(err)
+		}
 		stopRunners()
 		scaler.wg.Wait()
 		_ = sc.Close(context.Background())

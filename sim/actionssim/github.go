@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,7 +75,7 @@ func (s *Simulator) handleAccessToken(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	var matched *App
-	var verifyErr error = errTokenMalformed
+	verifyErr := errTokenMalformed
 	for i := range s.opts.Apps {
 		app := &s.opts.Apps[i]
 		iss, err := verifyAppJWT(app.PublicKey, jwt, now)
@@ -248,9 +247,4 @@ func (s *Simulator) ExpireMessageQueueTokens() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mqRevoked = s.nextSerial
-}
-
-// slicesContainsFold reports whether list holds v, ignoring case.
-func slicesContainsFold(list []string, v string) bool {
-	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, v) })
 }

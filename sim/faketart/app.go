@@ -5,6 +5,7 @@ package faketart
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -65,7 +66,7 @@ func (a *app) main(args []string) int {
 		return report(a.stderr, usageErr("", "Unexpected argument '%s'", cmd))
 	}
 	p, err := spec.parse(args[1:])
-	if err == errHelp {
+	if errors.Is(err, errHelp) {
 		fmt.Fprintf(a.stdout, "USAGE: %s\n\n  See 'tart --help' for the other commands.\n", spec.usage)
 		return exitOK
 	}
