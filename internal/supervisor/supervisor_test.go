@@ -189,4 +189,3 @@ func TestStart_secondSupervisorOnADirFails(t *testing.T) {
 	must.NoError(t, err)
 	must.True(t, st.Running, must.Sprint("the first supervisor's directory is untouched"))
 }
-

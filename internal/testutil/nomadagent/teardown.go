@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 )
@@ -153,7 +154,7 @@ func (a *Agent) removeContainers(t testing.TB) {
 			continue
 		}
 		if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil &&
-			!client.IsErrNotFound(err) {
+			!cerrdefs.IsNotFound(err) {
 			t.Errorf("nomadagent: remove container %s: %v", c.ID, err)
 		}
 	}
