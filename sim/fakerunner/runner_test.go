@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-
 	"github.com/shoenig/test/must"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/sim/fakerunner"
 )
