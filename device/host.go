@@ -8,7 +8,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	goruntime "runtime"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -21,11 +21,11 @@ import (
 // /proc/meminfo (Linux); the macOS version from sw_vers on macOS. Each
 // command is bounded by timeout; one that fails leaves its attribute out.
 func hostAttributes(ctx context.Context, timeout time.Duration) map[string]any {
-	attrs := map[string]any{"host_cpu_cores": int64(goruntime.NumCPU())}
+	attrs := map[string]any{"host_cpu_cores": int64(runtime.NumCPU())}
 	if mib := hostMemoryMiB(ctx, timeout); mib > 0 {
 		attrs["host_memory"] = sdk.Attr{Value: mib, Unit: "MiB"}
 	}
-	if goruntime.GOOS == "darwin" {
+	if runtime.GOOS == "darwin" {
 		if v := commandLine(ctx, timeout, "sw_vers", "-productVersion"); v != "" {
 			attrs["macos_version"] = v
 		}
@@ -35,7 +35,7 @@ func hostAttributes(ctx context.Context, timeout time.Duration) map[string]any {
 
 // hostMemoryMiB is the host's physical memory in MiB, or 0 if unknown.
 func hostMemoryMiB(ctx context.Context, timeout time.Duration) int64 {
-	switch goruntime.GOOS {
+	switch runtime.GOOS {
 	case "darwin":
 		n, err := strconv.ParseInt(commandLine(ctx, timeout, "sysctl", "-n", "hw.memsize"), 10, 64)
 		if err != nil {

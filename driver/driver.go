@@ -41,7 +41,7 @@ type Driver struct {
 	mismatch string
 
 	rtMu    sync.Mutex // guards the fields below
-	rt      *runtime
+	rt      *tartHost
 	rtErr   error
 	rtStart chan struct{} // closed when a start attempt has finished
 	// shutdown is set by Shutdown; a runtime that finishes starting after
@@ -102,10 +102,10 @@ func (d *Driver) SetConfig(cfg *sdk.PluginConfig) error {
 	return nil
 }
 
-// runtime returns the started runtime, starting it on first use (see
-// runtime's doc for why it is lazy). A failed start is retried by the next
+// runtime returns the started tartHost, starting it on first use (see
+// tartHost's doc for why it is lazy). A failed start is retried by the next
 // caller.
-func (d *Driver) runtime(ctx context.Context) (*runtime, error) {
+func (d *Driver) runtime(ctx context.Context) (*tartHost, error) {
 	d.rtMu.Lock()
 	if d.rt != nil {
 		defer d.rtMu.Unlock()
@@ -139,7 +139,7 @@ func (d *Driver) startRuntimeLocked() chan struct{} {
 
 // startRuntime is owned by the driver's ctx.
 func (d *Driver) startRuntime(done chan struct{}) {
-	rt, err := newRuntime(d.ctx, d.pluginConfig(), d.logger)
+	rt, err := newTartHost(d.ctx, d.pluginConfig(), d.logger)
 	d.rtMu.Lock()
 	if err == nil && d.shutdown {
 		// Shutdown came while the pool was starting: hand its warm VMs
@@ -162,7 +162,7 @@ func (d *Driver) startRuntime(done chan struct{}) {
 }
 
 // currentRuntime returns the runtime if it has started, without starting it.
-func (d *Driver) currentRuntime() *runtime {
+func (d *Driver) currentRuntime() *tartHost {
 	d.rtMu.Lock()
 	defer d.rtMu.Unlock()
 	return d.rt
@@ -189,7 +189,7 @@ func (d *Driver) Shutdown(ctx context.Context) error {
 
 // detachPool stops the warm pool's background work and leaves its ready
 // VMs to the next plugin process.
-func (d *Driver) detachPool(ctx context.Context, rt *runtime) error {
+func (d *Driver) detachPool(ctx context.Context, rt *tartHost) error {
 	if err := rt.pool.Detach(ctx); err != nil {
 		d.logger.Warn("failed to detach from the warm pool", "error", err)
 		return fmt.Errorf("failed to detach from the warm pool: %w", err)

@@ -19,7 +19,7 @@ import (
 )
 
 // execOnce is ExecTask: `tart exec <vm> <cmd>` with captured output.
-func (d *Driver) execOnce(ctx context.Context, rt *runtime, h *taskHandle, cmd []string, timeout time.Duration) (*sdk.ExecResult, error) {
+func (d *Driver) execOnce(ctx context.Context, rt *tartHost, h *taskHandle, cmd []string, timeout time.Duration) (*sdk.ExecResult, error) {
 	if len(cmd) == 0 {
 		return nil, errors.New("exec: empty command")
 	}
@@ -68,7 +68,7 @@ func (d *Driver) ExecTaskStreaming(ctx context.Context, taskID string, opts *sdk
 }
 
 // execTTY runs tart exec -i -t on a host PTY.
-func (d *Driver) execTTY(ctx context.Context, rt *runtime, h *taskHandle, opts *sdk.ExecOptions) (*sdk.ExitResult, error) {
+func (d *Driver) execTTY(ctx context.Context, rt *tartHost, h *taskHandle, opts *sdk.ExecOptions) (*sdk.ExitResult, error) {
 	master, slave, err := openPTY()
 	if err != nil {
 		return nil, fmt.Errorf("exec with tty: %w", err)

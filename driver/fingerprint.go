@@ -9,7 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	goruntime "runtime"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -238,7 +238,7 @@ func (d *Driver) fingerprint(ctx context.Context) *sdk.Fingerprint {
 		}
 	}
 	desc := "Healthy"
-	if w := preflightWarnings(cfg, goruntime.GOOS, os.Geteuid()); len(w) > 0 {
+	if w := preflightWarnings(cfg, runtime.GOOS, os.Geteuid()); len(w) > 0 {
 		desc += " (warning: " + strings.Join(w, "; ") + ")"
 	}
 	return &sdk.Fingerprint{

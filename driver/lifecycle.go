@@ -32,7 +32,7 @@ const (
 // has recorded an exit. A task with neither is gone: what is left of it
 // (VM, state dir) is deleted and an error returned, so Nomad starts it
 // afresh.
-func (d *Driver) recover(rt *runtime, cfg *sdk.TaskConfig, state *TaskState) error {
+func (d *Driver) recover(rt *tartHost, cfg *sdk.TaskConfig, state *TaskState) error {
 	state.TaskID = cfg.ID
 	if _, err := os.Stat(state.StateDir); errors.Is(err, os.ErrNotExist) {
 		// Destroyed earlier (destroy removes the state dir after the VM): a
@@ -63,7 +63,7 @@ func (d *Driver) recover(rt *runtime, cfg *sdk.TaskConfig, state *TaskState) err
 }
 
 // stop is StopTask for a known task.
-func (d *Driver) stop(ctx context.Context, rt *runtime, h *taskHandle, timeout time.Duration, signal string) error {
+func (d *Driver) stop(ctx context.Context, rt *tartHost, h *taskHandle, timeout time.Duration, signal string) error {
 	if !h.isRunning() {
 		return nil
 	}
@@ -82,7 +82,7 @@ func (d *Driver) stop(ctx context.Context, rt *runtime, h *taskHandle, timeout t
 // kill ends a task's command by force: the supervisor kills tart exec,
 // and if that is not enough the VM is stopped, which ends every guest
 // command.
-func (d *Driver) kill(ctx context.Context, rt *runtime, h *taskHandle) error {
+func (d *Driver) kill(ctx context.Context, rt *tartHost, h *taskHandle) error {
 	h.killSupervisor()
 	if waitFor(ctx, h, killWait) {
 		return nil
@@ -111,7 +111,7 @@ func waitFor(ctx context.Context, h *taskHandle, d time.Duration) bool {
 }
 
 // destroy is DestroyTask for a known task.
-func (d *Driver) destroy(ctx context.Context, rt *runtime, h *taskHandle) error {
+func (d *Driver) destroy(ctx context.Context, rt *tartHost, h *taskHandle) error {
 	if h.isRunning() {
 		if err := d.kill(ctx, rt, h); err != nil {
 			return fmt.Errorf("destroy task %s: %w", h.id, err)
@@ -138,7 +138,7 @@ var signalNameRE = regexp.MustCompile(`^[A-Z][A-Z0-9]*$`)
 // signalGuest delivers signal to the guest command with a separate tart
 // exec running kill in the guest (the command's PID is in the guest's
 // $HOME), because tart exec does not forward signals.
-func (d *Driver) signalGuest(ctx context.Context, rt *runtime, h *taskHandle, signal string) error {
+func (d *Driver) signalGuest(ctx context.Context, rt *tartHost, h *taskHandle, signal string) error {
 	name := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(signal)), "SIG")
 	if !signalNameRE.MatchString(name) {
 		return fmt.Errorf("signal %q: not a signal name such as SIGTERM", signal)

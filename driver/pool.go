@@ -16,13 +16,13 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
-// runtime is everything that touches tart for the long-lived plugin
+// tartHost is everything that touches tart for the long-lived plugin
 // process: the client, the VM slots and the warm pool. It is created
 // lazily, on the first Fingerprint, StartTask or RecoverTask, because only
 // the long-lived process gets those: the short-lived discovery and
 // validation processes Nomad starts at agent start must not adopt or delete
 // anything.
-type runtime struct {
+type tartHost struct {
 	cfg     PluginConfig
 	client  *tart.Client
 	slots   *tart.Slots
@@ -41,7 +41,7 @@ type runtime struct {
 	starts *startCounts
 }
 
-func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*runtime, error) {
+func newTartHost(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*tartHost, error) {
 	opts := []tart.Option{tart.WithBinary(cfg.TartPath), tart.WithLogger(slogFor(logger.Named("tart"))), tart.WithEnv("TART_NO_AUTO_PRUNE=1")}
 	env := []string{"CI=1", "TART_NO_AUTO_PRUNE=1"}
 	if cfg.TartHome != "" {
@@ -101,7 +101,7 @@ func newRuntime(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*ru
 	if err := pool.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start warm pools: %w", err)
 	}
-	rt := &runtime{cfg: cfg, client: client, slots: slots, pool: pool, dataDir: dataDir, tartEnv: env, starting: map[string]int{}, starts: starts}
+	rt := &tartHost{cfg: cfg, client: client, slots: slots, pool: pool, dataDir: dataDir, tartEnv: env, starting: map[string]int{}, starts: starts}
 	if err := rt.publishSlots(seed); err != nil {
 		// Only the device plugin's checks need it; the driver works on.
 		logger.Warn("failed to publish the driver's slots for nomad-device-tart", "error", err)
@@ -143,7 +143,7 @@ func namedPoolFits(cfg PluginConfig, spec tart.VMSpec) error {
 
 // markStarting protects name from the reconcile until the returned func is
 // called.
-func (r *runtime) markStarting(name string) func() {
+func (r *tartHost) markStarting(name string) func() {
 	r.mu.Lock()
 	r.starting[name]++
 	r.mu.Unlock()
@@ -156,7 +156,7 @@ func (r *runtime) markStarting(name string) func() {
 	}
 }
 
-func (r *runtime) isStarting(name string) bool {
+func (r *tartHost) isStarting(name string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.starting[name] > 0

@@ -18,7 +18,7 @@ import (
 // ends. The first pass waits a full interval: at start-up this process may
 // coexist with an earlier one and has not yet been told (RecoverTask) which
 // tasks are its own, so it must not collect anything then.
-func (d *Driver) reconcileLoop(rt *runtime) {
+func (d *Driver) reconcileLoop(rt *tartHost) {
 	t := time.NewTicker(rt.cfg.GCInterval)
 	defer t.Stop()
 	for {
@@ -49,7 +49,7 @@ func (d *Driver) reconcileLoop(rt *runtime) {
 //     still-alive plugin process may be about to store it.
 //
 // It returns how many VMs it deleted.
-func (d *Driver) reconcile(ctx context.Context, rt *runtime, now time.Time) (int, error) {
+func (d *Driver) reconcile(ctx context.Context, rt *tartHost, now time.Time) (int, error) {
 	vms, err := rt.client.List(ctx)
 	if err != nil {
 		return 0, err
@@ -81,7 +81,7 @@ func (d *Driver) reconcile(ctx context.Context, rt *runtime, now time.Time) (int
 
 // referencedByStateDirs returns the VMs named by task state dirs, after
 // deleting stale state dirs (and so un-referencing their VMs).
-func (d *Driver) referencedByStateDirs(rt *runtime) map[string]bool {
+func (d *Driver) referencedByStateDirs(rt *tartHost) map[string]bool {
 	out := map[string]bool{}
 	dirs, _ := os.ReadDir(filepath.Join(rt.dataDir, "tasks"))
 	for _, e := range dirs {
@@ -107,7 +107,7 @@ func (d *Driver) referencedByStateDirs(rt *runtime) map[string]bool {
 
 // vmAge is how long ago the VM was created or claimed (its directory's or
 // claim marker's modification time).
-func vmAge(rt *runtime, name string, now time.Time) time.Duration {
+func vmAge(rt *tartHost, name string, now time.Time) time.Duration {
 	newest := time.Time{}
 	for _, p := range []string{rt.client.VMDir(name), filepath.Join(rt.client.VMDir(name), tart.ClaimedMarker)} {
 		if fi, err := os.Stat(p); err == nil && fi.ModTime().After(newest) {

@@ -37,7 +37,7 @@ func reservedSlotWait(cfg PluginConfig) time.Duration {
 // get a slot without waiting for another task: no slot is free and no warm
 // VM can be preempted. The error says why the scheduler's count and the
 // driver's disagree.
-func (r *runtime) checkReservedSlot(ids string) error {
+func (r *tartHost) checkReservedSlot(ids string) error {
 	warm := 0
 	for _, ps := range r.pool.Stats() {
 		warm += ps.Ready + ps.Booting
@@ -51,7 +51,7 @@ func (r *runtime) checkReservedSlot(ids string) error {
 
 // slotMismatchCause explains why the scheduler placed a task with a slot
 // reservation on a host whose slots are all busy.
-func (r *runtime) slotMismatchCause() string {
+func (r *tartHost) slotMismatchCause() string {
 	rec, ok, err := tart.ReadSlotRecord(r.client.Home(), "device")
 	switch {
 	case err != nil:
@@ -67,13 +67,13 @@ func (r *runtime) slotMismatchCause() string {
 // publishSlots writes the driver's slot record to TART_HOME, where the
 // device plugin reads max_vms (to compare) and the MAC seed (to tell which
 // slot a VM holds).
-func (r *runtime) publishSlots(seed string) error {
+func (r *tartHost) publishSlots(seed string) error {
 	return tart.WriteSlotRecord(r.client.Home(), tart.SlotRecord{Who: "driver", MaxVMs: r.cfg.MaxVMs, MACSeed: seed, PID: os.Getpid(), Written: time.Now()})
 }
 
 // deviceMismatch describes a max_vms difference with the device plugin's
 // published record, or "" when they agree or there is no device plugin.
-func (r *runtime) deviceMismatch() string {
+func (r *tartHost) deviceMismatch() string {
 	rec, ok, err := tart.ReadSlotRecord(r.client.Home(), "device")
 	if err != nil || !ok || rec.MaxVMs == r.cfg.MaxVMs {
 		return ""

@@ -132,7 +132,7 @@ func vmSpec(pc PluginConfig, tc *TaskConfig, shares []tart.DirShare) tart.VMSpec
 // driver.tart.pool.<name>.ready attribute). The returned func ends the
 // VM's protection from the reconcile; call it once the task is stored (or
 // the VM released).
-func (d *Driver) provisionVM(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, tc *TaskConfig, spec tart.VMSpec) (*tart.VM, func(), error) {
+func (d *Driver) provisionVM(ctx context.Context, rt *tartHost, cfg *sdk.TaskConfig, tc *TaskConfig, spec tart.VMSpec) (*tart.VM, func(), error) {
 	reserved := slotReservation(cfg)
 	if reserved != "" {
 		d.events.emit(cfg, "VM slot reserved by the scheduler ("+reserved+"): no wait for another task", map[string]string{"slot_ids": reserved})
@@ -201,7 +201,7 @@ func (d *Driver) provisionVM(ctx context.Context, rt *runtime, cfg *sdk.TaskConf
 // slot within slot_wait_timeout (or, with a slot reservation, within the
 // short wait for a preempted warm VM) and Apple's VM limit are recoverable
 // (Nomad retries elsewhere or later).
-func startError(ctx context.Context, rt *runtime, name, reserved string, wait time.Duration, err error) error {
+func startError(ctx context.Context, rt *tartHost, name, reserved string, wait time.Duration, err error) error {
 	switch {
 	case errors.Is(err, tart.ErrNoSlot) && ctx.Err() == nil && reserved != "":
 		return sdk.NewRecoverableError(fmt.Errorf("task holds VM slot reservation %s=%s but no slot freed up within %s (a preempted warm VM should free one sooner): %s: %w",
@@ -219,7 +219,7 @@ func startError(ctx context.Context, rt *runtime, name, reserved string, wait ti
 // removeInterruptedStart deletes a VM already named after this task. Task
 // IDs are unique per start attempt; Nomad reuses one only to retry a
 // StartTask the plugin died in, so such a VM is that attempt's leftover.
-func (d *Driver) removeInterruptedStart(rt *runtime, name string) {
+func (d *Driver) removeInterruptedStart(rt *tartHost, name string) {
 	if _, err := os.Stat(rt.client.VMDir(name)); err != nil {
 		return
 	}
@@ -230,7 +230,7 @@ func (d *Driver) removeInterruptedStart(rt *runtime, name string) {
 
 // ensureImage applies the pull policy before a cold start (a warm VM was
 // cloned from an image already cached).
-func (d *Driver) ensureImage(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, tc *TaskConfig) error {
+func (d *Driver) ensureImage(ctx context.Context, rt *tartHost, cfg *sdk.TaskConfig, tc *TaskConfig) error {
 	have, err := rt.client.HasImage(ctx, tc.Image)
 	if err != nil {
 		return sdk.NewRecoverableError(fmt.Errorf("failed to look up image %q: %w", tc.Image, err))
@@ -267,7 +267,7 @@ func (d *Driver) ensureImage(ctx context.Context, rt *runtime, cfg *sdk.TaskConf
 // startSupervisor starts the task's command under a detached supervisor
 // (internal/supervisor) that gets the task environment on stdin, and waits
 // for its start report.
-func (d *Driver) startSupervisor(ctx context.Context, rt *runtime, cfg *sdk.TaskConfig, tc *TaskConfig, paths taskPaths, vm *tart.VM) (*taskHandle, error) {
+func (d *Driver) startSupervisor(ctx context.Context, rt *tartHost, cfg *sdk.TaskConfig, tc *TaskConfig, paths taskPaths, vm *tart.VM) (*taskHandle, error) {
 	self, err := d.selfPath()
 	if err != nil {
 		return nil, fmt.Errorf("failed to find the plugin binary for the supervisor: %w", err)
@@ -297,7 +297,7 @@ func stateDirName(id string) string {
 
 // releaseVM deletes a task's VM and frees its slot (when the slot is ours),
 // on a context of its own: cleanup must happen even if the caller's ended.
-func (d *Driver) releaseVM(rt *runtime, name string, vm *tart.VM) {
+func (d *Driver) releaseVM(rt *tartHost, name string, vm *tart.VM) {
 	ctx, cancel := context.WithTimeout(context.Background(), rt.cfg.VMStopTimeout+time.Minute)
 	defer cancel()
 	var err error

@@ -80,7 +80,7 @@ func (d *Driver) statsLoop(ctx context.Context, h *taskHandle, interval time.Dur
 }
 
 // pids returns the live processes behind the task's VM.
-func (h *taskHandle) pids(rt *runtime) []int {
+func (h *taskHandle) pids(rt *tartHost) []int {
 	var out []int
 	if rt != nil {
 		if pid := lockHolder(filepath.Join(rt.client.VMDir(h.state.VMName), "config.json")); pid > 0 {
