@@ -19,8 +19,8 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/driver/harness"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/tart"
 	"github.com/tartnomad/nomad-driver-tart/sim/faketart"
+	"github.com/tartnomad/nomad-driver-tart/tart"
 )
 
 // testImage is the OCI image every test's fake registry holds.
