@@ -11,6 +11,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 	ctymsgpack "github.com/zclconf/go-cty/cty/msgpack"
 
+	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
 	"github.com/tartnomad/nomad-driver-tart/tart"
 )
@@ -111,13 +112,13 @@ func TestTaskConfig_Validate(t *testing.T) {
 func TestDriver_schemas_convert(t *testing.T) {
 	t.Parallel()
 	d := New(nil)
-	plugin, err := sdk.SpecToProto(d.ConfigSchema())
+	plugin, err := wire.SpecToProto(d.ConfigSchema())
 	must.NoError(t, err)
 	attrs := plugin.GetObject().GetAttributes()
 	must.Eq(t, `"tart"`, attrs["tart_path"].GetDefault().GetDefault().GetLiteral().GetValue())
 	must.Eq(t, "2", attrs["max_vms"].GetDefault().GetDefault().GetLiteral().GetValue())
 
-	task, err := sdk.SpecToProto(d.TaskConfigSchema())
+	task, err := wire.SpecToProto(d.TaskConfigSchema())
 	must.NoError(t, err)
 	must.True(t, task.GetObject().GetAttributes()["image"].GetAttr().GetRequired())
 	must.Eq(t, "list(string)", task.GetObject().GetAttributes()["args"].GetAttr().GetType())

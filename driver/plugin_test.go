@@ -23,6 +23,7 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/driver"
 	basepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
 	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
+	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/version"
@@ -45,14 +46,14 @@ func fakeTartDir(t testing.TB) string {
 
 // launch starts the plugin binary the way Nomad's client does (handshake,
 // gRPC only) with path as its PATH, and returns the dispensed stubs.
-func launch(t testing.TB, bin, path string) *sdk.Client {
+func launch(t testing.TB, bin, path string) *wire.Client {
 	t.Helper()
 	return launchWithStderr(t, bin, path, io.Discard)
 }
 
 // launchWithStderr is launch, copying the plugin's raw stderr lines to
 // stderr (as go-plugin's client reads them).
-func launchWithStderr(t testing.TB, bin, path string, stderr io.Writer) *sdk.Client {
+func launchWithStderr(t testing.TB, bin, path string, stderr io.Writer) *wire.Client {
 	t.Helper()
 	return dispense(t, newPluginClient(t, bin, path, stderr))
 }
@@ -85,13 +86,13 @@ func newPluginClientCmd(t testing.TB, cmd *exec.Cmd, stderr io.Writer) *plugin.C
 
 // dispense starts the process, completes the handshake and returns the
 // generated stubs.
-func dispense(t testing.TB, client *plugin.Client) *sdk.Client {
+func dispense(t testing.TB, client *plugin.Client) *wire.Client {
 	t.Helper()
 	rpc, err := client.Client()
 	must.NoError(t, err)
 	raw, err := rpc.Dispense(sdk.PluginKey)
 	must.NoError(t, err)
-	return raw.(*sdk.Client)
+	return raw.(*wire.Client)
 }
 
 func TestPlugin_Binary_version(t *testing.T) {
@@ -167,7 +168,7 @@ func TestPlugin_Binary_noTart(t *testing.T) {
 func BenchmarkPlugin_LaunchToFirstFingerprint(b *testing.B) {
 	bin := testutil.BuildBinary(b, "./cmd/nomad-driver-tart")
 	path := fakeTartDir(b)
-	firstFingerprint := func(c *sdk.Client) {
+	firstFingerprint := func(c *wire.Client) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		stream, err := c.Driver.Fingerprint(ctx, &driverpb.FingerprintRequest{})
@@ -188,7 +189,7 @@ func BenchmarkPlugin_LaunchToFirstFingerprint(b *testing.B) {
 		client, _ := plugin.TestPluginGRPCConn(b, false, sdk.PluginSet(d, nil))
 		raw, err := client.Dispense(sdk.PluginKey)
 		must.NoError(b, err)
-		firstFingerprint(raw.(*sdk.Client))
+		firstFingerprint(raw.(*wire.Client))
 		inProcess += time.Since(start)
 		_ = client.Close()
 	}

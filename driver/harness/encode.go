@@ -8,7 +8,7 @@ import (
 	"runtime"
 
 	hclspecpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/hclspec"
-	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
+	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 )
 
@@ -16,7 +16,7 @@ import (
 // SetConfigRequest.msgpack_config, using the schema the plugin sent over
 // gRPC (nil: the plugin accepts no config).
 func encodePluginConfig(spec *hclspecpb.Spec, body string) ([]byte, error) {
-	native, err := sdk.SpecFromProto(spec)
+	native, err := wire.SpecFromProto(spec)
 	if err != nil {
 		return nil, fmt.Errorf("convert ConfigSchema received over gRPC: %w", err)
 	}
@@ -28,7 +28,7 @@ func encodePluginConfig(spec *hclspecpb.Spec, body string) ([]byte, error) {
 // the client does. Errors are *hclspec.ConfigError where Nomad would refuse
 // the config.
 func encodeTaskConfig(spec *hclspecpb.Spec, body string, env *hclspec.TaskEnv) ([]byte, error) {
-	native, err := sdk.SpecFromProto(spec)
+	native, err := wire.SpecFromProto(spec)
 	if err != nil {
 		return nil, fmt.Errorf("convert TaskConfigSchema received over gRPC: %w", err)
 	}

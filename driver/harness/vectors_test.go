@@ -21,6 +21,7 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/driver/harness"
 	hclspecpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/hclspec"
+	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
@@ -63,7 +64,7 @@ func (c vectorCase) spec(t *testing.T) *hclspec.Spec {
 	must.NoError(t, err)
 	var pb hclspecpb.Spec
 	must.NoError(t, proto.Unmarshal(raw, &pb))
-	s, err := sdk.SpecFromProto(&pb)
+	s, err := wire.SpecFromProto(&pb)
 	must.NoError(t, err)
 	return s
 }

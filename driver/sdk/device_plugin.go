@@ -14,6 +14,7 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/device"
+	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 )
 
 // DevicePluginKey is the plugin-set key a device plugin is served and
@@ -21,17 +22,10 @@ import (
 // the key never crosses the wire).
 const DevicePluginKey = "device"
 
-// DeviceClient holds the generated gRPC stubs of a device plugin's two
-// services on one connection, as a Nomad client (or our harness) uses them.
-type DeviceClient struct {
-	Base   basepb.BasePluginClient
-	Device devicepb.DevicePluginClient
-}
-
 // GRPCDevicePlugin is the go-plugin plugin for a Nomad device plugin. On
 // the serving side it registers the BasePlugin and DevicePlugin services
 // for Device on one gRPC server; on the client side (Device nil) Dispense
-// returns a *DeviceClient.
+// returns the module's internal client stubs (driver/internal/wire).
 type GRPCDevicePlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 
@@ -55,9 +49,10 @@ func (p *GRPCDevicePlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) erro
 	return nil
 }
 
-// GRPCClient returns a *DeviceClient on the connection.
+// GRPCClient returns the device plugin's client stubs on the connection (a
+// *wire.DeviceClient, which only this module's tests and harness can use).
 func (p *GRPCDevicePlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
-	return &DeviceClient{Base: basepb.NewBasePluginClient(conn), Device: devicepb.NewDevicePluginClient(conn)}, nil
+	return wire.NewDeviceClient(conn), nil
 }
 
 // DevicePluginSet returns the plugin set serving d (or, with d nil, the

@@ -17,6 +17,7 @@ import (
 
 	basepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
 	devicepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/device"
+	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 )
@@ -57,14 +58,14 @@ func (f *fakeDevice) Stats(_ context.Context, interval time.Duration) (<-chan *s
 	return f.stats, nil
 }
 
-func connectDevice(t *testing.T, d sdk.DevicePlugin) *sdk.DeviceClient {
+func connectDevice(t *testing.T, d sdk.DevicePlugin) *wire.DeviceClient {
 	t.Helper()
 	client, _ := plugin.TestPluginGRPCConn(t, false, sdk.DevicePluginSet(d, nil))
 	t.Cleanup(func() { _ = client.Close() })
 	raw, err := client.Dispense(sdk.DevicePluginKey)
 	must.NoError(t, err)
-	c, ok := raw.(*sdk.DeviceClient)
-	must.True(t, ok, must.Sprintf("dispensed %T, want *sdk.DeviceClient", raw))
+	c, ok := raw.(*wire.DeviceClient)
+	must.True(t, ok, must.Sprintf("dispensed %T, want *wire.DeviceClient", raw))
 	return c
 }
 

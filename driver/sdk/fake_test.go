@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"github.com/shoenig/test/must"
 
+	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 )
@@ -183,7 +184,7 @@ func (f *fullDriver) ExecTaskStreaming(_ context.Context, id string, opts *sdk.E
 
 // connect serves d in-process through go-plugin's real gRPC test connection
 // and returns the client stubs.
-func connect(t *testing.T, d sdk.Driver) *sdk.Client {
+func connect(t *testing.T, d sdk.Driver) *wire.Client {
 	t.Helper()
 	// Closing the client also stops the server (through go-plugin's
 	// controller service); stopping it here as well would race.
@@ -191,7 +192,7 @@ func connect(t *testing.T, d sdk.Driver) *sdk.Client {
 	t.Cleanup(func() { _ = client.Close() })
 	raw, err := client.Dispense(sdk.PluginKey)
 	must.NoError(t, err)
-	c, ok := raw.(*sdk.Client)
-	must.True(t, ok, must.Sprintf("dispensed %T, want *sdk.Client", raw))
+	c, ok := raw.(*wire.Client)
+	must.True(t, ok, must.Sprintf("dispensed %T, want *wire.Client", raw))
 	return c
 }

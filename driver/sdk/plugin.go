@@ -13,6 +13,7 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
+	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 )
 
 // Handshake is Nomad's go-plugin handshake for every plugin type (app
@@ -28,16 +29,10 @@ var Handshake = plugin.HandshakeConfig{
 // and "driver" on its side.
 const PluginKey = "driver"
 
-// Client holds the generated gRPC stubs of both Nomad plugin services on
-// one connection, as a Nomad client (or our test harness) uses them.
-type Client struct {
-	Base   basepb.BasePluginClient
-	Driver driverpb.DriverClient
-}
-
 // GRPCPlugin is the go-plugin plugin for a Nomad task driver. On the serving
 // side it registers the BasePlugin and Driver services for Driver on one
-// gRPC server; on the client side (Driver nil) Dispense returns a *Client.
+// gRPC server; on the client side (Driver nil) Dispense returns the
+// module's internal client stubs (driver/internal/wire).
 type GRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 
@@ -61,9 +56,10 @@ func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	return nil
 }
 
-// GRPCClient returns a *Client on the connection.
+// GRPCClient returns the driver's client stubs on the connection (a
+// *wire.Client, which only this module's tests and harness can use).
 func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
-	return &Client{Base: basepb.NewBasePluginClient(conn), Driver: driverpb.NewDriverClient(conn)}, nil
+	return wire.NewClient(conn), nil
 }
 
 // PluginSet returns the plugin set serving d (or, with d nil, the set a

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
+	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 )
 
@@ -82,7 +83,7 @@ func (s *baseServer) PluginInfo(context.Context, *basepb.PluginInfoRequest) (*ba
 
 // ConfigSchema may answer with no spec: then Nomad accepts no plugin config.
 func (s *baseServer) ConfigSchema(context.Context, *basepb.ConfigSchemaRequest) (*basepb.ConfigSchemaResponse, error) {
-	spec, err := SpecToProto(s.p.ConfigSchema())
+	spec, err := wire.SpecToProto(s.p.ConfigSchema())
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "invalid plugin config schema: %v", err)
 	}
@@ -125,7 +126,7 @@ func (s *server) Shutdown(ctx context.Context, _ *driverpb.ShutdownRequest) (*dr
 
 // TaskConfigSchema is required: without a spec every task fails to start.
 func (s *server) TaskConfigSchema(context.Context, *driverpb.TaskConfigSchemaRequest) (*driverpb.TaskConfigSchemaResponse, error) {
-	spec, err := SpecToProto(s.d.TaskConfigSchema())
+	spec, err := wire.SpecToProto(s.d.TaskConfigSchema())
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "invalid task config schema: %v", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
+	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
 )
 
@@ -314,7 +315,7 @@ func TestServer_secretsStayOut(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	raw, err := client.Dispense(sdk.PluginKey)
 	must.NoError(t, err)
-	c := raw.(*sdk.Client)
+	c := raw.(*wire.Client)
 
 	task := fullTaskConfig()
 	task.Env["ACTIONS_RUNNER_INPUT_JITCONFIG"] = secret

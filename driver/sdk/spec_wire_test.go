@@ -17,7 +17,7 @@ import (
 	basepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
 	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
 	hclspecpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/hclspec"
-	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
+	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 )
 
@@ -121,14 +121,14 @@ func TestSpecToProto_goldenVectors(t *testing.T) {
 			want := &hclspecpb.Spec{}
 			decodeHex(t, vc.SpecHex, want)
 
-			got, err := sdk.SpecToProto(vc.Schema.build(t))
+			got, err := wire.SpecToProto(vc.Schema.build(t))
 			must.NoError(t, err)
 			must.True(t, proto.Equal(want, got), must.Sprintf("got %v\nwant %v", got, want))
 
 			// The reverse conversion (used by the harness) round-trips.
-			back, err := sdk.SpecFromProto(want)
+			back, err := wire.SpecFromProto(want)
 			must.NoError(t, err)
-			again, err := sdk.SpecToProto(back)
+			again, err := wire.SpecToProto(back)
 			must.NoError(t, err)
 			must.True(t, proto.Equal(want, again))
 		})
@@ -196,18 +196,18 @@ func TestSpecToProto_rejects(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := sdk.SpecToProto(tc.spec)
+			_, err := wire.SpecToProto(tc.spec)
 			must.ErrorContains(t, err, tc.want)
 		})
 	}
-	got, err := sdk.SpecToProto(nil)
+	got, err := wire.SpecToProto(nil)
 	must.NoError(t, err)
 	must.Nil(t, got)
 }
 
 func TestSpecFromProto_emptySpec(t *testing.T) {
 	t.Parallel()
-	_, err := sdk.SpecFromProto(&hclspecpb.Spec{Block: &hclspecpb.Spec_Object{Object: &hclspecpb.Object{
+	_, err := wire.SpecFromProto(&hclspecpb.Spec{Block: &hclspecpb.Spec_Object{Object: &hclspecpb.Object{
 		Attributes: map[string]*hclspecpb.Spec{"x": {}},
 	}}})
 	must.ErrorContains(t, err, fmt.Sprintf("root.x: %s", "spec has no member set"))

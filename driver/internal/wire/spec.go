@@ -1,7 +1,7 @@
 // Copyright (c) The nomad-driver-tart Authors
 // SPDX-License-Identifier: MPL-2.0
 
-package sdk
+package wire
 
 import (
 	"errors"
