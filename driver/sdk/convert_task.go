@@ -9,10 +9,10 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
 )
 
-// TaskConfigFromProto converts the TaskConfig Nomad sent. The result keeps
+// taskConfigFromProto converts the TaskConfig Nomad sent. The result keeps
 // the message, so a handle built from it echoes every field exactly,
 // including those the native type does not model. Nil converts to nil.
-func TaskConfigFromProto(p *driverpb.TaskConfig) *TaskConfig {
+func taskConfigFromProto(p *driverpb.TaskConfig) *TaskConfig {
 	if p == nil {
 		return nil
 	}
@@ -39,10 +39,10 @@ func TaskConfigFromProto(p *driverpb.TaskConfig) *TaskConfig {
 	}
 }
 
-// TaskConfigToProto returns the message for c: the one it was converted
+// taskConfigToProto returns the message for c: the one it was converted
 // from when there is one (an exact echo), otherwise one built from its
 // fields (e.g. a test harness starting a task). Nil converts to nil.
-func TaskConfigToProto(c *TaskConfig) *driverpb.TaskConfig {
+func taskConfigToProto(c *TaskConfig) *driverpb.TaskConfig {
 	if c == nil {
 		return nil
 	}
@@ -148,29 +148,29 @@ func mountsToProto(ms []Mount) []*driverpb.Mount {
 	return out
 }
 
-// HandleFromProto converts a stored handle (RecoverTask). The task ID is
+// handleFromProto converts a stored handle (RecoverTask). The task ID is
 // handle.Config.ID. Nil converts to nil.
-func HandleFromProto(p *driverpb.TaskHandle) *TaskHandle {
+func handleFromProto(p *driverpb.TaskHandle) *TaskHandle {
 	if p == nil {
 		return nil
 	}
 	return &TaskHandle{
 		Version:     int(p.GetVersion()),
-		Config:      TaskConfigFromProto(p.GetConfig()),
+		Config:      taskConfigFromProto(p.GetConfig()),
 		State:       TaskState(p.GetState()),
 		DriverState: p.GetDriverState(),
 	}
 }
 
-// HandleToProto converts a handle for Nomad to store. Version is at least
+// handleToProto converts a handle for Nomad to store. Version is at least
 // 1 (0 means a pre-0.9 handle to Nomad) and State defaults to RUNNING.
-func HandleToProto(h *TaskHandle) *driverpb.TaskHandle {
+func handleToProto(h *TaskHandle) *driverpb.TaskHandle {
 	if h == nil {
 		return nil
 	}
 	p := &driverpb.TaskHandle{
 		Version:     int32(max(h.Version, 1)), //nolint:gosec // handle versions are small
-		Config:      TaskConfigToProto(h.Config),
+		Config:      taskConfigToProto(h.Config),
 		State:       driverpb.TaskState(h.State),
 		DriverState: h.DriverState,
 	}

@@ -17,10 +17,10 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 )
 
-// DevicePluginKey is the plugin-set key a device plugin is served and
+// devicePluginKey is the plugin-set key a device plugin is served and
 // dispensed under (Nomad's client uses "base" and "device"; in gRPC mode
 // the key never crosses the wire).
-const DevicePluginKey = "device"
+const devicePluginKey = "device"
 
 // GRPCDevicePlugin is the go-plugin plugin for a Nomad device plugin. On
 // the serving side it registers the BasePlugin and DevicePlugin services
@@ -55,10 +55,10 @@ func (p *GRPCDevicePlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c
 	return wire.NewDeviceClient(conn), nil
 }
 
-// DevicePluginSet returns the plugin set serving d (or, with d nil, the
-// set a client dispenses DevicePluginKey from).
-func DevicePluginSet(d DevicePlugin, logger hclog.Logger) plugin.PluginSet {
-	return plugin.PluginSet{DevicePluginKey: &GRPCDevicePlugin{Device: d, Logger: logger}}
+// devicePluginSet returns the plugin set serving d (or, with d nil, the
+// set a client dispenses devicePluginKey from).
+func devicePluginSet(d DevicePlugin, logger hclog.Logger) plugin.PluginSet {
+	return plugin.PluginSet{devicePluginKey: &GRPCDevicePlugin{Device: d, Logger: logger}}
 }
 
 // ServeDevice runs the device plugin process for the binary named binary,
@@ -69,10 +69,10 @@ func ServeDevice(binary string, newDevice func(hclog.Logger) DevicePlugin) {
 	if printVersion(os.Args[1:], os.Stdout, binary) {
 		return
 	}
-	logger := NewLogger(os.Stderr)
+	logger := newLogger(os.Stderr)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
-		Plugins:         DevicePluginSet(newDevice(logger), logger),
+		Plugins:         devicePluginSet(newDevice(logger), logger),
 		GRPCServer:      plugin.DefaultGRPCServer,
 		Logger:          logger,
 	})

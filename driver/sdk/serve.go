@@ -25,13 +25,13 @@ func Serve(binary string, newDriver func(hclog.Logger) Driver) {
 	if printVersion(os.Args[1:], os.Stdout, binary) {
 		return
 	}
-	logger := NewLogger(os.Stderr)
-	plugin.Serve(ServeConfig(newDriver(logger), logger))
+	logger := newLogger(os.Stderr)
+	plugin.Serve(serveConfig(newDriver(logger), logger))
 }
 
-// NewLogger returns the JSON hclog logger Nomad's plugin client re-emits at
+// newLogger returns the JSON hclog logger Nomad's plugin client re-emits at
 // each record's level.
-func NewLogger(w io.Writer) hclog.Logger {
+func newLogger(w io.Writer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Level:      hclog.Trace,
 		Output:     w,
@@ -39,9 +39,9 @@ func NewLogger(w io.Writer) hclog.Logger {
 	})
 }
 
-// ServeConfig is the go-plugin serve configuration for d: Nomad's
+// serveConfig is the go-plugin serve configuration for d: Nomad's
 // handshake, gRPC only, both services on one server.
-func ServeConfig(d Driver, logger hclog.Logger) *plugin.ServeConfig {
+func serveConfig(d Driver, logger hclog.Logger) *plugin.ServeConfig {
 	return &plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         PluginSet(d, logger),

@@ -39,7 +39,7 @@ func Test_printVersion(t *testing.T) {
 
 func TestServeConfig_handshake(t *testing.T) {
 	t.Parallel()
-	cfg := ServeConfig(nil, nil)
+	cfg := serveConfig(nil, nil)
 	must.Eq(t, uint(2), cfg.ProtocolVersion)
 	must.Eq(t, "NOMAD_PLUGIN_MAGIC_COOKIE", cfg.MagicCookieKey)
 	must.Eq(t, "e4327c2e01eabfd75a8a67adb114fb34a757d57eee7728d857a8cec6e91a7255", cfg.MagicCookieValue)

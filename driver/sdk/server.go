@@ -19,9 +19,9 @@ import (
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 )
 
-// PluginAPIVersion is the only driver (and device) API version any Nomad
+// pluginAPIVersion is the only driver (and device) API version any Nomad
 // release accepts.
-const PluginAPIVersion = "v0.1.0"
+const pluginAPIVersion = "v0.1.0"
 
 // server serves a Driver as Nomad's BasePlugin and Driver gRPC services.
 // It holds no state of its own beyond the driver, so every handler is as
@@ -75,7 +75,7 @@ func (s *baseServer) PluginInfo(context.Context, *basepb.PluginInfoRequest) (*ba
 	}
 	return &basepb.PluginInfoResponse{
 		Type:              s.typ,
-		PluginApiVersions: []string{PluginAPIVersion},
+		PluginApiVersions: []string{pluginAPIVersion},
 		PluginVersion:     info.Version,
 		Name:              info.Name,
 	}, nil

@@ -26,7 +26,7 @@ func (s *server) StartTask(ctx context.Context, req *driverpb.StartTaskRequest) 
 	if req.GetTask() == nil {
 		return nil, status.Error(codes.InvalidArgument, "start task request has no task")
 	}
-	cfg := TaskConfigFromProto(req.GetTask())
+	cfg := taskConfigFromProto(req.GetTask())
 	h, err := s.d.StartTask(ctx, cfg)
 	if err != nil {
 		return nil, toStatus(ctx, fmt.Errorf("failed to start task %s: %w", cfg.ID, err))
@@ -34,7 +34,7 @@ func (s *server) StartTask(ctx context.Context, req *driverpb.StartTaskRequest) 
 	if h == nil {
 		return nil, status.Errorf(codes.Internal, "driver returned no handle for task %s", cfg.ID)
 	}
-	handle := HandleToProto(h)
+	handle := handleToProto(h)
 	handle.Config = req.GetTask()
 	return &driverpb.StartTaskResponse{Handle: handle}, nil
 }
@@ -45,7 +45,7 @@ func (s *server) RecoverTask(ctx context.Context, req *driverpb.RecoverTaskReque
 	if req.GetHandle().GetConfig() == nil {
 		return nil, status.Error(codes.InvalidArgument, "recover task request has no handle config")
 	}
-	h := HandleFromProto(req.GetHandle())
+	h := handleFromProto(req.GetHandle())
 	if h.Config.ID == "" {
 		h.Config.ID = req.GetTaskId()
 	}
