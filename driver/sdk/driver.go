@@ -26,7 +26,10 @@ var ErrTaskNotFound = errors.New("task not found")
 // status detail for it.
 type RecoverableError struct{ Err error }
 
+// Error is the wrapped error's text: Nomad shows it as the task's failure.
 func (e *RecoverableError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the wrapped error.
 func (e *RecoverableError) Unwrap() error { return e.Err }
 
 // NewRecoverableError wraps err so Nomad retries the start.
@@ -88,6 +91,8 @@ type ExecStreamer interface {
 
 // Initializer is implemented by drivers that want Nomad's Init call (2.0.4+).
 type Initializer interface {
+	// Init is called after SetConfig in the long-lived plugin process,
+	// before its streams open.
 	Init(ctx context.Context) error
 }
 
@@ -95,6 +100,8 @@ type Initializer interface {
 // before a graceful agent shutdown kills the plugin (2.0.4+). Tasks must keep
 // running.
 type Shutdowner interface {
+	// Shutdown releases what the plugin process holds, never the tasks;
+	// ctx carries Nomad's short deadline.
 	Shutdown(ctx context.Context) error
 }
 

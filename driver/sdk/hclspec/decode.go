@@ -25,6 +25,7 @@ type DecodeError struct {
 	Problem string
 }
 
+// Error names the field path, or says "config" for the root.
 func (e *DecodeError) Error() string {
 	if e.Path == "" {
 		return "config: " + e.Problem

@@ -53,6 +53,7 @@ type ConfigError struct {
 	Err error
 }
 
+// Error is the refusal in Nomad's words for the stage.
 func (e *ConfigError) Error() string {
 	switch e.Stage {
 	case StageAgentConfigParse:
