@@ -17,14 +17,14 @@ import (
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 )
 
-// ErrInvalidSpec is wrapped by every error of ToHCLDec and Validate.
+// ErrInvalidSpec is wrapped by every error of toHCLDec and Validate.
 var ErrInvalidSpec = errors.New("invalid hclspec")
 
-// Functions returns the function table Nomad's client offers in literal
+// functions returns the function table Nomad's client offers in literal
 // specs and in configuration values: abs, coalesce, concat, hasindex, int,
 // jsondecode, jsonencode, length, lower, max, min, reverse, strlen, substr,
 // upper (go-cty's stdlib implementations). The map is new on every call.
-func Functions() map[string]function.Function {
+func functions() map[string]function.Function {
 	return map[string]function.Function{
 		"abs":        stdlib.AbsoluteFunc,
 		"coalesce":   stdlib.CoalesceFunc,
@@ -44,17 +44,17 @@ func Functions() map[string]function.Function {
 	}
 }
 
-// ToHCLDec converts spec to the hcldec.Spec Nomad's client builds from the
+// toHCLDec converts spec to the hcldec.Spec Nomad's client builds from the
 // same schema (helper/pluginutils/hclspecutils in Nomad): an object's key is
 // the default name of its children; array elements and default members get
 // no default name; type expressions are HCL type expressions (unquoted,
 // `null` meaning any); literals are HCL expressions evaluated at once with
-// Functions and no variables.
+// functions and no variables.
 //
 // It fails where Nomad's conversion fails, naming the node by its path, and
 // also where Nomad would crash (a default without primary or default, a nil
 // node). Validate applies further checks that keep schemas usable.
-func ToHCLDec(spec *Spec) (hcldec.Spec, error) {
+func toHCLDec(spec *Spec) (hcldec.Spec, error) {
 	c := &converter{}
 	out := c.convert(spec, "", "root")
 	if len(c.errs) > 0 {
@@ -63,11 +63,11 @@ func ToHCLDec(spec *Spec) (hcldec.Spec, error) {
 	return out, nil
 }
 
-// ImpliedType is the cty type hcldec.ImpliedType gives for the converted
+// impliedType is the cty type hcldec.ImpliedType gives for the converted
 // spec: what a config decoded with spec conforms to (except that literal
 // defaults keep their own types, e.g. a tuple for a list).
-func ImpliedType(spec *Spec) (cty.Type, error) {
-	dec, err := ToHCLDec(spec)
+func impliedType(spec *Spec) (cty.Type, error) {
+	dec, err := toHCLDec(spec)
 	if err != nil {
 		return cty.NilType, err
 	}
@@ -76,7 +76,7 @@ func ImpliedType(spec *Spec) (cty.Type, error) {
 
 // Validate reports every problem of s as a configuration schema, joined. It
 // checks what Nomad's client checks when it converts the schema (see
-// ToHCLDec), what crashes Nomad's client (a default missing a member), and
+// toHCLDec), what crashes Nomad's client (a default missing a member), and
 // what makes a schema useless or confusing to job authors:
 //
 //   - the root is an object (Nomad's client needs an object to fill from the
@@ -275,7 +275,7 @@ func evalLiteral(src string) (cty.Value, error) {
 	if diags.HasErrors() {
 		return cty.NilVal, diagsError(diags)
 	}
-	v, diags := expr.Value(&hcl.EvalContext{Functions: Functions()})
+	v, diags := expr.Value(&hcl.EvalContext{Functions: functions()})
 	if diags.HasErrors() {
 		return cty.NilVal, diagsError(diags)
 	}

@@ -36,12 +36,12 @@ func (e *DecodeError) Error() string {
 // Unwrap makes errors.Is(err, ErrDecode) true.
 func (e *DecodeError) Unwrap() error { return ErrDecode }
 
-// DecodeValue turns the msgpack bytes Nomad sends (SetConfigRequest.
+// decodeValue turns the msgpack bytes Nomad sends (SetConfigRequest.
 // msgpack_config, TaskConfig.msgpack_driver_config) into a cty value whose
 // type is implied by the bytes: maps become objects, arrays tuples, nil a
 // dynamic null, and numbers sent as decimal text stay strings. Empty input
 // gives cty.NilVal and no error.
-func DecodeValue(raw []byte) (val cty.Value, err error) {
+func decodeValue(raw []byte) (val cty.Value, err error) {
 	if len(raw) == 0 {
 		return cty.NilVal, nil
 	}
@@ -100,17 +100,17 @@ func Decode(spec *Spec, raw []byte, out any) error {
 	if len(raw) == 0 {
 		return nil
 	}
-	val, err := DecodeValue(raw)
+	val, err := decodeValue(raw)
 	if err != nil {
 		return err
 	}
-	return DecodeCty(spec, val, out)
+	return decodeCty(spec, val, out)
 }
 
-// DecodeCty is Decode for a value already decoded with DecodeValue (or built
+// decodeCty is Decode for a value already decoded with decodeValue (or built
 // by EncodePluginConfigValue and friends). out is reset to its zero value
 // first; a cty.NilVal or null val leaves it zero.
-func DecodeCty(spec *Spec, val cty.Value, out any) error {
+func decodeCty(spec *Spec, val cty.Value, out any) error {
 	rv := reflect.ValueOf(out)
 	if !rv.IsValid() || rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("%w: out must be a non-nil pointer, got %T", ErrDecode, out)
@@ -134,7 +134,7 @@ func DecodeCty(spec *Spec, val cty.Value, out any) error {
 // fields) and literal tuples become lists. Where it does not work, val is
 // returned unchanged and the struct walk reports the precise problem.
 func conformToSpec(spec *Spec, val cty.Value) cty.Value {
-	ty, err := ImpliedType(spec)
+	ty, err := impliedType(spec)
 	if err != nil {
 		return val
 	}

@@ -14,9 +14,10 @@
 //     driver advertises, with exactly the constraints Nomad's client enforces
 //     when it converts the schema (plus a few that only keep users out of
 //     trouble).
-//   - ToHCLDec and Decode: the plugin side. ToHCLDec mirrors Nomad's
-//     conversion to an hcldec.Spec; Decode turns the msgpack bytes of
-//     SetConfig/StartTask into a Go struct with codec:"name" tags.
+//   - Decode: the plugin side. It turns the msgpack bytes of
+//     SetConfig/StartTask into a Go struct with codec:"name" tags, through
+//     Nomad's conversion of the schema to an hcldec.Spec (mirrored
+//     unexported, as are the steps Decode and the encoders share).
 //   - EncodePluginConfig and EncodeTaskConfig: the Nomad-client side, for
 //     test harnesses. They reproduce the bytes a Nomad 2.0.6 client sends for
 //     an agent plugin config block or a job task config block.

@@ -89,16 +89,16 @@ func (e *ConfigError) Unwrap() error { return ErrConfigRejected }
 // gives a *ConfigError; a schema Nomad cannot convert gives an error wrapping
 // ErrInvalidSpec.
 func EncodePluginConfig(spec *Spec, body string) ([]byte, error) {
-	val, err := PluginConfigValue(spec, body)
+	val, err := pluginConfigValue(spec, body)
 	if err != nil || val == cty.NilVal {
 		return nil, err
 	}
 	return marshalNomad(val)
 }
 
-// PluginConfigValue is EncodePluginConfig without the final msgpack step: the
+// pluginConfigValue is EncodePluginConfig without the final msgpack step: the
 // cty value Nomad's client decodes (cty.NilVal for a nil spec).
-func PluginConfigValue(spec *Spec, body string) (cty.Value, error) {
+func pluginConfigValue(spec *Spec, body string) (cty.Value, error) {
 	m, err := parseAgentPluginConfig(body)
 	if err != nil {
 		return cty.NilVal, err
@@ -155,16 +155,16 @@ type TaskEnv struct {
 // (upper, format, join, merge, ...), try, can and convert. Not supported:
 // file system, encoding, crypto, cidr, uuid and yaml functions, locals.
 func EncodeTaskConfig(spec *Spec, body string, env *TaskEnv) ([]byte, error) {
-	val, err := TaskConfigValue(spec, body, env)
+	val, err := taskConfigValue(spec, body, env)
 	if err != nil {
 		return nil, err
 	}
 	return marshalNomad(val)
 }
 
-// TaskConfigValue is EncodeTaskConfig without the final msgpack step: the
+// taskConfigValue is EncodeTaskConfig without the final msgpack step: the
 // cty value Nomad's client decodes.
-func TaskConfigValue(spec *Spec, body string, env *TaskEnv) (cty.Value, error) {
+func taskConfigValue(spec *Spec, body string, env *TaskEnv) (cty.Value, error) {
 	if spec == nil {
 		return cty.NilVal, fmt.Errorf("%w: a task config schema is required", ErrInvalidSpec)
 	}
@@ -195,7 +195,7 @@ func marshalNomad(val cty.Value) ([]byte, error) {
 // rendered as JSON, parsed with HCL's JSON syntax and decoded against the
 // schema, with vars for interpolation (nil: variables not allowed).
 func decodeGenericConfig(spec *Spec, generic any, vars map[string]cty.Value, stage string) (cty.Value, error) {
-	dec, err := ToHCLDec(spec)
+	dec, err := toHCLDec(spec)
 	if err != nil {
 		return cty.NilVal, err
 	}
@@ -208,7 +208,7 @@ func decodeGenericConfig(spec *Spec, generic any, vars map[string]cty.Value, sta
 	if diags.HasErrors() {
 		return cty.NilVal, &ConfigError{Stage: stage, Diagnostics: diagStrings(diags)}
 	}
-	ctx := &hcl.EvalContext{Variables: vars, Functions: Functions()}
+	ctx := &hcl.EvalContext{Variables: vars, Functions: functions()}
 	val, diags := hcldec.Decode(file.Body, dec, ctx)
 	if diags.HasErrors() {
 		return cty.NilVal, &ConfigError{Stage: stage, Diagnostics: diagStrings(diags)}

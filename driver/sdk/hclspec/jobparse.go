@@ -340,7 +340,7 @@ func treeValue(v any) cty.Value {
 // jobspecFunctions is the part of Nomad's jobspec function table that go-cty
 // and hcl provide.
 func jobspecFunctions() map[string]function.Function {
-	fns := Functions()
+	fns := functions()
 	for name, fn := range map[string]function.Function{
 		"can": tryfunc.CanFunc, "ceil": stdlib.CeilFunc, "chomp": stdlib.ChompFunc,
 		"chunklist": stdlib.ChunklistFunc, "coalescelist": stdlib.CoalesceListFunc,

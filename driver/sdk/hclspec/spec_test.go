@@ -30,7 +30,7 @@ func TestSpec_Validate_accepts(t *testing.T) {
 	for name, spec := range cases {
 		t.Run(name, func(t *testing.T) {
 			must.NoError(t, spec.Validate())
-			_, err := ToHCLDec(spec)
+			_, err := toHCLDec(spec)
 			must.NoError(t, err)
 		})
 	}
@@ -42,7 +42,7 @@ func TestSpec_Validate_rejects(t *testing.T) {
 		name     string
 		spec     *Spec
 		want     string
-		nomadToo bool // ToHCLDec (Nomad's conversion) rejects it as well
+		nomadToo bool // toHCLDec (Nomad's conversion) rejects it as well
 	}{
 		{"nil root", nil, "root: Invalid spec block: a spec node is nil", true},
 		{"root not object", Attr("x", "string", false),
@@ -93,7 +93,7 @@ func TestSpec_Validate_rejects(t *testing.T) {
 			err := tc.spec.Validate()
 			must.ErrorIs(t, err, ErrInvalidSpec)
 			must.StrContains(t, err.Error(), tc.want)
-			_, convErr := ToHCLDec(tc.spec)
+			_, convErr := toHCLDec(tc.spec)
 			if tc.nomadToo {
 				must.ErrorIs(t, convErr, ErrInvalidSpec)
 			} else {
@@ -115,7 +115,7 @@ func TestSpec_Validate_reportsEveryProblem(t *testing.T) {
 
 func TestToHCLDec_mapping(t *testing.T) {
 	t.Parallel()
-	dec, err := ToHCLDec(Object(map[string]*Spec{
+	dec, err := toHCLDec(Object(map[string]*Spec{
 		"image": Attr("", "string", true),
 		"mode":  Default(Attr("mode", "string", false), Literal(`"nat"`)),
 		"env":   BlockAttrs("environment", "string", false),
@@ -138,7 +138,7 @@ func TestToHCLDec_mapping(t *testing.T) {
 	must.Eq(t, []string{"name"}, obj["l"].(*hcldec.BlockMapSpec).LabelNames)
 	must.Eq(t, "first", obj["pair"].(hcldec.TupleSpec)[0].(*hcldec.AttrSpec).Name)
 
-	ty, err := ImpliedType(Object(map[string]*Spec{"n": Attr("", "list(number)", false)}))
+	ty, err := impliedType(Object(map[string]*Spec{"n": Attr("", "list(number)", false)}))
 	must.NoError(t, err)
 	must.Eq(t, cty.Object(map[string]cty.Type{"n": cty.List(cty.Number)}), ty)
 }

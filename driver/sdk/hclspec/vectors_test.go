@@ -140,7 +140,7 @@ func TestVectors_schemasAreValid(t *testing.T) {
 	for _, c := range v.Cases {
 		spec := specFromNeutral(t, c.Schema)
 		must.NoError(t, spec.Validate(), must.Sprint(c.Name))
-		_, err := ToHCLDec(spec)
+		_, err := toHCLDec(spec)
 		must.NoError(t, err, must.Sprint(c.Name))
 	}
 }
@@ -160,7 +160,7 @@ func TestVectors_DecodeValue(t *testing.T) {
 		t.Run(c.Name, func(t *testing.T) {
 			raw, err := hex.DecodeString(c.MsgpackHex)
 			must.NoError(t, err)
-			got, err := DecodeValue(raw)
+			got, err := decodeValue(raw)
 			must.NoError(t, err)
 			want := expectedValue(t, &c)
 			conv, err := convert.Convert(got, want.Type())
