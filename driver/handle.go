@@ -21,7 +21,7 @@ import (
 // it; id, state and cfg never change after creation.
 type taskHandle struct {
 	id     string
-	state  *TaskState
+	state  *taskState
 	cfg    *sdk.TaskConfig
 	logger hclog.Logger
 
@@ -35,7 +35,7 @@ type taskHandle struct {
 	destroyed bool
 }
 
-func newTaskHandle(state *TaskState, cfg *sdk.TaskConfig, vm *tart.VM, logger hclog.Logger) *taskHandle {
+func newTaskHandle(state *taskState, cfg *sdk.TaskConfig, vm *tart.VM, logger hclog.Logger) *taskHandle {
 	return &taskHandle{id: state.TaskID, state: state, cfg: cfg, vm: vm, logger: logger, exited: make(chan struct{})}
 }
 

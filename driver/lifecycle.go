@@ -32,7 +32,7 @@ const (
 // has recorded an exit. A task with neither is gone: what is left of it
 // (VM, state dir) is deleted and an error returned, so Nomad starts it
 // afresh.
-func (d *Driver) recover(rt *tartHost, cfg *sdk.TaskConfig, state *TaskState) error {
+func (d *Driver) recover(rt *tartHost, cfg *sdk.TaskConfig, state *taskState) error {
 	state.TaskID = cfg.ID
 	if _, err := os.Stat(state.StateDir); errors.Is(err, os.ErrNotExist) {
 		// Destroyed earlier (destroy removes the state dir after the VM): a

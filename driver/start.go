@@ -282,7 +282,7 @@ func (d *Driver) startSupervisor(ctx context.Context, rt *tartHost, cfg *sdk.Tas
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("failed to start the command in the VM: %w", err)
 	}
-	state := &TaskState{TaskID: cfg.ID, AllocID: cfg.AllocID, TaskName: cfg.Name, VMName: vm.Name, Slot: vm.Slot.Index,
+	state := &taskState{TaskID: cfg.ID, AllocID: cfg.AllocID, TaskName: cfg.Name, VMName: vm.Name, Slot: vm.Slot.Index,
 		MAC: vm.Slot.MAC, Pool: vm.Pool, Warm: vm.Warm, StartPath: string(vm.Path), StateDir: dir, SupervisorPID: sup.PID, ExecPID: sup.ExecPID,
 		StartedAt: time.Now(), TaskDir: cfg.TaskDir(), Config: *tc}
 	h := newTaskHandle(state, cfg, vm, d.logger.With("task_id", cfg.ID, "alloc_id", cfg.AllocID, "vm_name", vm.Name))

@@ -9,16 +9,16 @@ import (
 	"time"
 )
 
-// taskHandleVersion is the version of the TaskState format in a handle's
-// driver_state. Bump it when TaskState changes incompatibly, and keep
+// taskHandleVersion is the version of the taskState format in a handle's
+// driver_state. Bump it when taskState changes incompatibly, and keep
 // decoding older versions.
 const taskHandleVersion = 1
 
-// TaskState is what a task's handle carries (driver_state, JSON): enough
+// taskState is what a task's handle carries (driver_state, JSON): enough
 // for a fresh plugin process to re-attach to the task without cloning or
 // booting anything. It holds no secrets: the task's environment and stdin
 // payload are handed to the supervisor at start and never persisted here.
-type TaskState struct {
+type taskState struct {
 	TaskID   string `json:"task_id"`
 	AllocID  string `json:"alloc_id"`
 	TaskName string `json:"task_name"`
@@ -44,7 +44,7 @@ type TaskState struct {
 	Config TaskConfig `json:"config"`
 }
 
-func encodeState(s *TaskState) ([]byte, error) {
+func encodeState(s *taskState) ([]byte, error) {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("encode driver state: %w", err)
@@ -52,11 +52,11 @@ func encodeState(s *TaskState) ([]byte, error) {
 	return b, nil
 }
 
-func decodeState(version int, b []byte) (*TaskState, error) {
+func decodeState(version int, b []byte) (*taskState, error) {
 	if version != taskHandleVersion {
 		return nil, fmt.Errorf("driver state version %d is not supported (want %d)", version, taskHandleVersion)
 	}
-	var s TaskState
+	var s taskState
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("decode driver state: %w", err)
 	}

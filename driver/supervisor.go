@@ -8,16 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-
-	"github.com/tartnomad/nomad-driver-tart/internal/supervisor"
 )
-
-// SupervisorCommand is the sub-command that makes the plugin binary run as
-// a task supervisor instead of a plugin: `nomad-driver-tart supervise
-// <state dir>` (internal/supervisor). Nomad runs every executable in
-// plugin_dir as a plugin, so the helper is the plugin binary itself (as
-// Nomad's own executor is).
-const SupervisorCommand = supervisor.Command
 
 // Guest-side names.
 const (
