@@ -4,6 +4,7 @@
 package driver_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -217,4 +218,32 @@ pool {
 	must.Eq(t, warm[0], taskVM(t, task), must.Sprint("a fitting task claims the warm vm"))
 	must.Eq(t, 0, h.WaitTask(t, task.ID).ExitCode)
 	h.DestroyTask(t, task.ID, true)
+}
+
+// TestDriver_StartTask_missingCommand: a command that does not exist in the
+// guest fails the way the shell reports it for a command of its own, with
+// the shell's exit code (127 not found, 126 not executable), and the task's
+// stderr names the command, not the guest wrapper (its $0 and line number).
+func TestDriver_StartTask_missingCommand(t *testing.T) {
+	t.Parallel()
+	_, h := newTartEnv(t, envOptions{})
+	for _, tc := range []struct {
+		name, command string
+		code          int
+		stderr        string
+	}{
+		{name: "path", command: "/no/such/command", code: 127, stderr: "/no/such/command: not found\n"},
+		{name: "name", command: "no-such-command", code: 127, stderr: "no-such-command: not found\n"},
+		{name: "directory", command: "/", code: 126, stderr: "/: Permission denied\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			task := h.StartTask(t, harness.TaskSpec{Config: fmt.Sprintf("image = %q\ncommand = %q\n", testImage, tc.command)})
+			res := h.WaitTask(t, task.ID)
+			must.Eq(t, tc.code, res.ExitCode)
+			_, stderr := h.Logs(t, task.ID)
+			must.Eq(t, tc.stderr, stderr)
+			must.Eq(t, "", res.Err)
+			h.DestroyTask(t, task.ID, true)
+		})
+	}
 }

@@ -26,6 +26,12 @@ const (
 // running the command in the background because a non-interactive shell
 // starts background jobs with SIGINT ignored, which would defeat
 // kill_signal = "SIGINT".
+//
+// Before the exec it checks that the command can run, and if not says so
+// as a shell does for a command of its own ("/x: not found", exit 127;
+// "/x: Permission denied", exit 126): a failed exec would make the shell
+// prefix its own $0 and line number ("ntart: 12: exec: /x: not found"),
+// which the user sees in the task's stderr and knows nothing about.
 const guestWrapper = `__ntart_pf="${HOME:-/tmp}/` + guestPIDFile + `"
 while IFS= read -r __ntart_l; do
   [ "$__ntart_l" = "` + envBlockEnd + `" ] && break
@@ -37,6 +43,13 @@ done
 unset __ntart_l __ntart_k __ntart_v
 echo "$$" > "$__ntart_pf"
 unset __ntart_pf
+case $1 in
+*/*)
+  if [ ! -e "$1" ]; then printf '%s: not found\n' "$1" >&2; exit 127; fi
+  if [ -d "$1" ] || [ ! -x "$1" ]; then printf '%s: Permission denied\n' "$1" >&2; exit 126; fi ;;
+*)
+  if ! command -v "$1" >/dev/null 2>&1; then printf '%s: not found\n' "$1" >&2; exit 127; fi ;;
+esac
 exec "$@"
 `
 
