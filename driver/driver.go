@@ -34,6 +34,14 @@ type Driver struct {
 	events *eventHub
 	tasks  *taskStore
 
+	// versionEvery and attrEvery are fingerprintPeriod and attrPeriod
+	// (tests lengthen them to see what the pool's wake-ups alone send).
+	versionEvery, attrEvery time.Duration
+	// poolChanged wakes the Fingerprint loop after a pool event, so a
+	// claim reaches the node attributes without waiting for attrEvery.
+	// One pending wake-up is enough: the loop reads the current state.
+	poolChanged chan struct{}
+
 	mu     sync.Mutex // guards config and mismatch
 	config *PluginConfig
 	// mismatch is the last max_vms difference with the device plugin that
@@ -62,7 +70,8 @@ func New(logger hclog.Logger) *Driver {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Driver{logger: logger.Named(PluginName), lookPath: exec.LookPath, selfPath: os.Executable,
-		ctx: ctx, cancel: cancel, events: newEventHub(), tasks: newTaskStore()}
+		ctx: ctx, cancel: cancel, events: newEventHub(), tasks: newTaskStore(),
+		versionEvery: fingerprintPeriod, attrEvery: attrPeriod, poolChanged: make(chan struct{}, 1)}
 }
 
 // NewPlugin is New as the constructor sdk.Serve expects.
@@ -139,7 +148,7 @@ func (d *Driver) startRuntimeLocked() chan struct{} {
 
 // startRuntime is owned by the driver's ctx.
 func (d *Driver) startRuntime(done chan struct{}) {
-	rt, err := newTartHost(d.ctx, d.pluginConfig(), d.logger)
+	rt, err := newTartHost(d.ctx, d.pluginConfig(), d.logger, d.notePoolChange)
 	d.rtMu.Lock()
 	if err == nil && d.shutdown {
 		// Shutdown came while the pool was starting: hand its warm VMs
@@ -159,6 +168,18 @@ func (d *Driver) startRuntime(done chan struct{}) {
 	}
 	d.rtMu.Unlock()
 	close(done)
+	if err == nil {
+		d.notePoolChange() // the slot and pool attributes exist from now on
+	}
+}
+
+// notePoolChange wakes the Fingerprint loop without blocking: a wake-up
+// already pending covers this one too.
+func (d *Driver) notePoolChange() {
+	select {
+	case d.poolChanged <- struct{}{}:
+	default:
+	}
 }
 
 // currentRuntime returns the runtime if it has started, without starting it.

@@ -21,10 +21,16 @@ import (
 
 const (
 	// fingerprintPeriod is how often tart is asked for its version; the
-	// slot and pool attributes are compared every attrPeriod and sent when
-	// they change (unchanged values cause no node update).
+	// slot and pool attributes are compared after every pool event and
+	// every attrPeriod, and sent when they change (unchanged values cause
+	// no node update).
 	fingerprintPeriod = 30 * time.Second
 	attrPeriod        = 2 * time.Second
+	// changeDelay gathers the burst of pool events around one change (a
+	// claim, the slot's release, the refill's boot) into one comparison:
+	// at most one every changeDelay. Nomad batches node updates for
+	// seconds anyway.
+	changeDelay = 200 * time.Millisecond
 	// tartVersionTimeout bounds `tart --version`.
 	tartVersionTimeout = 10 * time.Second
 
@@ -41,20 +47,25 @@ const (
 var minTartVersion = [3]int{2, 27, 0}
 
 // Fingerprint sends the first fingerprint at once, then again whenever
-// tart's health or the slot and pool attributes change, until ctx ends.
+// tart's health or the slot and pool attributes change, until ctx ends: a
+// pool event (a claim, a warm VM ready or deleted) sends the attributes it
+// changed within changeDelay, and a comparison every attrPeriod catches
+// the rest. Nomad opens one stream; a second one gets the periodic
+// comparison and whichever wake-ups the first does not take.
 // Only Nomad's long-lived plugin process calls it, so it also starts the
 // runtime (warm pools) in the background. The goroutine is owned by ctx.
 func (d *Driver) Fingerprint(ctx context.Context) (<-chan *sdk.Fingerprint, error) {
 	ch := make(chan *sdk.Fingerprint, 1)
 	go func() {
 		defer close(ch)
-		versionTick := time.NewTicker(fingerprintPeriod)
+		versionTick := time.NewTicker(d.versionEvery)
 		defer versionTick.Stop()
-		attrTick := time.NewTicker(attrPeriod)
+		attrTick := time.NewTicker(d.attrEvery)
 		defer attrTick.Stop()
 		base := d.fingerprint(ctx)
 		var last *sdk.Fingerprint
 		refreshed := true
+		var settled <-chan time.Time // armed by a pool event, nil otherwise
 		for {
 			if refreshed && (base.Health == sdk.HealthStateHealthy || d.runtimeError() != nil) {
 				d.startRuntimeInBackground() // a failed start is retried at the next version check
@@ -69,12 +80,24 @@ func (d *Driver) Fingerprint(ctx context.Context) (<-chan *sdk.Fingerprint, erro
 					return
 				}
 			}
-			select {
-			case <-versionTick.C:
-				base, refreshed = d.fingerprint(ctx), true
-			case <-attrTick.C:
-			case <-ctx.Done():
-				return
+		wait:
+			for {
+				select {
+				case <-versionTick.C:
+					base, refreshed = d.fingerprint(ctx), true
+					break wait
+				case <-attrTick.C:
+					break wait
+				case <-d.poolChanged:
+					if settled == nil {
+						settled = time.After(changeDelay)
+					}
+				case <-settled:
+					settled = nil
+					break wait
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}()

@@ -41,7 +41,9 @@ type tartHost struct {
 	starts *startCounts
 }
 
-func newTartHost(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*tartHost, error) {
+// newTartHost starts the warm pools; onPoolEvent is called (without
+// blocking) after each pool event, e.g. a claim or a warm VM ready.
+func newTartHost(ctx context.Context, cfg PluginConfig, logger hclog.Logger, onPoolEvent func()) (*tartHost, error) {
 	opts := []tart.Option{tart.WithBinary(cfg.TartPath), tart.WithLogger(slogFor(logger.Named("tart"))), tart.WithEnv("TART_NO_AUTO_PRUNE=1")}
 	env := []string{"CI=1", "TART_NO_AUTO_PRUNE=1"}
 	if cfg.TartHome != "" {
@@ -80,6 +82,7 @@ func newTartHost(ctx context.Context, cfg PluginConfig, logger hclog.Logger) (*t
 		OnEvent: func(e tart.Event) {
 			starts.observe(e)
 			plog.Debug("pool event", "type", string(e.Type), "pool", e.Pool, "vm_name", e.VM, "message", e.Message)
+			onPoolEvent()
 		},
 	})
 	if err != nil {
