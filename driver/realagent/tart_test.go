@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -186,6 +187,25 @@ func waitPoolVM(t *testing.T, a *nomadagent.Agent, not ...string) string {
 	}
 }
 
+// warmClaims counts the "Claimed warm VM" events of every allocation on
+// the node so far: the value driver.tart.starts.warm reaches.
+func warmClaims(t *testing.T, a *nomadagent.Agent) int {
+	t.Helper()
+	allocs, _, err := a.API().Nodes().Allocations(a.Node(t).ID, nil)
+	must.NoError(t, err)
+	n := 0
+	for _, alloc := range allocs {
+		for _, st := range alloc.TaskStates {
+			for _, e := range st.Events {
+				if e.Type == api.TaskDriverMessage && strings.HasPrefix(e.DisplayMessage, "Claimed warm VM ") {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
 // gateScript prints ready, marks its guest dir with "started", waits for
 // a file "go" in it and exits with code.
 func gateScript(code int) string {
@@ -231,6 +251,30 @@ func TestNomadTart(t *testing.T) {
 		// The claimed VM is deleted and the pool boots a replacement.
 		checkNoTaskVMs(t, a, before[0])
 		waitPoolVM(t, a, before[0])
+	})
+
+	t.Run("claim_reaches_node_attributes", func(t *testing.T) {
+		// The driver sends a claim's attributes within 200 ms; Nomad's
+		// client puts them on the node at its next batched node update.
+		// The lag is logged (README, Attributes), not asserted.
+		a.WaitNodeAttr(t, "driver.tart.starts.warm", strconv.Itoa(warmClaims(t, a)))
+		waitPoolVM(t, a)
+		a.WaitNodeAttr(t, "driver.tart.pool.macos.ready", "1")
+		id := a.RunJobHCL(t, job("warm-attrs", shCommand(poolImage, `exit 0`), ""))
+		alloc := a.WaitAllocDone(t, a.WaitAlloc(t, id).ID)
+		must.Eq(t, api.AllocClientStatusComplete, alloc.ClientStatus, must.Sprint(nomadagent.TaskEvents(alloc)))
+		claimed := time.Unix(0, driverEvent(t, alloc, "Claimed warm VM ").Time)
+		a.WaitNodeAttr(t, "driver.tart.starts.warm", strconv.Itoa(warmClaims(t, a)))
+		t.Logf("driver.tart.starts.warm reached the node %.1fs after the claim event", time.Since(claimed).Seconds())
+		checkNoTaskVMs(t, a)
+	})
+
+	t.Run("missing_command", func(t *testing.T) {
+		id := a.RunJobHCL(t, job("missing-command", fmt.Sprintf("image = %q\ncommand = \"/no/such/command\"", poolImage), ""))
+		alloc := a.WaitAllocDone(t, a.WaitAlloc(t, id).ID)
+		must.Eq(t, 127, terminated(t, alloc))
+		must.Eq(t, "/no/such/command: not found\n", a.AllocLogs(t, alloc, "t", "stderr"))
+		checkNoTaskVMs(t, a)
 	})
 
 	t.Run("batch_cold_logs_and_exit_code", func(t *testing.T) {
