@@ -11,9 +11,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/structs"
+	basepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
+	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
+	structspb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/structs"
 )
 
 // Measured-field names for CPUUsage.Measured and MemoryUsage.Measured; they

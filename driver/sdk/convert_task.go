@@ -6,7 +6,7 @@ package sdk
 import (
 	"maps"
 
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
+	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
 )
 
 // taskConfigFromProto converts the TaskConfig Nomad sent. The result keeps

@@ -12,8 +12,8 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/device"
+	basepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
+	devicepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/device"
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 )
 

@@ -15,9 +15,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/device"
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/structs"
+	basepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
+	devicepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/device"
+	structspb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/structs"
 )
 
 // deviceServer serves a DevicePlugin as Nomad's BasePlugin and

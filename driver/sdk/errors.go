@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/structs"
+	structspb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/structs"
 )
 
 // toStatus maps a driver error onto the gRPC status Nomad's client expects.

@@ -11,8 +11,8 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
+	basepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
+	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 )
 

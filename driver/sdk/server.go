@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
+	basepb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/base"
+	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 )

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
+	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
 )
 
 // defaultStatsInterval applies when the client sends no collection interval

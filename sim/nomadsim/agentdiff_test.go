@@ -55,7 +55,6 @@ type diffTarget struct {
 	name  string
 	addr  string
 	token string
-	ns    string
 }
 
 // response is what a client sees of one answer.

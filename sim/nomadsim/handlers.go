@@ -74,7 +74,7 @@ func (s *Server) jobList(w http.ResponseWriter, r *http.Request) (any, error) {
 	if v := r.URL.Query().Get("meta"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return nil, fmt.Errorf("Failed to parse value of %q (%v) as a bool: %v", "meta", v, err) //nolint:staticcheck // Nomad's text
+			return nil, fmt.Errorf("Failed to parse value of %q (%v) as a bool: %w", "meta", v, err) //nolint:staticcheck // Nomad's text
 		}
 		withMeta = b
 	}
@@ -244,7 +244,7 @@ func (s *Server) jobDelete(w http.ResponseWriter, r *http.Request, id string) (a
 		}
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return false, fmt.Errorf("Failed to parse value of %q (%v) as a bool: %v", name, v, err) //nolint:staticcheck // Nomad's text
+			return false, fmt.Errorf("Failed to parse value of %q (%v) as a bool: %w", name, v, err) //nolint:staticcheck // Nomad's text
 		}
 		return b, nil
 	}

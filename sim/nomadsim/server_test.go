@@ -173,14 +173,21 @@ func TestServer_HTTP_headersAndErrors(t *testing.T) {
 	s := New()
 	addr := s.Start()
 	t.Cleanup(s.Close)
-	get := func(path string) (*http.Response, string) {
+	// reply is what the checks read of a response whose body get has
+	// already read and closed.
+	type reply struct {
+		StatusCode   int
+		Header       http.Header
+		Uncompressed bool
+	}
+	get := func(path string) (reply, string) {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, addr+path, nil)
 		must.NoError(t, err)
 		resp, err := http.DefaultClient.Do(req)
 		must.NoError(t, err)
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		return resp, string(b)
+		return reply{StatusCode: resp.StatusCode, Header: resp.Header, Uncompressed: resp.Uncompressed}, string(b)
 	}
 	resp, body := get("/v1/jobs")
 	must.Eq(t, 200, resp.StatusCode)

@@ -9,7 +9,7 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/tartnomad/nomad-driver-tart/driver/internal/pb/hclspec"
+	hclspecpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/hclspec"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk/hclspec"
 )
 

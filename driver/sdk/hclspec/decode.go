@@ -193,7 +193,7 @@ func checkBlockMapKeys(spec *Spec, val cty.Value, path string, depth int) error 
 	if depth == 0 {
 		return checkKeys(spec.Nested, val, path)
 	}
-	if val.IsNull() || !val.IsKnown() || !(val.Type().IsObjectType() || val.Type().IsMapType()) {
+	if val.IsNull() || !val.IsKnown() || (!val.Type().IsObjectType() && !val.Type().IsMapType()) {
 		return nil
 	}
 	for it := val.ElementIterator(); it.Next(); {

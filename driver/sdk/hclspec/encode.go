@@ -175,7 +175,7 @@ func taskConfigValue(spec *Spec, body string, env *TaskEnv) (cty.Value, error) {
 	if err != nil {
 		return cty.NilVal, err
 	}
-	var generic any = viaJSONFloat(m)
+	generic := viaJSONFloat(m)
 	if len(m) == 0 {
 		generic = nil // the servers drop an empty config map
 	}
