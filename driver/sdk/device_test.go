@@ -109,8 +109,10 @@ func TestDeviceServer_Fingerprint_skipsInvalidAndNeverEnds(t *testing.T) {
 
 	// The plugin closing its channel does not end the stream.
 	close(d.fps)
-	rctx, rcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	rctx, rcancel := context.WithCancel(ctx) // not a deadline, as in the next test
 	defer rcancel()
+	rtimer := time.AfterFunc(200*time.Millisecond, rcancel)
+	defer rtimer.Stop()
 	s2, err := c.Device.Fingerprint(rctx, &devicepb.FingerprintRequest{})
 	must.NoError(t, err)
 	_, err = s2.Recv()
@@ -122,8 +124,13 @@ func TestDeviceServer_Fingerprint_startErrorKeepsStreamOpen(t *testing.T) {
 	t.Parallel()
 	d := newFakeDevice()
 	d.fpErr = errors.New("boom")
-	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	// A cancel, not a deadline: gRPC sends a deadline to the server, whose
+	// copy may fire first and end the stream a moment before ctx.Err() is
+	// set here.
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
+	timer := time.AfterFunc(200*time.Millisecond, cancel)
+	defer timer.Stop()
 	stream, err := connectDevice(t, d).Device.Fingerprint(ctx, &devicepb.FingerprintRequest{})
 	must.NoError(t, err)
 	_, err = stream.Recv()
