@@ -19,9 +19,9 @@ import (
 )
 
 const (
-	// PluginName is the driver name jobs use (driver = "tart") and the
+	// pluginName is the driver name jobs use (driver = "tart") and the
 	// prefix of the driver's node attributes.
-	PluginName = "tart"
+	pluginName = "tart"
 	// BinaryName is the plugin binary's file name, which is also the label
 	// of the agent's plugin block.
 	BinaryName = "nomad-driver-tart"
@@ -29,7 +29,7 @@ const (
 
 // PluginInfo names the driver; the version comes from the version package.
 func (d *Driver) PluginInfo() sdk.PluginInfo {
-	return sdk.PluginInfo{Name: PluginName, Version: version.String()}
+	return sdk.PluginInfo{Name: pluginName, Version: version.String()}
 }
 
 // capabilities are constant: a VM has its own root filesystem and network

@@ -69,7 +69,7 @@ func New(logger hclog.Logger) *Driver {
 		logger = hclog.NewNullLogger()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Driver{logger: logger.Named(PluginName), lookPath: exec.LookPath, selfPath: os.Executable,
+	return &Driver{logger: logger.Named(pluginName), lookPath: exec.LookPath, selfPath: os.Executable,
 		ctx: ctx, cancel: cancel, events: newEventHub(), tasks: newTaskStore(),
 		versionEvery: fingerprintPeriod, attrEvery: attrPeriod, poolChanged: make(chan struct{}, 1)}
 }

@@ -34,7 +34,7 @@ const (
 	// tartVersionTimeout bounds `tart --version`.
 	tartVersionTimeout = 10 * time.Second
 
-	attrPrefix         = "driver." + PluginName + "."
+	attrPrefix         = "driver." + pluginName + "."
 	attrVersion        = attrPrefix + "version"
 	attrSlotsTotal     = attrPrefix + "slots.total"
 	attrSlotsAvailable = attrPrefix + "slots.available"
