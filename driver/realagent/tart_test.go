@@ -269,7 +269,7 @@ func TestNomadTart(t *testing.T) {
 		checkNoTaskVMs(t, a)
 	})
 
-	t.Run("missing_command", func(t *testing.T) {
+	t.Run("command_not_in_guest", func(t *testing.T) {
 		id := a.RunJobHCL(t, job("missing-command", fmt.Sprintf("image = %q\ncommand = \"/no/such/command\"", poolImage), ""))
 		alloc := a.WaitAllocDone(t, a.WaitAlloc(t, id).ID)
 		must.Eq(t, 127, terminated(t, alloc))
