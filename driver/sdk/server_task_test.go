@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"github.com/shoenig/test/must"
@@ -24,6 +22,7 @@ import (
 	driverpb "github.com/tartnomad/nomad-driver-tart/driver/internal/pb/drivers"
 	"github.com/tartnomad/nomad-driver-tart/driver/internal/wire"
 	"github.com/tartnomad/nomad-driver-tart/driver/sdk"
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 )
 
 // fullTaskConfig sets every TaskConfig field, including ones the native
