@@ -23,8 +23,8 @@ import (
 
 	"github.com/tartnomad/nomad-driver-tart/dockerexec"
 	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend/dockerbackend"
+	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
 	"github.com/tartnomad/nomad-driver-tart/sim/demo"
 )
 
@@ -248,14 +248,15 @@ func startService(t *testing.T, cfgPath, addr string, env ...string) *servicePro
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		p.signal(syscall.SIGTERM)
+		var exit error
 		select {
-		case <-p.done:
+		case exit = <-p.done:
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
-			<-p.done
+			exit = <-p.done
 		}
 		if t.Failed() {
-			t.Logf("service logs (%s):\n%s", cfgPath, tail(logs.String(), 120))
+			t.Logf("service exit: %v; logs (%s):\n%s", exit, cfgPath, tail(logs.String(), 120))
 			if dir := os.Getenv("E2E_LOG_DIR"); dir != "" {
 				_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.log", strings.ReplaceAll(t.Name(), "/", "_"), cmd.Process.Pid)), []byte(logs.String()), 0o644)
 			}

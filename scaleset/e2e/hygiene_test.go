@@ -194,9 +194,9 @@ func startDemoIn(t *testing.T, tmp string, env []string, args ...string) *demoPr
 	go func() { d.done <- d.cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = d.cmd.Process.Kill()
-		<-d.done
+		exit := <-d.done
 		if t.Failed() {
-			t.Logf("demo output:\n%s", tail(d.out.String(), 80))
+			t.Logf("demo exit: %v; output:\n%s", exit, tail(d.out.String(), 80))
 			testutil.KillScopedProcesses(d.scope())
 		}
 	})

@@ -15,11 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-
 	"github.com/actions/scaleset"
 	"github.com/shoenig/test/must"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
 	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"

@@ -20,11 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
-
 	"github.com/hashicorp/nomad/api"
 	"github.com/shoenig/test/must"
 
+	"github.com/tartnomad/nomad-driver-tart/internal/testutil"
 	"github.com/tartnomad/nomad-driver-tart/scaleset/backend"
 	"github.com/tartnomad/nomad-driver-tart/sim/nomadsim"
 )
