@@ -321,7 +321,7 @@ func execArgs(name string, argv []string, interactive, tty bool) []string {
 }
 
 // isTartExecFailure tells tart's own exec failures from the guest's exit
-// codes by the message tart prints (see the tart CLI reference §3.8).
+// codes by the message tart prints.
 func isTartExecFailure(code int, name, line string) bool {
 	switch code {
 	case 2:

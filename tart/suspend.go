@@ -11,7 +11,7 @@ import (
 
 // Suspend runs `tart suspend <name>` (macOS 14+ hosts) and waits until the
 // VM lists as suspended: tart only signals the VM's tart run and returns
-// before the snapshot exists (reference §3.10). run, when set, is the VM's
+// before the snapshot exists. run, when set, is the VM's
 // tart run: its exit ends the wait early, and the state is checked once
 // more then. A VM not started with --suspendable is killed by tart instead
 // (the VM ends up stopped and Suspend fails). ErrNotRunning when the VM is

@@ -23,8 +23,8 @@ const (
 	// ModeResume also keeps, per slot, a suspended template VM of the
 	// pool's image and shape with that slot's MAC (booted once with
 	// --suspendable, guest agent ready, then suspended). A start in a
-	// slot clones the slot's template and resumes the clone (reference
-	// §3.10, the reuse pattern), which takes the time to read the memory
+	// slot clones the slot's template and resumes the clone (Tart's
+	// reuse pattern), which takes the time to read the memory
 	// snapshot instead of a boot. Templates do not run, so they do not
 	// count against the host's VM limit; Size booted warm VMs come on top
 	// (they are themselves resumed from templates when one is ready).

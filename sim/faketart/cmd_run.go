@@ -267,7 +267,7 @@ func (a *app) runningVMs(except string) ([]runningVM, error) {
 }
 
 // runVM is the running VM: it waits for signals and timers and returns
-// when the VM stops (reference §3.6 steps 6 to 10 and §4.6).
+// when the VM stops.
 func (a *app) runVM(p *parsedArgs, opts runOpts, name, dir string, cfg VMConfig, sigs <-chan os.Signal) error {
 	fake := filepath.Join(dir, dirFake)
 	_ = os.RemoveAll(fake) // state of a previous, killed run
@@ -296,8 +296,8 @@ func (a *app) runVM(p *parsedArgs, opts runOpts, name, dir string, cfg VMConfig,
 	return a.waitVM(opts, name, dir, cfg, resumed, sigs)
 }
 
-// restoreSnapshot resumes from state.vzvmsave when there is one (reference
-// §3.6 step 6, §3.10) and reports whether it did. The snapshot records the
+// restoreSnapshot resumes from state.vzvmsave when there is one, as
+// `tart run` does before it boots, and reports whether it did. The snapshot records the
 // MAC it was taken with: a VM whose MAC changed since (config.json edited)
 // cannot be restored, as Virtualization.framework refuses ("invalid
 // argument", tart PR #527); FAKETART_FAIL_RESUME injects that failure.
@@ -335,7 +335,7 @@ func (a *app) powerOff(dir string, ln net.Listener, unshare func()) {
 		_ = ln.Close()
 	}
 	// A `clone` onto this name may have replaced the directory under us
-	// (reference §3.1): then the files at dir are another VM's.
+	//: then the files at dir are another VM's.
 	if a.stillOwnsDir(dir) {
 		unshare()
 		unmountGuest(dir)
@@ -425,7 +425,7 @@ func (a *app) rebootGuest(dir string) {
 	}
 }
 
-// onSignal handles a signal to `tart run` (reference §4.6) and reports
+// onSignal handles a signal to `tart run` and reports
 // whether the VM stopped.
 func (a *app) onSignal(s os.Signal, opts runOpts, dir string, cfg VMConfig) (bool, error) {
 	switch s {

@@ -54,8 +54,10 @@ func (a *app) cmdClone(spec *commandSpec, p *parsedArgs) error {
 	return a.cloneInto(srcDir, dst)
 }
 
-// cloneInto copies srcDir to vms/<dst> under the global lock, applying the
-// MAC rule of reference §3.1 and silently replacing an existing dst.
+// cloneInto copies srcDir to vms/<dst> under the global lock and silently
+// replaces an existing dst. It applies tart's clone MAC rule: the clone
+// keeps the source's MAC unless another local VM has it, and a suspended
+// source's MAC is always kept (its snapshot records it).
 func (a *app) cloneInto(srcDir, dst string) error {
 	tmp, err := a.home.newTmp()
 	if err != nil {
@@ -193,7 +195,7 @@ func (a *app) cmdSet(spec *commandSpec, p *parsedArgs) error {
 	}
 	if req.randomMAC {
 		// A snapshot cannot be restored with another MAC: tart discards
-		// it (reference §3.10, §4.3).
+		// it.
 		_ = os.Remove(filepath.Join(dir, fileSnapshot))
 	}
 	if req.disk != "" {

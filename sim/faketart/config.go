@@ -20,7 +20,7 @@ type Display struct {
 	Unit   string `json:"unit,omitempty"`
 }
 
-// VMConfig is a VM's config.json as tart writes it (reference §2.2). Keys
+// VMConfig is a VM's config.json as tart writes it. Keys
 // faketart does not know are kept when it rewrites the file.
 type VMConfig struct {
 	Version       int     `json:"version"`

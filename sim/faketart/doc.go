@@ -3,7 +3,7 @@
 
 // Package faketart is a simulator of the tart CLI (2.32.x) for tests and
 // demos on Linux, built as the faketart binary (sim/cmd/faketart). It follows
-// /work/shared/reference/tart-cli.md: the TART_HOME storage layout, the
+// the real tart CLI (tart.run, github.com/cirruslabs/tart): the TART_HOME storage layout, the
 // config.json lock that makes a VM "running", the exact exit codes and
 // stderr shapes, pull progress lines, the macOS two-VM limit, and `exec`
 // that runs the command for real on the host inside the VM's guest/

@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// Exit codes of tart (reference §1.2).
+// Exit codes of tart.
 const (
 	exitOK         = 0
 	exitFailure    = 1
@@ -18,7 +18,7 @@ const (
 	exitValidation = 64
 )
 
-// errShape says how an error is printed on stderr (reference §1.3).
+// errShape says how an error is printed on stderr.
 type errShape int
 
 const (

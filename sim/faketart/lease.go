@@ -20,7 +20,7 @@ import (
 )
 
 // lease is one entry of the fake DHCP server's lease file, in the format of
-// macOS bootpd's /var/db/dhcpd_leases (reference §4.2).
+// macOS bootpd's /var/db/dhcpd_leases.
 type lease struct {
 	name   string
 	ip     string

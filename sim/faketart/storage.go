@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// Names of the files of a VM directory (reference §2).
+// Names of the files of a VM directory.
 const (
 	fileConfig   = "config.json"
 	fileDisk     = "disk.img"
@@ -138,7 +138,7 @@ const (
 	stateStopped   vmState = "stopped"
 )
 
-// state derives a VM's state the way tart does (reference §2.1).
+// state derives a VM's state the way tart does.
 func (a *app) state(dir string) (vmState, int) {
 	if pid := a.lockHolder(filepath.Join(dir, fileConfig)); pid != 0 {
 		return stateRunning, pid
@@ -293,8 +293,7 @@ func (t *tmpEntry) remove() {
 	t.lock.unlock()
 }
 
-// gcTmp deletes entries in $TART_HOME/tmp that no process holds a lock on
-// (reference §1.6).
+// gcTmp deletes entries in $TART_HOME/tmp that no process holds a lock on.
 func (h *home) gcTmp() {
 	ents, err := os.ReadDir(h.tmpDir())
 	if err != nil {

@@ -3,12 +3,12 @@
 
 package pb_test
 
-// wireTable is the wire contract of Nomad's plugin protocol, transcribed
-// from section 2 of /work/shared/reference/nomad-driver-protocol.md (2.3 for
-// services, 2.5-2.11 for messages and enums) and, for the device service and
-// the shared statistics, from the message table of
-// /work/shared/reference/nomad-device-protocol.md. It is the only expectation
-// the wire test checks the generated descriptors against.
+// wireTable is the wire contract of Nomad's plugin protocol: the services,
+// messages, field numbers and enums of Nomad's driver, device, base and
+// statistics protocols (plugins/{base,drivers,device}/proto in Nomad's public
+// source), written out by hand rather than generated, so that a mistake in
+// our .proto files cannot also be in the expectation. It is the only
+// expectation the wire test checks the generated descriptors against.
 //
 // Format: a header line per service/message/enum, then one indented line per
 // member, in any order:

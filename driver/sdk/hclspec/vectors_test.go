@@ -18,9 +18,8 @@ import (
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 )
 
-// vectorFile is testdata/nomad-config-encoding.json, a copy of
-// /work/shared/reference/vectors/nomad-config-encoding.json: what a real
-// Nomad 2.0.6 client sent to a driver plugin for each schema and config.
+// vectorFile is testdata/nomad-config-encoding.json: what a real Nomad
+// 2.0.6 client sent to a driver plugin for each schema and config.
 type vectorFile struct {
 	Cases           []vectorCase    `json:"cases"`
 	TaskEnvironment vectorTaskEnv   `json:"task_environment"`
