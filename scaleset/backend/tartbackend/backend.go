@@ -77,6 +77,7 @@ type runner struct {
 }
 
 var (
+	_ backend.RunnerBackend     = (*Backend)(nil)
 	_ backend.Backend           = (*Backend)(nil)
 	_ backend.StartPathReporter = (*Backend)(nil)
 )
