@@ -334,8 +334,8 @@ func (a *app) powerOff(dir string, ln net.Listener, unshare func()) {
 	if ln != nil {
 		_ = ln.Close()
 	}
-	// A `clone` onto this name may have replaced the directory under us
-	//: then the files at dir are another VM's.
+	// A `clone` onto this name may have replaced the directory under us:
+	// then the files at dir are another VM's.
 	if a.stillOwnsDir(dir) {
 		unshare()
 		unmountGuest(dir)
