@@ -65,7 +65,7 @@ func scalesetFlags(t *testing.T, command string) (flags, env []string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := cli.Main(context.Background(), []string{command, "--help"}, &out, &errb)
-	must.Eq(t, 2, code, must.Sprint("flag.ErrHelp exits 2"))
+	must.Eq(t, 0, code, must.Sprint("--help prints the usage and exits 0 (issue 13)"))
 	help := out.String() + errb.String()
 	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z][a-z0-9-]*)`).FindAllStringSubmatch(help, -1) {
 		flags = append(flags, m[1])

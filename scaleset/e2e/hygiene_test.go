@@ -164,8 +164,9 @@ func testRestartKeepsBusyRunner(t *testing.T, poolSize string) {
 	must.StrNotContains(t, strings.Join([]string{first.logs.String(), second.logs.String()}, ""), testPAT)
 }
 
-// demoProc is a `nomad-gha-scaleset demo --backend tart` process whose
-// temporary files (its TART_HOME among them) live in tmp.
+// demoProc is a `nomad-gha-scaleset-demo --backend tart` process (which
+// runs nomad-gha-scaleset as its child) whose temporary files (its
+// TART_HOME among them) live in tmp.
 type demoProc struct {
 	cmd  *exec.Cmd
 	out  *testutil.SyncBuffer
@@ -181,11 +182,12 @@ func startDemo(t *testing.T, env []string, args ...string) *demoProc {
 // startDemoIn is startDemo with tmp as the demo's temp dir.
 func startDemoIn(t *testing.T, tmp string, env []string, args ...string) *demoProc {
 	t.Helper()
-	bin := testutil.BuildBinary(t, "./cmd/nomad-gha-scaleset")
+	bin := testutil.BuildBinary(t, "./sim/cmd/nomad-gha-scaleset-demo")
 	binDir := filepath.Dir(testutil.BuildBinary(t, "./sim/cmd/faketart"))
 	testutil.BuildBinary(t, "./sim/cmd/fakerunner")
+	testutil.BuildBinary(t, "./cmd/nomad-gha-scaleset")
 	d := &demoProc{out: &testutil.SyncBuffer{}, tmp: tmp, done: make(chan error, 1)}
-	d.cmd = exec.Command(bin, append([]string{"demo", "--backend", "tart", "--bin-dir", binDir}, args...)...)
+	d.cmd = exec.Command(bin, append([]string{"--backend", "tart", "--bin-dir", binDir}, args...)...)
 	d.cmd.Env = append(append(os.Environ(), "TMPDIR="+d.tmp), env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	// Processes it leaks may hold its output pipe; do not wait for them.
