@@ -4,7 +4,6 @@
 package demo
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/tartnomad/nomad-driver-tart/scaleset/config"
 	"github.com/tartnomad/nomad-driver-tart/sim/actionssim"
@@ -162,51 +164,31 @@ func (p *process) counts(ctx context.Context) (runnerCounts, error) {
 // parseRunnerCounts sums the nomad_gha_scaleset_runners series of a
 // Prometheus text exposition by phase.
 func parseRunnerCounts(r io.Reader) (runnerCounts, error) {
-	const metric = "nomad_gha_scaleset_runners{"
 	var c runnerCounts
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, metric) {
-			continue
-		}
-		labels, value, ok := strings.Cut(line[len(metric):], "} ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		if err != nil {
-			return c, fmt.Errorf("failed to parse %q: %w", line, err)
-		}
-		n := int(v)
-		switch labelValue(labels, "phase") {
-		case "starting", "pending":
-			c.starting += n
-		case "idle":
-			c.idle += n
-		case "busy":
-			c.busy += n
-		case "finishing":
-			c.finishing += n
-		}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return c, fmt.Errorf("failed to parse the scrape: %w", err)
 	}
-	if err := sc.Err(); err != nil {
-		return c, fmt.Errorf("failed to read the scrape: %w", err)
+	for _, m := range fams["nomad_gha_scaleset_runners"].GetMetric() {
+		n := int(m.GetGauge().GetValue() + m.GetUntyped().GetValue())
+		for _, l := range m.GetLabel() {
+			if l.GetName() != "phase" {
+				continue
+			}
+			switch l.GetValue() {
+			case "starting", "pending":
+				c.starting += n
+			case "idle":
+				c.idle += n
+			case "busy":
+				c.busy += n
+			case "finishing":
+				c.finishing += n
+			}
+		}
 	}
 	return c, nil
-}
-
-// labelValue returns the value of key in a label set like a="x",b="y"
-// (the values the service exports hold no quotes or commas).
-func labelValue(labels, key string) string {
-	for kv := range strings.SplitSeq(labels, ",") {
-		k, v, ok := strings.Cut(kv, "=")
-		if ok && k == key {
-			return strings.Trim(v, `"`)
-		}
-	}
-	return ""
 }
 
 // peak is the most runners alive at once: the larger of the service's
