@@ -44,11 +44,11 @@ func (r *scaleSetRunner) contact(err error) {
 	r.lastContact.Store(time.Now().UnixNano())
 }
 
-// reachable says why the Actions service counts as unreachable for this
+// unreachableReason says why the Actions service counts as unreachable for this
 // scale set ("" when it does not): the last message poll failed (after
 // the client's retries), or nothing answered for unreachableAfter (a
 // poll hanging in a network outage).
-func (r *scaleSetRunner) reachable(now time.Time) string {
+func (r *scaleSetRunner) unreachableReason(now time.Time) string {
 	if p := r.pollErr.Load(); p != nil {
 		return "GitHub unreachable: " + (*p).Error()
 	}

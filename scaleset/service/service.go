@@ -241,7 +241,7 @@ func (s *Service) Handler() http.Handler {
 			case !set.ready.Load():
 				notReady = append(notReady, set.cfg.Name)
 			default:
-				if why := set.reachable(time.Now()); why != "" {
+				if why := set.unreachableReason(time.Now()); why != "" {
 					notReady = append(notReady, set.cfg.Name+" ("+why+")")
 				}
 			}
