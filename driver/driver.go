@@ -52,7 +52,7 @@ type Driver struct {
 	rt      *tartHost
 	rtErr   error
 	rtStart chan struct{} // closed when a start attempt has finished
-	// shutdown is set by Shutdown; a runtime that finishes starting after
+	// shutdown is set by Shutdown; a tart host that finishes starting after
 	// it detaches its pool at once.
 	shutdown bool
 }
@@ -111,16 +111,16 @@ func (d *Driver) SetConfig(cfg *sdk.PluginConfig) error {
 	return nil
 }
 
-// runtime returns the started tartHost, starting it on first use (see
+// host returns the started tartHost, starting it on first use (see
 // tartHost's doc for why it is lazy). A failed start is retried by the next
 // caller.
-func (d *Driver) runtime(ctx context.Context) (*tartHost, error) {
+func (d *Driver) host(ctx context.Context) (*tartHost, error) {
 	d.rtMu.Lock()
 	if d.rt != nil {
 		defer d.rtMu.Unlock()
 		return d.rt, nil
 	}
-	started := d.startRuntimeLocked()
+	started := d.startHostLocked()
 	d.rtMu.Unlock()
 	select {
 	case <-started:
@@ -135,19 +135,19 @@ func (d *Driver) runtime(ctx context.Context) (*tartHost, error) {
 	return nil, d.rtErr
 }
 
-// startRuntimeLocked launches a start attempt unless the runtime is up or
+// startHostLocked launches a start attempt unless the tart host is up or
 // an attempt is under way, and returns the channel closed when the current
 // attempt has finished. d.rtMu must be held.
-func (d *Driver) startRuntimeLocked() chan struct{} {
+func (d *Driver) startHostLocked() chan struct{} {
 	if d.rt == nil && d.rtStart == nil {
 		d.rtStart = make(chan struct{})
-		go d.startRuntime(d.rtStart)
+		go d.startHost(d.rtStart)
 	}
 	return d.rtStart
 }
 
-// startRuntime is owned by the driver's ctx.
-func (d *Driver) startRuntime(done chan struct{}) {
+// startHost is owned by the driver's ctx.
+func (d *Driver) startHost(done chan struct{}) {
 	rt, err := newTartHost(d.ctx, d.pluginConfig(), d.logger, d.notePoolChange)
 	d.rtMu.Lock()
 	if err == nil && d.shutdown {
@@ -182,8 +182,8 @@ func (d *Driver) notePoolChange() {
 	}
 }
 
-// currentRuntime returns the runtime if it has started, without starting it.
-func (d *Driver) currentRuntime() *tartHost {
+// currentHost returns the tart host if it has started, without starting it.
+func (d *Driver) currentHost() *tartHost {
 	d.rtMu.Lock()
 	defer d.rtMu.Unlock()
 	return d.rt
@@ -236,7 +236,7 @@ func (d *Driver) StartTask(ctx context.Context, cfg *sdk.TaskConfig) (*sdk.TaskH
 	if err != nil {
 		return nil, err
 	}
-	rt, err := d.runtime(ctx)
+	rt, err := d.host(ctx)
 	if err != nil {
 		return nil, sdk.NewRecoverableError(fmt.Errorf("tart is not ready: %w", err))
 	}
@@ -287,7 +287,7 @@ func (d *Driver) RecoverTask(ctx context.Context, handle *sdk.TaskHandle) error 
 	if err != nil {
 		return fmt.Errorf("recover task %s: %w", handle.Config.ID, err)
 	}
-	rt, err := d.runtime(ctx)
+	rt, err := d.host(ctx)
 	if err != nil {
 		return fmt.Errorf("recover task %s: %w", handle.Config.ID, err)
 	}
@@ -320,7 +320,7 @@ func (d *Driver) StopTask(ctx context.Context, taskID string, timeout time.Durat
 	if !ok {
 		return fmt.Errorf("stop task %s: %w", taskID, sdk.ErrTaskNotFound)
 	}
-	rt, err := d.runtime(ctx)
+	rt, err := d.host(ctx)
 	if err != nil {
 		return fmt.Errorf("stop task %s: %w", taskID, err)
 	}
@@ -337,7 +337,7 @@ func (d *Driver) DestroyTask(ctx context.Context, taskID string, force bool) err
 	if h.isRunning() && !force {
 		return fmt.Errorf("destroy task %s: task is still running", taskID)
 	}
-	rt, err := d.runtime(ctx)
+	rt, err := d.host(ctx)
 	if err != nil {
 		return fmt.Errorf("destroy task %s: %w", taskID, err)
 	}
@@ -362,7 +362,7 @@ func (d *Driver) SignalTask(ctx context.Context, taskID string, signal string) e
 	if !h.isRunning() {
 		return fmt.Errorf("signal task %s: task has exited", taskID)
 	}
-	rt, err := d.runtime(ctx)
+	rt, err := d.host(ctx)
 	if err != nil {
 		return fmt.Errorf("signal task %s: %w", taskID, err)
 	}
@@ -376,7 +376,7 @@ func (d *Driver) ExecTask(ctx context.Context, taskID string, cmd []string, time
 	if !ok {
 		return nil, fmt.Errorf("exec in task %s: %w", taskID, sdk.ErrTaskNotFound)
 	}
-	rt, err := d.runtime(ctx)
+	rt, err := d.host(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("exec in task %s: %w", taskID, err)
 	}

@@ -52,7 +52,7 @@ func (d *Driver) ExecTaskStreaming(ctx context.Context, taskID string, opts *sdk
 	if len(opts.Command) == 0 {
 		return nil, errors.New("exec: empty command")
 	}
-	rt, err := d.runtime(ctx)
+	rt, err := d.host(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("exec in task %s: %w", taskID, err)
 	}

@@ -53,7 +53,7 @@ var minTartVersion = [3]int{2, 27, 0}
 // the rest. Nomad opens one stream; a second one gets the periodic
 // comparison and whichever wake-ups the first does not take.
 // Only Nomad's long-lived plugin process calls it, so it also starts the
-// runtime (warm pools) in the background. The goroutine is owned by ctx.
+// tart host (slots, warm pools) in the background. The goroutine is owned by ctx.
 func (d *Driver) Fingerprint(ctx context.Context) (<-chan *sdk.Fingerprint, error) {
 	ch := make(chan *sdk.Fingerprint, 1)
 	go func() {
@@ -67,8 +67,8 @@ func (d *Driver) Fingerprint(ctx context.Context) (<-chan *sdk.Fingerprint, erro
 		refreshed := true
 		var settled <-chan time.Time // armed by a pool event, nil otherwise
 		for {
-			if refreshed && (base.Health == sdk.HealthStateHealthy || d.runtimeError() != nil) {
-				d.startRuntimeInBackground() // a failed start is retried at the next version check
+			if refreshed && (base.Health == sdk.HealthStateHealthy || d.hostError() != nil) {
+				d.startHostInBackground() // a failed start is retried at the next version check
 			}
 			refreshed = false
 			fp := d.withRuntimeAttributes(base)
@@ -104,21 +104,21 @@ func (d *Driver) Fingerprint(ctx context.Context) (<-chan *sdk.Fingerprint, erro
 	return ch, nil
 }
 
-// startRuntimeInBackground starts the runtime without waiting for it.
-func (d *Driver) startRuntimeInBackground() {
+// startHostInBackground starts the tart host without waiting for it.
+func (d *Driver) startHostInBackground() {
 	d.rtMu.Lock()
 	defer d.rtMu.Unlock()
-	d.startRuntimeLocked()
+	d.startHostLocked()
 }
 
 // withRuntimeAttributes adds slot and pool attributes to a healthy
-// fingerprint once the runtime runs.
+// fingerprint once the tart host runs.
 func (d *Driver) withRuntimeAttributes(base *sdk.Fingerprint) *sdk.Fingerprint {
 	fp := &sdk.Fingerprint{Health: base.Health, HealthDescription: base.HealthDescription, Attributes: map[string]any{}}
 	for k, v := range base.Attributes {
 		fp.Attributes[k] = v
 	}
-	rt := d.currentRuntime()
+	rt := d.currentHost()
 	if rt == nil || base.Health != sdk.HealthStateHealthy {
 		return fp
 	}
@@ -251,8 +251,8 @@ func (d *Driver) fingerprint(ctx context.Context) *sdk.Fingerprint {
 			Attributes:        map[string]any{attrVersion: ver},
 		}
 	}
-	if rt := d.currentRuntime(); rt == nil {
-		if err := d.runtimeError(); err != nil {
+	if rt := d.currentHost(); rt == nil {
+		if err := d.hostError(); err != nil {
 			return &sdk.Fingerprint{
 				Health:            sdk.HealthStateUnhealthy,
 				HealthDescription: "tart does not work: " + firstLine([]byte(err.Error())),
@@ -288,8 +288,8 @@ func preflightWarnings(cfg PluginConfig, goos string, euid int) []string {
 	return w
 }
 
-// runtimeError is the last runtime start error, if the runtime is not up.
-func (d *Driver) runtimeError() error {
+// hostError is the last tart host start error, if the tart host is not up.
+func (d *Driver) hostError() error {
 	d.rtMu.Lock()
 	defer d.rtMu.Unlock()
 	if d.rt != nil {
@@ -318,8 +318,8 @@ func versionAtLeast(v string, min [3]int) bool {
 }
 
 // tartVersion runs `tart --version` and returns the first line it prints.
-// It builds a bare client for tartPath: the runtime's client may not exist
-// yet (the runtime starts only once tart is healthy).
+// It builds a bare client for tartPath: the tart host's client may not exist
+// yet (the tart host starts only once tart is healthy).
 func tartVersion(ctx context.Context, tartPath string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, tartVersionTimeout)
 	defer cancel()

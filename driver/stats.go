@@ -44,7 +44,7 @@ func (d *Driver) TaskStats(ctx context.Context, taskID string, interval time.Dur
 
 func (d *Driver) statsLoop(ctx context.Context, h *taskHandle, interval time.Duration, ch chan<- *sdk.TaskResourceUsage) {
 	defer close(ch)
-	rt := d.currentRuntime()
+	rt := d.currentHost()
 	var prev procSample
 	prevAt := time.Time{}
 	t := time.NewTicker(interval)
