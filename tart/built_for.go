@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/atomicfile"
 )
 
 // specMarker is the file a warm VM gets in its VM directory before it
@@ -108,7 +110,7 @@ func writeBuiltFor(dir string, b builtFor) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", specMarker, err)
 	}
-	if err := replaceFile(filepath.Join(dir, specMarker), append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, specMarker), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", specMarker, err)
 	}
 	return nil

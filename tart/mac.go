@@ -86,21 +86,14 @@ func (c *Client) setMACAddress(name, mac string) error {
 	if err != nil {
 		return fmt.Errorf("set mac of vm %s: encode config: %w", name, err)
 	}
-	// Keep the mode tart gave the file.
+	// Keep the mode tart gave the file. Replaced whole, so tart (or
+	// another pool at Start) reads the old config or the new, never half.
 	perm := os.FileMode(0o600)
 	if fi, err := os.Stat(path); err == nil {
 		perm = fi.Mode().Perm()
 	}
-	if err := replaceFile(path, out, perm); err != nil {
+	if err := atomicfile.Write(path, out, perm); err != nil {
 		return fmt.Errorf("set mac of vm %s: write config: %w", name, err)
 	}
 	return nil
-}
-
-// replaceFile writes data to path through a temporary file in the same
-// directory and a rename (atomicfile.Write), so that a concurrent reader
-// (tart, another pool at Start) sees the old content or the new, never
-// half of it.
-func replaceFile(path string, data []byte, perm os.FileMode) error {
-	return atomicfile.Write(path, data, perm)
 }

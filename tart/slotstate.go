@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tartnomad/nomad-driver-tart/internal/atomicfile"
 )
 
 // SlotUse is what a VM slot is used for at one moment.
@@ -124,7 +126,7 @@ func WriteSlotRecord(home string, r SlotRecord) error {
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		return fmt.Errorf("write slot record: %w", err)
 	}
-	if err := replaceFile(slotRecordFile(home, r.Who), append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.Write(slotRecordFile(home, r.Who), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write slot record: %w", err)
 	}
 	return nil
