@@ -71,7 +71,7 @@ func (d *Driver) Fingerprint(ctx context.Context) (<-chan *sdk.Fingerprint, erro
 				d.startHostInBackground() // a failed start is retried at the next version check
 			}
 			refreshed = false
-			fp := d.withRuntimeAttributes(base)
+			fp := d.withHostAttributes(base)
 			if last == nil || !sameFingerprint(last, fp) {
 				select {
 				case ch <- fp:
@@ -111,9 +111,9 @@ func (d *Driver) startHostInBackground() {
 	d.startHostLocked()
 }
 
-// withRuntimeAttributes adds slot and pool attributes to a healthy
+// withHostAttributes adds slot and pool attributes to a healthy
 // fingerprint once the tart host runs.
-func (d *Driver) withRuntimeAttributes(base *sdk.Fingerprint) *sdk.Fingerprint {
+func (d *Driver) withHostAttributes(base *sdk.Fingerprint) *sdk.Fingerprint {
 	fp := &sdk.Fingerprint{Health: base.Health, HealthDescription: base.HealthDescription, Attributes: map[string]any{}}
 	for k, v := range base.Attributes {
 		fp.Attributes[k] = v
