@@ -300,7 +300,7 @@ func (p *Pool) handOver(ps *poolState, w *warmVM) bool {
 	}
 	wake := w.waiter
 	w.waiter = nil
-	ps.failures, ps.lastErr, ps.retryAt = 0, nil, time.Time{}
+	ps.succeeded()
 	p.mu.Unlock()
 	p.log.Info("warm vm ready for the task waiting for it", "pool", ps.cfg.Name, "vm_name", w.vm.Name)
 	wake <- true

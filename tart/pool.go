@@ -173,14 +173,12 @@ type warmVM struct {
 }
 
 type poolState struct {
-	cfg      PoolConfig
-	ready    *list.List // of *warmVM, oldest first
-	booting  map[string]*warmVM
-	failures int
-	retryAt  time.Time
-	lastErr  error
-	kick     chan struct{}
-	est      estimates
+	cfg     PoolConfig
+	ready   *list.List // of *warmVM, oldest first
+	booting map[string]*warmVM
+	retryState
+	kick chan struct{}
+	est  estimates
 	// tmpl is the pool's templates (nil unless ModeResume).
 	tmpl *templateSet
 }

@@ -79,7 +79,7 @@ func (p *Pool) bootWarm(ctx context.Context, cancel context.CancelFunc, ps *pool
 			return // p.mu released
 		}
 		w.elem = ps.ready.PushBack(w)
-		ps.failures, ps.lastErr, ps.retryAt = 0, nil, time.Time{}
+		ps.succeeded()
 		p.mu.Unlock()
 		if vm.Run != nil {
 			p.wg.Add(1)
@@ -96,10 +96,7 @@ func (p *Pool) bootWarm(ctx context.Context, cancel context.CancelFunc, ps *pool
 	var retry time.Duration
 	failed := err != nil && !cancelled
 	if failed {
-		ps.failures++
-		ps.lastErr = err
-		retry = backoff.Exponential{Min: p.opts.BackoffMin, Max: p.opts.BackoffMax}.Jittered(ps.failures)
-		ps.retryAt = time.Now().Add(retry)
+		retry = ps.failed(err, p.opts.BackoffMin, p.opts.BackoffMax)
 	}
 	p.mu.Unlock()
 	// Booted too late (pool closed, boot preempted) or failed: nothing of
@@ -134,10 +131,7 @@ func (p *Pool) watch(ps *poolState, w *warmVM) {
 	// A VM that keeps dying counts as a failed boot, so replacements back
 	// off too.
 	err := w.vm.Run.exitError()
-	ps.failures++
-	ps.lastErr = err
-	retry := backoff.Exponential{Min: p.opts.BackoffMin, Max: p.opts.BackoffMax}.Jittered(ps.failures)
-	ps.retryAt = time.Now().Add(retry)
+	retry := ps.failed(err, p.opts.BackoffMin, p.opts.BackoffMax)
 	p.mu.Unlock()
 	p.log.Warn("warm vm stopped unexpectedly", "pool", ps.cfg.Name, "vm_name", w.vm.Name, "retry_in", retry, "error", err)
 	emit(Event{Type: EventFailed, Pool: ps.cfg.Name, VM: w.vm.Name, Err: err, RetryIn: retry,
@@ -223,3 +217,25 @@ func (p *Pool) preempt() bool {
 	p.mu.Unlock()
 	return false
 }
+
+// retryState is the backoff of something that boots VMs (a pool's warm
+// VMs, a pool's templates): consecutive failures, the last one's error,
+// and when the next attempt may start. p.mu guards it.
+type retryState struct {
+	failures int
+	retryAt  time.Time
+	lastErr  error
+}
+
+// failed records a failure and returns the jittered exponential delay,
+// between minDelay and maxDelay, before the next attempt.
+func (r *retryState) failed(err error, minDelay, maxDelay time.Duration) time.Duration {
+	r.failures++
+	r.lastErr = err
+	retry := backoff.Exponential{Min: minDelay, Max: maxDelay}.Jittered(r.failures)
+	r.retryAt = time.Now().Add(retry)
+	return retry
+}
+
+// succeeded clears the failures: the next attempt may start at once.
+func (r *retryState) succeeded() { *r = retryState{} }

@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/tartnomad/nomad-driver-tart/internal/backoff"
 )
 
 // PoolMode says how a pool makes VMs ready ahead of tasks.
@@ -65,11 +63,9 @@ type templateSet struct {
 	slots []*template
 	// version is the tart version the templates are built with (read at
 	// Start); a template built with another is rebuilt.
-	version  string
-	failures int
-	retryAt  time.Time
-	lastErr  error
-	kick     chan struct{}
+	version string
+	retryState
+	kick chan struct{}
 }
 
 func newTemplateSet(n int) *templateSet {
@@ -262,7 +258,7 @@ func (p *Pool) buildTemplate(ctx context.Context, cancel context.CancelFunc, ps 
 	p.mu.Lock()
 	if err == nil && !p.closed && ctx.Err() == nil {
 		t.ready, t.stop = true, nil
-		ts.failures, ts.lastErr, ts.retryAt = 0, nil, time.Time{}
+		ts.succeeded()
 		p.mu.Unlock()
 		p.slots.release(slot.Index)
 		d := time.Since(start)
@@ -277,10 +273,7 @@ func (p *Pool) buildTemplate(ctx context.Context, cancel context.CancelFunc, ps 
 	failed := err != nil && ctx.Err() == nil
 	var retry time.Duration
 	if failed {
-		ts.failures++
-		ts.lastErr = err
-		retry = backoff.Exponential{Min: p.opts.BackoffMin, Max: p.opts.BackoffMax}.Jittered(ts.failures)
-		ts.retryAt = time.Now().Add(retry)
+		retry = ts.failed(err, p.opts.BackoffMin, p.opts.BackoffMax)
 	}
 	p.mu.Unlock()
 	p.discard(vm, "template build did not complete")
